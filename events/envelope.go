@@ -1,0 +1,408 @@
+package events
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxEventSize is the largest envelope accepted, in bytes (64 KiB).
+const MaxEventSize = 64 << 10
+
+// EnvelopeVersion is the version of the envelope described by
+// schemas/event.schema.json. A change of meaning bumps it.
+const EnvelopeVersion = 1
+
+// Kind says what an event reports.
+type Kind string
+
+// Event kinds.
+const (
+	KindStatus   Kind = "status"   // a status change in the system
+	KindAck      Kind = "ack"      // the system acknowledges another system's event (AckOf)
+	KindSnapshot Kind = "snapshot" // a row of an imported export of the system's current states
+)
+
+// Actor says who caused a change.
+type Actor string
+
+// Actors.
+const (
+	ActorIntegration Actor = "integration"
+	ActorManual      Actor = "manual"
+	ActorSystem      Actor = "system"
+)
+
+// Event is the event envelope (CONTRACT.md section 3). OccurredAt keeps the
+// string as sent, so its offset is shown as the source wrote it; Occurred is
+// the parsed instant, set by Parse and Validate.
+type Event struct {
+	EventID     string          `json:"event_id"`
+	OrderID     string          `json:"order_id"`
+	System      string          `json:"system"`
+	Kind        Kind            `json:"kind,omitempty"`
+	Status      string          `json:"status,omitempty"`
+	StatusField string          `json:"status_field,omitempty"`
+	OccurredAt  string          `json:"occurred_at"`
+	Actor       Actor           `json:"actor,omitempty"`
+	AckOf       string          `json:"ack_of,omitempty"`
+	ExternalRef string          `json:"external_ref,omitempty"`
+	Attributes  json.RawMessage `json:"attributes,omitempty"`
+
+	Occurred time.Time `json:"-"`
+}
+
+// EffectiveKind is Kind with its default applied.
+func (e *Event) EffectiveKind() Kind {
+	if e.Kind == "" {
+		return KindStatus
+	}
+	return e.Kind
+}
+
+// EffectiveActor is Actor with its default applied.
+func (e *Event) EffectiveActor() Actor {
+	if e.Actor == "" {
+		return ActorIntegration
+	}
+	return e.Actor
+}
+
+// MsgID is the event's Nats-Msg-Id.
+func (e *Event) MsgID() string { return MsgID(e.System, e.EventID) }
+
+// AckTarget splits AckOf into the acknowledged event's system and event id.
+func (e *Event) AckTarget() (system, eventID string, ok bool) {
+	i := strings.IndexByte(e.AckOf, ':')
+	if i <= 0 {
+		return "", "", false
+	}
+	return e.AckOf[:i], e.AckOf[i+1:], true
+}
+
+// Marshal encodes the event as JSON.
+func (e *Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+
+// Parse decodes and validates one envelope. On failure it returns a
+// *ValidationError that lists every problem with its field; the returned
+// Event then holds whatever could be decoded (System in particular, so the
+// caller can pick the dead-letter subject).
+func Parse(data []byte) (Event, error) {
+	var ev Event
+	if len(data) > MaxEventSize {
+		ve := &ValidationError{}
+		ve.Add("", CodeTooLarge, fmt.Sprintf("event is %d bytes; the limit is %d (64 KiB)", len(data), MaxEventSize))
+		return ev, ve
+	}
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		ve := &ValidationError{}
+		ve.Add("", CodeMalformedJSON, "event must be a JSON object")
+		return ev, ve
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &fields); err != nil {
+		ve := &ValidationError{}
+		ve.Add("", CodeMalformedJSON, "malformed JSON: "+err.Error())
+		return ev, ve
+	}
+	ve := &ValidationError{}
+	for name, raw := range fields {
+		switch name {
+		case "event_id":
+			decodeString(ve, name, raw, &ev.EventID)
+		case "order_id":
+			decodeString(ve, name, raw, &ev.OrderID)
+		case "system":
+			decodeString(ve, name, raw, &ev.System)
+		case "kind":
+			var s string
+			decodeString(ve, name, raw, &s)
+			ev.Kind = Kind(s)
+			if s == "" && isJSONString(raw) {
+				ev.Kind = "\x00" // present but empty: invalid, reported by validate
+			}
+		case "status":
+			decodeString(ve, name, raw, &ev.Status)
+		case "status_field":
+			decodeString(ve, name, raw, &ev.StatusField)
+			if ev.StatusField == "" && isJSONString(raw) {
+				ve.Add(name, CodeInvalidField, "must not be empty when present")
+			}
+		case "occurred_at":
+			decodeString(ve, name, raw, &ev.OccurredAt)
+		case "actor":
+			var s string
+			decodeString(ve, name, raw, &s)
+			ev.Actor = Actor(s)
+			if s == "" && isJSONString(raw) {
+				ev.Actor = "\x00"
+			}
+		case "ack_of":
+			decodeString(ve, name, raw, &ev.AckOf)
+			if ev.AckOf == "" && isJSONString(raw) {
+				ev.AckOf = "\x00"
+			}
+		case "external_ref":
+			decodeString(ve, name, raw, &ev.ExternalRef)
+		case "attributes":
+			if len(raw) == 0 || raw[0] != '{' {
+				ve.Add(name, CodeInvalidField, "must be a JSON object")
+				continue
+			}
+			ev.Attributes = append(json.RawMessage(nil), raw...)
+		default:
+			ve.Add(name, CodeUnknownField, "unknown field; the envelope (schemas/event.schema.json) has no such field")
+		}
+	}
+	ev.validate(ve, fields)
+	sortProblems(ve)
+	if err := ve.OrNil(); err != nil {
+		return ev, err
+	}
+	return ev, nil
+}
+
+func isJSONString(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '"' }
+
+func decodeString(ve *ValidationError, field string, raw json.RawMessage, dst *string) {
+	if !isJSONString(raw) {
+		ve.Add(field, CodeInvalidField, "must be a string, got "+jsonType(raw))
+		return
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		ve.Add(field, CodeInvalidField, "must be a string: "+err.Error())
+	}
+}
+
+func jsonType(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// Validate checks an event built in Go (not decoded by Parse) and sets
+// Occurred. It returns a *ValidationError listing every problem.
+func (e *Event) Validate() error {
+	ve := &ValidationError{}
+	e.validate(ve, nil)
+	sortProblems(ve)
+	return ve.OrNil()
+}
+
+// validate checks field values. present, when not nil, tells which fields
+// the JSON held, so a field sent with a wrong type is not also reported
+// missing.
+func (e *Event) validate(ve *ValidationError, present map[string]json.RawMessage) {
+	has := func(name string, val string) bool {
+		if present != nil {
+			_, ok := present[name]
+			return ok
+		}
+		return val != ""
+	}
+	typed := func(name string) bool { // present with the right type (or built in Go)
+		if present == nil {
+			return true
+		}
+		raw, ok := present[name]
+		return ok && isJSONString(raw)
+	}
+	checkID := func(name, val string) {
+		if !has(name, val) {
+			ve.Add(name, CodeMissingField, "is required")
+			return
+		}
+		if !typed(name) {
+			return
+		}
+		if msg := checkText(val, 1, 128); msg != "" {
+			ve.Add(name, CodeInvalidField, msg)
+		}
+	}
+	checkID("event_id", e.EventID)
+	checkID("order_id", e.OrderID)
+
+	if !has("system", e.System) {
+		ve.Add("system", CodeMissingField, "is required")
+	} else if typed("system") && !ValidSystemID(e.System) {
+		ve.Add("system", CodeInvalidField, fmt.Sprintf("%q is not a system id: want [a-z][a-z0-9_-]{0,31}", e.System))
+	}
+
+	kind := e.Kind
+	switch kind {
+	case "", KindStatus, KindAck, KindSnapshot:
+	default:
+		if typed("kind") {
+			ve.Add("kind", CodeInvalidField, fmt.Sprintf("%q is not a kind: want status, ack or snapshot", strings.Trim(string(kind), "\x00")))
+		}
+	}
+
+	_, kindSent := present["kind"]
+	if (kind == "" && !kindSent) || kind == KindStatus || kind == KindSnapshot {
+		if !has("status", e.Status) {
+			ve.Add("status", CodeMissingField, "is required for a "+string(e.EffectiveKind())+" event")
+		}
+	}
+	if has("status", e.Status) && typed("status") {
+		if msg := checkText(e.Status, 1, 256); msg != "" {
+			ve.Add("status", CodeInvalidField, msg)
+		} else if strings.Trim(e.Status, " ") == "" {
+			ve.Add("status", CodeInvalidField, "must not be blank")
+		}
+	}
+	if e.StatusField != "" && !validFieldName(e.StatusField) {
+		ve.Add("status_field", CodeInvalidField, fmt.Sprintf("%q is not a field name: want [A-Za-z][A-Za-z0-9_.:-]{0,127}", e.StatusField))
+	}
+
+	if !has("occurred_at", e.OccurredAt) {
+		ve.Add("occurred_at", CodeMissingField, "is required")
+	} else if typed("occurred_at") {
+		t, msg := ParseTimestamp(e.OccurredAt)
+		if msg != "" {
+			ve.Add("occurred_at", CodeInvalidField, msg)
+		}
+		e.Occurred = t
+	}
+
+	switch e.Actor {
+	case "", ActorIntegration, ActorManual, ActorSystem:
+	default:
+		if typed("actor") {
+			ve.Add("actor", CodeInvalidField, fmt.Sprintf("%q is not an actor: want integration, manual or system", strings.Trim(string(e.Actor), "\x00")))
+		}
+	}
+
+	if kind == KindAck && !has("ack_of", e.AckOf) {
+		ve.Add("ack_of", CodeMissingField, "is required for an ack event: <system>:<event_id> of the acknowledged event")
+	}
+	if has("ack_of", e.AckOf) && typed("ack_of") {
+		sys, id, ok := e.AckTarget()
+		if !ok || !ValidSystemID(sys) || checkText(id, 1, 128) != "" {
+			ve.Add("ack_of", CodeInvalidField, fmt.Sprintf("%q is not <system>:<event_id>", strings.Trim(e.AckOf, "\x00")))
+		}
+	}
+	if utf8.RuneCountInString(e.ExternalRef) > 128 {
+		ve.Add("external_ref", CodeInvalidField, "is longer than 128 characters")
+	}
+	if present == nil && len(e.Attributes) > 0 {
+		if b := bytes.TrimSpace(e.Attributes); len(b) == 0 || b[0] != '{' || !json.Valid(b) {
+			ve.Add("attributes", CodeInvalidField, "must be a JSON object")
+		}
+	}
+}
+
+// checkText checks a length in characters and the absence of control
+// characters (C0, DEL, C1). It returns "" when s is fine.
+func checkText(s string, min, max int) string {
+	n := 0
+	for _, r := range s {
+		if r < 0x20 || (r >= 0x7f && r <= 0x9f) {
+			return fmt.Sprintf("must not contain control characters (found U+%04X)", r)
+		}
+		n++
+	}
+	if n < min {
+		return "must not be empty"
+	}
+	if n > max {
+		return fmt.Sprintf("is %d characters; at most %d", n, max)
+	}
+	return ""
+}
+
+func validFieldName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if i == 0 && !letter {
+			return false
+		}
+		if !(letter || c >= '0' && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseTimestamp parses an RFC 3339 timestamp that must carry an offset or
+// Z (2026-11-27T10:04:05-04:00, 2026-11-27T14:04:05.123Z). It returns a
+// sentence saying what is wrong, or "".
+func ParseTimestamp(s string) (time.Time, string) {
+	if !timestampShape(s) {
+		if len(s) >= 19 && s[10] == 'T' && timestampShape(s+"Z") {
+			return time.Time{}, fmt.Sprintf("%q has no offset: want RFC 3339 with an offset or Z, e.g. 2026-11-27T10:04:05-04:00", s)
+		}
+		return time.Time{}, fmt.Sprintf("%q is not an RFC 3339 timestamp with an offset, e.g. 2026-11-27T10:04:05-04:00", s)
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Sprintf("%q is not a valid date and time: %v", s, err)
+	}
+	return t, ""
+}
+
+// timestampShape matches
+// ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$
+// without a regexp, the same pattern as the JSON Schema.
+func timestampShape(s string) bool {
+	digits := func(from, n int) bool {
+		if from+n > len(s) {
+			return false
+		}
+		for i := from; i < from+n; i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	if len(s) < 20 || !digits(0, 4) || s[4] != '-' || !digits(5, 2) || s[7] != '-' || !digits(8, 2) ||
+		s[10] != 'T' || !digits(11, 2) || s[13] != ':' || !digits(14, 2) || s[16] != ':' || !digits(17, 2) {
+		return false
+	}
+	i := 19
+	if s[i] == '.' {
+		j := i + 1
+		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+			j++
+		}
+		if j-i-1 < 1 || j-i-1 > 9 {
+			return false
+		}
+		i = j
+	}
+	rest := s[i:]
+	if rest == "Z" {
+		return true
+	}
+	return len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && digits(i+1, 2) && rest[3] == ':' && digits(i+4, 2)
+}
+
+// sortProblems orders problems by field so output is stable.
+func sortProblems(ve *ValidationError) {
+	p := ve.Problems
+	for i := 1; i < len(p); i++ {
+		for j := i; j > 0 && p[j].Field < p[j-1].Field; j-- {
+			p[j], p[j-1] = p[j-1], p[j]
+		}
+	}
+}

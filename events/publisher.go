@@ -1,0 +1,248 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Outcome is what became of one published event.
+type Outcome string
+
+// Outcomes, as reported per event by POST /v1/events and driftwatch publish.
+const (
+	Accepted  Outcome = "accepted"  // stored in the log
+	Duplicate Outcome = "duplicate" // the log already holds this (system, event_id)
+	Rejected  Outcome = "rejected"  // invalid; the bytes went to the dead-letter stream
+)
+
+// Result is the outcome of one event.
+type Result struct {
+	Outcome Outcome `json:"result"`
+	EventID string  `json:"event_id,omitempty"`
+	System  string  `json:"system,omitempty"`
+	Seq     uint64  `json:"seq,omitempty"`
+	// Error is the reason for a rejection; Code its stable code.
+	Error    string    `json:"error,omitempty"`
+	Code     string    `json:"code,omitempty"`
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// SystemChecker reports whether a system id is configured. A nil checker
+// accepts every well-formed id (the consumer then dead-letters events of an
+// unknown system).
+type SystemChecker func(system string) bool
+
+// Publisher appends events to the log: it validates each event, sets
+// Nats-Msg-Id to <system>:<event_id>, publishes to driftwatch.in.<system>
+// and waits for JetStream's acknowledgement. Invalid input is dead-lettered
+// (its original bytes, with the reason) unless WithoutDeadLetter is given,
+// and returned as a Rejected result carrying the reason.
+//
+// A Publisher is safe for concurrent use.
+type Publisher struct {
+	js          jetstream.JetStream
+	known       SystemChecker
+	deadLetter  bool
+	maxInFlight int
+}
+
+// PublisherOption configures a Publisher.
+type PublisherOption func(*Publisher)
+
+// WithSystems restricts publishing to configured systems.
+func WithSystems(known SystemChecker) PublisherOption {
+	return func(p *Publisher) { p.known = known }
+}
+
+// WithoutDeadLetter makes the Publisher return validation errors without
+// writing the input to the dead-letter stream.
+func WithoutDeadLetter() PublisherOption { return func(p *Publisher) { p.deadLetter = false } }
+
+// WithMaxInFlight bounds the unacknowledged publishes of PublishBatch
+// (default 4096).
+func WithMaxInFlight(n int) PublisherOption {
+	return func(p *Publisher) {
+		if n > 0 {
+			p.maxInFlight = n
+		}
+	}
+}
+
+// NewPublisher returns a Publisher on the connection nc.
+func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("events: open JetStream: %w", err)
+	}
+	p := &Publisher{js: js, deadLetter: true, maxInFlight: 4096}
+	for _, o := range opts {
+		o(p)
+	}
+	return p, nil
+}
+
+// Check validates raw envelope bytes as the log's front door does: the
+// envelope itself, then the system against the configured ones.
+func Check(data []byte, known SystemChecker) (Event, error) {
+	ev, err := Parse(data)
+	if err != nil {
+		return ev, err
+	}
+	if known != nil && !known(ev.System) {
+		ve := &ValidationError{}
+		ve.Add("system", CodeUnknownSystem, fmt.Sprintf("%q is not a configured system", ev.System))
+		return ev, ve
+	}
+	return ev, nil
+}
+
+// Publish validates and appends one event built in Go.
+func (p *Publisher) Publish(ctx context.Context, ev Event) (Result, error) {
+	data, err := ev.Marshal()
+	if err != nil {
+		return Result{}, fmt.Errorf("events: encode event: %w", err)
+	}
+	return p.PublishRaw(ctx, data)
+}
+
+// PublishRaw validates and appends one envelope given as JSON bytes. A
+// validation failure is returned both as a Rejected result and as an error
+// (a *ValidationError); a NATS failure only as an error.
+func (p *Publisher) PublishRaw(ctx context.Context, data []byte) (Result, error) {
+	ev, err := Check(data, p.known)
+	if err != nil {
+		return p.reject(ctx, ev, data, err)
+	}
+	ack, err := p.js.PublishMsg(ctx, newEventMsg(&ev, data), jetstream.WithExpectStream(EventsStream))
+	if err != nil {
+		return Result{}, fmt.Errorf("events: publish %s: %w", ev.MsgID(), err)
+	}
+	return ackResult(&ev, ack), nil
+}
+
+// PublishBatch validates and appends many envelopes with asynchronous
+// publishes (at most the in-flight bound unacknowledged), then waits for
+// every acknowledgement. results[i] is the outcome of batch[i]. The error
+// is the first NATS failure; results of events that failed that way carry
+// Outcome "" and the error text.
+func (p *Publisher) PublishBatch(ctx context.Context, batch [][]byte) ([]Result, error) {
+	results := make([]Result, len(batch))
+	type pending struct {
+		idx int
+		ev  Event
+		fut jetstream.PubAckFuture
+	}
+	var firstErr error
+	inFlight := make([]pending, 0, min(len(batch), p.maxInFlight))
+	drain := func() {
+		for _, pd := range inFlight {
+			select {
+			case ack := <-pd.fut.Ok():
+				results[pd.idx] = ackResult(&pd.ev, ack)
+			case err := <-pd.fut.Err():
+				results[pd.idx] = Result{EventID: pd.ev.EventID, System: pd.ev.System, Error: err.Error()}
+				if firstErr == nil {
+					firstErr = fmt.Errorf("events: publish %s: %w", pd.ev.MsgID(), err)
+				}
+			case <-ctx.Done():
+				results[pd.idx] = Result{EventID: pd.ev.EventID, System: pd.ev.System, Error: ctx.Err().Error()}
+				if firstErr == nil {
+					firstErr = ctx.Err()
+				}
+			}
+		}
+		inFlight = inFlight[:0]
+	}
+	for i, data := range batch {
+		ev, err := Check(data, p.known)
+		if err != nil {
+			res, rerr := p.reject(ctx, ev, data, err)
+			results[i] = res
+			if rerr != nil && !errors.Is(rerr, ErrInvalidEvent) && firstErr == nil {
+				firstErr = rerr
+			}
+			continue
+		}
+		fut, err := p.js.PublishMsgAsync(newEventMsg(&ev, data), jetstream.WithExpectStream(EventsStream))
+		if err != nil {
+			results[i] = Result{EventID: ev.EventID, System: ev.System, Error: err.Error()}
+			if firstErr == nil {
+				firstErr = fmt.Errorf("events: publish %s: %w", ev.MsgID(), err)
+			}
+			continue
+		}
+		inFlight = append(inFlight, pending{idx: i, ev: ev, fut: fut})
+		if len(inFlight) >= p.maxInFlight {
+			drain()
+		}
+	}
+	drain()
+	return results, firstErr
+}
+
+func (p *Publisher) reject(ctx context.Context, ev Event, data []byte, cause error) (Result, error) {
+	res := RejectedResult(ev, cause)
+	if p.deadLetter {
+		if err := DeadLetter(ctx, p.js, ev.System, data, cause); err != nil {
+			return res, fmt.Errorf("%w (and dead-lettering it failed: %v)", cause, err)
+		}
+	}
+	return res, cause
+}
+
+// RejectedResult describes a rejected event.
+func RejectedResult(ev Event, cause error) Result {
+	res := Result{Outcome: Rejected, EventID: ev.EventID, System: ev.System, Error: cause.Error(), Code: ErrorCode(cause)}
+	var ve *ValidationError
+	if errors.As(cause, &ve) {
+		res.Problems = ve.Problems
+	}
+	return res
+}
+
+func newEventMsg(ev *Event, data []byte) *nats.Msg {
+	msg := nats.NewMsg(InSubject(ev.System))
+	msg.Header.Set(HeaderMsgID, ev.MsgID())
+	msg.Data = data
+	return msg
+}
+
+func ackResult(ev *Event, ack *jetstream.PubAck) Result {
+	out := Accepted
+	if ack.Duplicate {
+		out = Duplicate
+	}
+	return Result{Outcome: out, EventID: ev.EventID, System: ev.System, Seq: ack.Sequence}
+}
+
+// DeadLetter appends rejected input to driftwatch.dlq.<system> (system
+// "_unknown" when it cannot be told) with its original bytes untouched and
+// the headers Driftwatch-Error-Code and Driftwatch-Error. It waits for the
+// DLQ stream's acknowledgement: nothing is lost.
+func DeadLetter(ctx context.Context, js jetstream.JetStream, system string, data []byte, cause error) error {
+	msg := DeadLetterMsg(system, data, cause)
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectStream(DLQStream)); err != nil {
+		return fmt.Errorf("events: dead-letter to %s: %w", msg.Subject, err)
+	}
+	return nil
+}
+
+// DeadLetterMsg builds the dead-letter message for rejected input.
+func DeadLetterMsg(system string, data []byte, cause error) *nats.Msg {
+	msg := nats.NewMsg(DLQSubject(system))
+	msg.Data = data
+	msg.Header.Set(HeaderErrorCode, ErrorCode(cause))
+	reason := strings.NewReplacer("\r", " ", "\n", " ").Replace(cause.Error())
+	if len(reason) > 4000 {
+		reason = reason[:4000] + "..."
+	}
+	msg.Header.Set(HeaderError, reason)
+	msg.Header.Set("Driftwatch-Rejected-At", time.Now().UTC().Format(time.RFC3339Nano))
+	return msg
+}

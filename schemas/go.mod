@@ -1,0 +1,3 @@
+module github.com/driftwatch/driftwatch/schemas
+
+go 1.26.0

@@ -1,0 +1,23 @@
+// Package schemas embeds driftwatch's published, versioned formats: the JSON
+// Schema of the event envelope and the built-in status mapping tables, one
+// YAML file per platform under mappings/.
+//
+// It depends on nothing, so the light events module and the services can both
+// read the same bytes that are published to integrators.
+package schemas
+
+import "embed"
+
+// EventSchema is the JSON Schema (draft 2020-12) of the event envelope,
+// CONTRACT.md section 3.
+//
+//go:embed event.schema.json
+var EventSchema []byte
+
+// Mappings holds the built-in mapping tables as mappings/<platform>.yaml.
+//
+//go:embed mappings/*.yaml
+var Mappings embed.FS
+
+// MappingsDir is the folder inside Mappings that holds the tables.
+const MappingsDir = "mappings"

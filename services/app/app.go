@@ -1,0 +1,177 @@
+// Package app wires driftwatch's services into one process: the log
+// (embedded or external NATS), the Pebble store, the consumers and the HTTP
+// API. `driftwatch serve` runs an App; tests run one in-process on random
+// ports.
+//
+//	middleware ──NATS──▶ driftwatch.in.<system> ─┐
+//	POST /v1/events ──▶ ingest ──────────────────┤
+//	                                             ▼
+//	                       DRIFTWATCH_EVENTS (JetStream file store)
+//	                          │                         │
+//	                projector (durable consumer    detector (durable)
+//	                per system)                         │
+//	                          ▼                         ▼
+//	                Pebble store under --data      DRIFTWATCH_ALERTS
+//	                          │
+//	                api: HTTP, /metrics, dashboard
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/api"
+	"github.com/driftwatch/driftwatch/services/broker"
+	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/ingest"
+)
+
+// Service names accepted by Options.Services.
+const (
+	ServiceIngest = "ingest"
+	ServiceAPI    = "api"
+)
+
+// AllServices lists every service `serve` runs by default.
+var AllServices = []string{ServiceIngest, ServiceAPI}
+
+// Options configures an App.
+type Options struct {
+	Config     *config.Config
+	DataDir    string
+	NATSListen string // embedded server's client address
+	NATSURL    string // existing NATS; empty embeds one
+	HTTPAddr   string // "" disables HTTP
+	Services   []string
+	Logger     zerolog.Logger
+}
+
+// App is a running driftwatch.
+type App struct {
+	opts   Options
+	cfg    *config.Config
+	log    zerolog.Logger
+	Broker *broker.Broker
+	HTTP   *api.Server
+}
+
+// New validates the options.
+func New(opts Options) (*App, error) {
+	if opts.Config == nil {
+		return nil, errors.New("app: a configuration is required")
+	}
+	if opts.DataDir == "" {
+		opts.DataDir = "data"
+	}
+	if len(opts.Services) == 0 {
+		opts.Services = AllServices
+	}
+	for _, s := range opts.Services {
+		if !contains(AllServices, s) {
+			return nil, fmt.Errorf("--services: %q is not a service (known: %v)", s, AllServices)
+		}
+	}
+	return &App{opts: opts, cfg: opts.Config, log: opts.Logger}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *App) runs(service string) bool { return contains(a.opts.Services, service) }
+
+// Start starts the log, the store and the services. On error everything
+// started so far is stopped.
+func (a *App) Start(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = a.Stop(stopCtx)
+		}
+	}()
+	if err := os.MkdirAll(a.opts.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data folder: %w", err)
+	}
+	b, err := broker.Start(broker.Options{
+		URL:          a.opts.NATSURL,
+		DataDir:      a.opts.DataDir,
+		Listen:       a.opts.NATSListen,
+		SyncAlways:   a.cfg.SyncAlways(),
+		SyncInterval: a.cfg.SyncInterval(),
+		Logger:       a.log,
+	})
+	if err != nil {
+		return err
+	}
+	a.Broker = b
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamSettings{
+		DedupeWindow: a.cfg.Ingest.DedupeWindow.D(),
+		MaxAge:       a.cfg.Ingest.MaxAge.D(),
+		Replicas:     a.cfg.Ingest.Replicas,
+	}); err != nil {
+		return err
+	}
+	if a.opts.HTTPAddr != "" && (a.runs(ServiceAPI) || a.runs(ServiceIngest)) {
+		a.HTTP = api.New(a.log.With().Str("component", "api").Logger())
+		if a.runs(ServiceIngest) {
+			pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known))
+			if err != nil {
+				return err
+			}
+			a.HTTP.Handle("POST /v1/events", ingest.New(pub, a.log.With().Str("component", "ingest").Logger()))
+		}
+		if err := a.HTTP.Start(a.opts.HTTPAddr); err != nil {
+			return err
+		}
+		a.HTTP.SetReady(true)
+	}
+	abs, _ := filepath.Abs(a.opts.DataDir)
+	a.log.Info().Str("nats", b.ClientURL).Str("http", a.HTTPAddr()).Str("data", abs).
+		Strs("services", a.opts.Services).Bool("sync_always", a.cfg.SyncAlways()).Msg("driftwatch started")
+	return nil
+}
+
+// HTTPAddr is the HTTP API's address ("" when not serving HTTP).
+func (a *App) HTTPAddr() string {
+	if a.HTTP == nil {
+		return ""
+	}
+	return a.HTTP.Addr()
+}
+
+// Stop stops the services, the store and the log, within ctx.
+func (a *App) Stop(ctx context.Context) error {
+	var errs []error
+	if a.HTTP != nil {
+		errs = append(errs, a.HTTP.Stop(ctx))
+	}
+	if a.Broker != nil {
+		a.Broker.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts the App, waits for ctx to end, then stops it within 15s.
+func (a *App) Run(ctx context.Context) error {
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	a.log.Info().Msg("driftwatch stopping")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return a.Stop(stopCtx)
+}

@@ -1,0 +1,212 @@
+// Package broker gives driftwatch its log: it starts the embedded
+// nats-server with JetStream on file storage under the data folder (the
+// default for one machine) or connects to an existing NATS, and creates or
+// updates the three streams of CONTRACT.md section 4 with the dedupe window,
+// retention and durability from the configuration.
+//
+// Durability: JetStream acknowledges a publish once the message is written
+// to the OS, and by default fsyncs every 2 minutes, so a power cut can lose
+// acknowledged events. driftwatch's default is sync_interval "always" (an
+// fsync before each acknowledgement, batched by the server across concurrent
+// publishes); a duration is the documented throughput setting. See
+// BENCHMARKS.md for the measured trade-off.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+)
+
+// Options configures the broker.
+type Options struct {
+	// URL of an existing NATS; empty starts the embedded server.
+	URL string
+	// DataDir holds the embedded server's JetStream store (DataDir/jetstream).
+	DataDir string
+	// Listen is the embedded server's client address (default
+	// 127.0.0.1:4222; port 0 or -1 picks a random port).
+	Listen string
+	// SyncAlways fsyncs before each acknowledgement; otherwise SyncInterval.
+	SyncAlways   bool
+	SyncInterval time.Duration
+	// ClientName names driftwatch's own connection.
+	ClientName string
+	Logger     zerolog.Logger
+}
+
+// Broker is a running (or connected) NATS with JetStream.
+type Broker struct {
+	// Server is the embedded server, nil when connected to an existing NATS.
+	Server *server.Server
+	// Conn is driftwatch's own connection (in-process when embedded).
+	Conn *nats.Conn
+	JS   jetstream.JetStream
+	// ClientURL is where other processes (the nats CLI) connect.
+	ClientURL string
+}
+
+// Start starts the embedded server or connects to opts.URL.
+func Start(opts Options) (*Broker, error) {
+	b := &Broker{}
+	name := opts.ClientName
+	if name == "" {
+		name = "driftwatch"
+	}
+	connOpts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+	if opts.URL == "" {
+		srv, err := startEmbedded(opts)
+		if err != nil {
+			return nil, err
+		}
+		b.Server = srv
+		b.ClientURL = srv.ClientURL()
+		connOpts = append(connOpts, nats.InProcessServer(srv))
+	} else {
+		b.ClientURL = opts.URL
+	}
+	nc, err := nats.Connect(b.ClientURL, connOpts...)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("connect to NATS %s: %w", b.ClientURL, err)
+	}
+	b.Conn = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("open JetStream: %w", err)
+	}
+	b.JS = js
+	return b, nil
+}
+
+func startEmbedded(opts Options) (*server.Server, error) {
+	listen := opts.Listen
+	if listen == "" {
+		listen = "127.0.0.1:4222"
+	}
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen address %q: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("nats listen address %q: bad port", listen)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if opts.DataDir == "" {
+		return nil, errors.New("broker: a data folder is required for the embedded server")
+	}
+	sopts := &server.Options{
+		ServerName:         "driftwatch",
+		Host:               host,
+		Port:               port,
+		JetStream:          true,
+		StoreDir:           filepath.Join(opts.DataDir, "jetstream"),
+		SyncAlways:         opts.SyncAlways,
+		SyncInterval:       opts.SyncInterval,
+		NoSigs:             true,
+		MaxPayload:         1 << 20,
+		JetStreamMaxMemory: 256 << 20,
+	}
+	srv, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	srv.SetLoggerV2(&natsLogger{log: opts.Logger.With().Str("component", "nats-server").Logger()}, false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("embedded nats-server did not become ready on %s (is the port in use?)", listen)
+	}
+	return srv, nil
+}
+
+// Close drains the connection and shuts the embedded server down.
+func (b *Broker) Close() {
+	if b.Conn != nil {
+		_ = b.Conn.Drain()
+		b.Conn.Close()
+	}
+	if b.Server != nil {
+		b.Server.Shutdown()
+		b.Server.WaitForShutdown()
+	}
+}
+
+// StreamSettings are the retention settings of the streams.
+type StreamSettings struct {
+	DedupeWindow time.Duration
+	MaxAge       time.Duration
+	Replicas     int
+}
+
+// StreamConfigs returns the three streams of CONTRACT.md section 4.
+func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
+	replicas := max(s.Replicas, 1)
+	alertsDedupe := min(10*time.Minute, s.MaxAge)
+	return []jetstream.StreamConfig{
+		{
+			Name:        events.EventsStream,
+			Description: "driftwatch: every inbound order-status event (the log)",
+			Subjects:    []string{events.InPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxAge:      s.MaxAge,
+			Duplicates:  s.DedupeWindow,
+			Replicas:    replicas,
+		},
+		{
+			Name:        events.AlertsStream,
+			Description: "driftwatch: mismatch alerts, ops alerts and reconciliation reports",
+			Subjects:    []string{events.AlertsPrefix + ">", "driftwatch.reports.>"},
+			Storage:     jetstream.FileStorage,
+			MaxAge:      s.MaxAge,
+			Duplicates:  alertsDedupe,
+			Replicas:    replicas,
+		},
+		{
+			Name:        events.DLQStream,
+			Description: "driftwatch: rejected input, original bytes with Driftwatch-Error-Code and Driftwatch-Error",
+			Subjects:    []string{events.DLQPrefix + ">"},
+			Storage:     jetstream.FileStorage,
+			MaxAge:      s.MaxAge,
+			Duplicates:  time.Minute,
+			Replicas:    replicas,
+		},
+	}
+}
+
+// EnsureStreams creates the streams or updates them to the settings.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings) error {
+	for _, cfg := range StreamConfigs(s) {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// natsLogger routes nats-server's log lines to zerolog.
+type natsLogger struct{ log zerolog.Logger }
+
+func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
+func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
+func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
+func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
+func (l *natsLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/driftwatch/driftwatch/services/app"
+	"github.com/driftwatch/driftwatch/services/config"
+)
+
+func newServeCmd() *cobra.Command {
+	var (
+		configPath, dataDir, natsListen, natsURL, httpAddr, services string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run driftwatch: the log, the projections, detection, the gate and the HTTP API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger()
+			if err != nil {
+				return err
+			}
+			cfg, err := config.LoadFile(configPath)
+			if err != nil {
+				return err
+			}
+			var list []string
+			if services != "" && services != "all" {
+				for _, s := range strings.Split(services, ",") {
+					list = append(list, strings.TrimSpace(s))
+				}
+			}
+			a, err := app.New(app.Options{
+				Config:     cfg,
+				DataDir:    dataDir,
+				NATSListen: natsListen,
+				NATSURL:    natsURL,
+				HTTPAddr:   httpAddr,
+				Services:   list,
+				Logger:     log,
+			})
+			if err != nil {
+				return usageError{err}
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file")
+	f.StringVar(&dataDir, "data", "data", "data folder: JetStream store and Pebble")
+	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's client address")
+	f.StringVar(&natsURL, "nats-url", "", "use an existing NATS instead of embedding one")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "HTTP API and dashboard address")
+	f.StringVar(&services, "services", "all", "comma-separated subset of services to run")
+	return cmd
+}

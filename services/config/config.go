@@ -1,0 +1,409 @@
+// Package config loads and validates driftwatch's configuration file
+// (CONTRACT.md section 5): the systems, the flows between them, detection,
+// alerting, reconciliation and ingest settings, and the mapping tables
+// folder. Validation reports every problem with the key that holds it.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/events/mapping"
+	"go.yaml.in/yaml/v3"
+)
+
+// Roles a system may have.
+var Roles = []string{"storefront", "marketplace", "erp", "warehouse", "payment", "carrier", "other"}
+
+// Dimensions a flow may be limited to.
+const (
+	DimFulfilment = "fulfilment"
+	DimPayment    = "payment"
+)
+
+// Duration is a time.Duration that reads Go syntax plus "d" for days
+// ("90d", "1d12h", "5m").
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML reads a duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration in Go syntax.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ParseDuration parses Go duration syntax with an added "d" unit (24h).
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	if i := strings.IndexByte(s, 'd'); i > 0 {
+		days, err := strconv.ParseFloat(s[:i], 64)
+		if err != nil || days < 0 {
+			return 0, fmt.Errorf("bad duration %q: want Go syntax plus d for days (90d, 1d12h, 5m)", s)
+		}
+		total := time.Duration(days * float64(24*time.Hour))
+		if rest := s[i+1:]; rest != "" {
+			r, err := time.ParseDuration(rest)
+			if err != nil {
+				return 0, fmt.Errorf("bad duration %q: want Go syntax plus d for days (90d, 1d12h, 5m)", s)
+			}
+			total += r
+		}
+		return total, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q: want Go syntax plus d for days (90d, 1d12h, 5m)", s)
+	}
+	return d, nil
+}
+
+// System is one configured platform instance.
+type System struct {
+	ID       string `yaml:"id"`
+	Platform string `yaml:"platform"`
+	Role     string `yaml:"role"`
+	Record   bool   `yaml:"record"`
+}
+
+// Flow says B (To) must reflect A's (From) state within SLA.
+type Flow struct {
+	From       string   `yaml:"from"`
+	To         string   `yaml:"to"`
+	SLA        Duration `yaml:"sla"`
+	Dimensions []string `yaml:"dimensions"`
+}
+
+// Covers reports whether the flow covers a dimension.
+func (f Flow) Covers(dim string) bool {
+	if len(f.Dimensions) == 0 {
+		return true
+	}
+	for _, d := range f.Dimensions {
+		if d == dim {
+			return true
+		}
+	}
+	return false
+}
+
+// Detect holds detection settings.
+type Detect struct {
+	Settle        Duration `yaml:"settle"`
+	MaxFutureSkew Duration `yaml:"max_future_skew"`
+}
+
+// Webhook is an HTTP notification target for alerts.
+type Webhook struct {
+	URL    string   `yaml:"url"`
+	Format string   `yaml:"format"` // json (default) or slack
+	Kinds  []string `yaml:"kinds"`  // severities or ops kinds to send; empty: all
+}
+
+// Alerts holds the alert policy.
+type Alerts struct {
+	MismatchRate  float64             `yaml:"mismatch_rate"`
+	ChannelShare  float64             `yaml:"channel_share"`
+	EscalateAfter Duration            `yaml:"escalate_after"`
+	Escalate      map[string]Duration `yaml:"escalate"` // per-pattern overrides
+	SilentFloor   Duration            `yaml:"silent_floor"`
+	Webhooks      []Webhook           `yaml:"webhooks"`
+}
+
+// Reconcile holds reconciliation settings.
+type Reconcile struct {
+	Every Duration `yaml:"every"`
+}
+
+// Ingest holds log settings.
+type Ingest struct {
+	DedupeWindow Duration `yaml:"dedupe_window"`
+	MaxAge       Duration `yaml:"max_age"`
+	// SyncInterval is how often the embedded JetStream fsyncs: "always"
+	// (default: an acknowledged event survives a power cut) or a duration
+	// (the throughput setting: up to that much acknowledged data can be
+	// lost on a power cut, never on a process crash).
+	SyncInterval string `yaml:"sync_interval"`
+	// Replicas of the streams when running against a cluster (default 1).
+	Replicas int `yaml:"replicas"`
+}
+
+// Config is the whole configuration file.
+type Config struct {
+	Systems     []System  `yaml:"systems"`
+	Flows       []Flow    `yaml:"flows"`
+	Detect      Detect    `yaml:"detect"`
+	Alerts      Alerts    `yaml:"alerts"`
+	Reconcile   Reconcile `yaml:"reconcile"`
+	Ingest      Ingest    `yaml:"ingest"`
+	MappingsDir string    `yaml:"mappings_dir"`
+
+	// Mappings are the loaded tables (built-in plus mappings_dir).
+	Mappings *mapping.Set `yaml:"-"`
+	// Path is the file the configuration came from.
+	Path string `yaml:"-"`
+
+	byID map[string]*System
+}
+
+// Defaults are applied to keys the file leaves out.
+func Defaults() Config {
+	return Config{
+		Detect:    Detect{Settle: Duration(2 * time.Second), MaxFutureSkew: Duration(5 * time.Minute)},
+		Alerts:    Alerts{MismatchRate: 0.02, ChannelShare: 0.5, EscalateAfter: Duration(24 * time.Hour), SilentFloor: Duration(15 * time.Minute)},
+		Reconcile: Reconcile{Every: Duration(24 * time.Hour)},
+		Ingest:    Ingest{DedupeWindow: Duration(2 * time.Hour), MaxAge: Duration(90 * 24 * time.Hour), SyncInterval: "always", Replicas: 1},
+	}
+}
+
+// Error lists every problem of a configuration, each naming its key.
+type Error struct {
+	File     string
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("config %s: %s", e.File, strings.Join(e.Problems, "; "))
+}
+
+// ErrInvalid is matched (errors.Is) by every *Error.
+var ErrInvalid = errors.New("config: invalid")
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+// LoadFile reads, parses and validates a configuration file and loads its
+// mapping tables.
+func LoadFile(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses and validates configuration bytes; file names them in errors.
+// A relative mappings_dir is taken relative to the file's folder.
+func Parse(file string, data []byte) (*Config, error) {
+	cfg := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: file, Problems: []string{"the file is empty: systems and flows are required"}}
+		}
+		return nil, &Error{File: file, Problems: []string{strings.TrimPrefix(strings.ReplaceAll(err.Error(), "\n ", ""), "yaml: ")}}
+	}
+	cfg.Path = file
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	dir := cfg.MappingsDir
+	if dir != "" && !strings.HasPrefix(dir, "/") && file != "" {
+		dir = joinDir(file, dir)
+	}
+	set, err := mapping.Load(dir)
+	if err != nil {
+		return nil, &Error{File: file, Problems: []string{"mappings_dir: " + err.Error()}}
+	}
+	cfg.Mappings = set
+	var problems []string
+	for i, s := range cfg.Systems {
+		if _, ok := set.Table(s.Platform); !ok {
+			plats := set.Platforms()
+			sort.Strings(plats)
+			problems = append(problems, fmt.Sprintf("systems[%d].platform: %q has no mapping table (known: %s)", i, s.Platform, strings.Join(plats, ", ")))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, &Error{File: file, Problems: problems}
+	}
+	return &cfg, nil
+}
+
+func joinDir(file, dir string) string {
+	i := strings.LastIndexByte(file, '/')
+	if i < 0 {
+		return dir
+	}
+	return file[:i+1] + dir
+}
+
+// Validate checks the configuration and reports every problem with its key.
+func (c *Config) Validate() error {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	if len(c.Systems) == 0 {
+		add("systems: at least one system is required")
+	}
+	c.byID = map[string]*System{}
+	records := 0
+	for i := range c.Systems {
+		s := &c.Systems[i]
+		if !events.ValidSystemID(s.ID) {
+			add("systems[%d].id: %q is not a system id: want [a-z][a-z0-9_-]{0,31}", i, s.ID)
+		} else if _, dup := c.byID[s.ID]; dup {
+			add("systems[%d].id: %q is configured twice", i, s.ID)
+		} else {
+			c.byID[s.ID] = s
+		}
+		if s.Platform == "" {
+			add("systems[%d].platform: is required", i)
+		}
+		if !contains(Roles, s.Role) {
+			add("systems[%d].role: %q is not a role: want one of %s", i, s.Role, strings.Join(Roles, ", "))
+		}
+		if s.Record {
+			records++
+		}
+	}
+	if len(c.Systems) > 0 && records != 1 {
+		add("systems: exactly one system must have record: true (found %d)", records)
+	}
+	seenFlow := map[[2]string]bool{}
+	for i, f := range c.Flows {
+		if _, ok := c.byID[f.From]; !ok {
+			add("flows[%d].from: %q is not a configured system", i, f.From)
+		}
+		if _, ok := c.byID[f.To]; !ok {
+			add("flows[%d].to: %q is not a configured system", i, f.To)
+		}
+		if f.From == f.To && f.From != "" {
+			add("flows[%d]: a flow from %q to itself", i, f.From)
+		}
+		if seenFlow[[2]string{f.From, f.To}] {
+			add("flows[%d]: the flow %s -> %s is configured twice", i, f.From, f.To)
+		}
+		seenFlow[[2]string{f.From, f.To}] = true
+		if f.SLA <= 0 {
+			add("flows[%d].sla: is required and must be positive", i)
+		}
+		for j, d := range f.Dimensions {
+			if d != DimFulfilment && d != DimPayment {
+				add("flows[%d].dimensions[%d]: %q is not a dimension: want fulfilment or payment", i, j, d)
+			}
+		}
+	}
+	if c.Detect.Settle < 0 {
+		add("detect.settle: must not be negative")
+	}
+	if c.Detect.MaxFutureSkew <= 0 {
+		add("detect.max_future_skew: must be positive")
+	}
+	if c.Alerts.MismatchRate <= 0 || c.Alerts.MismatchRate > 1 {
+		add("alerts.mismatch_rate: %v must be in (0, 1]", c.Alerts.MismatchRate)
+	}
+	if c.Alerts.ChannelShare <= 0 || c.Alerts.ChannelShare > 1 {
+		add("alerts.channel_share: %v must be in (0, 1]", c.Alerts.ChannelShare)
+	}
+	if c.Alerts.EscalateAfter <= 0 {
+		add("alerts.escalate_after: must be positive")
+	}
+	for pat, d := range c.Alerts.Escalate {
+		if d <= 0 {
+			add("alerts.escalate.%s: must be positive", pat)
+		}
+	}
+	for i, w := range c.Alerts.Webhooks {
+		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
+			add("alerts.webhooks[%d].url: %q must be an http or https URL", i, w.URL)
+		}
+		if w.Format != "" && w.Format != "json" && w.Format != "slack" {
+			add("alerts.webhooks[%d].format: %q: want json or slack", i, w.Format)
+		}
+	}
+	if c.Reconcile.Every <= 0 {
+		add("reconcile.every: must be positive")
+	}
+	if c.Ingest.DedupeWindow <= 0 {
+		add("ingest.dedupe_window: must be positive")
+	}
+	if c.Ingest.MaxAge <= 0 {
+		add("ingest.max_age: must be positive")
+	} else if c.Ingest.DedupeWindow > c.Ingest.MaxAge {
+		add("ingest.dedupe_window: %v is longer than ingest.max_age %v", c.Ingest.DedupeWindow.D(), c.Ingest.MaxAge.D())
+	}
+	if c.Ingest.SyncInterval != "always" {
+		if d, err := ParseDuration(c.Ingest.SyncInterval); err != nil || d <= 0 {
+			add("ingest.sync_interval: %q: want always or a positive duration", c.Ingest.SyncInterval)
+		}
+	}
+	if c.Ingest.Replicas < 1 || c.Ingest.Replicas > 5 {
+		add("ingest.replicas: %d: want 1 to 5", c.Ingest.Replicas)
+	}
+	if len(p) > 0 {
+		return &Error{File: c.Path, Problems: p}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// System returns the configured system id.
+func (c *Config) System(id string) (*System, bool) {
+	s, ok := c.byID[id]
+	return s, ok
+}
+
+// Known reports whether id is a configured system.
+func (c *Config) Known(id string) bool { _, ok := c.byID[id]; return ok }
+
+// RecordSystem is the system the others are compared against.
+func (c *Config) RecordSystem() *System {
+	for i := range c.Systems {
+		if c.Systems[i].Record {
+			return &c.Systems[i]
+		}
+	}
+	return nil
+}
+
+// FlowsFrom returns the flows whose source is system.
+func (c *Config) FlowsFrom(system string) []Flow {
+	var out []Flow
+	for _, f := range c.Flows {
+		if f.From == system {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// SyncAlways reports whether the log fsyncs every write.
+func (c *Config) SyncAlways() bool { return c.Ingest.SyncInterval == "always" }
+
+// SyncInterval is the fsync interval of the throughput setting (0 when
+// SyncAlways).
+func (c *Config) SyncInterval() time.Duration {
+	if c.SyncAlways() {
+		return 0
+	}
+	d, _ := ParseDuration(c.Ingest.SyncInterval)
+	return d
+}

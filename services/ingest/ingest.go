@@ -1,0 +1,152 @@
+// Package ingest is the HTTP front door of the log: POST /v1/events takes
+// one JSON event or many as NDJSON, validates each against the envelope and
+// the configured systems, appends the good ones to DRIFTWATCH_EVENTS with
+// Nats-Msg-Id deduplication, dead-letters the bad ones with their reason, and
+// answers per event accepted, duplicate or rejected.
+//
+// NDJSON bodies are read and published in chunks, so a large body needs
+// constant memory apart from the per-event results.
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/httpjson"
+)
+
+// MaxLine is the longest NDJSON line read (the NATS max payload); a longer
+// line fails the request. Lines over events.MaxEventSize but under MaxLine
+// are rejected one by one and dead-lettered.
+const MaxLine = 1 << 20
+
+// chunk is how many NDJSON events are published per asynchronous batch.
+const chunk = 1024
+
+// Handler serves POST /v1/events.
+type Handler struct {
+	pub *events.Publisher
+	log zerolog.Logger
+	// Observe, when set, is called with each result (for metrics).
+	Observe func(events.Result)
+}
+
+// New returns the handler.
+func New(pub *events.Publisher, log zerolog.Logger) *Handler {
+	return &Handler{pub: pub, log: log}
+}
+
+// BatchReply is the reply to an NDJSON body.
+type BatchReply struct {
+	Accepted  int             `json:"accepted"`
+	Duplicate int             `json:"duplicate"`
+	Rejected  int             `json:"rejected"`
+	Results   []events.Result `json:"results"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		httpjson.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		return
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt == "application/x-ndjson" || mt == "application/ndjson" || mt == "application/jsonl" {
+		h.serveBatch(w, r)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, events.MaxEventSize+1))
+	if err != nil {
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_body", "read body: "+err.Error())
+		return
+	}
+	res, err := h.pub.PublishRaw(r.Context(), body)
+	if err != nil && !errors.Is(err, events.ErrInvalidEvent) {
+		h.log.Error().Err(err).Msg("ingest publish failed")
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "log_unavailable", err.Error())
+		return
+	}
+	h.observe(res)
+	status := http.StatusOK
+	if res.Outcome == events.Accepted {
+		status = http.StatusAccepted
+	} else if res.Outcome == events.Rejected {
+		status = http.StatusBadRequest
+	}
+	httpjson.Write(w, status, res)
+}
+
+func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) {
+	reply, err := h.Ingest(r.Context(), r.Body)
+	if err != nil {
+		code := "log_unavailable"
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, bufio.ErrTooLong) {
+			code, status = "line_too_long", http.StatusRequestEntityTooLarge
+		}
+		h.log.Error().Err(err).Msg("ingest batch failed")
+		httpjson.WriteError(w, status, code, err.Error())
+		return
+	}
+	httpjson.Write(w, http.StatusOK, reply)
+}
+
+// Ingest publishes every NDJSON line of body (blank lines are skipped).
+func (h *Handler) Ingest(ctx context.Context, body io.Reader) (*BatchReply, error) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxLine)
+	reply := &BatchReply{Results: []events.Result{}}
+	batch := make([][]byte, 0, chunk)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		results, err := h.pub.PublishBatch(ctx, batch)
+		for _, res := range results {
+			h.observe(res)
+			switch res.Outcome {
+			case events.Accepted:
+				reply.Accepted++
+			case events.Duplicate:
+				reply.Duplicate++
+			case events.Rejected:
+				reply.Rejected++
+			}
+		}
+		reply.Results = append(reply.Results, results...)
+		batch = batch[:0]
+		return err
+	}
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		batch = append(batch, append([]byte(nil), line...))
+		if len(batch) == chunk {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if err := flush(); err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+func (h *Handler) observe(res events.Result) {
+	if h.Observe != nil {
+		h.Observe(res)
+	}
+}
