@@ -90,7 +90,7 @@ func TestBothCancelSpellings(t *testing.T) {
 	for _, c := range []struct{ platform, field, a, b string }{
 		{"amazon", "OrderStatus", "Canceled", "Cancelled"},
 		{"amazon", "fulfillmentStatus", "CANCELED", "CANCELLED"},
-		{"easypost", "status", "canceled", "cancelled"},
+		{"walmart", "orderLineStatus", "Canceled", "Cancelled"},
 	} {
 		tab, _ := set.Table(c.platform)
 		for _, raw := range []string{c.a, c.b} {
