@@ -50,7 +50,7 @@ func NewFileReader(r io.Reader, format FileFormat) (*FileReader, error) {
 	switch format {
 	case FormatNDJSON:
 		fr.lines = bufio.NewScanner(r)
-		fr.lines.Buffer(make([]byte, 0, 64<<10), 1<<20)
+		fr.lines.Buffer(make([]byte, 0, 64<<10), 1<<20-16<<10)
 	case FormatCSV:
 		fr.csv = csv.NewReader(r)
 		fr.csv.FieldsPerRecord = -1

@@ -246,3 +246,24 @@ func DeadLetterMsg(system string, data []byte, cause error) *nats.Msg {
 	msg.Header.Set("Driftwatch-Rejected-At", time.Now().UTC().Format(time.RFC3339Nano))
 	return msg
 }
+
+// CheckDelivered validates an envelope that arrived on subject (read from
+// the log by a consumer): everything Check does, plus the rule that the
+// body's system equals the subject's system token.
+func CheckDelivered(subject string, data []byte, known SystemChecker) (Event, error) {
+	ev, err := Check(data, known)
+	subjSys, ok := SystemFromSubject(subject)
+	if ok && ev.System != "" && ev.System != subjSys {
+		ve, isVE := err.(*ValidationError)
+		if !isVE {
+			ve = &ValidationError{}
+		}
+		ve.Problems = append([]Problem{{Field: "system", Code: CodeSubjectMismatch,
+			Message: fmt.Sprintf("%q differs from the subject's system token %q (%s)", ev.System, subjSys, subject)}}, ve.Problems...)
+		return ev, ve
+	}
+	if ev.System == "" && ok {
+		ev.System = subjSys // so a dead letter lands under the subject's system
+	}
+	return ev, err
+}

@@ -23,10 +23,11 @@ import (
 	"github.com/driftwatch/driftwatch/services/httpjson"
 )
 
-// MaxLine is the longest NDJSON line read (the NATS max payload); a longer
-// line fails the request. Lines over events.MaxEventSize but under MaxLine
+// MaxLine is the longest body or NDJSON line read (below the NATS max
+// payload, so a rejected one still fits in the dead-letter stream); a longer
+// one fails the request with 413. Lines over events.MaxEventSize but under MaxLine
 // are rejected one by one and dead-lettered.
-const MaxLine = 1 << 20
+const MaxLine = 1<<20 - 16<<10
 
 // chunk is how many NDJSON events are published per asynchronous batch.
 const chunk = 1024
@@ -62,9 +63,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveBatch(w, r)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, events.MaxEventSize+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxLine+1))
 	if err != nil {
 		httpjson.WriteError(w, http.StatusBadRequest, "bad_body", "read body: "+err.Error())
+		return
+	}
+	if len(body) > MaxLine {
+		httpjson.WriteError(w, http.StatusRequestEntityTooLarge, events.CodeTooLarge, "body is larger than 1 MiB; an event is at most 64 KiB")
 		return
 	}
 	res, err := h.pub.PublishRaw(r.Context(), body)
