@@ -91,7 +91,7 @@ func TestPaymentTransitionsExhaustive(t *testing.T) {
 		{Authorized, Paid}: true, {Authorized, Voided}: true, {Authorized, Failed}: true,
 		{Paid, PartiallyRefunded}: true, {Paid, Refunded}: true,
 		{PartiallyRefunded, Refunded}: true,
-		{Failed, Authorized}: true, {Failed, Paid}: true,
+		{Failed, Authorized}:          true, {Failed, Paid}: true,
 	}
 	for _, from := range Payments {
 		for _, to := range Payments {
