@@ -27,20 +27,26 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/api"
 	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/ingest"
+	"github.com/driftwatch/driftwatch/services/projector"
 )
 
 // Service names accepted by Options.Services.
 const (
-	ServiceIngest = "ingest"
-	ServiceAPI    = "api"
+	ServiceIngest    = "ingest"
+	ServiceProjector = "projector"
+	ServiceAPI       = "api"
 )
 
 // AllServices lists every service `serve` runs by default.
-var AllServices = []string{ServiceIngest, ServiceAPI}
+var AllServices = []string{ServiceIngest, ServiceProjector, ServiceAPI}
+
+// StoreDir is the Pebble store's folder inside the data folder.
+const StoreDir = "projections"
 
 // Options configures an App.
 type Options struct {
@@ -55,11 +61,14 @@ type Options struct {
 
 // App is a running driftwatch.
 type App struct {
-	opts   Options
-	cfg    *config.Config
-	log    zerolog.Logger
-	Broker *broker.Broker
-	HTTP   *api.Server
+	opts      Options
+	cfg       *config.Config
+	log       zerolog.Logger
+	Broker    *broker.Broker
+	HTTP      *api.Server
+	Store     *projections.Store
+	Applier   *projections.Applier
+	Projector *projector.Projector
 }
 
 // New validates the options.
@@ -124,6 +133,27 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
+	if a.runs(ServiceProjector) || a.runs(ServiceAPI) {
+		store, err := projections.Open(filepath.Join(a.opts.DataDir, StoreDir), projections.Options{})
+		if err != nil {
+			return err
+		}
+		a.Store = store
+		a.Applier = NewApplier(a.cfg)
+	}
+	if a.runs(ServiceProjector) {
+		systems := make([]string, len(a.cfg.Systems))
+		for i, s := range a.cfg.Systems {
+			systems[i] = s.ID
+		}
+		a.Projector = projector.New(projector.Options{
+			JS: b.JS, Store: a.Store, Applier: a.Applier, Systems: systems,
+			Logger: a.log.With().Str("component", "projector").Logger(),
+		})
+		if err := a.Projector.Start(ctx); err != nil {
+			return err
+		}
+	}
 	if a.opts.HTTPAddr != "" && (a.runs(ServiceAPI) || a.runs(ServiceIngest)) {
 		a.HTTP = api.New(a.log.With().Str("component", "api").Logger())
 		if a.runs(ServiceIngest) {
@@ -132,6 +162,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 				return err
 			}
 			a.HTTP.Handle("POST /v1/events", ingest.New(pub, a.log.With().Str("component", "ingest").Logger()))
+		}
+		if a.runs(ServiceAPI) {
+			(&api.OrderHandlers{Config: a.cfg, Store: a.Store}).Register(a.HTTP)
+			a.HTTP.HandleFunc("GET /v1/status", a.serveStatus)
 		}
 		if err := a.HTTP.Start(a.opts.HTTPAddr); err != nil {
 			return err
@@ -157,6 +191,13 @@ func (a *App) Stop(ctx context.Context) error {
 	var errs []error
 	if a.HTTP != nil {
 		errs = append(errs, a.HTTP.Stop(ctx))
+	}
+	if a.Projector != nil {
+		a.Projector.Stop()
+	}
+	if a.Store != nil {
+		errs = append(errs, a.Store.Close())
+		a.Store = nil
 	}
 	if a.Broker != nil {
 		a.Broker.Close()

@@ -185,7 +185,7 @@ func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 			Subjects:    []string{events.DLQPrefix + ">"},
 			Storage:     jetstream.FileStorage,
 			MaxAge:      s.MaxAge,
-			Duplicates:  time.Minute,
+			Duplicates:  min(2*time.Hour, s.MaxAge),
 			Replicas:    replicas,
 		},
 	}

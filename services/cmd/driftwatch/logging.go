@@ -43,3 +43,12 @@ func newLogger() (zerolog.Logger, error) {
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 func printf(w io.Writer, format string, args ...any) { _, _ = fmt.Fprintf(w, format, args...) }
+
+// lag renders a millisecond lag for tables.
+func lag(ms int64) string {
+	d := time.Duration(ms) * time.Millisecond
+	if d < 0 {
+		return "-" + (-d).Round(time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}

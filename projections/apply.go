@@ -1,0 +1,194 @@
+package projections
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/events/canonical"
+	"github.com/driftwatch/driftwatch/events/mapping"
+)
+
+// Delivery is one message read from the events stream.
+type Delivery struct {
+	Subject  string
+	Data     []byte
+	Seq      uint64    // stream sequence
+	Received time.Time // JetStream message time: the processing timestamp
+}
+
+// Result says what Apply did with a delivery.
+type Result uint8
+
+// Results.
+const (
+	// Applied: a status or snapshot event that became the system's current
+	// state in at least one dimension (or its first record of the order).
+	Applied Result = iota + 1
+	// Late: an event older (by occurred_at) than the system's current state;
+	// it entered the order's history only.
+	Late
+	// Acked: an ack event, linked to the event it acknowledges.
+	Acked
+	// Duplicate: the ledger already holds (system, event_id); nothing changed.
+	Duplicate
+	// Rejected: invalid input; the caller dead-letters it. Nothing changed.
+	Rejected
+)
+
+func (r Result) String() string {
+	return [...]string{"", "applied", "late", "acked", "duplicate", "rejected"}[r]
+}
+
+// Outcome is the result of applying one delivery, with what the detector
+// needs to know about it.
+type Outcome struct {
+	Result Result
+	Err    error // the validation error of a Rejected delivery
+	Event  events.Event
+	// Before and After are the system's row before and after the event.
+	Before, After Row
+	// Entry is what was written to the order index.
+	Entry Entry
+}
+
+// Applier turns deliveries into store writes. It holds the mapping table of
+// every configured system and is safe for concurrent use.
+type Applier struct {
+	tables        map[string]*mapping.Table
+	maxFutureSkew time.Duration
+}
+
+// NewApplier returns an Applier. tables maps each configured system id to its
+// platform's mapping table; events of other systems are rejected.
+func NewApplier(tables map[string]*mapping.Table, maxFutureSkew time.Duration) *Applier {
+	return &Applier{tables: tables, maxFutureSkew: maxFutureSkew}
+}
+
+// Known reports whether a system is configured.
+func (a *Applier) Known(system string) bool { _, ok := a.tables[system]; return ok }
+
+// Table returns a system's mapping table.
+func (a *Applier) Table(system string) (*mapping.Table, bool) {
+	t, ok := a.tables[system]
+	return t, ok
+}
+
+// Apply applies one delivery to b, an indexed batch (reads see its writes).
+// A returned error is a storage failure: the batch must be discarded.
+func (a *Applier) Apply(b *pebble.Batch, d Delivery) (Outcome, error) {
+	ev, err := events.CheckDelivered(d.Subject, d.Data, a.Known)
+	if err != nil {
+		return Outcome{Result: Rejected, Err: err, Event: ev}, nil
+	}
+	out := Outcome{Event: ev}
+	seen := seenKey(ev.System, ev.EventID)
+	if _, err := get(b, seen); err == nil {
+		out.Result = Duplicate
+		return out, nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return out, err
+	}
+	if err := b.Set(seen, appendSeq(nil, d.Seq), nil); err != nil {
+		return out, err
+	}
+
+	row, err := readRow(b, ev.OrderID, ev.System)
+	if errors.Is(err, ErrNotFound) {
+		row = Row{System: ev.System, OrderID: ev.OrderID}
+	} else if err != nil {
+		return out, fmt.Errorf("read row %s/%s: %w", ev.OrderID, ev.System, err)
+	}
+	out.Before = row
+
+	recv := d.Received.UnixNano()
+	entry := Entry{
+		Seq: d.Seq, System: ev.System, Kind: string(ev.EffectiveKind()), EventID: ev.EventID,
+		Raw: ev.Status, OccurredAt: ev.OccurredAt, Occurred: ev.Occurred.UnixNano(), Received: recv,
+		Actor: string(ev.EffectiveActor()), AckOf: ev.AckOf, ExternalRef: ev.ExternalRef,
+		ClockSkew: ev.Occurred.After(d.Received.Add(a.maxFutureSkew)),
+	}
+	entry.Amount, entry.Currency = amountOf(ev.Attributes)
+	row.Events++
+
+	switch ev.EffectiveKind() {
+	case events.KindAck:
+		out.Result = Acked
+		row.Acks++
+		sys, id, _ := ev.AckTarget()
+		link := AckLink{System: sys, EventID: id, AckSystem: ev.System, AckEventID: ev.EventID, AckSeq: d.Seq,
+			Occurred: entry.Occurred, OccurredAt: ev.OccurredAt, Received: recv}
+		if err := b.Set(ackKey(ev.OrderID, sys, id, ev.System), link.encode(), nil); err != nil {
+			return out, err
+		}
+	default:
+		table := a.tables[ev.System]
+		res, field, mapped := table.Lookup(ev.StatusField, ev.Status)
+		entry.Field = field
+		entry.Unmapped = !mapped
+		entry.Ignored = res.Ignore
+		entry.State, entry.Payment = res.State, res.Payment
+		if !mapped {
+			entry.State = canonical.Unknown
+		}
+		f := Facet{
+			Raw: ev.Status, Field: field, State: res.State, Payment: res.Payment, Unmapped: !mapped,
+			OccurredAt: ev.OccurredAt, Occurred: entry.Occurred, Received: recv, Seq: d.Seq,
+			EventID: ev.EventID, Actor: entry.Actor, Kind: entry.Kind, ClockSkew: entry.ClockSkew,
+			MappingVer: table.Version, ExternalRef: ev.ExternalRef,
+		}
+		if f.newerThan(&row.Last) {
+			row.Last = f
+			entry.Current = true
+			if entry.Amount != "" {
+				row.Amount, row.Currency = entry.Amount, entry.Currency
+			}
+		}
+		if mapped && res.State != canonical.None && f.newerThan(&row.Fulfilment) {
+			row.Fulfilment = f
+			entry.Current = true
+		}
+		if mapped && res.Payment != canonical.NoPayment && f.newerThan(&row.Payment) {
+			row.Payment = f
+			entry.Current = true
+		}
+		entry.Late = !entry.Current
+		if entry.Current {
+			out.Result = Applied
+		} else {
+			out.Result = Late
+		}
+	}
+	if err := b.Set(rowKey(ev.OrderID, ev.System), row.encode(), nil); err != nil {
+		return out, err
+	}
+	if err := b.Set(entryKey(ev.OrderID, d.Seq), entry.encode(), nil); err != nil {
+		return out, err
+	}
+	out.After = row
+	out.Entry = entry
+	return out, nil
+}
+
+// amountOf reads attributes.amount and attributes.currency, if any. The
+// amount is kept as its decimal text, never as a float.
+func amountOf(attrs json.RawMessage) (amount, currency string) {
+	if len(attrs) == 0 || !strings.Contains(string(attrs), `"amount"`) {
+		return "", ""
+	}
+	var a struct {
+		Amount   json.Number `json:"amount"`
+		Currency string      `json:"currency"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(attrs)))
+	dec.UseNumber()
+	if dec.Decode(&a) != nil {
+		return "", ""
+	}
+	return a.Amount.String(), a.Currency
+}

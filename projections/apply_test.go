@@ -1,0 +1,204 @@
+package projections
+
+import (
+	"testing"
+	"time"
+
+	"github.com/driftwatch/driftwatch/events/canonical"
+	"github.com/driftwatch/driftwatch/events/mapping"
+)
+
+func testApplier(t *testing.T) *Applier {
+	t.Helper()
+	set, err := mapping.LoadBuiltin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables := map[string]*mapping.Table{}
+	for sys, plat := range map[string]string{"shop": "shopify", "erp": "netsuite", "wms": "generic"} {
+		tables[sys], _ = set.Table(plat)
+	}
+	return NewApplier(tables, 5*time.Minute)
+}
+
+func openStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.TempDir(), Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var recv0 = time.Date(2026, 11, 27, 15, 0, 0, 0, time.UTC)
+
+// applyAll applies events one batch each, with sequences 1.. and received
+// times a second apart.
+func applyAll(t *testing.T, s *Store, a *Applier, bodies ...string) []Outcome {
+	t.Helper()
+	var outs []Outcome
+	for i, body := range bodies {
+		b := s.NewBatch()
+		sys := systemOf(body)
+		out, err := a.Apply(b, Delivery{Subject: "driftwatch.in." + sys, Data: []byte(body), Seq: uint64(i + 1), Received: recv0.Add(time.Duration(i) * time.Second)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(b); err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, out)
+	}
+	return outs
+}
+
+func systemOf(body string) string {
+	for _, s := range []string{"shop", "erp", "wms", "pos"} {
+		if contains(body, `"system":"`+s+`"`) {
+			return s
+		}
+	}
+	return "shop"
+}
+
+func contains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+func status(id, system, status, field, at string) string {
+	f := ""
+	if field != "" {
+		f = `,"status_field":"` + field + `"`
+	}
+	return `{"event_id":"` + id + `","order_id":"O1","system":"` + system + `","status":"` + status + `"` + f + `,"occurred_at":"` + at + `"}`
+}
+
+func TestOutOfOrderWithMixedOffsets(t *testing.T) {
+	s, a := openStore(t), testApplier(t)
+	// 10:00Z shipped arrives first; 15:00+05:30 (= 09:30Z) unfulfilled arrives
+	// later but is older: it must not overwrite.
+	outs := applyAll(t, s, a,
+		status("e2", "shop", "fulfilled", "", "2026-11-27T10:00:00Z"),
+		status("e1", "shop", "unfulfilled", "", "2026-11-27T15:00:00+05:30"),
+		status("e3", "shop", "partial", "", "2026-11-27T06:30:00-04:00"), // = 10:30Z: newest
+	)
+	if outs[0].Result != Applied || outs[1].Result != Late || outs[2].Result != Applied {
+		t.Fatalf("results %v %v %v", outs[0].Result, outs[1].Result, outs[2].Result)
+	}
+	row, err := s.Row("O1", "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.State() != canonical.PartiallyShipped || row.Last.EventID != "e3" || row.Events != 3 {
+		t.Fatalf("current %v from %s (%d events)", row.State(), row.Last.EventID, row.Events)
+	}
+	tl, _ := s.Timeline("O1")
+	if len(tl) != 3 || tl[0].Seq != 1 || !tl[1].Late || tl[1].Current {
+		t.Fatalf("timeline %+v", tl)
+	}
+}
+
+func TestTieBreaksBySequence(t *testing.T) {
+	s, a := openStore(t), testApplier(t)
+	applyAll(t, s, a,
+		status("e1", "shop", "fulfilled", "", "2026-11-27T10:00:00Z"),
+		status("e2", "shop", "unfulfilled", "", "2026-11-27T12:00:00+02:00"), // the same instant
+	)
+	row, _ := s.Row("O1", "shop")
+	if row.Last.EventID != "e2" {
+		t.Fatalf("tie: want the later-logged e2, got %s", row.Last.EventID)
+	}
+}
+
+func TestDimensionsAreIndependent(t *testing.T) {
+	s, a := openStore(t), testApplier(t)
+	applyAll(t, s, a,
+		status("e1", "shop", "fulfilled", "fulfillment_status", "2026-11-27T10:00:00Z"),
+		status("e2", "shop", "paid", "financial_status", "2026-11-27T09:00:00Z"),
+		status("e3", "shop", "teleported", "", "2026-11-27T11:00:00Z"),
+	)
+	row, _ := s.Row("O1", "shop")
+	if row.State() != canonical.Shipped || row.PaymentState() != canonical.Paid {
+		t.Fatalf("state %v payment %v", row.State(), row.PaymentState())
+	}
+	if !row.Last.Unmapped || row.Last.Raw != "teleported" {
+		t.Fatalf("last %+v", row.Last)
+	}
+	tl, _ := s.Timeline("O1")
+	if tl[2].State != canonical.Unknown || !tl[2].Unmapped {
+		t.Fatalf("unmapped entry %+v", tl[2])
+	}
+}
+
+func TestDuplicatesAndRejects(t *testing.T) {
+	s, a := openStore(t), testApplier(t)
+	outs := applyAll(t, s, a,
+		status("e1", "erp", "Pending Fulfillment", "", "2026-11-27T10:00:00Z"),
+		status("e1", "erp", "Billed", "", "2026-11-27T11:00:00Z"), // same (system, event_id): duplicate
+		status("e1", "shop", "paid", "financial_status", "2026-11-27T10:00:00Z"),
+		`{"event_id":"x","order_id":"O1","system":"pos","status":"a","occurred_at":"2026-11-27T10:00:00Z"}`,
+		`{"event_id":"y","order_id":"O1","system":"erp","status":"a","occurred_at":"2026-11-27T10:00:00"}`,
+	)
+	want := []Result{Applied, Duplicate, Applied, Rejected, Rejected}
+	for i, w := range want {
+		if outs[i].Result != w {
+			t.Fatalf("event %d: %v, want %v (%v)", i, outs[i].Result, w, outs[i].Err)
+		}
+	}
+	row, _ := s.Row("O1", "erp")
+	if row.State() != canonical.Confirmed || row.Events != 1 {
+		t.Fatalf("duplicate applied: %v, %d events", row.State(), row.Events)
+	}
+}
+
+func TestSubjectMismatchRejected(t *testing.T) {
+	s, a := openStore(t), testApplier(t)
+	b := s.NewBatch()
+	defer b.Close()
+	out, err := a.Apply(b, Delivery{Subject: "driftwatch.in.erp", Data: []byte(status("e1", "shop", "paid", "", "2026-11-27T10:00:00Z")), Seq: 1, Received: recv0})
+	if err != nil || out.Result != Rejected || !contains(out.Err.Error(), "subject") {
+		t.Fatalf("%v %v", out.Result, out.Err)
+	}
+}
+
+func TestAckLinksAndClockSkew(t *testing.T) {
+	s, a := openStore(t), testApplier(t)
+	applyAll(t, s, a,
+		status("e1", "shop", "unfulfilled", "", "2026-11-27T15:00:00Z"),
+		`{"event_id":"a1","order_id":"O1","system":"erp","kind":"ack","ack_of":"shop:e1","occurred_at":"2026-11-27T15:00:02Z"}`,
+		status("e2", "wms", "picked", "", "2026-11-27T16:00:00Z"), // an hour ahead of received: skew
+	)
+	acks, _ := s.Acks("O1")
+	if len(acks) != 1 || acks[0].AckSystem != "erp" || acks[0].EventID != "e1" || acks[0].AckSeq != 2 {
+		t.Fatalf("acks %+v", acks)
+	}
+	erp, _ := s.Row("O1", "erp")
+	if erp.HasRecord() || erp.Acks != 1 {
+		t.Fatalf("an ack is not a status: %+v", erp)
+	}
+	wms, _ := s.Row("O1", "wms")
+	if !wms.Last.ClockSkew || wms.State() != canonical.Picked {
+		t.Fatalf("skewed event: %+v", wms.Last)
+	}
+}
+
+func TestFormatVersionChecked(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DB().Set(keyFormat, []byte{99}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := Open(dir, Options{CacheSize: 1 << 20}); err == nil {
+		t.Fatal("opened a store of another format version")
+	}
+}

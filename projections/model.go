@@ -1,0 +1,280 @@
+package projections
+
+import (
+	"time"
+
+	"github.com/driftwatch/driftwatch/events/canonical"
+)
+
+// Facet is one event's contribution to a projection: what the system said,
+// when, and where in the log. A Row keeps one Facet per dimension.
+type Facet struct {
+	Raw         string // raw status as the system sent it
+	Field       string // raw status field (resolved: the table's default when the event named none)
+	State       canonical.State
+	Payment     canonical.Payment
+	Unmapped    bool   // the raw status is missing from the platform's table
+	OccurredAt  string // occurred_at as sent, with its offset
+	Occurred    int64  // occurred_at as Unix nanoseconds (the ordering key)
+	Received    int64  // the JetStream message time, Unix nanoseconds
+	Seq         uint64 // stream sequence
+	EventID     string
+	Actor       string
+	Kind        string // status or snapshot
+	ClockSkew   bool   // occurred_at was later than received + max_future_skew
+	MappingVer  int    // version of the platform's table that mapped it
+	ExternalRef string
+}
+
+// Set reports whether the facet holds an event.
+func (f *Facet) Set() bool { return f.Seq != 0 }
+
+// OccurredTime is Occurred as a time in UTC.
+func (f *Facet) OccurredTime() time.Time { return time.Unix(0, f.Occurred).UTC() }
+
+// ReceivedTime is Received as a time in UTC.
+func (f *Facet) ReceivedTime() time.Time { return time.Unix(0, f.Received).UTC() }
+
+// newerThan orders facets by (occurred instant, stream sequence).
+func (f *Facet) newerThan(o *Facet) bool {
+	if !o.Set() {
+		return true
+	}
+	if f.Occurred != o.Occurred {
+		return f.Occurred > o.Occurred
+	}
+	return f.Seq > o.Seq
+}
+
+func (f *Facet) encode(e *enc) {
+	e.s(f.Raw)
+	e.s(f.Field)
+	e.byte1(uint8(f.State))
+	e.byte1(uint8(f.Payment))
+	e.bool(f.Unmapped)
+	e.s(f.OccurredAt)
+	e.i(f.Occurred)
+	e.i(f.Received)
+	e.u(f.Seq)
+	e.s(f.EventID)
+	e.s(f.Actor)
+	e.s(f.Kind)
+	e.bool(f.ClockSkew)
+	e.u(uint64(f.MappingVer))
+	e.s(f.ExternalRef)
+}
+
+func (f *Facet) decode(d *dec) {
+	f.Raw = d.s()
+	f.Field = d.s()
+	f.State = canonical.State(d.byte1())
+	f.Payment = canonical.Payment(d.byte1())
+	f.Unmapped = d.bool()
+	f.OccurredAt = d.s()
+	f.Occurred = d.i()
+	f.Received = d.i()
+	f.Seq = d.u()
+	f.EventID = d.s()
+	f.Actor = d.s()
+	f.Kind = d.s()
+	f.ClockSkew = d.bool()
+	f.MappingVer = int(d.u())
+	f.ExternalRef = d.s()
+}
+
+// Row is one system's projection of one order.
+//
+// Fulfilment holds the latest event (by occurred_at, then sequence) that set
+// a fulfilment state, Payment the latest that set a payment state, and Last
+// the latest status or snapshot event of any meaning (an unmapped or ignored
+// status included), which is what the system shows now in its own words.
+// An unmapped status never overwrites a canonical state: the state stays
+// what the last mapped event said, and the status is marked Unmapped in Last.
+type Row struct {
+	System     string
+	OrderID    string
+	Fulfilment Facet
+	Payment    Facet
+	Last       Facet
+	Events     uint64 // events of this system applied to this order (acks included)
+	Acks       uint64 // acknowledgements this system sent for the order
+	// Amount and Currency are the latest attributes.amount/currency seen.
+	Amount   string
+	Currency string
+}
+
+// HasRecord reports whether the system has sent any status for the order.
+func (r *Row) HasRecord() bool { return r.Last.Set() }
+
+// State is the row's current fulfilment state (None when none is known).
+func (r *Row) State() canonical.State { return r.Fulfilment.State }
+
+// PaymentState is the row's current payment state.
+func (r *Row) PaymentState() canonical.Payment { return r.Payment.Payment }
+
+const rowVersion = 1
+
+func (r *Row) encode() []byte {
+	e := enc{b: make([]byte, 0, 256)}
+	e.byte1(rowVersion)
+	e.s(r.System)
+	e.s(r.OrderID)
+	r.Fulfilment.encode(&e)
+	r.Payment.encode(&e)
+	r.Last.encode(&e)
+	e.u(r.Events)
+	e.u(r.Acks)
+	e.s(r.Amount)
+	e.s(r.Currency)
+	return e.b
+}
+
+func decodeRow(b []byte) (Row, error) {
+	d := dec{b: b}
+	var r Row
+	if v := d.byte1(); v != rowVersion {
+		return r, errCorrupt
+	}
+	r.System = d.s()
+	r.OrderID = d.s()
+	r.Fulfilment.decode(&d)
+	r.Payment.decode(&d)
+	r.Last.decode(&d)
+	r.Events = d.u()
+	r.Acks = d.u()
+	r.Amount = d.s()
+	r.Currency = d.s()
+	return r, d.err
+}
+
+// Entry is one event in the order index (the timeline).
+type Entry struct {
+	Seq         uint64
+	System      string
+	Kind        string
+	EventID     string
+	Raw         string
+	Field       string
+	State       canonical.State
+	Payment     canonical.Payment
+	Unmapped    bool
+	Ignored     bool
+	OccurredAt  string
+	Occurred    int64
+	Received    int64
+	Actor       string
+	AckOf       string
+	ExternalRef string
+	// Current is true when the event became the system's current state in
+	// some dimension when applied; Late when a newer event (by occurred_at)
+	// had already been applied, so it only entered the history.
+	Current   bool
+	Late      bool
+	ClockSkew bool
+	Amount    string
+	Currency  string
+}
+
+const entryVersion = 1
+
+func (x *Entry) encode() []byte {
+	e := enc{b: make([]byte, 0, 192)}
+	e.byte1(entryVersion)
+	e.u(x.Seq)
+	e.s(x.System)
+	e.s(x.Kind)
+	e.s(x.EventID)
+	e.s(x.Raw)
+	e.s(x.Field)
+	e.byte1(uint8(x.State))
+	e.byte1(uint8(x.Payment))
+	e.bool(x.Unmapped)
+	e.bool(x.Ignored)
+	e.s(x.OccurredAt)
+	e.i(x.Occurred)
+	e.i(x.Received)
+	e.s(x.Actor)
+	e.s(x.AckOf)
+	e.s(x.ExternalRef)
+	e.bool(x.Current)
+	e.bool(x.Late)
+	e.bool(x.ClockSkew)
+	e.s(x.Amount)
+	e.s(x.Currency)
+	return e.b
+}
+
+func decodeEntry(b []byte) (Entry, error) {
+	d := dec{b: b}
+	var x Entry
+	if v := d.byte1(); v != entryVersion {
+		return x, errCorrupt
+	}
+	x.Seq = d.u()
+	x.System = d.s()
+	x.Kind = d.s()
+	x.EventID = d.s()
+	x.Raw = d.s()
+	x.Field = d.s()
+	x.State = canonical.State(d.byte1())
+	x.Payment = canonical.Payment(d.byte1())
+	x.Unmapped = d.bool()
+	x.Ignored = d.bool()
+	x.OccurredAt = d.s()
+	x.Occurred = d.i()
+	x.Received = d.i()
+	x.Actor = d.s()
+	x.AckOf = d.s()
+	x.ExternalRef = d.s()
+	x.Current = d.bool()
+	x.Late = d.bool()
+	x.ClockSkew = d.bool()
+	x.Amount = d.s()
+	x.Currency = d.s()
+	return x, d.err
+}
+
+// AckLink is system AckSystem acknowledging event EventID of System.
+type AckLink struct {
+	System     string // the acknowledged event's system
+	EventID    string // the acknowledged event
+	AckSystem  string // who acknowledged
+	AckEventID string
+	AckSeq     uint64
+	Occurred   int64
+	OccurredAt string
+	Received   int64
+}
+
+const ackVersion = 1
+
+func (a *AckLink) encode() []byte {
+	e := enc{b: make([]byte, 0, 96)}
+	e.byte1(ackVersion)
+	e.s(a.System)
+	e.s(a.EventID)
+	e.s(a.AckSystem)
+	e.s(a.AckEventID)
+	e.u(a.AckSeq)
+	e.i(a.Occurred)
+	e.s(a.OccurredAt)
+	e.i(a.Received)
+	return e.b
+}
+
+func decodeAck(b []byte) (AckLink, error) {
+	d := dec{b: b}
+	var a AckLink
+	if v := d.byte1(); v != ackVersion {
+		return a, errCorrupt
+	}
+	a.System = d.s()
+	a.EventID = d.s()
+	a.AckSystem = d.s()
+	a.AckEventID = d.s()
+	a.AckSeq = d.u()
+	a.Occurred = d.i()
+	a.OccurredAt = d.s()
+	a.Received = d.i()
+	return a, d.err
+}

@@ -1,0 +1,392 @@
+package projections
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// FormatVersion is the version of the key layout and value encodings
+// described in the package doc. Open refuses a store of another version:
+// rebuild it from the log (driftwatch rebuild).
+const FormatVersion = 1
+
+// Sentinel errors.
+var (
+	ErrNotFound      = errors.New("projections: not found")
+	ErrFormatVersion = errors.New("projections: store format version mismatch")
+)
+
+// Key prefixes (see the package doc).
+var (
+	keyFormat   = []byte("m/format")
+	keyStreamID = []byte("m/stream")
+	prefixCkpt  = []byte("c/")
+	prefixCount = []byte("n/")
+	prefixRow   = []byte("p/")
+	prefixEntry = []byte("h/")
+	prefixAck   = []byte("k/")
+	prefixSeen  = []byte("e/")
+)
+
+const sep = 0x00
+
+// Store is the Pebble store. Its methods are safe for concurrent use; each
+// consumer writes its own keys through its own batches.
+type Store struct {
+	db  *pebble.DB
+	dir string
+}
+
+// Options tune the store.
+type Options struct {
+	// CacheSize is Pebble's block cache in bytes (default 64 MiB).
+	CacheSize int64
+	// MemTableSize in bytes (default 32 MiB).
+	MemTableSize uint64
+}
+
+// Open opens or creates the store in dir and checks its format version.
+func Open(dir string, o Options) (*Store, error) {
+	if o.CacheSize == 0 {
+		o.CacheSize = 64 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 32 << 20
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create projection store %s: %w", dir, err)
+	}
+	cache := pebble.NewCache(o.CacheSize)
+	defer cache.Unref()
+	opts := &pebble.Options{
+		Cache:        cache,
+		MemTableSize: o.MemTableSize,
+		Logger:       quietLogger{},
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open projection store %s: %w", dir, err)
+	}
+	s := &Store{db: db, dir: dir}
+	v, closer, err := db.Get(keyFormat)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if err := db.Set(keyFormat, binary.AppendUvarint(nil, FormatVersion), pebble.Sync); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("write store format version: %w", err)
+		}
+	case err != nil:
+		db.Close()
+		return nil, fmt.Errorf("read store format version: %w", err)
+	default:
+		ver, _ := binary.Uvarint(v)
+		closer.Close()
+		if ver != FormatVersion {
+			db.Close()
+			return nil, fmt.Errorf("%w: %s has format %d, this driftwatch reads %d; run driftwatch rebuild", ErrFormatVersion, dir, ver, FormatVersion)
+		}
+	}
+	return s, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Dir is the store's folder.
+func (s *Store) Dir() string { return s.dir }
+
+// DB exposes the Pebble database to sibling packages (detection) that keep
+// their own prefixes in the same store.
+func (s *Store) DB() *pebble.DB { return s.db }
+
+// NewBatch returns an indexed batch: reads through it see its own writes.
+func (s *Store) NewBatch() *pebble.Batch { return s.db.NewIndexedBatch() }
+
+// Commit applies a batch durably (fsync), then closes it.
+func (s *Store) Commit(b *pebble.Batch) error {
+	defer b.Close()
+	if err := s.db.Apply(b, pebble.Sync); err != nil {
+		return fmt.Errorf("commit projection batch: %w", err)
+	}
+	return nil
+}
+
+// reader is what both the DB and an indexed batch offer.
+type reader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+// get copies the value of key, or returns ErrNotFound.
+func get(r reader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := append([]byte(nil), v...)
+	closer.Close()
+	return out, nil
+}
+
+func ckptKey(consumer string) []byte { return append(append([]byte(nil), prefixCkpt...), consumer...) }
+
+// Checkpoint is the last stream sequence a consumer applied (0 if none).
+func (s *Store) Checkpoint(consumer string) (uint64, error) {
+	v, err := get(s.db, ckptKey(consumer))
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	seq, _ := binary.Uvarint(v)
+	return seq, nil
+}
+
+// SetCheckpoint records seq as the consumer's last applied sequence in b.
+func SetCheckpoint(b *pebble.Batch, consumer string, seq uint64) error {
+	return b.Set(ckptKey(consumer), binary.AppendUvarint(nil, seq), nil)
+}
+
+// Checkpoints lists every consumer's checkpoint.
+func (s *Store) Checkpoints() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	err := s.scan(prefixCkpt, func(k, v []byte) error {
+		seq, _ := binary.Uvarint(v)
+		out[string(k[len(prefixCkpt):])] = seq
+		return nil
+	})
+	return out, err
+}
+
+func counterKey(consumer, name string) []byte {
+	k := append(append([]byte(nil), prefixCount...), consumer...)
+	k = append(k, '/')
+	return append(k, name...)
+}
+
+// AddCounter adds delta to a consumer's counter in b.
+func AddCounter(b *pebble.Batch, consumer, name string, delta uint64) error {
+	key := counterKey(consumer, name)
+	cur := uint64(0)
+	if v, err := get(b, key); err == nil {
+		cur, _ = binary.Uvarint(v)
+	} else if !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return b.Set(key, binary.AppendUvarint(nil, cur+delta), nil)
+}
+
+// Counter reads a consumer's counter.
+func (s *Store) Counter(consumer, name string) (uint64, error) {
+	v, err := get(s.db, counterKey(consumer, name))
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, _ := binary.Uvarint(v)
+	return n, nil
+}
+
+// StreamID is the creation time of the events stream the store was built
+// from ("" for a new store).
+func (s *Store) StreamID() (string, error) {
+	v, err := get(s.db, keyStreamID)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	return string(v), err
+}
+
+// SetStreamID records the events stream's identity.
+func (s *Store) SetStreamID(id string) error {
+	return s.db.Set(keyStreamID, []byte(id), pebble.Sync)
+}
+
+func rowKey(orderID, system string) []byte {
+	k := make([]byte, 0, len(prefixRow)+len(orderID)+1+len(system))
+	k = append(k, prefixRow...)
+	k = append(k, orderID...)
+	k = append(k, sep)
+	return append(k, system...)
+}
+
+func orderPrefix(prefix []byte, orderID string) []byte {
+	k := make([]byte, 0, len(prefix)+len(orderID)+1)
+	k = append(k, prefix...)
+	k = append(k, orderID...)
+	return append(k, sep)
+}
+
+func entryKey(orderID string, seq uint64) []byte {
+	return appendSeq(orderPrefix(prefixEntry, orderID), seq)
+}
+
+func ackKey(orderID, system, eventID, ackSystem string) []byte {
+	k := orderPrefix(prefixAck, orderID)
+	k = append(k, system...)
+	k = append(k, sep)
+	k = append(k, eventID...)
+	k = append(k, sep)
+	return append(k, ackSystem...)
+}
+
+func seenKey(system, eventID string) []byte {
+	k := make([]byte, 0, len(prefixSeen)+len(system)+1+len(eventID))
+	k = append(k, prefixSeen...)
+	k = append(k, system...)
+	k = append(k, sep)
+	return append(k, eventID...)
+}
+
+// Row reads one system's projection of an order.
+func (s *Store) Row(orderID, system string) (Row, error) {
+	return readRow(s.db, orderID, system)
+}
+
+func readRow(r reader, orderID, system string) (Row, error) {
+	v, err := get(r, rowKey(orderID, system))
+	if err != nil {
+		return Row{}, err
+	}
+	return decodeRow(v)
+}
+
+// Rows reads every system's projection of an order, by system id.
+func (s *Store) Rows(orderID string) ([]Row, error) {
+	var rows []Row
+	err := s.scan(orderPrefix(prefixRow, orderID), func(k, v []byte) error {
+		r, err := decodeRow(v)
+		if err != nil {
+			return fmt.Errorf("row %q: %w", k, err)
+		}
+		rows = append(rows, r)
+		return nil
+	})
+	return rows, err
+}
+
+// Timeline reads an order's events in log order.
+func (s *Store) Timeline(orderID string) ([]Entry, error) {
+	var out []Entry
+	err := s.scan(orderPrefix(prefixEntry, orderID), func(k, v []byte) error {
+		e, err := decodeEntry(v)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", k, err)
+		}
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// Acks reads an order's acknowledgement links.
+func (s *Store) Acks(orderID string) ([]AckLink, error) {
+	var out []AckLink
+	err := s.scan(orderPrefix(prefixAck, orderID), func(k, v []byte) error {
+		a, err := decodeAck(v)
+		if err != nil {
+			return fmt.Errorf("ack %q: %w", k, err)
+		}
+		out = append(out, a)
+		return nil
+	})
+	return out, err
+}
+
+// ScanOrders calls fn with each order's rows, in order id order. fn must not
+// keep the slice.
+func (s *Store) ScanOrders(fn func(orderID string, rows []Row) error) error {
+	var cur string
+	var rows []Row
+	err := s.scan(prefixRow, func(k, v []byte) error {
+		r, err := decodeRow(v)
+		if err != nil {
+			return fmt.Errorf("row %q: %w", k, err)
+		}
+		if r.OrderID != cur && len(rows) > 0 {
+			if err := fn(cur, rows); err != nil {
+				return err
+			}
+			rows = rows[:0]
+		}
+		cur = r.OrderID
+		rows = append(rows, r)
+		return nil
+	})
+	if err == nil && len(rows) > 0 {
+		err = fn(cur, rows)
+	}
+	return err
+}
+
+// scan calls fn for every key with prefix, in key order.
+func (s *Store) scan(prefix []byte, fn func(k, v []byte) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// prefixEnd is the first key after every key with prefix.
+func prefixEnd(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// Dump writes every key and value with the given prefixes (all when none)
+// in key order: the equality check between a rebuild and incremental
+// processing compares dumps.
+func (s *Store) Dump(w io.Writer, prefixes ...string) error {
+	if len(prefixes) == 0 {
+		prefixes = []string{"p/", "h/", "k/", "e/"}
+	}
+	for _, p := range prefixes {
+		if err := s.scan([]byte(p), func(k, v []byte) error {
+			_, err := fmt.Fprintf(w, "%q=%x\n", k, v)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// quietLogger drops Pebble's informational lines and keeps errors on stderr.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
+	os.Exit(1)
+}

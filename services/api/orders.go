@@ -1,0 +1,246 @@
+package api
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/driftwatch/driftwatch/events/canonical"
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/httpjson"
+)
+
+// SystemView is one system's current state of an order.
+type SystemView struct {
+	System    string `json:"system"`
+	Platform  string `json:"platform"`
+	Role      string `json:"role"`
+	Record    bool   `json:"record,omitempty"`
+	HasRecord bool   `json:"has_record"`
+	// The latest status the system sent (by occurred_at), in its own words.
+	Status         string `json:"status,omitempty"`
+	StatusField    string `json:"status_field,omitempty"`
+	Unmapped       bool   `json:"unmapped,omitempty"`
+	Canonical      string `json:"canonical,omitempty"` // fulfilment state
+	Payment        string `json:"payment,omitempty"`   // payment state
+	OccurredAt     string `json:"occurred_at,omitempty"`
+	ReceivedAt     string `json:"received_at,omitempty"`
+	Seq            uint64 `json:"seq,omitempty"`
+	EventID        string `json:"event_id,omitempty"`
+	Actor          string `json:"actor,omitempty"`
+	ClockSkew      bool   `json:"clock_skew,omitempty"`
+	MappingVersion int    `json:"mapping_version,omitempty"`
+	ExternalRef    string `json:"external_ref,omitempty"`
+	Amount         string `json:"amount,omitempty"`
+	Currency       string `json:"currency,omitempty"`
+	// Fulfilment and PaymentFacet say which event set each dimension.
+	Fulfilment   *FacetView `json:"fulfilment,omitempty"`
+	PaymentFacet *FacetView `json:"payment_facet,omitempty"`
+	Events       uint64     `json:"events"`
+	// Acknowledged lists the other systems' events this system acknowledged.
+	Acknowledged []AckView `json:"acknowledged,omitempty"`
+}
+
+// FacetView is the event behind one dimension of a system's state.
+type FacetView struct {
+	Status      string `json:"status"`
+	StatusField string `json:"status_field"`
+	State       string `json:"state"`
+	OccurredAt  string `json:"occurred_at"`
+	ReceivedAt  string `json:"received_at"`
+	Seq         uint64 `json:"seq"`
+	EventID     string `json:"event_id"`
+	Actor       string `json:"actor"`
+}
+
+// AckView is one acknowledgement.
+type AckView struct {
+	System     string `json:"system"`   // the acknowledged event's system
+	EventID    string `json:"event_id"` // the acknowledged event
+	AckSystem  string `json:"ack_system"`
+	AckEventID string `json:"ack_event_id"`
+	AckSeq     uint64 `json:"ack_seq"`
+	OccurredAt string `json:"occurred_at"`
+	ReceivedAt string `json:"received_at"`
+}
+
+// OrderView is GET /v1/orders/{order_id}.
+type OrderView struct {
+	OrderID        string       `json:"order_id"`
+	AsOf           string       `json:"as_of,omitempty"`
+	Systems        []SystemView `json:"systems"`
+	OpenMismatches []any        `json:"open_mismatches"`
+}
+
+// TimelineEvent is one event of GET /v1/orders/{order_id}/timeline.
+type TimelineEvent struct {
+	Seq         uint64    `json:"seq"`
+	System      string    `json:"system"`
+	Kind        string    `json:"kind"`
+	EventID     string    `json:"event_id"`
+	Status      string    `json:"status,omitempty"`
+	StatusField string    `json:"status_field,omitempty"`
+	Canonical   string    `json:"canonical,omitempty"`
+	Payment     string    `json:"payment,omitempty"`
+	Unmapped    bool      `json:"unmapped,omitempty"`
+	Ignored     bool      `json:"ignored,omitempty"`
+	OccurredAt  string    `json:"occurred_at"`
+	ReceivedAt  string    `json:"received_at"`
+	LagMillis   int64     `json:"lag_ms"` // received_at - occurred_at
+	Actor       string    `json:"actor"`
+	AckOf       string    `json:"ack_of,omitempty"`
+	AckedBy     []AckView `json:"acked_by,omitempty"`
+	Current     bool      `json:"current"`
+	Late        bool      `json:"late,omitempty"`
+	ClockSkew   bool      `json:"clock_skew,omitempty"`
+	ExternalRef string    `json:"external_ref,omitempty"`
+	Amount      string    `json:"amount,omitempty"`
+	Currency    string    `json:"currency,omitempty"`
+}
+
+// TimelineView is GET /v1/orders/{order_id}/timeline.
+type TimelineView struct {
+	OrderID string          `json:"order_id"`
+	Events  []TimelineEvent `json:"events"`
+}
+
+// FormatTime renders Unix nanoseconds as RFC 3339 UTC with milliseconds.
+func FormatTime(nanos int64) string {
+	if nanos == 0 {
+		return ""
+	}
+	return time.Unix(0, nanos).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+func stateName(s canonical.State) string { return s.String() }
+
+func facetView(f *projections.Facet, payment bool) *FacetView {
+	if !f.Set() {
+		return nil
+	}
+	v := &FacetView{Status: f.Raw, StatusField: f.Field, State: f.State.String(), OccurredAt: f.OccurredAt,
+		ReceivedAt: FormatTime(f.Received), Seq: f.Seq, EventID: f.EventID, Actor: f.Actor}
+	if payment {
+		v.State = f.Payment.String()
+	}
+	return v
+}
+
+func ackView(a projections.AckLink) AckView {
+	return AckView{System: a.System, EventID: a.EventID, AckSystem: a.AckSystem, AckEventID: a.AckEventID,
+		AckSeq: a.AckSeq, OccurredAt: a.OccurredAt, ReceivedAt: FormatTime(a.Received)}
+}
+
+// BuildOrderView lays out every configured system's row side by side, in
+// configuration order; systems without a row show has_record false.
+func BuildOrderView(cfg *config.Config, orderID string, rows []projections.Row, acks []projections.AckLink) OrderView {
+	byID := make(map[string]*projections.Row, len(rows))
+	for i := range rows {
+		byID[rows[i].System] = &rows[i]
+	}
+	v := OrderView{OrderID: orderID, Systems: make([]SystemView, 0, len(cfg.Systems)), OpenMismatches: []any{}}
+	for _, s := range cfg.Systems {
+		sv := SystemView{System: s.ID, Platform: s.Platform, Role: s.Role, Record: s.Record}
+		if r, ok := byID[s.ID]; ok && r.HasRecord() {
+			sv.HasRecord = true
+			sv.Status, sv.StatusField, sv.Unmapped = r.Last.Raw, r.Last.Field, r.Last.Unmapped
+			if st := r.State(); st != canonical.None {
+				sv.Canonical = stateName(st)
+			}
+			if p := r.PaymentState(); p != canonical.NoPayment {
+				sv.Payment = p.String()
+			}
+			sv.OccurredAt, sv.ReceivedAt = r.Last.OccurredAt, FormatTime(r.Last.Received)
+			sv.Seq, sv.EventID, sv.Actor, sv.ClockSkew = r.Last.Seq, r.Last.EventID, r.Last.Actor, r.Last.ClockSkew
+			sv.MappingVersion, sv.ExternalRef = r.Last.MappingVer, r.Last.ExternalRef
+			sv.Amount, sv.Currency = r.Amount, r.Currency
+			sv.Fulfilment = facetView(&r.Fulfilment, false)
+			sv.PaymentFacet = facetView(&r.Payment, true)
+			sv.Events = r.Events
+		} else if ok {
+			sv.Events = r.Events
+		}
+		for _, a := range acks {
+			if a.AckSystem == s.ID {
+				sv.Acknowledged = append(sv.Acknowledged, ackView(a))
+			}
+		}
+		v.Systems = append(v.Systems, sv)
+	}
+	return v
+}
+
+// BuildTimeline turns index entries into the timeline, linking acks.
+func BuildTimeline(orderID string, entries []projections.Entry, acks []projections.AckLink) TimelineView {
+	v := TimelineView{OrderID: orderID, Events: make([]TimelineEvent, 0, len(entries))}
+	for _, e := range entries {
+		te := TimelineEvent{Seq: e.Seq, System: e.System, Kind: e.Kind, EventID: e.EventID, Status: e.Raw,
+			StatusField: e.Field, Unmapped: e.Unmapped, Ignored: e.Ignored, OccurredAt: e.OccurredAt,
+			ReceivedAt: FormatTime(e.Received), LagMillis: (e.Received - e.Occurred) / int64(time.Millisecond),
+			Actor: e.Actor, AckOf: e.AckOf, Current: e.Current, Late: e.Late, ClockSkew: e.ClockSkew,
+			ExternalRef: e.ExternalRef, Amount: e.Amount, Currency: e.Currency}
+		if e.State != canonical.None {
+			te.Canonical = e.State.String()
+		}
+		if e.Payment != canonical.NoPayment {
+			te.Payment = e.Payment.String()
+		}
+		for _, a := range acks {
+			if a.System == e.System && a.EventID == e.EventID {
+				te.AckedBy = append(te.AckedBy, ackView(a))
+			}
+		}
+		v.Events = append(v.Events, te)
+	}
+	return v
+}
+
+// OrderHandlers serves the order view and the timeline from the store.
+type OrderHandlers struct {
+	Config *config.Config
+	Store  *projections.Store
+}
+
+// Register adds the routes.
+func (h *OrderHandlers) Register(s *Server) {
+	s.HandleFunc("GET /v1/orders/{order_id}", h.order)
+	s.HandleFunc("GET /v1/orders/{order_id}/timeline", h.timeline)
+}
+
+func (h *OrderHandlers) order(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("order_id")
+	rows, err := h.Store.Rows(id)
+	if err != nil {
+		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
+		return
+	}
+	if len(rows) == 0 {
+		httpjson.WriteError(w, http.StatusNotFound, "order_not_found", "no system has sent an event for order "+id)
+		return
+	}
+	acks, err := h.Store.Acks(id)
+	if err != nil {
+		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
+		return
+	}
+	httpjson.Write(w, http.StatusOK, BuildOrderView(h.Config, id, rows, acks))
+}
+
+func (h *OrderHandlers) timeline(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("order_id")
+	entries, err := h.Store.Timeline(id)
+	if err != nil {
+		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
+		return
+	}
+	if len(entries) == 0 {
+		httpjson.WriteError(w, http.StatusNotFound, "order_not_found", "no event in the log for order "+id)
+		return
+	}
+	acks, err := h.Store.Acks(id)
+	if err != nil {
+		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
+		return
+	}
+	httpjson.Write(w, http.StatusOK, BuildTimeline(id, entries, acks))
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/app"
+	"github.com/driftwatch/driftwatch/services/broker"
+	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/rebuild"
+)
+
+func newRebuildCmd() *cobra.Command {
+	var configPath, dataDir, natsURL string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "rebuild",
+		Short: "Rebuild every projection from the log into a fresh store and swap it in",
+		Long: `Rebuild every projection from the log (DRIFTWATCH_EVENTS) into a fresh
+Pebble store and swap it in: needed after a mapping table changes. Stop
+driftwatch serve on this data folder first; the rebuild holds the store's lock
+while it runs.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := newLogger()
+			if err != nil {
+				return err
+			}
+			cfg, err := config.LoadFile(configPath)
+			if err != nil {
+				return err
+			}
+			live := filepath.Join(dataDir, app.StoreDir)
+			// Hold the live store's lock: a running serve makes this fail.
+			held, err := projections.Open(live, projections.Options{CacheSize: 1 << 20})
+			if err != nil {
+				if strings.Contains(err.Error(), "lock") {
+					return fmt.Errorf("the store %s is in use (is driftwatch serve running on %s?): stop it first", live, dataDir)
+				}
+				if !errors.Is(err, projections.ErrFormatVersion) {
+					return err
+				}
+			}
+			b, err := broker.Start(broker.Options{URL: natsURL, DataDir: dataDir, Listen: "127.0.0.1:-1",
+				SyncAlways: cfg.SyncAlways(), SyncInterval: cfg.SyncInterval(), Logger: log, ClientName: "driftwatch-rebuild"})
+			if err != nil {
+				if held != nil {
+					held.Close()
+				}
+				return err
+			}
+			defer b.Close()
+			fresh := fmt.Sprintf("%s.rebuild-%d", live, time.Now().UnixNano())
+			var bar *progressbar.ProgressBar
+			opts := rebuild.Options{JS: b.JS, Applier: app.NewApplier(cfg), Dir: fresh}
+			if !quiet && isTerminal(os.Stderr) {
+				opts.Progress = func(done, total uint64) {
+					if bar == nil {
+						bar = progressbar.Default(int64(total), "rebuilding")
+					}
+					_ = bar.Set64(int64(done))
+				}
+			}
+			st, err := rebuild.Build(context.WithoutCancel(cmd.Context()), opts)
+			if bar != nil {
+				_ = bar.Finish()
+			}
+			if held != nil {
+				held.Close()
+			}
+			if err != nil {
+				_ = os.RemoveAll(fresh)
+				return err
+			}
+			if err := rebuild.Swap(live, fresh); err != nil {
+				return err
+			}
+			printf(os.Stdout, "rebuilt %d events up to sequence %d in %s (%.0f events/s): %d applied, %d late, %d acks, %d duplicates, %d rejected\n",
+				st.Events, st.LastSeq, st.Elapsed.Round(time.Millisecond), st.EventsPerSec, st.Applied, st.Late, st.Acks, st.Duplicates, st.Rejected)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file")
+	f.StringVar(&dataDir, "data", "data", "data folder")
+	f.StringVar(&natsURL, "nats-url", "", "read the log from an existing NATS instead of the embedded store")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	return cmd
+}

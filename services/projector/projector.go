@@ -1,0 +1,522 @@
+// Package projector is the NATS shell around projections.Applier: one
+// durable JetStream consumer per configured system (filter
+// driftwatch.in.<system>) reads the log, applies each batch of messages to
+// the Pebble store with the consumer's checkpoint in the same batch, commits
+// it durably, and only then acknowledges the batch (AckAll on its last
+// message). Invalid events are dead-lettered with their reason and counted;
+// they never block a consumer. A sentry dead-letters events published on the
+// subject of a system the configuration does not know.
+//
+// Invariants:
+//   - a message is acknowledged only after the batch holding its effect and
+//     the checkpoint >= its sequence is durable;
+//   - a message at or below the checkpoint is skipped (redelivery);
+//   - the store remembers the identity (creation time) of the stream it was
+//     built from; a recreated stream, or a stream whose last sequence is
+//     below a checkpoint, stops the projector with a loud error rather than
+//     silently skipping or re-applying.
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
+)
+
+// ErrStreamChanged means the events stream is not the one the store was
+// built from (recreated or truncated below a checkpoint).
+var ErrStreamChanged = errors.New("projector: events stream changed under the store")
+
+// ConsumerPrefix names the per-system durable consumers: dw-proj-<system>.
+const ConsumerPrefix = "dw-proj-"
+
+// MaxBatch is the most messages applied in one Pebble batch.
+const MaxBatch = 1000
+
+// Options configures the projector.
+type Options struct {
+	JS      jetstream.JetStream
+	Store   *projections.Store
+	Applier *projections.Applier
+	Systems []string
+	Logger  zerolog.Logger
+	// OnBatch, when set, is called after each committed batch with the
+	// system and the outcomes (for metrics and tests). It must not block.
+	OnBatch func(system string, outcomes []projections.Outcome)
+	// SentryEvery is how often the sentry looks for subjects of unknown
+	// systems (default 5s).
+	SentryEvery time.Duration
+}
+
+// Projector runs the per-system consumers.
+type Projector struct {
+	opts   Options
+	log    zerolog.Logger
+	stream jetstream.Stream
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	errs   chan error
+
+	mu      sync.Mutex
+	workers map[string]*worker // by consumer name
+	failed  error
+}
+
+// New returns a projector.
+func New(opts Options) *Projector {
+	if opts.SentryEvery == 0 {
+		opts.SentryEvery = 5 * time.Second
+	}
+	return &Projector{opts: opts, log: opts.Logger, workers: map[string]*worker{}, errs: make(chan error, 64)}
+}
+
+// Start checks the stream's identity and starts a consumer per system.
+func (p *Projector) Start(ctx context.Context) error {
+	s, err := p.opts.JS.Stream(ctx, events.EventsStream)
+	if err != nil {
+		return fmt.Errorf("projector: open stream: %w", err)
+	}
+	p.stream = s
+	if err := p.checkStream(ctx); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	for _, sys := range p.opts.Systems {
+		if _, err := p.startWorker(ctx, runCtx, ConsumerPrefix+sys, events.InSubject(sys), sys); err != nil {
+			cancel()
+			p.wg.Wait()
+			return err
+		}
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.sentry(runCtx)
+	}()
+	return nil
+}
+
+// Stop stops every consumer and waits for them.
+func (p *Projector) Stop() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+}
+
+// Err returns the error that stopped a consumer, if any.
+func (p *Projector) Err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
+}
+
+func (p *Projector) fail(err error) {
+	p.mu.Lock()
+	if p.failed == nil {
+		p.failed = err
+	}
+	p.mu.Unlock()
+	p.log.Error().Err(err).Msg("projector consumer stopped")
+}
+
+// checkStream compares the stream's identity and last sequence with what
+// the store was built from.
+func (p *Projector) checkStream(ctx context.Context) error {
+	info, err := p.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("projector: stream info: %w", err)
+	}
+	id := info.Created.UTC().Format(time.RFC3339Nano)
+	stored, err := p.opts.Store.StreamID()
+	if err != nil {
+		return err
+	}
+	ckpts, err := p.opts.Store.Checkpoints()
+	if err != nil {
+		return err
+	}
+	var maxCkpt uint64
+	for _, c := range ckpts {
+		maxCkpt = max(maxCkpt, c)
+	}
+	if stored != "" && stored != id {
+		return fmt.Errorf("%w: the store was built from stream %s created %s, the stream now was created %s; rebuild the projections (driftwatch rebuild) or restore the stream", ErrStreamChanged, events.EventsStream, stored, id)
+	}
+	if info.State.LastSeq < maxCkpt {
+		return fmt.Errorf("%w: stream %s ends at sequence %d but the store has applied up to %d; the stream lost data: rebuild the projections or restore the stream", ErrStreamChanged, events.EventsStream, info.State.LastSeq, maxCkpt)
+	}
+	if stored == "" {
+		return p.opts.Store.SetStreamID(id)
+	}
+	return nil
+}
+
+// worker is one durable consumer and its apply loop.
+type worker struct {
+	name, filter, system string
+	cons                 jetstream.Consumer
+	applied              atomic.Uint64 // checkpoint
+	deadLettered         atomic.Uint64
+	duplicates           atomic.Uint64
+}
+
+// ensureConsumer creates the durable consumer, or recreates it when its
+// acknowledgement floor differs from the store's checkpoint (the store is
+// the authority on what was applied).
+func (p *Projector) ensureConsumer(ctx context.Context, name, filter string, ckpt uint64) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "driftwatch projector for " + filter,
+		FilterSubject: filter,
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       60 * time.Second,
+		MaxAckPending: 20000,
+		MaxDeliver:    -1,
+	}
+	if ckpt > 0 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = ckpt + 1
+	} else {
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	}
+	cons, err := p.stream.Consumer(ctx, name)
+	if err == nil {
+		info, ierr := cons.Info(ctx)
+		if ierr != nil {
+			return nil, fmt.Errorf("consumer %s info: %w", name, ierr)
+		}
+		if info.AckFloor.Stream == ckpt && info.Config.FilterSubject == filter {
+			return cons, nil
+		}
+		p.log.Info().Str("consumer", name).Uint64("ack_floor", info.AckFloor.Stream).Uint64("checkpoint", ckpt).Msg("recreating consumer at the store's checkpoint")
+		if err := p.stream.DeleteConsumer(ctx, name); err != nil {
+			return nil, fmt.Errorf("delete consumer %s: %w", name, err)
+		}
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("consumer %s: %w", name, err)
+	}
+	cons, err = p.stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", name, err)
+	}
+	return cons, nil
+}
+
+func (p *Projector) startWorker(ctx, runCtx context.Context, name, filter, system string) (*worker, error) {
+	ckpt, err := p.opts.Store.Checkpoint(name)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := p.ensureConsumer(ctx, name, filter, ckpt)
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{name: name, filter: filter, system: system, cons: cons}
+	w.applied.Store(ckpt)
+	w.deadLettered.Store(counter(p.opts.Store, name, "dead_lettered"))
+	w.duplicates.Store(counter(p.opts.Store, name, "duplicates"))
+	p.mu.Lock()
+	p.workers[name] = w
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := p.run(runCtx, w); err != nil && runCtx.Err() == nil {
+			p.fail(err)
+		}
+	}()
+	return w, nil
+}
+
+func counter(s *projections.Store, consumer, name string) uint64 {
+	n, _ := s.Counter(consumer, name)
+	return n
+}
+
+// run is the consume-apply-commit-ack loop of one consumer.
+func (p *Projector) run(ctx context.Context, w *worker) error {
+	msgs := make(chan jetstream.Msg, 2*MaxBatch)
+	cc, err := w.cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-ctx.Done():
+		}
+	}, jetstream.PullMaxMessages(MaxBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
+			p.log.Warn().Err(err).Str("consumer", w.name).Msg("consume error")
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", w.name, err)
+	}
+	defer cc.Stop()
+	batch := make([]jetstream.Msg, 0, MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+	drain:
+		for len(batch) < MaxBatch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		if err := p.applyBatch(ctx, w, batch); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, ErrStreamChanged) {
+				return err
+			}
+			// Transient (storage or NATS): leave the batch unacknowledged;
+			// JetStream redelivers it after AckWait, and the checkpoint
+			// skips whatever was applied.
+			p.log.Error().Err(err).Str("consumer", w.name).Msg("apply batch failed; will be redelivered")
+			for _, m := range batch {
+				_ = m.NakWithDelay(time.Second)
+			}
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// applyBatch applies msgs in one Pebble batch, commits it durably and acks.
+func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.Msg) error {
+	ckpt := w.applied.Load()
+	b := p.opts.Store.NewBatch()
+	committed := false
+	defer func() {
+		if !committed {
+			b.Close()
+		}
+	}()
+	outcomes := make([]projections.Outcome, 0, len(msgs))
+	var dead, dups uint64
+	last := ckpt
+	for _, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("message metadata: %w", err)
+		}
+		seq := meta.Sequence.Stream
+		if seq <= last {
+			continue // redelivered: already applied
+		}
+		var out projections.Outcome
+		if w.system == "" {
+			out = projections.Outcome{Result: projections.Rejected, Err: unknownSubjectError(m.Subject())}
+		} else {
+			out, err = p.opts.Applier.Apply(b, projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: meta.Timestamp})
+			if err != nil {
+				return err
+			}
+		}
+		switch out.Result {
+		case projections.Rejected:
+			sys := out.Event.System
+			if w.system != "" {
+				sys = w.system
+			} else if s, ok := events.SystemFromSubject(m.Subject()); ok {
+				sys = s
+			}
+			dl := events.DeadLetterMsg(sys, m.Data(), out.Err)
+			dl.Header.Set(events.HeaderMsgID, fmt.Sprintf("log:%d", seq)) // a redelivery dead-letters once
+			dl.Header.Set("Driftwatch-Log-Seq", fmt.Sprint(seq))
+			if _, err := p.opts.JS.PublishMsg(ctx, dl, jetstream.WithExpectStream(events.DLQStream)); err != nil {
+				return fmt.Errorf("dead-letter log seq %d: %w", seq, err)
+			}
+			dead++
+			p.log.Warn().Str("consumer", w.name).Uint64("seq", seq).Str("code", events.ErrorCode(out.Err)).Str("reason", out.Err.Error()).Msg("event dead-lettered")
+		case projections.Duplicate:
+			dups++
+		}
+		outcomes = append(outcomes, out)
+		last = seq
+	}
+	if last != ckpt {
+		if err := projections.SetCheckpoint(b, w.name, last); err != nil {
+			return err
+		}
+		if dead > 0 {
+			if err := projections.AddCounter(b, w.name, "dead_lettered", dead); err != nil {
+				return err
+			}
+		}
+		if dups > 0 {
+			if err := projections.AddCounter(b, w.name, "duplicates", dups); err != nil {
+				return err
+			}
+		}
+		committed = true
+		if err := p.opts.Store.Commit(b); err != nil {
+			return err
+		}
+		w.applied.Store(last)
+		w.deadLettered.Add(dead)
+		w.duplicates.Add(dups)
+	}
+	// AckAll: acknowledging the last message acknowledges the batch.
+	if err := msgs[len(msgs)-1].Ack(); err != nil && ctx.Err() == nil {
+		p.log.Warn().Err(err).Str("consumer", w.name).Msg("ack failed; the batch will be redelivered and skipped")
+	}
+	if p.opts.OnBatch != nil && len(outcomes) > 0 {
+		p.opts.OnBatch(w.system, outcomes)
+	}
+	return nil
+}
+
+func unknownSubjectError(subject string) error {
+	ve := &events.ValidationError{}
+	if sys, ok := events.SystemFromSubject(subject); ok {
+		ve.Add("system", events.CodeUnknownSystem, fmt.Sprintf("%q (from subject %s) is not a configured system", sys, subject))
+	} else {
+		ve.Add("system", events.CodeSubjectMismatch, fmt.Sprintf("subject %s is not driftwatch.in.<system>", subject))
+	}
+	return ve
+}
+
+// sentry looks for subjects of unknown systems in the stream and runs a
+// dead-lettering consumer for each.
+func (p *Projector) sentry(ctx context.Context) {
+	known := map[string]bool{}
+	for _, s := range p.opts.Systems {
+		known[events.InSubject(s)] = true
+	}
+	watching := map[string]bool{}
+	tick := time.NewTicker(p.opts.SentryEvery)
+	defer tick.Stop()
+	for {
+		info, err := p.stream.Info(ctx, jetstream.WithSubjectFilter(events.InPrefix+">"))
+		if err == nil {
+			var unknown []string
+			for subj := range info.State.Subjects {
+				if !known[subj] && !watching[subj] {
+					unknown = append(unknown, subj)
+				}
+			}
+			sort.Strings(unknown)
+			for _, subj := range unknown {
+				if _, err := p.startWorker(ctx, ctx, SentryName(subj), subj, ""); err != nil {
+					p.log.Error().Err(err).Str("subject", subj).Msg("sentry consumer failed to start")
+					continue
+				}
+				watching[subj] = true
+				p.log.Warn().Str("subject", subj).Msg("events on a subject of an unknown system; dead-lettering them")
+			}
+		} else if ctx.Err() == nil {
+			p.log.Warn().Err(err).Msg("sentry: stream info failed")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// SentryName is the durable consumer that dead-letters events on subject, a
+// subject of no configured system.
+func SentryName(subject string) string {
+	h := fnv.New64a()
+	h.Write([]byte(subject))
+	return fmt.Sprintf("dw-sentry-%016x", h.Sum64())
+}
+
+// ConsumerStatus is one consumer's progress.
+type ConsumerStatus struct {
+	Name         string `json:"name"`
+	System       string `json:"system,omitempty"`
+	Filter       string `json:"filter"`
+	AppliedSeq   uint64 `json:"applied_seq"`
+	Pending      uint64 `json:"pending"`
+	DeadLettered uint64 `json:"dead_lettered"`
+	Duplicates   uint64 `json:"duplicates"`
+}
+
+// Status reports every consumer's applied sequence and pending count.
+func (p *Projector) Status(ctx context.Context) []ConsumerStatus {
+	p.mu.Lock()
+	ws := make([]*worker, 0, len(p.workers))
+	for _, w := range p.workers {
+		ws = append(ws, w)
+	}
+	p.mu.Unlock()
+	sort.Slice(ws, func(i, j int) bool { return ws[i].name < ws[j].name })
+	out := make([]ConsumerStatus, 0, len(ws))
+	for _, w := range ws {
+		st := ConsumerStatus{Name: w.name, System: w.system, Filter: w.filter, AppliedSeq: w.applied.Load(),
+			DeadLettered: w.deadLettered.Load(), Duplicates: w.duplicates.Load()}
+		if info, err := w.cons.Info(ctx); err == nil {
+			st.Pending = info.NumPending + uint64(info.NumAckPending)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Applied returns each system's checkpoint (for lag checks).
+func (p *Projector) Applied() map[string]uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]uint64, len(p.workers))
+	for _, w := range p.workers {
+		if w.system != "" {
+			out[w.system] = w.applied.Load()
+		}
+	}
+	return out
+}
+
+// CaughtUp reports whether every consumer has applied every message of its
+// subject up to seq: its checkpoint is >= the last message of its subject
+// at or below seq.
+func (p *Projector) CaughtUp(ctx context.Context, seq uint64) (bool, error) {
+	for _, w := range p.snapshotWorkers() {
+		if w.system == "" || w.applied.Load() >= seq {
+			continue
+		}
+		info, err := w.cons.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		if info.NumPending+uint64(info.NumAckPending) > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (p *Projector) snapshotWorkers() []*worker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ws := make([]*worker, 0, len(p.workers))
+	for _, w := range p.workers {
+		ws = append(ws, w)
+	}
+	return ws
+}
