@@ -57,12 +57,11 @@ func (s *Server) Handler() http.Handler { return s }
 
 // ServeHTTP routes a request, answering unknown paths with a JSON 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, pattern := s.mux.Handler(r)
-	if pattern == "" {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
 		httpjson.WriteError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 		return
 	}
-	h.ServeHTTP(w, r)
+	s.mux.ServeHTTP(w, r)
 }
 
 // Start listens on addr ("127.0.0.1:8080"; port 0 picks one) and serves in

@@ -174,16 +174,18 @@ type worker struct {
 	duplicates           atomic.Uint64
 }
 
-// ensureConsumer creates the durable consumer, or recreates it when its
-// acknowledgement floor differs from the store's checkpoint (the store is
-// the authority on what was applied).
+// ensureConsumer (re)creates the durable consumer so that it delivers from
+// the store's checkpoint + 1, in stream order. The store is the authority on
+// what was applied: a consumer left over from an earlier run may have
+// delivered messages that were never applied, and with AckAll a later
+// acknowledgement would cover them, so it is never reused as it is.
 func (p *Projector) ensureConsumer(ctx context.Context, name, filter string, ckpt uint64) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "driftwatch projector for " + filter,
 		FilterSubject: filter,
 		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       60 * time.Second,
+		AckWait:       5 * time.Minute,
 		MaxAckPending: 20000,
 		MaxDeliver:    -1,
 	}
@@ -193,23 +195,10 @@ func (p *Projector) ensureConsumer(ctx context.Context, name, filter string, ckp
 	} else {
 		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
 	}
-	cons, err := p.stream.Consumer(ctx, name)
-	if err == nil {
-		info, ierr := cons.Info(ctx)
-		if ierr != nil {
-			return nil, fmt.Errorf("consumer %s info: %w", name, ierr)
-		}
-		if info.AckFloor.Stream == ckpt && info.Config.FilterSubject == filter {
-			return cons, nil
-		}
-		p.log.Info().Str("consumer", name).Uint64("ack_floor", info.AckFloor.Stream).Uint64("checkpoint", ckpt).Msg("recreating consumer at the store's checkpoint")
-		if err := p.stream.DeleteConsumer(ctx, name); err != nil {
-			return nil, fmt.Errorf("delete consumer %s: %w", name, err)
-		}
-	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("consumer %s: %w", name, err)
+	if err := p.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("reset consumer %s: %w", name, err)
 	}
-	cons, err = p.stream.CreateOrUpdateConsumer(ctx, cfg)
+	cons, err := p.stream.CreateOrUpdateConsumer(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", name, err)
 	}
@@ -247,16 +236,49 @@ func counter(s *projections.Store, consumer, name string) uint64 {
 	return n
 }
 
-// run is the consume-apply-commit-ack loop of one consumer.
+// run consumes until ctx ends. A failed batch ends the consume session:
+// its messages and everything delivered after them are dropped unapplied,
+// and a new session recreates the consumer at the checkpoint, so messages
+// are always applied in stream order and an AckAll never covers a message
+// that was not applied.
 func (p *Projector) run(ctx context.Context, w *worker) error {
+	for {
+		err := p.session(ctx, w)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrStreamChanged) {
+			return err
+		}
+		p.log.Error().Err(err).Str("consumer", w.name).Msg("consumer session failed; resuming from the checkpoint")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		cons, err := p.ensureConsumer(ctx, w.name, w.filter, w.applied.Load())
+		if err != nil {
+			if ctx.Err() == nil {
+				p.log.Error().Err(err).Str("consumer", w.name).Msg("recreate consumer failed")
+			}
+			continue
+		}
+		w.cons = cons
+	}
+}
+
+// session is one Consume subscription and its consume-apply-commit-ack loop.
+func (p *Projector) session(ctx context.Context, w *worker) error {
 	msgs := make(chan jetstream.Msg, 2*MaxBatch)
+	sessCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	cc, err := w.cons.Consume(func(m jetstream.Msg) {
 		select {
 		case msgs <- m:
-		case <-ctx.Done():
+		case <-sessCtx.Done():
 		}
 	}, jetstream.PullMaxMessages(MaxBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if ctx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
+		if sessCtx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
 			p.log.Warn().Err(err).Str("consumer", w.name).Msg("consume error")
 		}
 	}))
@@ -283,24 +305,7 @@ func (p *Projector) run(ctx context.Context, w *worker) error {
 			}
 		}
 		if err := p.applyBatch(ctx, w, batch); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, ErrStreamChanged) {
-				return err
-			}
-			// Transient (storage or NATS): leave the batch unacknowledged;
-			// JetStream redelivers it after AckWait, and the checkpoint
-			// skips whatever was applied.
-			p.log.Error().Err(err).Str("consumer", w.name).Msg("apply batch failed; will be redelivered")
-			for _, m := range batch {
-				_ = m.NakWithDelay(time.Second)
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
+			return err
 		}
 	}
 }
