@@ -151,13 +151,14 @@ func (a *Applier) Apply(b *pebble.Batch, d Delivery) (Outcome, error) {
 		}
 		if mapped && res.State != canonical.None && f.newerThan(&row.Fulfilment) {
 			row.Fulfilment = f
-			entry.Current = true
+			entry.Current, entry.SetState = true, true
 		}
 		if mapped && res.Payment != canonical.NoPayment && f.newerThan(&row.Payment) {
 			row.Payment = f
-			entry.Current = true
+			entry.Current, entry.SetPayment = true, true
 		}
 		entry.Late = !entry.Current
+		entry.PrevState, entry.PrevPayment = out.Before.Fulfilment.State, out.Before.Payment.Payment
 		if entry.Current {
 			out.Result = Applied
 		} else {

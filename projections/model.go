@@ -173,6 +173,15 @@ type Entry struct {
 	ClockSkew bool
 	Amount    string
 	Currency  string
+	// PrevState and PrevPayment are the system's canonical states before
+	// this event (None/NoPayment when it had none): with State/Payment they
+	// give the transition the event made, when it was Current.
+	PrevState   canonical.State
+	PrevPayment canonical.Payment
+	// SetState and SetPayment say the event became the system's current
+	// fulfilment or payment state when it was applied.
+	SetState   bool
+	SetPayment bool
 }
 
 const entryVersion = 1
@@ -201,6 +210,10 @@ func (x *Entry) encode() []byte {
 	e.bool(x.ClockSkew)
 	e.s(x.Amount)
 	e.s(x.Currency)
+	e.byte1(uint8(x.PrevState))
+	e.byte1(uint8(x.PrevPayment))
+	e.bool(x.SetState)
+	e.bool(x.SetPayment)
 	return e.b
 }
 
@@ -231,6 +244,10 @@ func decodeEntry(b []byte) (Entry, error) {
 	x.ClockSkew = d.bool()
 	x.Amount = d.s()
 	x.Currency = d.s()
+	x.PrevState = canonical.State(d.byte1())
+	x.PrevPayment = canonical.Payment(d.byte1())
+	x.SetState = d.bool()
+	x.SetPayment = d.bool()
 	return x, d.err
 }
 

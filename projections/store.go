@@ -117,6 +117,9 @@ func (s *Store) Commit(b *pebble.Batch) error {
 	return nil
 }
 
+// Reader is what both the DB and an indexed batch offer.
+type Reader = reader
+
 // reader is what both the DB and an indexed batch offer.
 type reader interface {
 	Get(key []byte) ([]byte, io.Closer, error)
@@ -254,6 +257,31 @@ func (s *Store) Row(orderID, system string) (Row, error) {
 	return readRow(s.db, orderID, system)
 }
 
+// ReadRow reads a row through r (the DB or an indexed batch).
+func ReadRow(r reader, orderID, system string) (Row, error) { return readRow(r, orderID, system) }
+
+// HasAck reports whether ackSystem acknowledged system's event eventID.
+func HasAck(r reader, orderID, system, eventID, ackSystem string) (AckLink, bool, error) {
+	v, err := get(r, ackKey(orderID, system, eventID, ackSystem))
+	if errors.Is(err, ErrNotFound) {
+		return AckLink{}, false, nil
+	}
+	if err != nil {
+		return AckLink{}, false, err
+	}
+	a, err := decodeAck(v)
+	return a, err == nil, err
+}
+
+// ReadEntry reads one order index entry through r.
+func ReadEntry(r reader, orderID string, seq uint64) (Entry, error) {
+	v, err := get(r, entryKey(orderID, seq))
+	if err != nil {
+		return Entry{}, err
+	}
+	return decodeEntry(v)
+}
+
 func readRow(r reader, orderID, system string) (Row, error) {
 	v, err := get(r, rowKey(orderID, system))
 	if err != nil {
@@ -274,6 +302,15 @@ func (s *Store) Rows(orderID string) ([]Row, error) {
 		return nil
 	})
 	return rows, err
+}
+
+// Entry reads one event of the order index.
+func (s *Store) Entry(orderID string, seq uint64) (Entry, error) {
+	v, err := get(s.db, entryKey(orderID, seq))
+	if err != nil {
+		return Entry{}, err
+	}
+	return decodeEntry(v)
 }
 
 // Timeline reads an order's events in log order.

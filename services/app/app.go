@@ -139,7 +139,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 		a.Store = store
-		a.Applier = NewApplier(a.cfg)
+		a.Applier = projector.NewApplier(a.cfg)
 	}
 	if a.runs(ServiceProjector) {
 		systems := make([]string, len(a.cfg.Systems))

@@ -5,22 +5,9 @@ import (
 	"net/http"
 
 	"github.com/driftwatch/driftwatch/events"
-	"github.com/driftwatch/driftwatch/events/mapping"
-	"github.com/driftwatch/driftwatch/projections"
-	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/httpjson"
 	"github.com/driftwatch/driftwatch/services/projector"
 )
-
-// NewApplier builds the projection state machine for a configuration.
-func NewApplier(cfg *config.Config) *projections.Applier {
-	tables := make(map[string]*mapping.Table, len(cfg.Systems))
-	for _, s := range cfg.Systems {
-		t, _ := cfg.Mappings.Table(s.Platform) // validated at load
-		tables[s.ID] = t
-	}
-	return projections.NewApplier(tables, cfg.Detect.MaxFutureSkew.D())
-}
 
 // StreamStatus is the log's state in GET /v1/status.
 type StreamStatus struct {

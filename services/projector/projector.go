@@ -32,7 +32,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/events/mapping"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/config"
 )
 
 // ErrStreamChanged means the events stream is not the one the store was
@@ -450,6 +452,16 @@ func SentryName(subject string) string {
 	h := fnv.New64a()
 	h.Write([]byte(subject))
 	return fmt.Sprintf("dw-sentry-%016x", h.Sum64())
+}
+
+// NewApplier builds the projection state machine for a configuration.
+func NewApplier(cfg *config.Config) *projections.Applier {
+	tables := make(map[string]*mapping.Table, len(cfg.Systems))
+	for _, s := range cfg.Systems {
+		t, _ := cfg.Mappings.Table(s.Platform) // validated at load
+		tables[s.ID] = t
+	}
+	return projections.NewApplier(tables, cfg.Detect.MaxFutureSkew.D())
 }
 
 // ConsumerStatus is one consumer's progress.

@@ -15,8 +15,8 @@ import (
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/projections"
-	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/rebuild"
 )
 
@@ -187,7 +187,7 @@ func TestRestartResumesAndRebuildEqualsIncremental(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh := filepath.Join(t.TempDir(), "rebuilt")
-	st, err := rebuild.Build(context.Background(), rebuild.Options{JS: env.App.Broker.JS, Applier: app.NewApplier(cfg), Dir: fresh})
+	st, err := rebuild.Build(context.Background(), rebuild.Options{JS: env.App.Broker.JS, Applier: projector.NewApplier(cfg), Dir: fresh})
 	if err != nil {
 		t.Fatal(err)
 	}

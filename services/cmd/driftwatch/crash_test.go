@@ -22,6 +22,7 @@ import (
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/rebuild"
 )
 
@@ -120,7 +121,7 @@ func TestProjectorSurvivesSIGKILL(t *testing.T) {
 	}
 	defer live.Close()
 	fresh := filepath.Join(t.TempDir(), "rebuilt")
-	st, err := rebuild.Build(context.Background(), rebuild.Options{JS: js, Applier: app.NewApplier(cfg), Dir: fresh})
+	st, err := rebuild.Build(context.Background(), rebuild.Options{JS: js, Applier: projector.NewApplier(cfg), Dir: fresh})
 	if err != nil {
 		t.Fatal(err)
 	}

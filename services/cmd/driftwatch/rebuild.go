@@ -16,6 +16,7 @@ import (
 	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/rebuild"
 )
 
@@ -61,7 +62,7 @@ while it runs.`,
 			defer b.Close()
 			fresh := fmt.Sprintf("%s.rebuild-%d", live, time.Now().UnixNano())
 			var bar *progressbar.ProgressBar
-			opts := rebuild.Options{JS: b.JS, Applier: app.NewApplier(cfg), Dir: fresh}
+			opts := rebuild.Options{JS: b.JS, Applier: projector.NewApplier(cfg), Dir: fresh}
 			if !quiet && isTerminal(os.Stderr) {
 				opts.Progress = func(done, total uint64) {
 					if bar == nil {

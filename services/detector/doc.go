@@ -1,0 +1,36 @@
+// Package detector finds drift: for every applied event of a system A and
+// every flow A -> B it records an expectation that B reflects A's state
+// within the flow's SLA, judges each at max(deadline, received_at + settle),
+// classifies unmet ones into the contract's patterns (CONTRACT.md section 6)
+// and publishes alerts on driftwatch.alerts.<severity>.<pattern>. It also
+// raises the per-event findings (unmapped_status, illegal_transition,
+// clock_skew, manual_override) and resolves mismatches when the systems
+// agree again.
+//
+// The Engine is the deterministic core: a function of the order index the
+// projector wrote, the detector's own state in the store (prefix x/) and an
+// explicit clock. It never reads the wall clock, NATS or timers, so scripted
+// timelines in testdata/ drive it exactly (engine_test.go). The Detector is
+// the shell: its own durable consumer of DRIFTWATCH_EVENTS (dw-detector),
+// the judgement ticker and the outbox publisher.
+//
+// Store keys (inside the projections store, format version 1):
+//
+//	x/e/<order>·<from>·<to>·<dim>·<seq>     an expectation (Expectation)
+//	x/d/<judge_at>·<order>·<from>·<to>·<dim>·<seq>   due index of expectations
+//	x/m/<alert_id>                          a mismatch (Mismatch, JSON)
+//	x/o/<order>·<alert_id>                  the order's open mismatches
+//	x/u/<platform>·<field>·<value>          unmapped statuses already reported
+//	x/q/<n>                                 the outbox: alerts to publish
+//
+// Exactly-once effect: the consumer's checkpoint, the expectations, the
+// mismatches and the outbox entries of a batch are committed together; the
+// outbox is published with Nats-Msg-Id <alert_id>:<state> and deleted once
+// acknowledged, so a crash between commit and publish republishes, and the
+// alert stream's dedupe drops the copy.
+//
+// No alert from lag: the detector processes an event only after the
+// projector of its system has applied it, and judges an expectation only
+// when every event received before its judgement time has been processed
+// (the watermark), so a B event that arrived within the SLA is always seen.
+package detector

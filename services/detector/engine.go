@@ -1,0 +1,920 @@
+package detector
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/events/canonical"
+	"github.com/driftwatch/driftwatch/events/mapping"
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/config"
+)
+
+// Engine is the deterministic core of detection. All methods take the
+// current time explicitly and write through the given batch; an Engine is
+// safe for concurrent use, though the detector drives it from one goroutine.
+type Engine struct {
+	cfg       *config.Config
+	tables    map[string]*mapping.Table
+	systems   map[string]*config.System
+	flowsFrom map[string][]config.Flow
+	flowsTo   map[string][]config.Flow
+	record    string
+	settle    time.Duration
+
+	mu       sync.Mutex
+	outboxID uint64
+	// Observe, when set, is called for every alert the engine writes to the
+	// outbox (metrics). It must not block.
+	Observe func(a *Mismatch)
+}
+
+// NewEngine builds the engine for a configuration. db is read once to find
+// the outbox's next id.
+func NewEngine(cfg *config.Config, db *pebble.DB) (*Engine, error) {
+	e := &Engine{cfg: cfg, tables: map[string]*mapping.Table{}, systems: map[string]*config.System{},
+		flowsFrom: map[string][]config.Flow{}, flowsTo: map[string][]config.Flow{}, settle: cfg.Detect.Settle.D()}
+	for i := range cfg.Systems {
+		s := &cfg.Systems[i]
+		e.systems[s.ID] = s
+		e.tables[s.ID], _ = cfg.Mappings.Table(s.Platform)
+		if s.Record {
+			e.record = s.ID
+		}
+	}
+	for _, f := range cfg.Flows {
+		e.flowsFrom[f.From] = append(e.flowsFrom[f.From], f)
+		e.flowsTo[f.To] = append(e.flowsTo[f.To], f)
+	}
+	if db != nil {
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: prefixEnd(prefixOutbox)})
+		if err != nil {
+			return nil, err
+		}
+		if it.Last() {
+			e.outboxID = binary.BigEndian.Uint64(it.Key()[len(prefixOutbox):])
+		}
+		if err := it.Close(); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// Key prefixes of the detector (see doc.go).
+var (
+	prefixExp     = []byte("x/e/")
+	prefixDue     = []byte("x/d/")
+	prefixMis     = []byte("x/m/")
+	prefixOpen    = []byte("x/o/")
+	prefixUnmap   = []byte("x/u/")
+	prefixOutbox  = []byte("x/q/")
+	errNotFoundDB = pebble.ErrNotFound
+)
+
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func join(prefix []byte, parts ...string) []byte {
+	k := append([]byte(nil), prefix...)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}
+
+func expKey(x *Expectation) []byte {
+	k := join(prefixExp, x.OrderID, x.From, x.To)
+	k = append(k, 0, x.Dim, 0)
+	return binary.BigEndian.AppendUint64(k, x.SourceSeq)
+}
+
+func expFlowPrefix(order, from, to string, dim uint8) []byte {
+	k := join(prefixExp, order, from, to)
+	return append(k, 0, dim, 0)
+}
+
+func dueKey(x *Expectation) []byte {
+	k := binary.BigEndian.AppendUint64(append([]byte(nil), prefixDue...), uint64(x.JudgeAt))
+	return append(k, expKey(x)[len(prefixExp):]...)
+}
+
+func (x *Expectation) encode() []byte {
+	b, _ := json.Marshal(x)
+	return b
+}
+
+// putExpectation writes an expectation and its due index entry.
+func putExpectation(b *pebble.Batch, x *Expectation) error {
+	if err := b.Set(expKey(x), x.encode(), nil); err != nil {
+		return err
+	}
+	return b.Set(dueKey(x), nil, nil)
+}
+
+func deleteExpectation(b *pebble.Batch, x *Expectation) error {
+	if err := b.Delete(expKey(x), nil); err != nil {
+		return err
+	}
+	return b.Delete(dueKey(x), nil)
+}
+
+// scanPrefix calls fn for each key/value under prefix, through r.
+func scanPrefix(r iterable, prefix []byte, fn func(k, v []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(append([]byte(nil), it.Key()...), append([]byte(nil), it.Value()...)); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+type iterable interface {
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func expectationsOf(b *pebble.Batch, prefix []byte) ([]Expectation, error) {
+	var out []Expectation
+	err := scanPrefix(b, prefix, func(_, v []byte) error {
+		var x Expectation
+		if err := json.Unmarshal(v, &x); err != nil {
+			return fmt.Errorf("decode expectation: %w", err)
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
+}
+
+// OnEntry processes one event from the order index, applied by the
+// projector: per-event findings, new expectations, early-met expectations
+// and resolutions. now is the detection time.
+func (e *Engine) OnEntry(b *pebble.Batch, orderID string, x projections.Entry, now time.Time) error {
+	sys := x.System
+	if x.Kind == string(events.KindAck) {
+		return nil
+	}
+	if x.ClockSkew {
+		m := e.eventFinding(orderID, ClockSkew, &x, now)
+		m.Message = fmt.Sprintf("%s's event %s for order %s says it happened at %s, %s after driftwatch received it at %s (limit %s): %s's clock or time zone is wrong; the event still orders by its source time.",
+			sys, x.EventID, orderID, x.OccurredAt, dur(time.Duration(x.Occurred-x.Received)), fmtTime(x.Received), dur(e.cfg.Detect.MaxFutureSkew.D()), sys)
+		if err := e.raise(b, m, now); err != nil {
+			return err
+		}
+	}
+	if x.Unmapped {
+		if err := e.unmapped(b, orderID, &x, now); err != nil {
+			return err
+		}
+	}
+	if x.SetState && x.State.Real() && x.PrevState.Real() && canonical.FulfilmentTransition(x.PrevState, x.State) == canonical.Undocumented {
+		if err := e.illegal(b, orderID, &x, x.PrevState.String(), x.State.String(), now); err != nil {
+			return err
+		}
+	}
+	if x.SetPayment && x.Payment.Real() && x.PrevPayment.Real() && canonical.PaymentTransition(x.PrevPayment, x.Payment) == canonical.Undocumented {
+		if err := e.illegal(b, orderID, &x, x.PrevPayment.String(), x.Payment.String(), now); err != nil {
+			return err
+		}
+	}
+	if x.SetState || x.SetPayment {
+		if err := e.expect(b, orderID, &x); err != nil {
+			return err
+		}
+	}
+	if x.Current && x.Actor == string(events.ActorManual) {
+		if err := e.expectAfterManual(b, orderID, &x); err != nil {
+			return err
+		}
+	}
+	if err := e.dropMet(b, orderID, sys); err != nil {
+		return err
+	}
+	return e.resolveAgreed(b, orderID, sys, now)
+}
+
+// expect records, for every flow from the event's system, an expectation
+// that the target reflects the new state, unless it already does.
+func (e *Engine) expect(b *pebble.Batch, orderID string, x *projections.Entry) error {
+	for _, f := range e.flowsFrom[x.System] {
+		target := e.tables[f.To]
+		row, hasRow, err := e.row(b, orderID, f.To)
+		if err != nil {
+			return err
+		}
+		_ = hasRow
+		if x.SetState && x.State.Real() && f.Covers(config.DimFulfilment) {
+			if x.State == canonical.Cancelled {
+				// A cancellation supersedes the flow's forward expectations.
+				old, err := expectationsOf(b, expFlowPrefix(orderID, f.From, f.To, DimFulfilment))
+				if err != nil {
+					return err
+				}
+				for i := range old {
+					if old[i].SourceState != canonical.Cancelled {
+						if err := deleteExpectation(b, &old[i]); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			want := target.ExpressibleState(x.State)
+			if want != canonical.None && !canonical.ReflectsState(row.State(), row.HasRecord(), want) {
+				if err := putExpectation(b, e.newExpectation(orderID, f, DimFulfilment, x, want, canonical.NoPayment)); err != nil {
+					return err
+				}
+			}
+		}
+		if x.SetPayment && x.Payment.Real() && f.Covers(config.DimPayment) {
+			switch {
+			case target.CanExpressPayment(x.Payment):
+				if !canonical.ReflectsPayment(row.PaymentState(), x.Payment) {
+					if err := putExpectation(b, e.newExpectation(orderID, f, DimPayment, x, canonical.None, x.Payment)); err != nil {
+						return err
+					}
+				}
+			case f.To == e.record && e.roleOf(f.From) == "payment" && (x.Payment == canonical.Authorized || x.Payment == canonical.Paid) && !row.HasRecord():
+				ex := e.newExpectation(orderID, f, DimPayment, x, canonical.None, x.Payment)
+				ex.Presence = true
+				if err := putExpectation(b, ex); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func (e *Engine) newExpectation(orderID string, f config.Flow, dim uint8, x *projections.Entry, s canonical.State, p canonical.Payment) *Expectation {
+	deadline := x.Occurred + int64(f.SLA.D())
+	return &Expectation{
+		OrderID: orderID, From: f.From, To: f.To, Dim: dim, State: s, Payment: p,
+		SourceState: x.State, SourcePayment: x.Payment, SourceSeq: x.Seq, SourceEventID: x.EventID,
+		Onset: x.Occurred, Deadline: deadline, JudgeAt: max(deadline, x.Received+int64(e.settle)),
+		Manual: x.Actor == string(events.ActorManual),
+	}
+}
+
+// expectAfterManual: a person changed the event's system by hand; for every
+// flow into it, the system must still reflect the source's state once the
+// SLA has passed, or the manual change left the two disagreeing.
+func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projections.Entry) error {
+	self, _, err := e.row(b, orderID, x.System)
+	if err != nil {
+		return err
+	}
+	table := e.tables[x.System]
+	for _, f := range e.flowsTo[x.System] {
+		src, ok, err := e.row(b, orderID, f.From)
+		if err != nil || !ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		exp := func(dim uint8, facet *projections.Facet, s canonical.State, p canonical.Payment) error {
+			deadline := x.Occurred + int64(f.SLA.D())
+			ex := &Expectation{OrderID: orderID, From: f.From, To: f.To, Dim: dim, State: s, Payment: p,
+				SourceState: facet.State, SourcePayment: facet.Payment, SourceSeq: x.Seq, SourceEventID: facet.EventID,
+				Onset: x.Occurred, Deadline: deadline, JudgeAt: max(deadline, x.Received+int64(e.settle)), Manual: true}
+			return putExpectation(b, ex)
+		}
+		if f.Covers(config.DimFulfilment) && src.State().Real() {
+			want := table.ExpressibleState(src.State())
+			if want != canonical.None && !canonical.ReflectsState(self.State(), self.HasRecord(), want) {
+				if err := exp(DimFulfilment, &src.Fulfilment, want, canonical.NoPayment); err != nil {
+					return err
+				}
+			}
+		}
+		if f.Covers(config.DimPayment) && src.PaymentState().Real() && table.CanExpressPayment(src.PaymentState()) &&
+			!canonical.ReflectsPayment(self.PaymentState(), src.PaymentState()) {
+			if err := exp(DimPayment, &src.Payment, canonical.None, src.PaymentState()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// dropMet deletes expectations on system sys that its current state meets.
+func (e *Engine) dropMet(b *pebble.Batch, orderID, sys string) error {
+	flows := e.flowsTo[sys]
+	if len(flows) == 0 {
+		return nil
+	}
+	row, _, err := e.row(b, orderID, sys)
+	if err != nil {
+		return err
+	}
+	for _, f := range flows {
+		for _, dim := range []uint8{DimFulfilment, DimPayment} {
+			exps, err := expectationsOf(b, expFlowPrefix(orderID, f.From, f.To, dim))
+			if err != nil {
+				return err
+			}
+			for i := range exps {
+				if met(&exps[i], &row) {
+					if err := deleteExpectation(b, &exps[i]); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func met(x *Expectation, target *projections.Row) bool {
+	if x.Presence {
+		return target.HasRecord()
+	}
+	if x.Dim == DimPayment {
+		return canonical.ReflectsPayment(target.PaymentState(), x.Payment)
+	}
+	return canonical.ReflectsState(target.State(), target.HasRecord(), x.State)
+}
+
+// row reads a system's row of an order (a zero row when it has none).
+func (e *Engine) row(b *pebble.Batch, orderID, sys string) (projections.Row, bool, error) {
+	r, err := projections.ReadRow(b, orderID, sys)
+	if errors.Is(err, projections.ErrNotFound) {
+		return projections.Row{System: sys, OrderID: orderID}, false, nil
+	}
+	return r, err == nil, err
+}
+
+// JudgeDue judges every expectation whose judgement time is at or before
+// watermark (at most limit of them), at time now. It returns how many it
+// judged; more may be due.
+func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) (int, error) {
+	upper := binary.BigEndian.AppendUint64(append([]byte(nil), prefixDue...), uint64(watermark.UnixNano())+1)
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: prefixDue, UpperBound: upper})
+	if err != nil {
+		return 0, err
+	}
+	var keys [][]byte
+	for it.First(); it.Valid() && len(keys) < limit; it.Next() {
+		keys = append(keys, append([]byte(nil), it.Key()...))
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	for _, dk := range keys {
+		ek := append(append([]byte(nil), prefixExp...), dk[len(prefixDue)+8:]...)
+		v, closer, err := b.Get(ek)
+		if errors.Is(err, errNotFoundDB) {
+			if err := b.Delete(dk, nil); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		var x Expectation
+		err = json.Unmarshal(v, &x)
+		closer.Close()
+		if err != nil {
+			return 0, fmt.Errorf("decode expectation: %w", err)
+		}
+		if err := e.judge(b, &x, now); err != nil {
+			return 0, err
+		}
+		if err := deleteExpectation(b, &x); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// judge decides one due expectation: met, superseded, or a mismatch.
+func (e *Engine) judge(b *pebble.Batch, x *Expectation, now time.Time) error {
+	src, _, err := e.row(b, x.OrderID, x.From)
+	if err != nil {
+		return err
+	}
+	if x.Dim == DimFulfilment && src.State() == canonical.Cancelled && x.SourceState != canonical.Cancelled && !x.Manual {
+		return nil // superseded by a later cancellation
+	}
+	tgt, _, err := e.row(b, x.OrderID, x.To)
+	if err != nil {
+		return err
+	}
+	if met(x, &tgt) {
+		return nil
+	}
+	srcEntry, err := projections.ReadEntry(b, x.OrderID, x.SourceSeq)
+	if err != nil && !errors.Is(err, projections.ErrNotFound) {
+		return err
+	}
+	_, acked, err := projections.HasAck(b, x.OrderID, x.From, x.SourceEventID, x.To)
+	if err != nil {
+		return err
+	}
+	pattern, severity := e.classify(x, &src, &tgt, acked)
+	m := &Mismatch{ExpState: x.State, ExpPayment: x.Payment, FlowFrom: x.From, FlowTo: x.To}
+	m.AlertID = AlertID(x.OrderID, pattern, x.From, x.To)
+	m.OrderID, m.Pattern, m.Severity, m.DetectedBy = x.OrderID, pattern, severity, BySLA
+	m.Dimension = dimName(x.Dim)
+	m.OnsetNanos, m.DeadlineNanos = x.Onset, x.Deadline
+	m.Source = e.sourceSide(x, &src, &srcEntry)
+	m.Target = targetSide(x.Dim, &tgt)
+	m.Expected = x.State.String()
+	if x.Dim == DimPayment {
+		m.Expected = x.Payment.String()
+	}
+	m.ReplaySeqs = replaySeqs(m.Source, m.Target)
+	m.Amount, m.Currency = firstNonEmpty(src.Amount, tgt.Amount), firstNonEmpty(src.Currency, tgt.Currency)
+	m.MappingVersions = e.versions(x.From, x.To)
+	m.Message = e.message(m, x, &tgt, now)
+	return e.raise(b, m, now)
+}
+
+// classify maps an unmet expectation to a pattern and severity (CONTRACT.md
+// section 6). Precedence: a cancellation or a payment without an order
+// first, then a manual change, then an acknowledgement without effect, then
+// the state-specific patterns.
+func (e *Engine) classify(x *Expectation, src, tgt *projections.Row, acked bool) (string, string) {
+	targetManual := tgt.HasRecord() && lastActor(x.Dim, tgt) == string(events.ActorManual)
+	if x.Presence {
+		return PaymentWithoutOrder, Critical
+	}
+	if x.Dim == DimPayment {
+		if e.roleOf(x.From) == "payment" && (x.SourcePayment == canonical.Authorized || x.SourcePayment == canonical.Paid) && x.To == e.record && !tgt.HasRecord() {
+			return PaymentWithoutOrder, Critical
+		}
+		switch {
+		case x.Manual || targetManual:
+			return ManualOverride, Medium
+		case acked:
+			return AckedNotApplied, High
+		}
+		return StatusNotPropagated, Medium
+	}
+	s := x.SourceState
+	if s == canonical.Cancelled {
+		sev := High
+		switch tgt.State() {
+		case canonical.Picked, canonical.Packed, canonical.PartiallyShipped, canonical.Shipped:
+			sev = Critical
+		}
+		if tgt.Fulfilment.Set() && tgt.Fulfilment.Occurred > x.Onset {
+			sev = Critical // moved after the cancellation
+		}
+		return CancelNotPropagated, sev
+	}
+	switch {
+	case x.Manual || targetManual:
+		return ManualOverride, Medium
+	case acked:
+		return AckedNotApplied, High
+	}
+	rank, ranked := s.Rank()
+	role := e.roleOf(x.From)
+	if ranked && rank >= 1 && (role == "storefront" || role == "marketplace") && x.To == e.record &&
+		(!tgt.HasRecord() || tgt.State() == canonical.Pending || tgt.State() == canonical.None) {
+		return OrderNotAcknowledged, High
+	}
+	switch s {
+	case canonical.PartiallyShipped, canonical.Shipped, canonical.Delivered:
+		if !canonical.ReflectsState(tgt.State(), tgt.HasRecord(), canonical.PartiallyShipped) {
+			return ShipmentNotReflected, Medium
+		}
+	case canonical.ReturnRequested, canonical.Returned:
+		return ReturnNotReflected, High
+	}
+	return StatusNotPropagated, Medium
+}
+
+func lastActor(dim uint8, r *projections.Row) string {
+	if dim == DimPayment {
+		return r.Payment.Actor
+	}
+	if r.Fulfilment.Set() {
+		return r.Fulfilment.Actor
+	}
+	return r.Last.Actor
+}
+
+func (e *Engine) roleOf(sys string) string {
+	if s, ok := e.systems[sys]; ok {
+		return s.Role
+	}
+	return ""
+}
+
+func (e *Engine) versions(systems ...string) map[string]int {
+	out := map[string]int{}
+	for _, s := range systems {
+		if sys, ok := e.systems[s]; ok {
+			if t := e.tables[s]; t != nil {
+				out[sys.Platform] = t.Version
+			}
+		}
+	}
+	return out
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (e *Engine) sourceSide(x *Expectation, src *projections.Row, entry *projections.Entry) *Side {
+	if entry.Seq == 0 { // manual expectation: the source's facet
+		f := &src.Fulfilment
+		if x.Dim == DimPayment {
+			f = &src.Payment
+		}
+		return facetSide(x.From, f, x.Dim)
+	}
+	sd := &Side{System: x.From, Status: entry.Raw, Field: entry.Field, OccurredAt: entry.OccurredAt,
+		ReceivedAt: fmtTime(entry.Received), Seq: entry.Seq, EventID: entry.EventID, Actor: entry.Actor}
+	sd.Canonical = canonName(entry.State, entry.Unmapped)
+	if entry.Payment != canonical.NoPayment {
+		sd.Payment = entry.Payment.String()
+	}
+	if x.Manual {
+		f := &src.Fulfilment
+		if x.Dim == DimPayment {
+			f = &src.Payment
+		}
+		if f.Set() {
+			return facetSide(x.From, f, x.Dim)
+		}
+	}
+	return sd
+}
+
+func canonName(s canonical.State, unmapped bool) string {
+	if unmapped {
+		return "unknown"
+	}
+	return s.String()
+}
+
+func facetSide(sys string, f *projections.Facet, dim uint8) *Side {
+	sd := &Side{System: sys, Status: f.Raw, Field: f.Field, Canonical: canonName(f.State, f.Unmapped), OccurredAt: f.OccurredAt,
+		ReceivedAt: fmtTime(f.Received), Seq: f.Seq, EventID: f.EventID, Actor: f.Actor}
+	if f.Payment != canonical.NoPayment {
+		sd.Payment = f.Payment.String()
+	}
+	_ = dim
+	return sd
+}
+
+// targetSide is the target's current state in the dimension (its latest
+// status when it has none in that dimension); nil when it has no record.
+func targetSide(dim uint8, r *projections.Row) *Side {
+	if !r.HasRecord() {
+		return nil
+	}
+	f := &r.Fulfilment
+	if dim == DimPayment {
+		f = &r.Payment
+	}
+	if !f.Set() {
+		f = &r.Last
+	}
+	return facetSide(r.System, f, dim)
+}
+
+func replaySeqs(sides ...*Side) []uint64 {
+	var out []uint64
+	for _, s := range sides {
+		if s != nil && s.Seq != 0 {
+			out = append(out, s.Seq)
+		}
+	}
+	return out
+}
+
+func (e *Engine) eventFinding(orderID, pattern string, x *projections.Entry, now time.Time) *Mismatch {
+	m := &Mismatch{}
+	m.AlertID = AlertID(orderID, pattern, x.System, x.System)
+	m.OrderID, m.Pattern, m.Severity, m.DetectedBy = orderID, pattern, DefaultSeverity(pattern), ByIngest
+	m.OnsetNanos, m.DeadlineNanos = x.Occurred, x.Received
+	m.Source = &Side{System: x.System, Status: x.Raw, Field: x.Field, Canonical: canonName(x.State, x.Unmapped), OccurredAt: x.OccurredAt,
+		ReceivedAt: fmtTime(x.Received), Seq: x.Seq, EventID: x.EventID, Actor: x.Actor}
+	if x.Payment != canonical.NoPayment {
+		m.Source.Payment = x.Payment.String()
+	}
+	m.ReplaySeqs = []uint64{x.Seq}
+	m.Amount, m.Currency = x.Amount, x.Currency
+	m.MappingVersions = e.versions(x.System)
+	return m
+}
+
+func (e *Engine) unmapped(b *pebble.Batch, orderID string, x *projections.Entry, now time.Time) error {
+	sys := e.systems[x.System]
+	if sys == nil {
+		return nil
+	}
+	key := join(prefixUnmap, sys.Platform, x.Field, x.Raw)
+	if _, closer, err := b.Get(key); err == nil {
+		closer.Close()
+		return nil // reported once per (platform, field, value)
+	} else if !errors.Is(err, errNotFoundDB) {
+		return err
+	}
+	m := e.eventFinding(orderID, UnmappedStatus, x, now)
+	m.AlertID = AlertID(sys.Platform+"\x00"+x.Field+"\x00"+x.Raw, UnmappedStatus, sys.Platform, "")
+	table := e.tables[x.System]
+	m.Message = fmt.Sprintf("%s sent status %q (field %s) for order %s, which the %s mapping table v%d lacks: the event is kept with canonical state unknown; add the status to the table and rebuild.",
+		x.System, x.Raw, x.Field, orderID, sys.Platform, table.Version)
+	if err := b.Set(key, []byte(m.AlertID), nil); err != nil {
+		return err
+	}
+	return e.raise(b, m, now)
+}
+
+func (e *Engine) illegal(b *pebble.Batch, orderID string, x *projections.Entry, from, to string, now time.Time) error {
+	m := e.eventFinding(orderID, IllegalTransition, x, now)
+	m.Message = fmt.Sprintf("Order %s moved from %s to %s in %s (%q) at %s: not a documented transition; check who changed it and why.",
+		orderID, from, to, x.System, x.Raw, clock(x.OccurredAt))
+	m.Expected = from + " -> " + to
+	return e.raise(b, m, now)
+}
+
+// raise stores a mismatch and queues its alert, unless the same alert id is
+// already open (then it only counts the repeat).
+func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {
+	key := join(prefixMis, m.AlertID)
+	old, found, err := getMismatch(b, key)
+	if err != nil {
+		return err
+	}
+	at := fmtTime(now.UnixNano())
+	if found && old.State != StateResolved {
+		old.Occurrences++
+		if len(old.Audit) < 100 {
+			old.Audit = append(old.Audit, AuditEntry{At: at, Action: "repeated", By: m.DetectedBy})
+		}
+		return putMismatch(b, key, &old)
+	}
+	m.State = StateOpen
+	m.DetectedAt, m.DetectedNanos = at, now.UnixNano()
+	m.OnsetAt, m.Deadline = fmtTime(m.OnsetNanos), fmtTime(m.DeadlineNanos)
+	m.Occurrences = 1
+	action := "opened"
+	if found {
+		action = "reopened"
+		m.Audit = old.Audit
+	}
+	m.Audit = append(m.Audit, AuditEntry{At: at, Action: action, By: m.DetectedBy})
+	if err := putMismatch(b, key, m); err != nil {
+		return err
+	}
+	if err := b.Set(join(prefixOpen, m.OrderID, m.AlertID), nil, nil); err != nil {
+		return err
+	}
+	return e.enqueue(b, m)
+}
+
+// Resolve marks an open mismatch resolved (by a person or because the
+// systems agree) and queues the resolved record.
+func (e *Engine) Resolve(b *pebble.Batch, alertID string, now time.Time, by, note string, update ...func(*Mismatch)) (*Mismatch, error) {
+	key := join(prefixMis, alertID)
+	m, found, err := getMismatch(b, key)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, ErrMismatchNotFound
+	}
+	if m.State == StateResolved {
+		return &m, ErrAlreadyResolved
+	}
+	at := fmtTime(now.UnixNano())
+	for _, u := range update {
+		u(&m)
+	}
+	m.State = StateResolved
+	m.ResolvedAt = &at
+	m.ResolvedNanos = now.UnixNano()
+	m.Audit = append(m.Audit, AuditEntry{At: at, Action: "resolved", By: by, Note: note})
+	if err := putMismatch(b, key, &m); err != nil {
+		return nil, err
+	}
+	if err := b.Delete(join(prefixOpen, m.OrderID, m.AlertID), nil); err != nil {
+		return nil, err
+	}
+	return &m, e.enqueue(b, &m)
+}
+
+// Escalate marks an open mismatch escalated and queues the record.
+func (e *Engine) Escalate(b *pebble.Batch, alertID string, now time.Time, note string) (*Mismatch, error) {
+	key := join(prefixMis, alertID)
+	m, found, err := getMismatch(b, key)
+	if err != nil || !found || m.State != StateOpen {
+		return nil, err
+	}
+	at := fmtTime(now.UnixNano())
+	m.State = StateEscalated
+	m.EscalatedAt = at
+	m.Audit = append(m.Audit, AuditEntry{At: at, Action: "escalated", By: "policy", Note: note})
+	if err := putMismatch(b, key, &m); err != nil {
+		return nil, err
+	}
+	return &m, e.enqueue(b, &m)
+}
+
+// Sentinel errors of the mismatch store.
+var (
+	ErrMismatchNotFound = errors.New("detector: mismatch not found")
+	ErrAlreadyResolved  = errors.New("detector: mismatch already resolved")
+)
+
+// resolveAgreed resolves the order's open flow mismatches that involve sys
+// and whose target now reflects what was expected (or the source's current
+// state, when the source moved on).
+func (e *Engine) resolveAgreed(b *pebble.Batch, orderID, sys string, now time.Time) error {
+	var ids []string
+	if err := scanPrefix(b, join(prefixOpen, orderID, ""), func(k, _ []byte) error {
+		ids = append(ids, string(k[len(join(prefixOpen, orderID, "")):]))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		m, found, err := getMismatch(b, join(prefixMis, id))
+		if err != nil || !found {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if m.FlowTo == "" || (sys != m.FlowFrom && sys != m.FlowTo) {
+			continue // per-event findings do not resolve by agreement
+		}
+		agree, err := e.agrees(b, &m)
+		if err != nil {
+			return err
+		}
+		if agree {
+			tgt, _, err := e.row(b, orderID, m.FlowTo)
+			if err != nil {
+				return err
+			}
+			dim := DimFulfilment
+			if m.Dimension == "payment" {
+				dim = DimPayment
+			}
+			if _, err := e.Resolve(b, id, now, "driftwatch", "the systems agree again", func(r *Mismatch) {
+				r.Target = targetSide(dim, &tgt)
+				r.ReplaySeqs = replaySeqs(r.Source, r.Target)
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// agrees re-evaluates a flow mismatch against the current rows.
+func (e *Engine) agrees(b *pebble.Batch, m *Mismatch) (bool, error) {
+	target := m.FlowTo
+	tgt, _, err := e.row(b, m.OrderID, target)
+	if err != nil {
+		return false, err
+	}
+	src, _, err := e.row(b, m.OrderID, m.FlowFrom)
+	if err != nil {
+		return false, err
+	}
+	table := e.tables[target]
+	if m.Pattern == PaymentWithoutOrder && !table.CanExpressPayment(m.ExpPayment) {
+		return tgt.HasRecord(), nil
+	}
+	if m.Dimension == "payment" {
+		if canonical.ReflectsPayment(tgt.PaymentState(), m.ExpPayment) {
+			return true, nil
+		}
+		p := src.PaymentState()
+		return p.Real() && p != m.ExpPayment && table.CanExpressPayment(p) && canonical.ReflectsPayment(tgt.PaymentState(), p), nil
+	}
+	if canonical.ReflectsState(tgt.State(), tgt.HasRecord(), m.ExpState) {
+		return true, nil
+	}
+	s := src.State()
+	if !s.Real() || s == m.ExpState {
+		return false, nil
+	}
+	want := table.ExpressibleState(s)
+	return want != canonical.None && canonical.ReflectsState(tgt.State(), tgt.HasRecord(), want), nil
+}
+
+func getMismatch(r projections.Reader, key []byte) (Mismatch, bool, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, errNotFoundDB) {
+		return Mismatch{}, false, nil
+	}
+	if err != nil {
+		return Mismatch{}, false, err
+	}
+	defer closer.Close()
+	var m Mismatch
+	if err := json.Unmarshal(v, &m); err != nil {
+		return Mismatch{}, false, fmt.Errorf("decode mismatch %s: %w", key, err)
+	}
+	return m, true, nil
+}
+
+func putMismatch(b *pebble.Batch, key []byte, m *Mismatch) error {
+	v, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return b.Set(key, v, nil)
+}
+
+// OutboxEntry is an alert waiting to be published.
+type OutboxEntry struct {
+	Subject string `json:"subject"`
+	MsgID   string `json:"msg_id"`
+	Data    []byte `json:"data"`
+}
+
+func (e *Engine) enqueue(b *pebble.Batch, m *Mismatch) error {
+	data, err := json.Marshal(&m.Alert)
+	if err != nil {
+		return err
+	}
+	entry, err := json.Marshal(OutboxEntry{Subject: events.AlertSubject(m.Severity, m.Pattern), MsgID: m.AlertID + ":" + m.State, Data: data})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.outboxID++
+	id := e.outboxID
+	e.mu.Unlock()
+	if e.Observe != nil {
+		e.Observe(m)
+	}
+	return b.Set(binary.BigEndian.AppendUint64(append([]byte(nil), prefixOutbox...), id), entry, nil)
+}
+
+func fmtTime(nanos int64) string {
+	if nanos == 0 {
+		return ""
+	}
+	return time.Unix(0, nanos).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// clock shows the time of day of an RFC 3339 timestamp with its offset, as
+// the source wrote it ("10:04:05-04:00").
+func clock(ts string) string {
+	if i := indexByte(ts, 'T'); i >= 0 {
+		return ts[i+1:]
+	}
+	return ts
+}
+
+func indexByte(s string, c byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == c {
+			return i
+		}
+	}
+	return -1
+}
+
+func dur(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d >= time.Hour:
+		return d.Round(time.Minute).String()
+	case d >= time.Second:
+		return d.Round(time.Second).String()
+	default:
+		return d.Round(time.Millisecond).String()
+	}
+}

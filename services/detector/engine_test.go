@@ -1,0 +1,304 @@
+package detector
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/projector"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files of the timeline tests")
+
+// timelineConfig is the stack the scripts run against: second-scale SLAs.
+const timelineConfig = `systems:
+  - {id: shop,    platform: shopify,  role: storefront}
+  - {id: amazon,  platform: amazon,   role: marketplace}
+  - {id: erp,     platform: netsuite, role: erp, record: true}
+  - {id: wms,     platform: generic,  role: warehouse}
+  - {id: stripe,  platform: stripe,   role: payment}
+  - {id: carrier, platform: easypost, role: carrier}
+flows:
+  - {from: shop,    to: erp, sla: 5s}
+  - {from: amazon,  to: erp, sla: 5s}
+  - {from: stripe,  to: erp, sla: 5s, dimensions: [payment]}
+  - {from: carrier, to: erp, sla: 10s, dimensions: [fulfilment]}
+  - {from: erp,     to: wms, sla: 5s, dimensions: [fulfilment]}
+  - {from: carrier, to: wms, sla: 10s, dimensions: [fulfilment]}
+detect:
+  settle: 1s
+  max_future_skew: 1m
+`
+
+// timeline runs one script. Each line is one of:
+//
+//	at T SYSTEM STATUS [key=value...]   an event that occurred at T and was
+//	                                    received at T (or recv=T2); keys:
+//	                                    field, actor, order, id, tz (+05:30)
+//	at T SYSTEM ack EVENT_ID [order=..] an acknowledgement of SYSTEM:EVENT_ID
+//	tick T                              judge everything due up to T
+//	resolve ALERT_PATTERN FROM TO       a person resolves that mismatch
+//
+// Times are durations from 2026-11-27T15:00:00Z. Before each event, the
+// engine judges what is due at the event's received time. The output lists
+// every alert record the engine queued, with the script time.
+type timeline struct {
+	t       *testing.T
+	store   *projections.Store
+	applier *projections.Applier
+	engine  *Engine
+	seq     uint64
+	out     strings.Builder
+	ids     map[string]int
+}
+
+var t0 = time.Date(2026, 11, 27, 15, 0, 0, 0, time.UTC)
+
+func newTimeline(t *testing.T) *timeline {
+	cfg, err := config.Parse("timeline.yaml", []byte(timelineConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := projections.Open(t.TempDir(), projections.Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	eng, err := NewEngine(cfg, store.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &timeline{t: t, store: store, applier: projector.NewApplier(cfg), engine: eng, ids: map[string]int{}}
+}
+
+func (tl *timeline) judge(at time.Time) {
+	b := tl.store.NewBatch()
+	for {
+		n, err := tl.engine.JudgeDue(b, at, at, 100)
+		if err != nil {
+			tl.t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	tl.commit(b, at)
+}
+
+func (tl *timeline) commit(b *pebble.Batch, at time.Time) {
+	if err := tl.store.Commit(b); err != nil {
+		tl.t.Fatal(err)
+	}
+	// Drain the outbox into the output.
+	db := tl.store.DB()
+	it, _ := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: prefixEnd(prefixOutbox)})
+	var keys [][]byte
+	for it.First(); it.Valid(); it.Next() {
+		var e OutboxEntry
+		if err := json.Unmarshal(it.Value(), &e); err != nil {
+			tl.t.Fatal(err)
+		}
+		var a Alert
+		if err := json.Unmarshal(e.Data, &a); err != nil {
+			tl.t.Fatal(err)
+		}
+		if !strings.HasPrefix(e.Subject, "driftwatch.alerts."+a.Severity+"."+a.Pattern) || e.MsgID != a.AlertID+":"+a.State {
+			tl.t.Fatalf("outbox entry subject %s / msg id %s do not match the alert", e.Subject, e.MsgID)
+		}
+		target := "-"
+		if a.Target != nil {
+			target = a.Target.System + "=" + a.Target.Status
+		}
+		fmt.Fprintf(&tl.out, "%-6s %-8s %-8s %-22s order=%s source=%s=%s target=%s\n", fmtDur(at.Sub(t0)), a.State, a.Severity, a.Pattern, a.OrderID, a.Source.System, a.Source.Status, target)
+		if a.State == StateOpen {
+			fmt.Fprintf(&tl.out, "       | %s\n", a.Message)
+		}
+		keys = append(keys, append([]byte(nil), it.Key()...))
+	}
+	it.Close()
+	for _, k := range keys {
+		_ = db.Delete(k, pebble.Sync)
+	}
+}
+
+func fmtDur(d time.Duration) string { return "t=" + d.String() }
+
+func (tl *timeline) event(at, recv time.Duration, system string, kv map[string]string, status, ackOf string) {
+	order := kv["order"]
+	if order == "" {
+		order = "ORD-1"
+	}
+	tl.ids[system]++
+	id := kv["id"]
+	if id == "" {
+		id = fmt.Sprintf("%s-%d", system, tl.ids[system])
+	}
+	loc := time.UTC
+	if tz := kv["tz"]; tz != "" {
+		tt, err := time.Parse("-07:00", tz)
+		if err != nil {
+			tl.t.Fatalf("tz %q: %v", tz, err)
+		}
+		loc = tt.Location()
+	}
+	ev := map[string]any{"event_id": id, "order_id": order, "system": system, "occurred_at": t0.Add(at).In(loc).Format(time.RFC3339Nano)}
+	if ackOf != "" {
+		ev["kind"], ev["ack_of"] = "ack", ackOf
+	} else {
+		ev["status"] = status
+	}
+	if f := kv["field"]; f != "" {
+		ev["status_field"] = f
+	}
+	if a := kv["actor"]; a != "" {
+		ev["actor"] = a
+	}
+	data, _ := json.Marshal(ev)
+	received := t0.Add(recv)
+	tl.judge(received)
+	tl.seq++
+	b := tl.store.NewBatch()
+	out, err := tl.applier.Apply(b, projections.Delivery{Subject: "driftwatch.in." + system, Data: data, Seq: tl.seq, Received: received})
+	if err != nil {
+		tl.t.Fatal(err)
+	}
+	if out.Result == projections.Rejected {
+		tl.t.Fatalf("script event rejected: %v", out.Err)
+	}
+	if out.Result != projections.Duplicate {
+		if err := tl.engine.OnEntry(b, order, out.Entry, received); err != nil {
+			tl.t.Fatal(err)
+		}
+	}
+	tl.commit(b, received)
+}
+
+func parseAt(t *testing.T, s string) time.Duration {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("time %q: %v", s, err)
+	}
+	return d
+}
+
+func (tl *timeline) run(script string) string {
+	sc := bufio.NewScanner(strings.NewReader(script))
+	last := time.Duration(0)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := splitQuoted(line)
+		switch fields[0] {
+		case "at":
+			at := parseAt(tl.t, fields[1])
+			kv := map[string]string{}
+			var pos []string
+			for _, f := range fields[3:] {
+				if k, v, ok := strings.Cut(f, "="); ok && !strings.Contains(k, " ") && k != "" && len(pos) > 0 {
+					kv[k] = v
+				} else {
+					pos = append(pos, f)
+				}
+			}
+			recv := at
+			if r := kv["recv"]; r != "" {
+				recv = parseAt(tl.t, r)
+			}
+			if recv < last {
+				tl.t.Fatalf("script line %q: received before the previous line", line)
+			}
+			last = recv
+			if pos[0] == "ack" {
+				tl.event(at, recv, fields[2], kv, "", pos[1])
+			} else {
+				tl.event(at, recv, fields[2], kv, pos[0], "")
+			}
+		case "tick":
+			at := parseAt(tl.t, fields[1])
+			last = at
+			tl.judge(t0.Add(at))
+		case "resolve":
+			id := AlertID("ORD-1", fields[1], fields[2], fields[3])
+			b := tl.store.NewBatch()
+			if _, err := tl.engine.Resolve(b, id, t0.Add(last), "ops", "fixed by hand"); err != nil {
+				tl.t.Fatalf("resolve: %v", err)
+			}
+			tl.commit(b, t0.Add(last))
+		default:
+			tl.t.Fatalf("unknown script line %q", line)
+		}
+	}
+	tl.judge(t0.Add(last + time.Hour)) // everything left is judged at the end
+	return tl.out.String()
+}
+
+// splitQuoted splits on spaces, keeping "quoted strings" (and key="quoted
+// values") whole, without their quotes.
+func splitQuoted(s string) []string {
+	var out []string
+	var cur strings.Builder
+	inQuote := false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			inQuote = !inQuote
+		case r == ' ' && !inQuote:
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+func TestTimelines(t *testing.T) {
+	scripts, err := filepath.Glob("testdata/timelines/*.txt")
+	if err != nil || len(scripts) == 0 {
+		t.Fatalf("no scripts: %v", err)
+	}
+	for _, path := range scripts {
+		name := strings.TrimSuffix(filepath.Base(path), ".txt")
+		t.Run(name, func(t *testing.T) {
+			script, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := newTimeline(t).run(string(script))
+			golden := strings.TrimSuffix(path, ".txt") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if got != string(want) {
+				t.Fatalf("output differs from %s:\n--- got\n%s--- want\n%s", golden, got, want)
+			}
+			if strings.HasPrefix(name, "healthy") && got != "" {
+				t.Fatalf("a healthy timeline raised alerts:\n%s", got)
+			}
+		})
+	}
+}

@@ -1,0 +1,65 @@
+package detector
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/driftwatch/driftwatch/events/canonical"
+	"github.com/driftwatch/driftwatch/projections"
+)
+
+// message writes the sentence a person reads in an alert.
+func (e *Engine) message(m *Mismatch, x *Expectation, tgt *projections.Row, now time.Time) string {
+	late := dur(time.Duration(now.UnixNano() - x.Deadline))
+	sla := dur(time.Duration(x.Deadline - x.Onset))
+	src := m.Source
+	what := src.Canonical
+	if x.Dim == DimPayment {
+		what = x.SourcePayment.String()
+	}
+	srcSays := fmt.Sprintf("%s (%q)", what, src.Status)
+	targetShows := fmt.Sprintf("%s has no record of the order", x.To)
+	if m.Target != nil {
+		canon := m.Target.Canonical
+		if x.Dim == DimPayment {
+			canon = tgt.PaymentState().String()
+			if tgt.PaymentState() == canonical.NoPayment {
+				canon = "no payment state"
+			}
+		}
+		targetShows = fmt.Sprintf("%s still shows %q (%s)", x.To, m.Target.Status, canon)
+	}
+	switch m.Pattern {
+	case OrderNotAcknowledged:
+		return fmt.Sprintf("Order %s was %s in %s at %s; %s %s past the %s SLA: the record system never acknowledged it.",
+			m.OrderID, srcSays, x.From, clock(src.OccurredAt), targetShows, late, sla)
+	case ShipmentNotReflected:
+		return fmt.Sprintf("Order %s is %s in %s since %s; %s %s past the %s SLA: the shipment is not reflected.",
+			m.OrderID, srcSays, x.From, clock(src.OccurredAt), targetShows, late, sla)
+	case ReturnNotReflected:
+		return fmt.Sprintf("Order %s is %s in %s since %s; %s %s past the %s SLA: the return is not reflected, refunds and stock may be wrong.",
+			m.OrderID, srcSays, x.From, clock(src.OccurredAt), targetShows, late, sla)
+	case CancelNotPropagated:
+		tail := "the warehouse may ship it."
+		if m.Severity == Critical {
+			tail = fmt.Sprintf("%s is already at %s: stop the shipment.", x.To, tgt.State())
+			if tgt.Fulfilment.Set() && tgt.Fulfilment.Occurred > x.Onset {
+				tail = fmt.Sprintf("%s moved to %s after the cancellation: stop the shipment.", x.To, tgt.State())
+			}
+		}
+		return fmt.Sprintf("Order %s was cancelled in %s at %s; %s %s past the %s SLA: %s",
+			m.OrderID, x.From, clock(src.OccurredAt), targetShows, late, sla, tail)
+	case PaymentWithoutOrder:
+		return fmt.Sprintf("Payment for order %s is %s in %s since %s, but %s (the record system) has no record of the order %s past the %s SLA: money taken for an order nobody will fulfil.",
+			m.OrderID, srcSays, x.From, clock(src.OccurredAt), x.To, late, sla)
+	case AckedNotApplied:
+		return fmt.Sprintf("%s acknowledged %s's event %s for order %s, %s at %s, but never applied it: %s %s past the %s SLA.",
+			x.To, x.From, x.SourceEventID, m.OrderID, srcSays, clock(src.OccurredAt), targetShows, late, sla)
+	case ManualOverride:
+		return fmt.Sprintf("A manual change left order %s disagreeing: %s says %s (at %s); %s, %s past the %s SLA.",
+			m.OrderID, x.From, srcSays, clock(src.OccurredAt), targetShows, late, sla)
+	default:
+		return fmt.Sprintf("Order %s is %s in %s since %s; %s, which does not reflect it, %s past the %s SLA.",
+			m.OrderID, srcSays, x.From, clock(src.OccurredAt), targetShows, late, sla)
+	}
+}
