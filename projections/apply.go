@@ -171,6 +171,9 @@ func (a *Applier) Apply(b *pebble.Batch, d Delivery) (Outcome, error) {
 	if err := b.Set(entryKey(ev.OrderID, d.Seq), entry.encode(), nil); err != nil {
 		return out, err
 	}
+	if err := b.Set(seqKey(d.Seq), []byte(ev.OrderID), nil); err != nil {
+		return out, err
+	}
 	out.After = row
 	out.Entry = entry
 	return out, nil

@@ -32,6 +32,7 @@
 //	h/<order_id>·<seq>                     the order index: one Entry per event of the order
 //	k/<order_id>·<system>·<event_id>·<ack system>  an acknowledgement of an event (AckLink)
 //	e/<system>·<event_id>                  the ledger of seen event ids -> seq of the first copy
+//	s/<seq>                                the sequence index: order id of each applied event
 //	x/...                                  detection (expectations, mismatches; see package detector)
 //
 // Ties: a system's current state is its latest event by occurred_at,

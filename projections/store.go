@@ -32,6 +32,7 @@ var (
 	prefixEntry = []byte("h/")
 	prefixAck   = []byte("k/")
 	prefixSeen  = []byte("e/")
+	prefixSeq   = []byte("s/")
 )
 
 const sep = 0x00
@@ -304,6 +305,35 @@ func (s *Store) Rows(orderID string) ([]Row, error) {
 	return rows, err
 }
 
+func seqKey(seq uint64) []byte { return appendSeq(append([]byte(nil), prefixSeq...), seq) }
+
+// OrderOfSeq returns the order id of the event at a stream sequence, if the
+// projector applied it (rejected and duplicate messages have none).
+func (s *Store) OrderOfSeq(seq uint64) (string, error) {
+	v, err := get(s.db, seqKey(seq))
+	if err != nil {
+		return "", err
+	}
+	return string(v), nil
+}
+
+// ScanSeqs calls fn for each applied event's (sequence, order id) with
+// from <= seq <= to, in log order.
+func (s *Store) ScanSeqs(from, to uint64, fn func(seq uint64, orderID string) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(from), UpperBound: seqKey(to + 1)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if err := fn(binary.BigEndian.Uint64(k[len(prefixSeq):]), string(it.Value())); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
 // Entry reads one event of the order index.
 func (s *Store) Entry(orderID string, seq uint64) (Entry, error) {
 	v, err := get(s.db, entryKey(orderID, seq))
@@ -403,7 +433,7 @@ func prefixEnd(prefix []byte) []byte {
 // processing compares dumps.
 func (s *Store) Dump(w io.Writer, prefixes ...string) error {
 	if len(prefixes) == 0 {
-		prefixes = []string{"p/", "h/", "k/", "e/"}
+		prefixes = []string{"p/", "h/", "k/", "e/", "s/"}
 	}
 	for _, p := range prefixes {
 		if err := s.scan([]byte(p), func(k, v []byte) error {

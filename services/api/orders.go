@@ -7,6 +7,7 @@ import (
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/httpjson"
 )
 
@@ -223,7 +224,16 @@ func (h *OrderHandlers) order(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
 		return
 	}
-	httpjson.Write(w, http.StatusOK, BuildOrderView(h.Config, id, rows, acks))
+	view := BuildOrderView(h.Config, id, rows, acks)
+	open, err := detector.OpenForOrder(h.Store, id)
+	if err != nil {
+		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
+		return
+	}
+	for _, m := range open {
+		view.OpenMismatches = append(view.OpenMismatches, m)
+	}
+	httpjson.Write(w, http.StatusOK, view)
 }
 
 func (h *OrderHandlers) timeline(w http.ResponseWriter, r *http.Request) {

@@ -31,6 +31,7 @@ import (
 	"github.com/driftwatch/driftwatch/services/api"
 	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/ingest"
 	"github.com/driftwatch/driftwatch/services/projector"
 )
@@ -39,11 +40,12 @@ import (
 const (
 	ServiceIngest    = "ingest"
 	ServiceProjector = "projector"
+	ServiceDetector  = "detector"
 	ServiceAPI       = "api"
 )
 
 // AllServices lists every service `serve` runs by default.
-var AllServices = []string{ServiceIngest, ServiceProjector, ServiceAPI}
+var AllServices = []string{ServiceIngest, ServiceProjector, ServiceDetector, ServiceAPI}
 
 // StoreDir is the Pebble store's folder inside the data folder.
 const StoreDir = "projections"
@@ -69,6 +71,8 @@ type App struct {
 	Store     *projections.Store
 	Applier   *projections.Applier
 	Projector *projector.Projector
+	Engine    *detector.Engine
+	Detector  *detector.Detector
 }
 
 // New validates the options.
@@ -86,6 +90,11 @@ func New(opts Options) (*App, error) {
 		if !contains(AllServices, s) {
 			return nil, fmt.Errorf("--services: %q is not a service (known: %v)", s, AllServices)
 		}
+	}
+	if contains(opts.Services, ServiceDetector) && !contains(opts.Services, ServiceProjector) {
+		// The detector reads the projections this process's projector
+		// writes (one Pebble store per process).
+		opts.Services = append(opts.Services, ServiceProjector)
 	}
 	return &App{opts: opts, cfg: opts.Config, log: opts.Logger}, nil
 }
@@ -154,6 +163,21 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if a.runs(ServiceDetector) {
+		eng, err := detector.NewEngine(a.cfg, a.Store.DB())
+		if err != nil {
+			return err
+		}
+		a.Engine = eng
+		a.Detector = detector.New(detector.Options{
+			JS: b.JS, Store: a.Store, Engine: eng,
+			Applied: func(system string) uint64 { return a.Projector.AppliedOf(system) },
+			Logger:  a.log.With().Str("component", "detector").Logger(),
+		})
+		if err := a.Detector.Start(ctx); err != nil {
+			return err
+		}
+	}
 	if a.opts.HTTPAddr != "" && (a.runs(ServiceAPI) || a.runs(ServiceIngest)) {
 		a.HTTP = api.New(a.log.With().Str("component", "api").Logger())
 		if a.runs(ServiceIngest) {
@@ -165,6 +189,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		if a.runs(ServiceAPI) {
 			(&api.OrderHandlers{Config: a.cfg, Store: a.Store}).Register(a.HTTP)
+			(&api.MismatchHandlers{Store: a.Store, Detector: a.Detector}).Register(a.HTTP)
 			a.HTTP.HandleFunc("GET /v1/status", a.serveStatus)
 		}
 		if err := a.HTTP.Start(a.opts.HTTPAddr); err != nil {
@@ -191,6 +216,9 @@ func (a *App) Stop(ctx context.Context) error {
 	var errs []error
 	if a.HTTP != nil {
 		errs = append(errs, a.HTTP.Stop(ctx))
+	}
+	if a.Detector != nil {
+		a.Detector.Stop()
 	}
 	if a.Projector != nil {
 		a.Projector.Stop()

@@ -46,6 +46,9 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 	if a.Projector != nil {
 		st.Consumers = append(st.Consumers, a.Projector.Status(ctx)...)
 	}
+	if a.Detector != nil {
+		st.Consumers = append(st.Consumers, a.Detector.Status(ctx))
+	}
 	return st, nil
 }
 

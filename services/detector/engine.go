@@ -68,6 +68,9 @@ func NewEngine(cfg *config.Config, db *pebble.DB) (*Engine, error) {
 	return e, nil
 }
 
+// known reports whether a system is configured.
+func (e *Engine) known(system string) bool { _, ok := e.systems[system]; return ok }
+
 // Key prefixes of the detector (see doc.go).
 var (
 	prefixExp     = []byte("x/e/")
@@ -210,22 +213,17 @@ func (e *Engine) OnEntry(b *pebble.Batch, orderID string, x projections.Entry, n
 			return err
 		}
 	}
-	if err := e.dropMet(b, orderID, sys); err != nil {
-		return err
-	}
 	return e.resolveAgreed(b, orderID, sys, now)
 }
 
 // expect records, for every flow from the event's system, an expectation
-// that the target reflects the new state, unless it already does.
+// that the target reflects the new state. It does not look at the target's
+// row: the projector may already hold later events than this one, so the
+// row is not the target's state "as of" the event; the judgement, at the
+// deadline, decides with the rows as they are then.
 func (e *Engine) expect(b *pebble.Batch, orderID string, x *projections.Entry) error {
 	for _, f := range e.flowsFrom[x.System] {
 		target := e.tables[f.To]
-		row, hasRow, err := e.row(b, orderID, f.To)
-		if err != nil {
-			return err
-		}
-		_ = hasRow
 		if x.SetState && x.State.Real() && f.Covers(config.DimFulfilment) {
 			if x.State == canonical.Cancelled {
 				// A cancellation supersedes the flow's forward expectations.
@@ -242,7 +240,7 @@ func (e *Engine) expect(b *pebble.Batch, orderID string, x *projections.Entry) e
 				}
 			}
 			want := target.ExpressibleState(x.State)
-			if want != canonical.None && !canonical.ReflectsState(row.State(), row.HasRecord(), want) {
+			if want != canonical.None {
 				if err := putExpectation(b, e.newExpectation(orderID, f, DimFulfilment, x, want, canonical.NoPayment)); err != nil {
 					return err
 				}
@@ -251,12 +249,10 @@ func (e *Engine) expect(b *pebble.Batch, orderID string, x *projections.Entry) e
 		if x.SetPayment && x.Payment.Real() && f.Covers(config.DimPayment) {
 			switch {
 			case target.CanExpressPayment(x.Payment):
-				if !canonical.ReflectsPayment(row.PaymentState(), x.Payment) {
-					if err := putExpectation(b, e.newExpectation(orderID, f, DimPayment, x, canonical.None, x.Payment)); err != nil {
-						return err
-					}
+				if err := putExpectation(b, e.newExpectation(orderID, f, DimPayment, x, canonical.None, x.Payment)); err != nil {
+					return err
 				}
-			case f.To == e.record && e.roleOf(f.From) == "payment" && (x.Payment == canonical.Authorized || x.Payment == canonical.Paid) && !row.HasRecord():
+			case f.To == e.record && e.roleOf(f.From) == "payment" && (x.Payment == canonical.Authorized || x.Payment == canonical.Paid):
 				ex := e.newExpectation(orderID, f, DimPayment, x, canonical.None, x.Payment)
 				ex.Presence = true
 				if err := putExpectation(b, ex); err != nil {
@@ -282,10 +278,6 @@ func (e *Engine) newExpectation(orderID string, f config.Flow, dim uint8, x *pro
 // flow into it, the system must still reflect the source's state once the
 // SLA has passed, or the manual change left the two disagreeing.
 func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projections.Entry) error {
-	self, _, err := e.row(b, orderID, x.System)
-	if err != nil {
-		return err
-	}
 	table := e.tables[x.System]
 	for _, f := range e.flowsTo[x.System] {
 		src, ok, err := e.row(b, orderID, f.From)
@@ -303,45 +295,15 @@ func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projectio
 			return putExpectation(b, ex)
 		}
 		if f.Covers(config.DimFulfilment) && src.State().Real() {
-			want := table.ExpressibleState(src.State())
-			if want != canonical.None && !canonical.ReflectsState(self.State(), self.HasRecord(), want) {
+			if want := table.ExpressibleState(src.State()); want != canonical.None {
 				if err := exp(DimFulfilment, &src.Fulfilment, want, canonical.NoPayment); err != nil {
 					return err
 				}
 			}
 		}
-		if f.Covers(config.DimPayment) && src.PaymentState().Real() && table.CanExpressPayment(src.PaymentState()) &&
-			!canonical.ReflectsPayment(self.PaymentState(), src.PaymentState()) {
+		if f.Covers(config.DimPayment) && src.PaymentState().Real() && table.CanExpressPayment(src.PaymentState()) {
 			if err := exp(DimPayment, &src.Payment, canonical.None, src.PaymentState()); err != nil {
 				return err
-			}
-		}
-	}
-	return nil
-}
-
-// dropMet deletes expectations on system sys that its current state meets.
-func (e *Engine) dropMet(b *pebble.Batch, orderID, sys string) error {
-	flows := e.flowsTo[sys]
-	if len(flows) == 0 {
-		return nil
-	}
-	row, _, err := e.row(b, orderID, sys)
-	if err != nil {
-		return err
-	}
-	for _, f := range flows {
-		for _, dim := range []uint8{DimFulfilment, DimPayment} {
-			exps, err := expectationsOf(b, expFlowPrefix(orderID, f.From, f.To, dim))
-			if err != nil {
-				return err
-			}
-			for i := range exps {
-				if met(&exps[i], &row) {
-					if err := deleteExpectation(b, &exps[i]); err != nil {
-						return err
-					}
-				}
 			}
 		}
 	}

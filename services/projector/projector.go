@@ -509,6 +509,17 @@ func (p *Projector) Applied() map[string]uint64 {
 	return out
 }
 
+// AppliedOf returns one system's checkpoint (0 for an unknown system).
+func (p *Projector) AppliedOf(system string) uint64 {
+	p.mu.Lock()
+	w := p.workers[ConsumerPrefix+system]
+	p.mu.Unlock()
+	if w == nil {
+		return 0
+	}
+	return w.applied.Load()
+}
+
 // CaughtUp reports whether every consumer has applied every message of its
 // subject up to seq: its checkpoint is >= the last message of its subject
 // at or below seq.

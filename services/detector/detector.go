@@ -1,0 +1,470 @@
+package detector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/projector"
+)
+
+// ConsumerName is the detector's durable consumer.
+const ConsumerName = "dw-detector"
+
+// AppliedFunc reports each system's projector checkpoint.
+type AppliedFunc func(system string) uint64
+
+// Options configures the detector shell.
+type Options struct {
+	JS      jetstream.JetStream
+	Store   *projections.Store
+	Engine  *Engine
+	Applied AppliedFunc
+	Logger  zerolog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// TickEvery is how often due expectations are judged (default 100ms).
+	TickEvery time.Duration
+	// OnPublished, when set, is called after an alert was published, with
+	// the alert's outbox entry (metrics, tests). It must not block.
+	OnPublished func(e OutboxEntry)
+}
+
+// Detector runs the detection consumer, the judgement ticker and the
+// outbox publisher.
+type Detector struct {
+	opts   Options
+	log    zerolog.Logger
+	stream jetstream.Stream
+	cons   jetstream.Consumer
+
+	// mu serialises every read-modify-write of the detector's keys (the
+	// consumer, the ticker and the API's resolve use separate batches).
+	mu sync.Mutex
+
+	applied      atomic.Uint64 // checkpoint
+	lastReceived atomic.Int64  // received time of the last processed message
+	outboxWake   chan struct{}
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	failed       atomic.Value
+}
+
+// New returns a detector.
+func New(opts Options) *Detector {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.TickEvery == 0 {
+		opts.TickEvery = 100 * time.Millisecond
+	}
+	return &Detector{opts: opts, log: opts.Logger, outboxWake: make(chan struct{}, 1)}
+}
+
+// Start creates the durable consumer at the detector's checkpoint and
+// starts its loops. Overdue expectations are judged on the first tick.
+func (d *Detector) Start(ctx context.Context) error {
+	s, err := d.opts.JS.Stream(ctx, events.EventsStream)
+	if err != nil {
+		return fmt.Errorf("detector: open stream: %w", err)
+	}
+	d.stream = s
+	ckpt, err := d.opts.Store.Checkpoint(ConsumerName)
+	if err != nil {
+		return err
+	}
+	d.applied.Store(ckpt)
+	if err := d.resetConsumer(ctx); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	for _, loop := range []func(context.Context){d.consumeLoop, d.tickLoop, d.outboxLoop} {
+		d.wg.Add(1)
+		go func(f func(context.Context)) {
+			defer d.wg.Done()
+			f(runCtx)
+		}(loop)
+	}
+	return nil
+}
+
+// Stop stops the loops and waits for them.
+func (d *Detector) Stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.wg.Wait()
+}
+
+// Applied is the detector's checkpoint.
+func (d *Detector) Applied() uint64 { return d.applied.Load() }
+
+func (d *Detector) resetConsumer(ctx context.Context) error {
+	ckpt := d.applied.Load()
+	cfg := jetstream.ConsumerConfig{
+		Durable: ConsumerName, Description: "driftwatch detector", FilterSubject: events.InPrefix + ">",
+		AckPolicy: jetstream.AckAllPolicy, AckWait: 5 * time.Minute, MaxAckPending: 20000, MaxDeliver: -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if ckpt > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, ckpt+1
+	}
+	if err := d.stream.DeleteConsumer(ctx, ConsumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("reset consumer %s: %w", ConsumerName, err)
+	}
+	cons, err := d.stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", ConsumerName, err)
+	}
+	d.cons = cons
+	return nil
+}
+
+func (d *Detector) consumeLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := d.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Error().Err(err).Msg("detector session failed; resuming from the checkpoint")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		if err := d.resetConsumer(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error().Err(err).Msg("detector: recreate consumer failed")
+		}
+	}
+}
+
+const maxBatch = 1000
+
+func (d *Detector) session(ctx context.Context) error {
+	msgs := make(chan jetstream.Msg, 2*maxBatch)
+	sessCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cc, err := d.cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- m:
+		case <-sessCtx.Done():
+		}
+	}, jetstream.PullMaxMessages(maxBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if sessCtx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
+			d.log.Warn().Err(err).Msg("detector consume error")
+		}
+	}))
+	if err != nil {
+		return err
+	}
+	defer cc.Stop()
+	batch := make([]jetstream.Msg, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			batch = append(batch, m)
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		if err := d.processBatch(ctx, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// waitProjected waits until the projector of system has applied seq.
+func (d *Detector) waitProjected(ctx context.Context, system string, seq uint64) error {
+	for d.opts.Applied(system) < seq {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (d *Detector) processBatch(ctx context.Context, msgs []jetstream.Msg) error {
+	items := make([]item, 0, len(msgs))
+	last := d.applied.Load()
+	for _, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		seq := meta.Sequence.Stream
+		if seq <= last {
+			continue
+		}
+		sys, _ := events.SystemFromSubject(m.Subject())
+		items = append(items, item{seq, sys, meta.Timestamp})
+		last = seq
+	}
+	if len(items) > 0 {
+		// The projector must hold each event before the detector reads it.
+		for _, it := range items {
+			if d.opts.Engine.known(it.system) {
+				if err := d.waitProjected(ctx, it.system, it.seq); err != nil {
+					return err
+				}
+			}
+		}
+		d.mu.Lock()
+		err := d.applyItems(items, func(b *pebble.Batch, it item) error {
+			if !d.opts.Engine.known(it.system) {
+				return nil
+			}
+			order, err := d.opts.Store.OrderOfSeq(it.seq)
+			if errors.Is(err, projections.ErrNotFound) {
+				return nil // rejected or duplicate: nothing to detect
+			}
+			if err != nil {
+				return err
+			}
+			entry, err := projections.ReadEntry(b, order, it.seq)
+			if err != nil {
+				return fmt.Errorf("order index %s/%d: %w", order, it.seq, err)
+			}
+			return d.opts.Engine.OnEntry(b, order, entry, d.opts.Now())
+		}, items[len(items)-1].seq)
+		d.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		d.applied.Store(items[len(items)-1].seq)
+		d.lastReceived.Store(items[len(items)-1].received.UnixNano())
+		d.wakeOutbox()
+	}
+	if err := msgs[len(msgs)-1].Ack(); err != nil && ctx.Err() == nil {
+		d.log.Warn().Err(err).Msg("detector ack failed; the batch will be redelivered and skipped")
+	}
+	return nil
+}
+
+// item is one delivered message the detector has to process.
+type item struct {
+	seq      uint64
+	system   string
+	received time.Time
+}
+
+// applyItems runs fn for each item in one batch with the checkpoint, and
+// commits it durably.
+func (d *Detector) applyItems(items []item, fn func(*pebble.Batch, item) error, ckpt uint64) error {
+	b := d.opts.Store.NewBatch()
+	for _, it := range items {
+		if err := fn(b, it); err != nil {
+			b.Close()
+			return err
+		}
+	}
+	if err := projections.SetCheckpoint(b, ConsumerName, ckpt); err != nil {
+		b.Close()
+		return err
+	}
+	return d.opts.Store.Commit(b)
+}
+
+// Watermark is the time up to which every received event has been
+// processed: now when the detector has read the whole stream, else the
+// received time of the last event it processed.
+func (d *Detector) Watermark(ctx context.Context, now time.Time) (time.Time, error) {
+	info, err := d.stream.Info(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if d.applied.Load() >= info.State.LastSeq {
+		return now, nil
+	}
+	return time.Unix(0, d.lastReceived.Load()), nil
+}
+
+func (d *Detector) tickLoop(ctx context.Context) {
+	t := time.NewTicker(d.opts.TickEvery)
+	defer t.Stop()
+	for {
+		if err := d.Tick(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error().Err(err).Msg("detector tick failed")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Tick judges every expectation due by the watermark.
+func (d *Detector) Tick(ctx context.Context) error {
+	now := d.opts.Now()
+	wm, err := d.Watermark(ctx, now)
+	if err != nil {
+		return err
+	}
+	for {
+		d.mu.Lock()
+		b := d.opts.Store.NewBatch()
+		n, err := d.opts.Engine.JudgeDue(b, wm, now, 2000)
+		if err != nil {
+			b.Close()
+			d.mu.Unlock()
+			return err
+		}
+		if n == 0 {
+			b.Close()
+			d.mu.Unlock()
+			return nil
+		}
+		err = d.opts.Store.Commit(b)
+		d.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		d.wakeOutbox()
+	}
+}
+
+func (d *Detector) wakeOutbox() {
+	select {
+	case d.outboxWake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Detector) outboxLoop(ctx context.Context) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if err := d.FlushOutbox(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn().Err(err).Msg("publishing alerts failed; will retry")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.outboxWake:
+		case <-t.C:
+		}
+	}
+}
+
+// FlushOutbox publishes every queued alert (with its Nats-Msg-Id) and
+// deletes it once JetStream acknowledged it.
+func (d *Detector) FlushOutbox(ctx context.Context) error {
+	db := d.opts.Store.DB()
+	for {
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: prefixEnd(prefixOutbox)})
+		if err != nil {
+			return err
+		}
+		type queued struct {
+			key   []byte
+			entry OutboxEntry
+			fut   jetstream.PubAckFuture
+		}
+		var q []queued
+		for it.First(); it.Valid() && len(q) < 1000; it.Next() {
+			var e OutboxEntry
+			if err := json.Unmarshal(it.Value(), &e); err != nil {
+				it.Close()
+				return fmt.Errorf("decode outbox entry: %w", err)
+			}
+			q = append(q, queued{key: append([]byte(nil), it.Key()...), entry: e})
+		}
+		if err := it.Close(); err != nil {
+			return err
+		}
+		if len(q) == 0 {
+			return nil
+		}
+		for i := range q {
+			msg := nats.NewMsg(q[i].entry.Subject)
+			msg.Data = q[i].entry.Data
+			msg.Header.Set(events.HeaderMsgID, q[i].entry.MsgID)
+			fut, err := d.opts.JS.PublishMsgAsync(msg, jetstream.WithExpectStream(events.AlertsStream))
+			if err != nil {
+				return err
+			}
+			q[i].fut = fut
+		}
+		b := db.NewBatch()
+		var firstErr error
+		for _, x := range q {
+			select {
+			case <-x.fut.Ok():
+				_ = b.Delete(x.key, nil)
+				if d.opts.OnPublished != nil {
+					d.opts.OnPublished(x.entry)
+				}
+			case err := <-x.fut.Err():
+				if firstErr == nil {
+					firstErr = err
+				}
+			case <-ctx.Done():
+				b.Close()
+				return ctx.Err()
+			}
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			return err
+		}
+		if firstErr != nil {
+			return firstErr
+		}
+	}
+}
+
+// Resolve resolves a mismatch by hand, with a note kept in its audit trail.
+func (d *Detector) Resolve(alertID, by, note string) (*Mismatch, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.opts.Store.NewBatch()
+	m, err := d.opts.Engine.Resolve(b, alertID, d.opts.Now(), by, note)
+	if err != nil {
+		b.Close()
+		return m, err
+	}
+	if err := d.opts.Store.Commit(b); err != nil {
+		return nil, err
+	}
+	d.wakeOutbox()
+	return m, nil
+}
+
+// OpenExpectations counts stored expectations.
+func (d *Detector) OpenExpectations() (int, error) {
+	n := 0
+	err := scanPrefix(d.opts.Store.DB(), prefixExp, func(_, _ []byte) error { n++; return nil })
+	return n, err
+}
+
+// Status reports the detector consumer's progress in GET /v1/status's
+// consumer shape.
+func (d *Detector) Status(ctx context.Context) projector.ConsumerStatus {
+	st := projector.ConsumerStatus{Name: ConsumerName, Filter: events.InPrefix + ">", AppliedSeq: d.applied.Load()}
+	if info, err := d.cons.Info(ctx); err == nil {
+		st.Pending = info.NumPending + uint64(info.NumAckPending)
+	}
+	return st
+}

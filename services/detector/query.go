@@ -1,0 +1,139 @@
+package detector
+
+import (
+	"encoding/json"
+	"errors"
+	"sort"
+	"strings"
+
+	"github.com/driftwatch/driftwatch/projections"
+)
+
+// Filter selects mismatches. Empty fields match everything; State "open"
+// matches open and escalated mismatches (everything not resolved).
+type Filter struct {
+	State    string
+	Pattern  string
+	System   string // source or target
+	Severity string
+	OrderID  string
+	// SinceNanos keeps mismatches detected at or after it.
+	SinceNanos int64
+}
+
+// Match reports whether m passes the filter.
+func (f *Filter) Match(m *Mismatch) bool {
+	switch {
+	case f.State == StateOpen && m.State == StateResolved,
+		f.State != "" && f.State != StateOpen && f.State != m.State,
+		f.Pattern != "" && f.Pattern != m.Pattern,
+		f.Severity != "" && f.Severity != m.Severity,
+		f.OrderID != "" && f.OrderID != m.OrderID,
+		f.SinceNanos != 0 && m.DetectedNanos < f.SinceNanos:
+		return false
+	}
+	if f.System != "" {
+		src := m.Source != nil && m.Source.System == f.System
+		tgt := (m.Target != nil && m.Target.System == f.System) || m.FlowTo == f.System
+		return src || tgt
+	}
+	return true
+}
+
+// ScanMismatches calls fn for every stored mismatch passing f, in alert id
+// order. fn may keep m.
+func ScanMismatches(s *projections.Store, f Filter, fn func(m *Mismatch) error) error {
+	return scanPrefix(s.DB(), prefixMis, func(k, v []byte) error {
+		m := &Mismatch{}
+		if err := json.Unmarshal(v, m); err != nil {
+			return err
+		}
+		if !f.Match(m) {
+			return nil
+		}
+		return fn(m)
+	})
+}
+
+// ListMismatches returns the mismatches passing f, most severe first, then
+// largest value at risk, then newest; offset and limit page the result.
+// total is the number that passed the filter.
+func ListMismatches(s *projections.Store, f Filter, offset, limit int) (page []*Mismatch, total int, err error) {
+	var all []*Mismatch
+	if err := ScanMismatches(s, f, func(m *Mismatch) error { all = append(all, m); return nil }); err != nil {
+		return nil, 0, err
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		a, b := all[i], all[j]
+		if ra, rb := SeverityRank(a.Severity), SeverityRank(b.Severity); ra != rb {
+			return ra < rb
+		}
+		if va, vb := amountValue(a.Amount), amountValue(b.Amount); va != vb {
+			return va > vb
+		}
+		return a.DetectedNanos > b.DetectedNanos
+	})
+	total = len(all)
+	if offset > total {
+		offset = total
+	}
+	end := total
+	if limit > 0 && offset+limit < end {
+		end = offset + limit
+	}
+	return all[offset:end], total, nil
+}
+
+// GetMismatch reads one mismatch.
+func GetMismatch(s *projections.Store, alertID string) (*Mismatch, error) {
+	m, found, err := getMismatch(s.DB(), join(prefixMis, alertID))
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, ErrMismatchNotFound
+	}
+	return &m, nil
+}
+
+// OpenForOrder lists an order's open mismatches.
+func OpenForOrder(s *projections.Store, orderID string) ([]*Mismatch, error) {
+	var out []*Mismatch
+	prefix := join(prefixOpen, orderID, "")
+	err := scanPrefix(s.DB(), prefix, func(k, _ []byte) error {
+		m, err := GetMismatch(s, string(k[len(prefix):]))
+		if errors.Is(err, ErrMismatchNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
+// amountValue parses a decimal amount for sorting (0 when absent).
+func amountValue(s string) float64 {
+	if s == "" {
+		return 0
+	}
+	var whole, frac float64
+	div := 1.0
+	seenDot := false
+	for _, c := range strings.TrimSpace(s) {
+		switch {
+		case c >= '0' && c <= '9' && !seenDot:
+			whole = whole*10 + float64(c-'0')
+		case c >= '0' && c <= '9':
+			div *= 10
+			frac += float64(c-'0') / div
+		case c == '.':
+			seenDot = true
+		default:
+			return 0
+		}
+	}
+	return whole + frac
+}
