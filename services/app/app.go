@@ -34,6 +34,7 @@ import (
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/ingest"
 	"github.com/driftwatch/driftwatch/services/projector"
+	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
 // Service names accepted by Options.Services.
@@ -73,6 +74,7 @@ type App struct {
 	Projector *projector.Projector
 	Engine    *detector.Engine
 	Detector  *detector.Detector
+	Metrics   *telemetry.Metrics
 }
 
 // New validates the options.
@@ -123,6 +125,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(a.opts.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
+	m, err := telemetry.New()
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	a.Metrics = m
 	b, err := broker.Start(broker.Options{
 		URL:          a.opts.NATSURL,
 		DataDir:      a.opts.DataDir,
@@ -158,6 +165,15 @@ func (a *App) Start(ctx context.Context) (err error) {
 		a.Projector = projector.New(projector.Options{
 			JS: b.JS, Store: a.Store, Applier: a.Applier, Systems: systems,
 			Logger: a.log.With().Str("component", "projector").Logger(),
+			OnBatch: func(system string, outcomes []projections.Outcome) {
+				var counts [projections.Rejected + 1]int64
+				for i := range outcomes {
+					counts[outcomes[i].Result]++
+				}
+				for r := projections.Applied; r <= projections.Rejected; r++ {
+					a.Metrics.EventIn("projector", system, r.String(), counts[r])
+				}
+			},
 		})
 		if err := a.Projector.Start(ctx); err != nil {
 			return err
@@ -169,10 +185,18 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 		a.Engine = eng
+		if err := a.observeMismatches(eng); err != nil {
+			return err
+		}
 		a.Detector = detector.New(detector.Options{
 			JS: b.JS, Store: a.Store, Engine: eng,
 			Applied: func(system string) uint64 { return a.Projector.AppliedOf(system) },
 			Logger:  a.log.With().Str("component", "detector").Logger(),
+			OnPublished: func(e detector.OutboxEntry) {
+				if pat, sev, state, ok := detector.AlertLabels(e); ok {
+					a.Metrics.AlertPublished(pat, sev, state)
+				}
+			},
 		})
 		if err := a.Detector.Start(ctx); err != nil {
 			return err
@@ -185,12 +209,18 @@ func (a *App) Start(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
-			a.HTTP.Handle("POST /v1/events", ingest.New(pub, a.log.With().Str("component", "ingest").Logger()))
+			h := ingest.New(pub, a.log.With().Str("component", "ingest").Logger())
+			h.Observe = func(r events.Result) { a.Metrics.EventIn("ingest", r.System, string(r.Outcome), 1) }
+			a.HTTP.Handle("POST /v1/events", h)
 		}
 		if a.runs(ServiceAPI) {
 			(&api.OrderHandlers{Config: a.cfg, Store: a.Store}).Register(a.HTTP)
 			(&api.MismatchHandlers{Store: a.Store, Detector: a.Detector}).Register(a.HTTP)
 			a.HTTP.HandleFunc("GET /v1/status", a.serveStatus)
+			a.HTTP.Handle("GET /metrics", a.Metrics.Handler())
+			if err := a.observeStatus(); err != nil {
+				return err
+			}
 		}
 		if err := a.HTTP.Start(a.opts.HTTPAddr); err != nil {
 			return err
@@ -230,6 +260,7 @@ func (a *App) Stop(ctx context.Context) error {
 	if a.Broker != nil {
 		a.Broker.Close()
 	}
+	errs = append(errs, a.Metrics.Shutdown(ctx))
 	return errors.Join(errs...)
 }
 

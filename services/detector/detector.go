@@ -468,3 +468,16 @@ func (d *Detector) Status(ctx context.Context) projector.ConsumerStatus {
 	}
 	return st
 }
+
+// AlertLabels reads the pattern, severity and state of a queued alert.
+func AlertLabels(e OutboxEntry) (pattern, severity, state string, ok bool) {
+	var a struct {
+		Pattern  string `json:"pattern"`
+		Severity string `json:"severity"`
+		State    string `json:"state"`
+	}
+	if json.Unmarshal(e.Data, &a) != nil {
+		return "", "", "", false
+	}
+	return a.Pattern, a.Severity, a.State, true
+}

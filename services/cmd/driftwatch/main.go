@@ -68,7 +68,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	addLogFlags(root.PersistentFlags())
-	root.AddCommand(newServeCmd(), newPublishCmd(), newOrderCmd(), newRebuildCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newOrderCmd(), newRebuildCmd(), newMismatchesCmd())
 	return root
 }
 

@@ -1,0 +1,91 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/telemetry"
+)
+
+// observeMismatches seeds the open-mismatch gauge from the store and keeps
+// it, and the time-to-detect histograms, up to date from the engine.
+func (a *App) observeMismatches(eng *detector.Engine) error {
+	err := detector.ScanMismatches(a.Store, detector.Filter{State: detector.StateOpen}, func(m *detector.Mismatch) error {
+		a.Metrics.OpenDelta(m.Pattern, m.Severity, m.Source.System, 1)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("count open mismatches: %w", err)
+	}
+	eng.Observe = func(m *detector.Mismatch) {
+		sys := ""
+		if m.Source != nil {
+			sys = m.Source.System
+		}
+		switch m.State {
+		case detector.StateOpen:
+			a.Metrics.OpenDelta(m.Pattern, m.Severity, sys, 1)
+			var deadline time.Time
+			if m.DeadlineNanos != 0 {
+				deadline = time.Unix(0, m.DeadlineNanos)
+			}
+			a.Metrics.Detected(m.Pattern, sys, time.Unix(0, m.OnsetNanos), deadline, time.Unix(0, m.DetectedNanos))
+		case detector.StateResolved:
+			a.Metrics.OpenDelta(m.Pattern, m.Severity, sys, -1)
+		}
+	}
+	return nil
+}
+
+// observeStatus exports the log position, every consumer's applied sequence
+// and lag, and the open expectations as gauges read at each scrape.
+func (a *App) observeStatus() error {
+	if err := a.Metrics.ObserveGauges("driftwatch.consumer.lag", "Messages a consumer has not applied yet (pending + unacknowledged)", func(ctx context.Context) []telemetry.Gauge {
+		st, err := a.Status(ctx)
+		if err != nil {
+			return nil
+		}
+		out := make([]telemetry.Gauge, 0, len(st.Consumers))
+		for _, c := range st.Consumers {
+			out = append(out, telemetry.Gauge{Value: int64(c.Pending), Labels: map[string]string{"consumer": c.Name}})
+		}
+		return out
+	}); err != nil {
+		return err
+	}
+	if err := a.Metrics.ObserveGauges("driftwatch.consumer.applied_seq", "Last stream sequence a consumer applied", func(ctx context.Context) []telemetry.Gauge {
+		var out []telemetry.Gauge
+		if a.Projector != nil {
+			for sys, seq := range a.Projector.Applied() {
+				out = append(out, telemetry.Gauge{Value: int64(seq), Labels: map[string]string{"consumer": "dw-proj-" + sys}})
+			}
+		}
+		if a.Detector != nil {
+			out = append(out, telemetry.Gauge{Value: int64(a.Detector.Applied()), Labels: map[string]string{"consumer": detector.ConsumerName}})
+		}
+		return out
+	}); err != nil {
+		return err
+	}
+	if err := a.Metrics.ObserveGauges("driftwatch.stream.last_seq", "Last sequence of the events stream", func(ctx context.Context) []telemetry.Gauge {
+		st, err := a.Status(ctx)
+		if err != nil {
+			return nil
+		}
+		return []telemetry.Gauge{{Value: int64(st.Stream.LastSeq), Labels: map[string]string{"stream": st.Stream.Name}}}
+	}); err != nil {
+		return err
+	}
+	return a.Metrics.ObserveGauges("driftwatch.expectations.open", "Flow expectations waiting for judgement", func(ctx context.Context) []telemetry.Gauge {
+		if a.Detector == nil {
+			return nil
+		}
+		n, err := a.Detector.OpenExpectations()
+		if err != nil {
+			return nil
+		}
+		return []telemetry.Gauge{{Value: int64(n), Labels: map[string]string{}}}
+	})
+}

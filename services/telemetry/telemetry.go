@@ -1,0 +1,202 @@
+// Package telemetry builds driftwatch's OpenTelemetry metrics, exported on
+// /metrics in the Prometheus text format, and the instruments every service
+// records into. Services get a *Metrics and call its methods; a nil *Metrics
+// records nothing, so tests and tools can leave it out.
+package telemetry
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+)
+
+// Metrics holds the meter provider, the Prometheus handler and the
+// instruments.
+type Metrics struct {
+	provider *sdkmetric.MeterProvider
+	registry *prometheus.Registry
+	meter    metric.Meter
+
+	eventsIn         metric.Int64Counter
+	detectAfterDL    metric.Float64Histogram
+	detectAfterOnset metric.Float64Histogram
+	alertsPublished  metric.Int64Counter
+	gateLatency      metric.Float64Histogram
+	gateDecisions    metric.Int64Counter
+	reconcileDur     metric.Float64Histogram
+
+	mu   sync.Mutex
+	open map[[3]string]int64 // pattern, severity, system -> open mismatches
+}
+
+var latencyBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
+var detectBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400}
+
+// New builds the metrics.
+func New() (*Metrics, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
+	if err != nil {
+		return nil, err
+	}
+	m := &Metrics{registry: reg, open: map[[3]string]int64{}}
+	m.provider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp),
+		sdkmetric.WithView(
+			sdkmetric.NewView(sdkmetric.Instrument{Name: "driftwatch.detect.*"}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: detectBuckets}}),
+			sdkmetric.NewView(sdkmetric.Instrument{Name: "driftwatch.gate.latency"}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: latencyBuckets}}),
+		))
+	m.meter = m.provider.Meter("driftwatch")
+	if m.eventsIn, err = m.meter.Int64Counter("driftwatch.events.in", metric.WithDescription("Events received, per system and outcome (accepted, duplicate, rejected at ingest; applied, late, acked, duplicate, rejected by the projector)")); err != nil {
+		return nil, err
+	}
+	if m.detectAfterDL, err = m.meter.Float64Histogram("driftwatch.detect.after_deadline", metric.WithUnit("s"), metric.WithDescription("Time from an expectation's deadline to the alert (detected_at - deadline)")); err != nil {
+		return nil, err
+	}
+	if m.detectAfterOnset, err = m.meter.Float64Histogram("driftwatch.detect.after_onset", metric.WithUnit("s"), metric.WithDescription("Time to detect: detected_at - onset_at")); err != nil {
+		return nil, err
+	}
+	if m.alertsPublished, err = m.meter.Int64Counter("driftwatch.alerts.published", metric.WithDescription("Alert records published, per pattern, severity and state")); err != nil {
+		return nil, err
+	}
+	if m.gateLatency, err = m.meter.Float64Histogram("driftwatch.gate.latency", metric.WithUnit("s"), metric.WithDescription("Boundary gate decision latency")); err != nil {
+		return nil, err
+	}
+	if m.gateDecisions, err = m.meter.Int64Counter("driftwatch.gate.decisions", metric.WithDescription("Boundary gate decisions, per target and decision")); err != nil {
+		return nil, err
+	}
+	if m.reconcileDur, err = m.meter.Float64Histogram("driftwatch.reconcile.duration", metric.WithUnit("s"), metric.WithDescription("Duration of reconciliation sweeps")); err != nil {
+		return nil, err
+	}
+	openGauge, err := m.meter.Int64ObservableGauge("driftwatch.mismatches.open", metric.WithDescription("Open mismatches per pattern, severity and source system"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		m.mu.Lock()
+		for k, v := range m.open {
+			o.ObserveInt64(openGauge, v, metric.WithAttributes(attribute.String("pattern", k[0]), attribute.String("severity", k[1]), attribute.String("system", k[2])))
+		}
+		m.mu.Unlock()
+		return nil
+	}, openGauge); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// Shutdown stops the meter provider.
+func (m *Metrics) Shutdown(ctx context.Context) error {
+	if m == nil {
+		return nil
+	}
+	return m.provider.Shutdown(ctx)
+}
+
+// Meter is the meter for extra instruments.
+func (m *Metrics) Meter() metric.Meter { return m.meter }
+
+// EventIn counts n events of system with an outcome at a stage (ingest or
+// projector).
+func (m *Metrics) EventIn(stage, system, outcome string, n int64) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.eventsIn.Add(context.Background(), n, metric.WithAttributes(attribute.String("stage", stage), attribute.String("system", system), attribute.String("outcome", outcome)))
+}
+
+// Detected records the time to detect of a newly opened alert.
+func (m *Metrics) Detected(pattern, system string, onset, deadline, detected time.Time) {
+	if m == nil {
+		return
+	}
+	attrs := metric.WithAttributes(attribute.String("pattern", pattern), attribute.String("system", system))
+	if !deadline.IsZero() {
+		m.detectAfterDL.Record(context.Background(), detected.Sub(deadline).Seconds(), attrs)
+	}
+	if !onset.IsZero() {
+		m.detectAfterOnset.Record(context.Background(), detected.Sub(onset).Seconds(), attrs)
+	}
+}
+
+// OpenDelta moves the open-mismatch gauge of (pattern, severity, system).
+func (m *Metrics) OpenDelta(pattern, severity, system string, delta int64) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	k := [3]string{pattern, severity, system}
+	m.open[k] += delta
+	if m.open[k] <= 0 {
+		delete(m.open, k)
+	}
+	m.mu.Unlock()
+}
+
+// AlertPublished counts a published alert record.
+func (m *Metrics) AlertPublished(pattern, severity, state string) {
+	if m == nil {
+		return
+	}
+	m.alertsPublished.Add(context.Background(), 1, metric.WithAttributes(attribute.String("pattern", pattern), attribute.String("severity", severity), attribute.String("state", state)))
+}
+
+// GateDecision records one gate decision and its latency.
+func (m *Metrics) GateDecision(target, decision string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.gateLatency.Record(context.Background(), d.Seconds(), metric.WithAttributes(attribute.String("decision", decision)))
+	m.gateDecisions.Add(context.Background(), 1, metric.WithAttributes(attribute.String("target", target), attribute.String("decision", decision)))
+}
+
+// ReconcileDuration records a sweep's duration.
+func (m *Metrics) ReconcileDuration(d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.reconcileDur.Record(context.Background(), d.Seconds())
+}
+
+// Gauge is one observed value with its labels.
+type Gauge struct {
+	Value  int64
+	Labels map[string]string
+}
+
+// ObserveGauges registers an observable gauge whose values come from fn at
+// each scrape (stream position, consumer lag, open expectations).
+func (m *Metrics) ObserveGauges(name, description string, fn func(ctx context.Context) []Gauge) error {
+	if m == nil {
+		return nil
+	}
+	g, err := m.meter.Int64ObservableGauge(name, metric.WithDescription(description))
+	if err != nil {
+		return err
+	}
+	_, err = m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		for _, v := range fn(ctx) {
+			attrs := make([]attribute.KeyValue, 0, len(v.Labels))
+			for k, val := range v.Labels {
+				attrs = append(attrs, attribute.String(k, val))
+			}
+			o.ObserveInt64(g, v.Value, metric.WithAttributes(attrs...))
+		}
+		return nil
+	}, g)
+	return err
+}
