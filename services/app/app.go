@@ -32,6 +32,7 @@ import (
 	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/gate"
 	"github.com/driftwatch/driftwatch/services/ingest"
 	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/telemetry"
@@ -42,11 +43,12 @@ const (
 	ServiceIngest    = "ingest"
 	ServiceProjector = "projector"
 	ServiceDetector  = "detector"
+	ServiceGate      = "gate"
 	ServiceAPI       = "api"
 )
 
 // AllServices lists every service `serve` runs by default.
-var AllServices = []string{ServiceIngest, ServiceProjector, ServiceDetector, ServiceAPI}
+var AllServices = []string{ServiceIngest, ServiceProjector, ServiceDetector, ServiceGate, ServiceAPI}
 
 // StoreDir is the Pebble store's folder inside the data folder.
 const StoreDir = "projections"
@@ -75,6 +77,7 @@ type App struct {
 	Engine    *detector.Engine
 	Detector  *detector.Detector
 	Metrics   *telemetry.Metrics
+	Gate      *gate.Gate
 }
 
 // New validates the options.
@@ -93,7 +96,7 @@ func New(opts Options) (*App, error) {
 			return nil, fmt.Errorf("--services: %q is not a service (known: %v)", s, AllServices)
 		}
 	}
-	if contains(opts.Services, ServiceDetector) && !contains(opts.Services, ServiceProjector) {
+	if (contains(opts.Services, ServiceDetector) || contains(opts.Services, ServiceGate)) && !contains(opts.Services, ServiceProjector) {
 		// The detector reads the projections this process's projector
 		// writes (one Pebble store per process).
 		opts.Services = append(opts.Services, ServiceProjector)
@@ -202,6 +205,17 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if a.runs(ServiceGate) {
+		var rec gate.Recorder
+		if a.Detector != nil {
+			rec = a.Detector
+		}
+		a.Gate = gate.New(gate.Options{Conn: b.Conn, Config: a.cfg, Store: a.Store, Recorder: rec, Metrics: a.Metrics,
+			Logger: a.log.With().Str("component", "gate").Logger()})
+		if err := a.Gate.Start(); err != nil {
+			return err
+		}
+	}
 	if a.opts.HTTPAddr != "" && (a.runs(ServiceAPI) || a.runs(ServiceIngest)) {
 		a.HTTP = api.New(a.log.With().Str("component", "api").Logger())
 		if a.runs(ServiceIngest) {
@@ -216,6 +230,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if a.runs(ServiceAPI) {
 			(&api.OrderHandlers{Config: a.cfg, Store: a.Store}).Register(a.HTTP)
 			(&api.MismatchHandlers{Store: a.Store, Detector: a.Detector}).Register(a.HTTP)
+			if a.Gate != nil {
+				a.HTTP.Handle("POST /v1/validate", a.Gate)
+			}
 			a.HTTP.HandleFunc("GET /v1/status", a.serveStatus)
 			a.HTTP.Handle("GET /metrics", a.Metrics.Handler())
 			if err := a.observeStatus(); err != nil {
@@ -246,6 +263,9 @@ func (a *App) Stop(ctx context.Context) error {
 	var errs []error
 	if a.HTTP != nil {
 		errs = append(errs, a.HTTP.Stop(ctx))
+	}
+	if a.Gate != nil {
+		a.Gate.Stop()
 	}
 	if a.Detector != nil {
 		a.Detector.Stop()

@@ -481,3 +481,23 @@ func AlertLabels(e OutboxEntry) (pattern, severity, state string, ok bool) {
 	}
 	return a.Pattern, a.Severity, a.State, true
 }
+
+// Record stores mismatches found by other services (the gate,
+// reconciliation) in one durable batch and queues their alerts.
+func (d *Detector) Record(ms []*Mismatch) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.opts.Store.NewBatch()
+	now := d.opts.Now()
+	for _, m := range ms {
+		if err := d.opts.Engine.Raise(b, m, now); err != nil {
+			b.Close()
+			return err
+		}
+	}
+	if err := d.opts.Store.Commit(b); err != nil {
+		return err
+	}
+	d.wakeOutbox()
+	return nil
+}

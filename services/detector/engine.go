@@ -624,6 +624,11 @@ func (e *Engine) illegal(b *pebble.Batch, orderID string, x *projections.Entry, 
 	return e.raise(b, m, now)
 }
 
+// Raise stores a mismatch found outside the flow judgement (by the gate, by
+// reconciliation) and queues its alert, unless the same alert id is
+// already open.
+func (e *Engine) Raise(b *pebble.Batch, m *Mismatch, now time.Time) error { return e.raise(b, m, now) }
+
 // raise stores a mismatch and queues its alert, unless the same alert id is
 // already open (then it only counts the repeat).
 func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {

@@ -1,0 +1,243 @@
+package gate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/httpjson"
+	"github.com/driftwatch/driftwatch/services/telemetry"
+)
+
+// Recorder stores flagged mismatches (the detector).
+type Recorder interface {
+	Record(ms []*detector.Mismatch) error
+}
+
+// Options configures the gate.
+type Options struct {
+	Conn     *nats.Conn
+	Config   *config.Config
+	Store    *projections.Store
+	Recorder Recorder // nil: flags are answered but not recorded
+	Metrics  *telemetry.Metrics
+	Logger   zerolog.Logger
+	Now      func() time.Time
+}
+
+// Gate serves the boundary gate.
+type Gate struct {
+	opts    Options
+	decider *Decider
+	svc     micro.Service
+	flags   chan *detector.Mismatch
+	wg      sync.WaitGroup
+	stop    chan struct{}
+}
+
+// ServiceName and EndpointName are what `nats micro ls` shows.
+const (
+	ServiceName  = "driftwatch"
+	EndpointName = "validate"
+	// Version of the gate's request/reply contract.
+	Version = "1.0.0"
+)
+
+// New returns a gate; Start serves it.
+func New(opts Options) *Gate {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Gate{opts: opts, decider: NewDecider(opts.Config), flags: make(chan *detector.Mismatch, 10000), stop: make(chan struct{})}
+}
+
+// Start adds the micro service on driftwatch.validate and starts the flag
+// recorder.
+func (g *Gate) Start() error {
+	svc, err := micro.AddService(g.opts.Conn, micro.Config{
+		Name:        ServiceName,
+		Version:     Version,
+		Description: "driftwatch boundary gate: validates a status against the target's current state before it is written",
+	})
+	if err != nil {
+		return fmt.Errorf("gate: add micro service: %w", err)
+	}
+	if err := svc.AddEndpoint(EndpointName, micro.HandlerFunc(g.handle), micro.WithEndpointSubject(events.ValidateSubject),
+		micro.WithEndpointMetadata(map[string]string{"format": "application/json", "request": "{\"event\": <envelope>, \"target\": \"<system>\"}"}),
+		micro.WithEndpointPendingLimits(100000, 256<<20)); err != nil {
+		_ = svc.Stop()
+		return fmt.Errorf("gate: add endpoint: %w", err)
+	}
+	g.svc = svc
+	g.wg.Add(1)
+	go g.recordLoop()
+	return nil
+}
+
+// Stop stops the service and records the flags still queued.
+func (g *Gate) Stop() {
+	if g.svc != nil {
+		_ = g.svc.Stop()
+	}
+	close(g.stop)
+	g.wg.Wait()
+}
+
+// Service exposes the micro service (stats in tests).
+func (g *Gate) Service() micro.Service { return g.svc }
+
+// RequestError is a malformed request: a 400, never a flag.
+type RequestError struct {
+	Code, Message string
+}
+
+func (e *RequestError) Error() string { return e.Message }
+
+// Validate decides one request body.
+func (g *Gate) Validate(body []byte) (*events.ValidateReply, error) {
+	start := time.Now()
+	var req events.ValidateRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, &RequestError{"bad_request", "the request must be {\"event\": <envelope>, \"target\": \"<system>\"}: " + err.Error()}
+	}
+	if len(req.Event) == 0 || string(req.Event) == "null" {
+		return nil, &RequestError{"missing_event", "event: is required"}
+	}
+	ev, err := events.Parse(req.Event)
+	if err != nil {
+		var ve *events.ValidationError
+		if errors.As(err, &ve) {
+			return nil, &RequestError{ve.Code(), err.Error()}
+		}
+		return nil, &RequestError{"bad_event", err.Error()}
+	}
+	target := req.Target
+	if target == "" {
+		target = g.opts.Config.RecordSystem().ID
+	}
+	var row *projections.Row
+	if r, err := g.opts.Store.Row(ev.OrderID, target); err == nil {
+		row = &r
+	} else if !errors.Is(err, projections.ErrNotFound) {
+		return nil, fmt.Errorf("read %s's projection of %s: %w", target, ev.OrderID, err)
+	}
+	v := g.decider.Decide(&ev, target, row, g.opts.Now())
+	if v.Mismatch != nil {
+		select {
+		case g.flags <- v.Mismatch:
+		default:
+			g.flags <- v.Mismatch // full: wait rather than lose a flag
+		}
+	}
+	g.opts.Metrics.GateDecision(target, v.Reply.Decision, time.Since(start))
+	return &v.Reply, nil
+}
+
+func (g *Gate) handle(req micro.Request) {
+	reply, err := g.Validate(req.Data())
+	if err != nil {
+		code := "500"
+		var re *RequestError
+		if errors.As(err, &re) {
+			code = "400"
+		}
+		body, _ := json.Marshal(httpjson.ErrorBody{Error: err.Error(), Code: errCode(err)})
+		_ = req.Error(code, err.Error(), body)
+		return
+	}
+	_ = req.RespondJSON(reply)
+}
+
+func errCode(err error) string {
+	var re *RequestError
+	if errors.As(err, &re) {
+		return re.Code
+	}
+	return "internal"
+}
+
+// ServeHTTP serves POST /v1/validate.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 2*events.MaxEventSize))
+	if err != nil {
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_body", err.Error())
+		return
+	}
+	reply, err := g.Validate(body)
+	if err != nil {
+		var re *RequestError
+		if errors.As(err, &re) {
+			httpjson.WriteError(w, http.StatusBadRequest, re.Code, re.Message)
+			return
+		}
+		httpjson.WriteError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	httpjson.Write(w, http.StatusOK, reply)
+}
+
+// recordLoop records flags in batches.
+func (g *Gate) recordLoop() {
+	defer g.wg.Done()
+	batch := make([]*detector.Mismatch, 0, 256)
+	for {
+		batch = batch[:0]
+		select {
+		case m := <-g.flags:
+			batch = append(batch, m)
+		case <-g.stop:
+			for {
+				select {
+				case m := <-g.flags:
+					batch = append(batch, m)
+				default:
+					g.record(batch)
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case m := <-g.flags:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		g.record(batch)
+	}
+}
+
+func (g *Gate) record(batch []*detector.Mismatch) {
+	if len(batch) == 0 {
+		return
+	}
+	if g.opts.Recorder == nil {
+		g.opts.Logger.Warn().Int("flags", len(batch)).Msg("gate flags not recorded: the detector is not running in this process")
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		err := g.opts.Recorder.Record(batch)
+		if err == nil {
+			return
+		}
+		g.opts.Logger.Error().Err(err).Int("flags", len(batch)).Msg("recording gate flags failed; retrying")
+		if attempt >= 5 {
+			return
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+}
