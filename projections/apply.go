@@ -158,7 +158,7 @@ func (a *Applier) Apply(b *pebble.Batch, d Delivery) (Outcome, error) {
 			entry.Current, entry.SetPayment = true, true
 		}
 		entry.Late = !entry.Current
-		entry.PrevState, entry.PrevPayment = out.Before.Fulfilment.State, out.Before.Payment.Payment
+		entry.PrevState, entry.PrevPayment, entry.PrevRaw = out.Before.Fulfilment.State, out.Before.Payment.Payment, out.Before.Last.Raw
 		if entry.Current {
 			out.Result = Applied
 		} else {

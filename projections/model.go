@@ -182,6 +182,8 @@ type Entry struct {
 	// fulfilment or payment state when it was applied.
 	SetState   bool
 	SetPayment bool
+	// PrevRaw is the system's raw status before this event.
+	PrevRaw string
 }
 
 const entryVersion = 1
@@ -214,6 +216,7 @@ func (x *Entry) encode() []byte {
 	e.byte1(uint8(x.PrevPayment))
 	e.bool(x.SetState)
 	e.bool(x.SetPayment)
+	e.s(x.PrevRaw)
 	return e.b
 }
 
@@ -248,6 +251,7 @@ func decodeEntry(b []byte) (Entry, error) {
 	x.PrevPayment = canonical.Payment(d.byte1())
 	x.SetState = d.bool()
 	x.SetPayment = d.bool()
+	x.PrevRaw = d.s()
 	return x, d.err
 }
 

@@ -34,7 +34,10 @@ import (
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/gate"
 	"github.com/driftwatch/driftwatch/services/ingest"
+	"github.com/driftwatch/driftwatch/services/notify"
+	"github.com/driftwatch/driftwatch/services/policy"
 	"github.com/driftwatch/driftwatch/services/projector"
+	"github.com/driftwatch/driftwatch/services/reconcile"
 	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
@@ -44,11 +47,13 @@ const (
 	ServiceProjector = "projector"
 	ServiceDetector  = "detector"
 	ServiceGate      = "gate"
+	ServiceReconcile = "reconcile"
+	ServicePolicy    = "policy"
 	ServiceAPI       = "api"
 )
 
 // AllServices lists every service `serve` runs by default.
-var AllServices = []string{ServiceIngest, ServiceProjector, ServiceDetector, ServiceGate, ServiceAPI}
+var AllServices = []string{ServiceIngest, ServiceProjector, ServiceDetector, ServiceGate, ServiceReconcile, ServicePolicy, ServiceAPI}
 
 // StoreDir is the Pebble store's folder inside the data folder.
 const StoreDir = "projections"
@@ -78,6 +83,11 @@ type App struct {
 	Detector  *detector.Detector
 	Metrics   *telemetry.Metrics
 	Gate      *gate.Gate
+	Reconcile *reconcile.Reconciler
+	Policy    *policy.Policy
+	Notifier  *notify.Notifier
+
+	notifyCancel context.CancelFunc
 }
 
 // New validates the options.
@@ -95,6 +105,9 @@ func New(opts Options) (*App, error) {
 		if !contains(AllServices, s) {
 			return nil, fmt.Errorf("--services: %q is not a service (known: %v)", s, AllServices)
 		}
+	}
+	if (contains(opts.Services, ServiceReconcile) || contains(opts.Services, ServicePolicy)) && !contains(opts.Services, ServiceDetector) {
+		opts.Services = append(opts.Services, ServiceDetector) // they change mismatches through it
 	}
 	if (contains(opts.Services, ServiceDetector) || contains(opts.Services, ServiceGate)) && !contains(opts.Services, ServiceProjector) {
 		// The detector reads the projections this process's projector
@@ -160,6 +173,14 @@ func (a *App) Start(ctx context.Context) (err error) {
 		a.Store = store
 		a.Applier = projector.NewApplier(a.cfg)
 	}
+	a.Notifier = notify.New(a.cfg.Alerts.Webhooks, a.log.With().Str("component", "notify").Logger())
+	notifyCtx, notifyCancel := context.WithCancel(context.Background())
+	a.notifyCancel = notifyCancel
+	a.Notifier.Start(notifyCtx)
+	if a.runs(ServicePolicy) {
+		a.Policy = policy.New(policy.Options{Config: a.cfg, Store: a.Store, JS: b.JS, Notifier: a.Notifier,
+			Logger: a.log.With().Str("component", "policy").Logger(), OpenOrders: a.latestOpenOrders})
+	}
 	if a.runs(ServiceProjector) {
 		systems := make([]string, len(a.cfg.Systems))
 		for i, s := range a.cfg.Systems {
@@ -175,6 +196,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 				}
 				for r := projections.Applied; r <= projections.Rejected; r++ {
 					a.Metrics.EventIn("projector", system, r.String(), counts[r])
+				}
+				if a.Policy != nil {
+					a.Policy.Arrived(system, int(counts[projections.Applied]+counts[projections.Late]+counts[projections.Acked]), time.Now())
 				}
 			},
 		})
@@ -198,12 +222,29 @@ func (a *App) Start(ctx context.Context) (err error) {
 			OnPublished: func(e detector.OutboxEntry) {
 				if pat, sev, state, ok := detector.AlertLabels(e); ok {
 					a.Metrics.AlertPublished(pat, sev, state)
+					a.Notifier.Notify(notify.Notification{Kind: sev, State: state, JSON: e.Data, Text: detector.AlertText(e)})
 				}
 			},
 		})
 		if err := a.Detector.Start(ctx); err != nil {
 			return err
 		}
+	}
+	if a.runs(ServiceReconcile) {
+		a.Reconcile = reconcile.New(reconcile.Options{Store: a.Store, Detector: a.Detector, JS: b.JS, Every: a.cfg.Reconcile.Every.D(),
+			Metrics: a.Metrics, Logger: a.log.With().Str("component", "reconcile").Logger(),
+			OnReport: func(*reconcile.Report) {
+				if a.Policy != nil {
+					if err := a.Policy.Evaluate(context.Background()); err != nil {
+						a.log.Error().Err(err).Msg("alert policy after reconciliation failed")
+					}
+				}
+			}})
+		a.Reconcile.Start()
+	}
+	if a.Policy != nil {
+		a.Policy.SetDetector(a.Detector)
+		a.Policy.Start()
 	}
 	if a.runs(ServiceGate) {
 		var rec gate.Recorder
@@ -232,6 +273,14 @@ func (a *App) Start(ctx context.Context) (err error) {
 			(&api.MismatchHandlers{Store: a.Store, Detector: a.Detector}).Register(a.HTTP)
 			if a.Gate != nil {
 				a.HTTP.Handle("POST /v1/validate", a.Gate)
+			}
+			(&api.ReconcileHandlers{Store: a.Store, Reconciler: a.Reconcile}).Register(a.HTTP)
+			if a.runs(ServiceIngest) {
+				pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known))
+				if err != nil {
+					return err
+				}
+				(&api.SnapshotHandlers{Config: a.cfg, Publisher: pub}).Register(a.HTTP)
 			}
 			a.HTTP.HandleFunc("GET /v1/status", a.serveStatus)
 			a.HTTP.Handle("GET /metrics", a.Metrics.Handler())
@@ -264,6 +313,12 @@ func (a *App) Stop(ctx context.Context) error {
 	if a.HTTP != nil {
 		errs = append(errs, a.HTTP.Stop(ctx))
 	}
+	if a.Policy != nil {
+		a.Policy.Stop()
+	}
+	if a.Reconcile != nil {
+		a.Reconcile.Stop()
+	}
 	if a.Gate != nil {
 		a.Gate.Stop()
 	}
@@ -272,6 +327,10 @@ func (a *App) Stop(ctx context.Context) error {
 	}
 	if a.Projector != nil {
 		a.Projector.Stop()
+	}
+	if a.notifyCancel != nil {
+		a.notifyCancel()
+		a.Notifier.Wait()
 	}
 	if a.Store != nil {
 		errs = append(errs, a.Store.Close())

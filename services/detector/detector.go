@@ -482,6 +482,28 @@ func AlertLabels(e OutboxEntry) (pattern, severity, state string, ok bool) {
 	return a.Pattern, a.Severity, a.State, true
 }
 
+// Update runs fn on a batch under the detector's lock, commits the batch
+// durably and wakes the alert publisher. Other services (reconciliation,
+// the alert policy) change mismatches through it.
+func (d *Detector) Update(fn func(b *pebble.Batch, e *Engine, now time.Time) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.opts.Store.NewBatch()
+	if err := fn(b, d.opts.Engine, d.opts.Now()); err != nil {
+		b.Close()
+		return err
+	}
+	if b.Empty() {
+		b.Close()
+		return nil
+	}
+	if err := d.opts.Store.Commit(b); err != nil {
+		return err
+	}
+	d.wakeOutbox()
+	return nil
+}
+
 // Record stores mismatches found by other services (the gate,
 // reconciliation) in one durable batch and queues their alerts.
 func (d *Detector) Record(ms []*Mismatch) error {
@@ -500,4 +522,13 @@ func (d *Detector) Record(ms []*Mismatch) error {
 	}
 	d.wakeOutbox()
 	return nil
+}
+
+// AlertText is the sentence of a queued alert, prefixed for chat.
+func AlertText(e OutboxEntry) string {
+	var a Alert
+	if json.Unmarshal(e.Data, &a) != nil {
+		return ""
+	}
+	return fmt.Sprintf("driftwatch %s %s [%s] %s", a.Severity, a.Pattern, a.State, a.Message)
 }

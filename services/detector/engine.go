@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -193,7 +194,11 @@ func (e *Engine) OnEntry(b *pebble.Batch, orderID string, x projections.Entry, n
 			return err
 		}
 	}
-	if x.SetState && x.State.Real() && x.PrevState.Real() && canonical.FulfilmentTransition(x.PrevState, x.State) == canonical.Undocumented {
+	if x.Kind == string(events.KindSnapshot) {
+		if err := e.snapshot(b, orderID, &x, now); err != nil {
+			return err
+		}
+	} else if x.SetState && x.State.Real() && x.PrevState.Real() && canonical.FulfilmentTransition(x.PrevState, x.State) == canonical.Undocumented {
 		if err := e.illegal(b, orderID, &x, x.PrevState.String(), x.State.String(), now); err != nil {
 			return err
 		}
@@ -214,6 +219,52 @@ func (e *Engine) OnEntry(b *pebble.Batch, orderID string, x projections.Entry, n
 		}
 	}
 	return e.resolveAgreed(b, orderID, sys, now)
+}
+
+// snapshot raises missing_event when an imported snapshot row shows a state
+// the log never received for that system: it differs from the system's
+// state before the row was applied (or the log had no record at all).
+func (e *Engine) snapshot(b *pebble.Batch, orderID string, x *projections.Entry, now time.Time) error {
+	if !x.Current || x.Unmapped || x.Ignored {
+		return nil
+	}
+	var diffs []string
+	if x.SetState && x.State.Real() && x.State != x.PrevState {
+		if x.PrevState == canonical.None {
+			diffs = append(diffs, fmt.Sprintf("the log has no %s state for it", x.System))
+		} else {
+			diffs = append(diffs, fmt.Sprintf("the log shows %s", x.PrevState))
+		}
+	}
+	if x.SetPayment && x.Payment.Real() && x.Payment != x.PrevPayment {
+		if x.PrevPayment == canonical.NoPayment {
+			diffs = append(diffs, "no payment state in the log")
+		} else {
+			diffs = append(diffs, fmt.Sprintf("the log shows payment %s", x.PrevPayment))
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	m := e.eventFinding(orderID, MissingEvent, x, now)
+	m.DetectedBy = ByReconcile
+	m.Expected = x.State.String()
+	if x.PrevRaw != "" {
+		m.Target = &Side{System: x.System, Status: x.PrevRaw, Canonical: x.PrevState.String()}
+		if x.PrevPayment != canonical.NoPayment {
+			m.Target.Payment = x.PrevPayment.String()
+		}
+	}
+	var what []string
+	if x.State.Real() {
+		what = append(what, x.State.String())
+	}
+	if x.Payment.Real() {
+		what = append(what, "payment "+x.Payment.String())
+	}
+	m.Message = fmt.Sprintf("A snapshot of %s shows order %s as %q (%s) at %s, but %s: an event never reached the log (a webhook not sent, or a manual edit).",
+		x.System, orderID, x.Raw, strings.Join(what, ", "), clock(x.OccurredAt), strings.Join(diffs, " and "))
+	return e.raise(b, m, now)
 }
 
 // expect records, for every flow from the event's system, an expectation
@@ -363,7 +414,7 @@ func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) 
 		if err != nil {
 			return 0, fmt.Errorf("decode expectation: %w", err)
 		}
-		if err := e.judge(b, &x, now); err != nil {
+		if _, err := e.judge(b, &x, now, BySLA); err != nil {
 			return 0, err
 		}
 		if err := deleteExpectation(b, &x); err != nil {
@@ -373,34 +424,35 @@ func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) 
 	return len(keys), nil
 }
 
-// judge decides one due expectation: met, superseded, or a mismatch.
-func (e *Engine) judge(b *pebble.Batch, x *Expectation, now time.Time) error {
+// judge decides one due expectation: met, superseded, or a mismatch
+// (raised with detectedBy). It reports whether it raised one.
+func (e *Engine) judge(b *pebble.Batch, x *Expectation, now time.Time, detectedBy string) (bool, error) {
 	src, _, err := e.row(b, x.OrderID, x.From)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if x.Dim == DimFulfilment && src.State() == canonical.Cancelled && x.SourceState != canonical.Cancelled && !x.Manual {
-		return nil // superseded by a later cancellation
+		return false, nil // superseded by a later cancellation
 	}
 	tgt, _, err := e.row(b, x.OrderID, x.To)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if met(x, &tgt) {
-		return nil
+		return false, nil
 	}
 	srcEntry, err := projections.ReadEntry(b, x.OrderID, x.SourceSeq)
 	if err != nil && !errors.Is(err, projections.ErrNotFound) {
-		return err
+		return false, err
 	}
 	_, acked, err := projections.HasAck(b, x.OrderID, x.From, x.SourceEventID, x.To)
 	if err != nil {
-		return err
+		return false, err
 	}
 	pattern, severity := e.classify(x, &src, &tgt, acked)
 	m := &Mismatch{ExpState: x.State, ExpPayment: x.Payment, FlowFrom: x.From, FlowTo: x.To}
 	m.AlertID = AlertID(x.OrderID, pattern, x.From, x.To)
-	m.OrderID, m.Pattern, m.Severity, m.DetectedBy = x.OrderID, pattern, severity, BySLA
+	m.OrderID, m.Pattern, m.Severity, m.DetectedBy = x.OrderID, pattern, severity, detectedBy
 	m.Dimension = dimName(x.Dim)
 	m.OnsetNanos, m.DeadlineNanos = x.Onset, x.Deadline
 	m.Source = e.sourceSide(x, &src, &srcEntry)
@@ -413,7 +465,7 @@ func (e *Engine) judge(b *pebble.Batch, x *Expectation, now time.Time) error {
 	m.Amount, m.Currency = firstNonEmpty(src.Amount, tgt.Amount), firstNonEmpty(src.Currency, tgt.Currency)
 	m.MappingVersions = e.versions(x.From, x.To)
 	m.Message = e.message(m, x, &tgt, now)
-	return e.raise(b, m, now)
+	return true, e.raise(b, m, now)
 }
 
 // classify maps an unmet expectation to a pattern and severity (CONTRACT.md

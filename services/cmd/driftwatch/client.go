@@ -31,7 +31,9 @@ func (c *apiClient) do(method, path string, body io.Reader, out any) error {
 	if err != nil {
 		return err
 	}
-	if body != nil {
+	if body != nil && strings.Contains(path, "format=csv") {
+		req.Header.Set("Content-Type", "text/csv")
+	} else if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)

@@ -1,0 +1,420 @@
+// Package policy turns drift into operational alerts on
+// driftwatch.alerts.ops.<kind>:
+//
+//   - mismatch_rate: the share of open orders in mismatch crosses
+//     alerts.mismatch_rate;
+//   - channel_share: one system accounts for more than alerts.channel_share
+//     of the mismatches detected in the period (reconcile.every), with at
+//     least MinShareCount of them: that channel needs an audit;
+//   - escalation: a mismatch stays open past alerts.escalate_after (or its
+//     pattern's override in alerts.escalate); the mismatch is republished
+//     with state escalated;
+//   - source_silent: a system that normally sends events has sent none for
+//     far longer than its usual gap (learned from its recent arrivals, never
+//     less than alerts.silent_floor).
+//
+// Each condition fires once per crossing and clears when it clears; every
+// firing and clearing is stored (o/<kind>/<subject>) and published.
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/notify"
+)
+
+// Ops alert kinds.
+const (
+	KindMismatchRate = "mismatch_rate"
+	KindChannelShare = "channel_share"
+	KindEscalation   = "escalation"
+	KindSourceSilent = "source_silent"
+)
+
+// Ops alert states.
+const (
+	Firing  = "firing"
+	Cleared = "cleared"
+)
+
+// MinShareCount is the fewest mismatches in the period before a channel's
+// share is judged (two mismatches from one of two systems is not a trend).
+const MinShareCount = 5
+
+// silentFactor times a source's usual gap is how long it may stay quiet.
+const silentFactor = 10
+
+// minArrivals is how many arrivals a source needs before its silence means
+// anything.
+const minArrivals = 20
+
+// OpsAlert is an ops alert record, published on driftwatch.alerts.ops.<kind>.
+type OpsAlert struct {
+	Kind      string    `json:"kind"`
+	Subject   string    `json:"subject"` // "all", a system id or an alert id
+	State     string    `json:"state"`   // firing or cleared
+	Value     float64   `json:"value"`
+	Threshold float64   `json:"threshold"`
+	FiredAt   string    `json:"fired_at"`
+	ClearedAt string    `json:"cleared_at,omitempty"`
+	Message   string    `json:"message"`
+	History   []Transit `json:"history,omitempty"`
+}
+
+// Transit is one firing or clearing.
+type Transit struct {
+	At    string  `json:"at"`
+	State string  `json:"state"`
+	Value float64 `json:"value"`
+}
+
+// Inputs are the figures a policy round judges.
+type Inputs struct {
+	OpenOrders       int // from the latest reconciliation (0: unknown)
+	OrdersInMismatch int
+	PeriodBySystem   map[string]int
+	PeriodTotal      int
+}
+
+// Options configures the policy.
+type Options struct {
+	Config   *config.Config
+	Store    *projections.Store
+	Detector *detector.Detector
+	JS       jetstream.JetStream
+	Notifier *notify.Notifier
+	Logger   zerolog.Logger
+	Now      func() time.Time
+	// Every is how often the policy is evaluated (default 15s).
+	Every time.Duration
+	// OpenOrders returns the open orders of the latest reconciliation
+	// (0 when none ran).
+	OpenOrders func() int
+}
+
+// Policy evaluates the thresholds.
+type Policy struct {
+	opts   Options
+	mu     sync.Mutex
+	arrive map[string]*arrivals
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// arrivals keeps a source's recent arrival times.
+type arrivals struct {
+	times []int64 // ring of the last 64 batch arrival times
+	next  int
+	count int
+	last  int64
+}
+
+// New returns a policy.
+func New(opts Options) *Policy {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Every == 0 {
+		opts.Every = 15 * time.Second
+	}
+	return &Policy{opts: opts, arrive: map[string]*arrivals{}}
+}
+
+// SetDetector sets the detector escalations go through (started after the
+// policy, which the projector already feeds).
+func (p *Policy) SetDetector(d *detector.Detector) { p.opts.Detector = d }
+
+// Arrived records that system sent n events at t (the projector calls it).
+func (p *Policy) Arrived(system string, n int, t time.Time) {
+	if n == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.arrive[system]
+	if a == nil {
+		a = &arrivals{times: make([]int64, 64)}
+		p.arrive[system] = a
+	}
+	a.times[a.next] = t.UnixNano()
+	a.next = (a.next + 1) % len(a.times)
+	a.count += n
+	a.last = t.UnixNano()
+}
+
+// usualGap is the mean gap between the recent arrivals.
+func (a *arrivals) usualGap() time.Duration {
+	var ts []int64
+	for _, t := range a.times {
+		if t != 0 {
+			ts = append(ts, t)
+		}
+	}
+	if len(ts) < 2 {
+		return 0
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	return time.Duration((ts[len(ts)-1] - ts[0]) / int64(len(ts)-1))
+}
+
+// Start evaluates every opts.Every until Stop.
+func (p *Policy) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		t := time.NewTicker(p.opts.Every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := p.Evaluate(ctx); err != nil && ctx.Err() == nil {
+					p.opts.Logger.Error().Err(err).Msg("alert policy round failed")
+				}
+			}
+		}
+	}()
+}
+
+// Stop stops the schedule.
+func (p *Policy) Stop() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.wg.Wait()
+}
+
+// Evaluate runs one round: reads the figures and judges every condition.
+func (p *Policy) Evaluate(ctx context.Context) error {
+	now := p.opts.Now()
+	in := Inputs{PeriodBySystem: map[string]int{}}
+	if p.opts.OpenOrders != nil {
+		in.OpenOrders = p.opts.OpenOrders()
+	}
+	orders := map[string]bool{}
+	var overdue []*detector.Mismatch
+	var resolvedEscalations []string
+	since := now.Add(-p.opts.Config.Reconcile.Every.D()).UnixNano()
+	err := detector.ScanMismatches(p.opts.Store, detector.Filter{}, func(m *detector.Mismatch) error {
+		if m.DetectedNanos >= since {
+			src := ""
+			if m.Source != nil {
+				src = m.Source.System
+			}
+			in.PeriodBySystem[src]++
+			in.PeriodTotal++
+		}
+		switch m.State {
+		case detector.StateOpen:
+			orders[m.OrderID] = true
+			if now.Sub(time.Unix(0, m.DetectedNanos)) >= p.escalateAfter(m.Pattern) {
+				overdue = append(overdue, m)
+			}
+		case detector.StateEscalated:
+			orders[m.OrderID] = true
+		case detector.StateResolved:
+			if m.EscalatedAt != "" {
+				resolvedEscalations = append(resolvedEscalations, m.AlertID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	in.OrdersInMismatch = len(orders)
+	if err := p.judgeRates(ctx, in, now); err != nil {
+		return err
+	}
+	if err := p.escalate(ctx, overdue, resolvedEscalations, now); err != nil {
+		return err
+	}
+	return p.judgeSilence(ctx, now)
+}
+
+func (p *Policy) escalateAfter(pattern string) time.Duration {
+	if d, ok := p.opts.Config.Alerts.Escalate[pattern]; ok {
+		return d.D()
+	}
+	return p.opts.Config.Alerts.EscalateAfter.D()
+}
+
+// judgeRates judges mismatch_rate and channel_share.
+func (p *Policy) judgeRates(ctx context.Context, in Inputs, now time.Time) error {
+	a := p.opts.Config.Alerts
+	if in.OpenOrders > 0 {
+		rate := float64(in.OrdersInMismatch) / float64(in.OpenOrders)
+		msg := fmt.Sprintf("%.1f%% of open orders are in mismatch (%d of %d), above the %.1f%% threshold.", 100*rate, in.OrdersInMismatch, in.OpenOrders, 100*a.MismatchRate)
+		if err := p.set(ctx, KindMismatchRate, "all", rate > a.MismatchRate, rate, a.MismatchRate, msg, now); err != nil {
+			return err
+		}
+	}
+	systems := map[string]bool{}
+	for _, s := range p.opts.Config.Systems {
+		systems[s.ID] = true
+	}
+	for sys := range systems {
+		n := in.PeriodBySystem[sys]
+		share := 0.0
+		if in.PeriodTotal > 0 {
+			share = float64(n) / float64(in.PeriodTotal)
+		}
+		over := in.PeriodTotal >= MinShareCount && share > a.ChannelShare
+		msg := fmt.Sprintf("%s accounts for %.0f%% of the mismatches of the last %s (%d of %d), above the %.0f%% threshold: audit that channel before more volume goes to it.",
+			sys, 100*share, p.opts.Config.Reconcile.Every.D(), n, in.PeriodTotal, 100*a.ChannelShare)
+		if err := p.set(ctx, KindChannelShare, sys, over, share, a.ChannelShare, msg, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// escalate republishes overdue mismatches as escalated and fires an ops
+// alert for each; escalations whose mismatch was resolved clear.
+func (p *Policy) escalate(ctx context.Context, overdue []*detector.Mismatch, resolved []string, now time.Time) error {
+	if len(overdue) > 0 && p.opts.Detector != nil {
+		err := p.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
+			for _, m := range overdue {
+				if _, err := e.Escalate(b, m.AlertID, now, "open past "+p.escalateAfter(m.Pattern).String()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	for _, m := range overdue {
+		age := now.Sub(time.Unix(0, m.DetectedNanos)).Round(time.Second)
+		msg := fmt.Sprintf("Mismatch %s (%s, %s) on order %s has been open for %s, past its %s escalation window: %s", m.AlertID, m.Pattern, m.Severity, m.OrderID, age, p.escalateAfter(m.Pattern), m.Message)
+		if err := p.set(ctx, KindEscalation, m.AlertID, true, age.Seconds(), p.escalateAfter(m.Pattern).Seconds(), msg, now); err != nil {
+			return err
+		}
+	}
+	for _, id := range resolved {
+		if err := p.set(ctx, KindEscalation, id, false, 0, 0, "the escalated mismatch "+id+" was resolved", now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// judgeSilence fires source_silent for systems quiet far past their usual
+// gap, and clears it when they send again.
+func (p *Policy) judgeSilence(ctx context.Context, now time.Time) error {
+	type verdict struct {
+		sys          string
+		silent       bool
+		quiet, limit time.Duration
+	}
+	var vs []verdict
+	p.mu.Lock()
+	for sys, a := range p.arrive {
+		if a.count < minArrivals {
+			continue
+		}
+		limit := max(p.opts.Config.Alerts.SilentFloor.D(), silentFactor*a.usualGap())
+		quiet := now.Sub(time.Unix(0, a.last))
+		vs = append(vs, verdict{sys, quiet > limit, quiet, limit})
+	}
+	p.mu.Unlock()
+	for _, v := range vs {
+		msg := fmt.Sprintf("%s has sent no event for %s; it usually sends every %s (limit %s): check its webhooks and the middleware, a silent source produces no drift to detect.",
+			v.sys, v.quiet.Round(time.Second), (v.limit / silentFactor).Round(time.Millisecond), v.limit.Round(time.Second))
+		if err := p.set(ctx, KindSourceSilent, v.sys, v.silent, v.quiet.Seconds(), v.limit.Seconds(), msg, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func opsKey(kind, subject string) []byte { return []byte("o/" + kind + "/" + subject) }
+
+// set moves an ops alert to firing or cleared, publishing only on a change.
+func (p *Policy) set(ctx context.Context, kind, subject string, on bool, value, threshold float64, msg string, now time.Time) error {
+	key := opsKey(kind, subject)
+	var cur OpsAlert
+	v, closer, err := p.opts.Store.DB().Get(key)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		cur = OpsAlert{Kind: kind, Subject: subject, State: Cleared}
+	case err != nil:
+		return err
+	default:
+		err = json.Unmarshal(v, &cur)
+		closer.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if (cur.State == Firing) == on {
+		return nil
+	}
+	at := now.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	cur.Value, cur.Threshold = value, threshold
+	if on {
+		cur.State, cur.FiredAt, cur.ClearedAt, cur.Message = Firing, at, "", msg
+	} else {
+		cur.State, cur.ClearedAt = Cleared, at
+		cur.Message = "cleared: " + msg
+	}
+	cur.History = append(cur.History, Transit{At: at, State: cur.State, Value: value})
+	if len(cur.History) > 50 {
+		cur.History = cur.History[len(cur.History)-50:]
+	}
+	data, err := json.Marshal(cur)
+	if err != nil {
+		return err
+	}
+	if err := p.opts.Store.DB().Set(key, data, pebble.Sync); err != nil {
+		return err
+	}
+	if p.opts.JS != nil {
+		m := nats.NewMsg(events.OpsAlertsPrefix + kind)
+		m.Data = data
+		m.Header.Set(events.HeaderMsgID, fmt.Sprintf("ops:%s:%s:%s:%s", kind, subject, cur.State, at))
+		if _, err := p.opts.JS.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("publish ops alert: %w", err)
+		}
+	}
+	p.opts.Notifier.Notify(notify.Notification{Kind: kind, State: cur.State, JSON: data, Text: "driftwatch " + kind + " " + cur.State + ": " + cur.Message})
+	p.opts.Logger.Warn().Str("kind", kind).Str("subject", subject).Str("state", cur.State).Msg("ops alert")
+	return nil
+}
+
+// List returns every ops alert record.
+func List(s *projections.Store) ([]OpsAlert, error) {
+	it, err := s.DB().NewIter(&pebble.IterOptions{LowerBound: []byte("o/"), UpperBound: []byte("o0")})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []OpsAlert
+	for it.First(); it.Valid(); it.Next() {
+		var a OpsAlert
+		if err := json.Unmarshal(it.Value(), &a); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, it.Error()
+}

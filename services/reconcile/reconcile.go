@@ -1,0 +1,236 @@
+// Package reconcile catches the drift that never produced an event: a
+// scheduled (and on-demand) sweep compares every open order across all
+// systems along every flow, with event-time awareness, raising what is
+// overdue (detected_by reconcile) and resolving what agrees again; each run
+// produces a report (rates, patterns, system shares, oldest unresolved,
+// time to detect and to resolve, value at risk), stored, published on
+// driftwatch.reports.reconcile and served by GET /v1/reconcile/latest.
+// Snapshot imports (snapshot.go) turn a platform's export into kind
+// snapshot events in the log.
+//
+// A sweep streams the projections in key order and holds one order's rows
+// at a time; memory stays bounded whatever the number of orders.
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/telemetry"
+)
+
+// Options configures the reconciler.
+type Options struct {
+	Store    *projections.Store
+	Detector *detector.Detector
+	JS       jetstream.JetStream // nil: reports are not published
+	Every    time.Duration
+	Metrics  *telemetry.Metrics
+	Logger   zerolog.Logger
+	Now      func() time.Time
+	// OnReport, when set, is called with each finished report (the alert
+	// policy evaluates its thresholds on it).
+	OnReport func(*Report)
+	// ChunkOrders is how many orders are swept per batch (default 2000).
+	ChunkOrders int
+}
+
+// Reconciler runs sweeps.
+type Reconciler struct {
+	opts   Options
+	mu     sync.Mutex // one sweep at a time
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a reconciler.
+func New(opts Options) *Reconciler {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ChunkOrders == 0 {
+		opts.ChunkOrders = 2000
+	}
+	return &Reconciler{opts: opts}
+}
+
+// Start runs a sweep every opts.Every until Stop.
+func (r *Reconciler) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTicker(r.opts.Every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := r.Run(ctx); err != nil && ctx.Err() == nil {
+					r.opts.Logger.Error().Err(err).Msg("scheduled reconciliation failed")
+				}
+			}
+		}
+	}()
+}
+
+// Stop stops the schedule and waits for a running sweep.
+func (r *Reconciler) Stop() {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	r.wg.Wait()
+}
+
+// Run sweeps every order now and returns the report.
+func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	start := r.opts.Now()
+	rep := &Report{ID: start.UTC().Format("20060102T150405.000Z"), StartedAt: fmtTime(start)}
+	var sweepErr error
+	type pending struct {
+		order string
+		rows  []projections.Row
+	}
+	chunk := make([]pending, 0, r.opts.ChunkOrders)
+	flush := func() error {
+		if len(chunk) == 0 {
+			return nil
+		}
+		err := r.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
+			for _, p := range chunk {
+				v, err := e.ReconcileOrder(b, p.order, p.rows, now)
+				if err != nil {
+					return err
+				}
+				if v.Open {
+					rep.OpenOrders++
+				}
+				rep.InFlight += v.InFlight
+				rep.Raised += v.Raised
+				if err := e.ResolveAgreedOrder(b, p.order, now); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		chunk = chunk[:0]
+		return err
+	}
+	sweepErr = r.opts.Store.ScanOrders(func(orderID string, rows []projections.Row) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rep.Orders++
+		chunk = append(chunk, pending{orderID, append([]projections.Row(nil), rows...)})
+		if len(chunk) == cap(chunk) {
+			return flush()
+		}
+		return nil
+	})
+	if sweepErr == nil {
+		sweepErr = flush()
+	}
+	if sweepErr != nil {
+		return nil, fmt.Errorf("reconcile sweep: %w", sweepErr)
+	}
+	end := r.opts.Now()
+	if err := Summarise(r.opts.Store, rep, end.Add(-r.opts.Every), end); err != nil {
+		return nil, err
+	}
+	rep.FinishedAt = fmtTime(end)
+	rep.DurationMillis = end.Sub(start).Milliseconds()
+	r.opts.Metrics.ReconcileDuration(end.Sub(start))
+	if err := Save(r.opts.Store, rep); err != nil {
+		return nil, err
+	}
+	if r.opts.JS != nil {
+		data, _ := json.Marshal(rep.Summary())
+		if _, err := r.opts.JS.Publish(ctx, events.ReportsSubject, data); err != nil {
+			r.opts.Logger.Warn().Err(err).Msg("publishing the reconciliation report failed")
+		}
+	}
+	if r.opts.OnReport != nil {
+		r.opts.OnReport(rep)
+	}
+	r.opts.Logger.Info().Int("orders", rep.Orders).Int("open_orders", rep.OpenOrders).Int("raised", rep.Raised).
+		Int("open_mismatches", rep.OpenMismatches).Int64("duration_ms", rep.DurationMillis).Msg("reconciliation finished")
+	return rep, nil
+}
+
+var keyLatest = []byte("r/latest")
+
+// Save stores the report as the latest and in the history.
+func Save(s *projections.Store, rep *Report) error {
+	data, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	b := s.DB().NewBatch()
+	_ = b.Set(keyLatest, data, nil)
+	_ = b.Set([]byte("r/h/"+rep.ID), data, nil)
+	return b.Commit(pebble.Sync)
+}
+
+// ErrNoReport means no reconciliation has run yet.
+var ErrNoReport = errors.New("reconcile: no report yet")
+
+// Latest reads the last report.
+func Latest(s *projections.Store) (*Report, error) {
+	v, closer, err := s.DB().Get(keyLatest)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNoReport
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	var rep Report
+	if err := json.Unmarshal(v, &rep); err != nil {
+		return nil, err
+	}
+	return &rep, nil
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+
+// Stat is a mean and a 90th percentile over Count samples, in seconds.
+type Stat struct {
+	Count       int     `json:"count"`
+	MeanSeconds float64 `json:"mean_seconds"`
+	P90Seconds  float64 `json:"p90_seconds"`
+}
+
+func stat(samples []float64) Stat {
+	if len(samples) == 0 {
+		return Stat{}
+	}
+	sort.Float64s(samples)
+	sum := 0.0
+	for _, s := range samples {
+		sum += s
+	}
+	idx := (len(samples)*9+9)/10 - 1 // nearest rank
+	return Stat{Count: len(samples), MeanSeconds: round3(sum / float64(len(samples))), P90Seconds: round3(samples[idx])}
+}
+
+func round3(f float64) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(f, 'f', 3, 64), 64)
+	return v
+}
