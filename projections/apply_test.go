@@ -202,3 +202,21 @@ func TestFormatVersionChecked(t *testing.T) {
 		t.Fatal("opened a store of another format version")
 	}
 }
+
+func TestRowsAsOf(t *testing.T) {
+	s, a := openStore(t), testApplier(t)
+	applyAll(t, s, a,
+		status("e1", "shop", "unfulfilled", "", "2026-11-27T10:00:00Z"), // received recv0
+		status("e2", "shop", "fulfilled", "", "2026-11-27T11:00:00Z"),   // recv0+1s
+		status("e3", "shop", "partial", "", "2026-11-27T10:30:00Z"),     // recv0+2s, late
+	)
+	rows, err := s.RowsAsOf("O1", recv0.Add(500*time.Millisecond).UnixNano())
+	if err != nil || len(rows) != 1 || rows[0].State() != canonical.Confirmed {
+		t.Fatalf("as of +0.5s: %+v %v", rows, err)
+	}
+	rows, _ = s.RowsAsOf("O1", recv0.Add(5*time.Second).UnixNano())
+	now, _ := s.Row("O1", "shop")
+	if rows[0].State() != canonical.Shipped || rows[0].Last.EventID != now.Last.EventID || rows[0].Events != now.Events {
+		t.Fatalf("as of now differs from the projection: %+v vs %+v", rows[0], now)
+	}
+}

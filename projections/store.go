@@ -457,3 +457,29 @@ func (quietLogger) Fatalf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "pebble: "+format+"\n", args...)
 	os.Exit(1)
 }
+
+// CopyPrefixes copies every key under the given prefixes from s to dst (the
+// detector's state when projections are rebuilt into a fresh store).
+func (s *Store) CopyPrefixes(dst *Store, prefixes ...string) (int, error) {
+	n := 0
+	b := dst.db.NewBatch()
+	for _, p := range prefixes {
+		if err := s.scan([]byte(p), func(k, v []byte) error {
+			n++
+			if err := b.Set(k, v, nil); err != nil {
+				return err
+			}
+			if b.Len() > 32<<20 {
+				if err := b.Commit(pebble.NoSync); err != nil {
+					return err
+				}
+				b = dst.db.NewBatch()
+			}
+			return nil
+		}); err != nil {
+			b.Close()
+			return n, err
+		}
+	}
+	return n, b.Commit(pebble.Sync)
+}

@@ -50,6 +50,13 @@ func LoadBuiltin() (*Set, error) {
 // invalid table refuses the whole set: a half-loaded set would silently turn
 // known statuses into unmapped ones.
 func Load(dir string) (*Set, error) {
+	return LoadDirs(dir)
+}
+
+// LoadDirs loads the built-in tables, then each folder in turn (empty names
+// are skipped), a later folder's table replacing an earlier one of the same
+// platform: the configured mappings_dir, then a candidate folder.
+func LoadDirs(dirs ...string) (*Set, error) {
 	set := &Set{tables: map[string]*Table{}}
 	entries, err := fs.ReadDir(schemas.Mappings, schemas.MappingsDir)
 	if err != nil {
@@ -68,12 +75,22 @@ func Load(dir string) (*Set, error) {
 		t.Source = "builtin"
 		set.tables[t.Platform] = t
 	}
-	if dir == "" {
-		return set, nil
+	for _, dir := range dirs {
+		if dir == "" {
+			continue
+		}
+		if err := set.overlay(dir); err != nil {
+			return nil, err
+		}
 	}
+	return set, nil
+}
+
+// overlay replaces tables with those of dir.
+func (set *Set) overlay(dir string) error {
 	files, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("read mappings_dir %s: %w", dir, err)
+		return fmt.Errorf("read mapping folder %s: %w", dir, err)
 	}
 	names := make([]string, 0, len(files))
 	for _, f := range files {
@@ -88,20 +105,20 @@ func Load(dir string) (*Set, error) {
 		path := filepath.Join(dir, n)
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("read mapping table %s: %w", path, err)
+			return fmt.Errorf("read mapping table %s: %w", path, err)
 		}
 		t, err := Parse(path, data)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if prev, dup := seen[t.Platform]; dup {
-			return nil, &TableError{File: path, Key: "platform", Reason: fmt.Sprintf("platform %q is also defined by %s", t.Platform, prev)}
+			return &TableError{File: path, Key: "platform", Reason: fmt.Sprintf("platform %q is also defined by %s", t.Platform, prev)}
 		}
 		seen[t.Platform] = path
 		t.Source = path
 		set.tables[t.Platform] = t
 	}
-	return set, nil
+	return nil
 }
 
 // Parse parses and validates one table. file names the table in errors; its

@@ -51,6 +51,13 @@ func FilterFromQuery(r *http.Request) (detector.Filter, error) {
 		}
 		f.SinceNanos = t.UnixNano()
 	}
+	if s := q.Get("min_age"); s != "" {
+		secs, err := strconv.Atoi(s)
+		if err != nil || secs < 0 {
+			return f, errors.New("min_age: want a number of seconds")
+		}
+		f.DetectedBeforeNanos = time.Now().Add(-time.Duration(secs) * time.Second).UnixNano()
+	}
 	switch f.State {
 	case "", detector.StateOpen, detector.StateEscalated, detector.StateResolved:
 	default:

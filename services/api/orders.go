@@ -210,7 +210,25 @@ func (h *OrderHandlers) Register(s *Server) {
 
 func (h *OrderHandlers) order(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("order_id")
-	rows, err := h.Store.Rows(id)
+	var rows []projections.Row
+	var err error
+	asOf := r.URL.Query().Get("as_of")
+	if asOf != "" {
+		t, perr := time.Parse(time.RFC3339Nano, asOf)
+		if perr != nil {
+			httpjson.WriteError(w, http.StatusBadRequest, "bad_as_of", "as_of: want an RFC 3339 timestamp with an offset, e.g. 2026-11-27T10:04:05Z")
+			return
+		}
+		rows, err = h.Store.RowsAsOf(id, t.UnixNano())
+		if err == nil && len(rows) == 0 {
+			if all, _ := h.Store.Rows(id); len(all) > 0 {
+				httpjson.WriteError(w, http.StatusNotFound, "order_not_found", "no system had sent an event for order "+id+" by "+asOf)
+				return
+			}
+		}
+	} else {
+		rows, err = h.Store.Rows(id)
+	}
 	if err != nil {
 		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
 		return
@@ -225,6 +243,7 @@ func (h *OrderHandlers) order(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	view := BuildOrderView(h.Config, id, rows, acks)
+	view.AsOf = asOf
 	open, err := detector.OpenForOrder(h.Store, id)
 	if err != nil {
 		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())

@@ -275,6 +275,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 				a.HTTP.Handle("POST /v1/validate", a.Gate)
 			}
 			(&api.ReconcileHandlers{Store: a.Store, Reconciler: a.Reconcile}).Register(a.HTTP)
+			a.HTTP.Handle("GET /v1/stats", &api.StatsHandler{Config: a.cfg, Store: a.Store})
+			a.HTTP.HandleFunc("GET /v1/orders/{order_id}/replay", a.serveReplay)
+			a.HTTP.HandleFunc("GET /v1/export/mismatches", a.serveExportMismatches)
+			a.HTTP.RegisterDashboard()
 			if a.runs(ServiceIngest) {
 				pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known))
 				if err != nil {

@@ -161,6 +161,8 @@ type Config struct {
 	Mappings *mapping.Set `yaml:"-"`
 	// Path is the file the configuration came from.
 	Path string `yaml:"-"`
+	// MappingsPath is mappings_dir resolved against the file's folder.
+	MappingsPath string `yaml:"-"`
 
 	byID map[string]*System
 }
@@ -221,6 +223,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if dir != "" && !strings.HasPrefix(dir, "/") && file != "" {
 		dir = joinDir(file, dir)
 	}
+	cfg.MappingsPath = dir
 	set, err := mapping.Load(dir)
 	if err != nil {
 		return nil, &Error{File: file, Problems: []string{"mappings_dir: " + err.Error()}}

@@ -937,3 +937,42 @@ func dur(d time.Duration) string {
 		return d.Round(time.Millisecond).String()
 	}
 }
+
+// ResolveNowMapped resolves the open unmapped_status findings whose status
+// the current tables map (after a mapping change and a rebuild), and
+// forgets them so a status that becomes unmapped again is reported again.
+func (e *Engine) ResolveNowMapped(b *pebble.Batch, now time.Time) (int, error) {
+	var ids []string
+	if err := scanPrefix(b, prefixMis, func(_, v []byte) error {
+		var m Mismatch
+		if err := json.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		if m.Pattern != UnmappedStatus || m.State == StateResolved || m.Source == nil {
+			return nil
+		}
+		sys, ok := e.systems[m.Source.System]
+		if !ok {
+			return nil
+		}
+		table, ok := e.cfg.Mappings.Table(sys.Platform)
+		if !ok {
+			return nil
+		}
+		if _, _, mapped := table.Lookup(m.Source.Field, m.Source.Status); mapped {
+			ids = append(ids, m.AlertID)
+			if err := b.Delete(join(prefixUnmap, sys.Platform, m.Source.Field, m.Source.Status), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		if _, err := e.Resolve(b, id, now, "driftwatch", "the status is mapped now (mapping tables changed, projections rebuilt)"); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}

@@ -19,6 +19,9 @@ type Filter struct {
 	OrderID  string
 	// SinceNanos keeps mismatches detected at or after it.
 	SinceNanos int64
+	// DetectedBeforeNanos keeps mismatches detected before it (a minimum
+	// age).
+	DetectedBeforeNanos int64
 }
 
 // Match reports whether m passes the filter.
@@ -29,7 +32,8 @@ func (f *Filter) Match(m *Mismatch) bool {
 		f.Pattern != "" && f.Pattern != m.Pattern,
 		f.Severity != "" && f.Severity != m.Severity,
 		f.OrderID != "" && f.OrderID != m.OrderID,
-		f.SinceNanos != 0 && m.DetectedNanos < f.SinceNanos:
+		f.SinceNanos != 0 && m.DetectedNanos < f.SinceNanos,
+		f.DetectedBeforeNanos != 0 && m.DetectedNanos >= f.DetectedBeforeNanos:
 		return false
 	}
 	if f.System != "" {

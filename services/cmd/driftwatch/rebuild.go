@@ -16,9 +16,38 @@ import (
 	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/rebuild"
 )
+
+// carryDetectorState copies the detector's and the policy's state
+// (mismatches, expectations, outbox, ops alerts, reports, the detector's
+// checkpoint) from the live store into the rebuilt one, then resolves the
+// unmapped_status findings the current tables map.
+func carryDetectorState(live *projections.Store, fresh string, cfg *config.Config) (int, error) {
+	dst, err := projections.Open(fresh, projections.Options{CacheSize: 1 << 20})
+	if err != nil {
+		return 0, err
+	}
+	defer dst.Close()
+	if live != nil {
+		if _, err := live.CopyPrefixes(dst, "x/", "o/", "r/", "c/"+detector.ConsumerName, "n/"+detector.ConsumerName); err != nil {
+			return 0, fmt.Errorf("carry the detector's state over: %w", err)
+		}
+	}
+	eng, err := detector.NewEngine(cfg, dst.DB())
+	if err != nil {
+		return 0, err
+	}
+	b := dst.NewBatch()
+	n, err := eng.ResolveNowMapped(b, time.Now())
+	if err != nil {
+		b.Close()
+		return 0, err
+	}
+	return n, dst.Commit(b)
+}
 
 func newRebuildCmd() *cobra.Command {
 	var configPath, dataDir, natsURL string
@@ -75,6 +104,10 @@ while it runs.`,
 			if bar != nil {
 				_ = bar.Finish()
 			}
+			resolved := 0
+			if err == nil {
+				resolved, err = carryDetectorState(held, fresh, cfg)
+			}
 			if held != nil {
 				held.Close()
 			}
@@ -87,6 +120,9 @@ while it runs.`,
 			}
 			printf(os.Stdout, "rebuilt %d events up to sequence %d in %s (%.0f events/s): %d applied, %d late, %d acks, %d duplicates, %d rejected\n",
 				st.Events, st.LastSeq, st.Elapsed.Round(time.Millisecond), st.EventsPerSec, st.Applied, st.Late, st.Acks, st.Duplicates, st.Rejected)
+			if resolved > 0 {
+				printf(os.Stdout, "%d unmapped_status findings are mapped now and resolved (published when serve starts)\n", resolved)
+			}
 			return nil
 		},
 	}

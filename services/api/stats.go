@@ -1,0 +1,116 @@
+package api
+
+import (
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/httpjson"
+)
+
+// Bucket is one interval of the drift chart.
+type Bucket struct {
+	Start          string  `json:"start"`
+	Detected       int     `json:"detected"`
+	Resolved       int     `json:"resolved"`
+	TTDMeanSeconds float64 `json:"ttd_mean_seconds"`
+}
+
+// Stats is GET /v1/stats: drift over time and the open mismatches by
+// system, pattern and severity, for the dashboard.
+type Stats struct {
+	Window         string         `json:"window"`
+	Bucket         string         `json:"bucket"`
+	Buckets        []Bucket       `json:"buckets"`
+	OpenTotal      int            `json:"open_total"`
+	OpenBySystem   map[string]int `json:"open_by_system"`
+	OpenByPattern  map[string]int `json:"open_by_pattern"`
+	OpenBySeverity map[string]int `json:"open_by_severity"`
+	Patterns       []string       `json:"patterns"`
+	Systems        []string       `json:"systems"`
+}
+
+// StatsHandler serves GET /v1/stats?window=24h&bucket=1h.
+type StatsHandler struct {
+	Config *config.Config
+	Store  *projections.Store
+}
+
+func (h *StatsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	window, err := config.ParseDuration(orDefault(r.URL.Query().Get("window"), "24h"))
+	if err != nil || window <= 0 || window > 90*24*time.Hour {
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_window", "window: want a duration up to 90d")
+		return
+	}
+	bucket, err := config.ParseDuration(orDefault(r.URL.Query().Get("bucket"), "1h"))
+	if err != nil || bucket <= 0 || window/bucket > 500 {
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_bucket", "bucket: want a duration, at most 500 buckets per window")
+		return
+	}
+	now := time.Now()
+	start := now.Add(-window).Truncate(bucket)
+	n := int(now.Sub(start)/bucket) + 1
+	st := Stats{Window: window.String(), Bucket: bucket.String(), Buckets: make([]Bucket, n),
+		OpenBySystem: map[string]int{}, OpenByPattern: map[string]int{}, OpenBySeverity: map[string]int{}, Patterns: detector.Patterns}
+	ttdSum := make([]float64, n)
+	ttdN := make([]int, n)
+	for i := range st.Buckets {
+		st.Buckets[i].Start = start.Add(time.Duration(i) * bucket).UTC().Format(time.RFC3339)
+	}
+	idx := func(nanos int64) int {
+		if nanos < start.UnixNano() {
+			return -1
+		}
+		i := int(time.Duration(nanos-start.UnixNano()) / bucket)
+		if i >= n {
+			return -1
+		}
+		return i
+	}
+	err = detector.ScanMismatches(h.Store, detector.Filter{}, func(m *detector.Mismatch) error {
+		if i := idx(m.DetectedNanos); i >= 0 {
+			st.Buckets[i].Detected++
+			if m.OnsetNanos > 0 {
+				ttdSum[i] += time.Duration(m.DetectedNanos - m.OnsetNanos).Seconds()
+				ttdN[i]++
+			}
+		}
+		if m.State == detector.StateResolved {
+			if i := idx(m.ResolvedNanos); i >= 0 {
+				st.Buckets[i].Resolved++
+			}
+			return nil
+		}
+		st.OpenTotal++
+		if m.Source != nil {
+			st.OpenBySystem[m.Source.System]++
+		}
+		st.OpenByPattern[m.Pattern]++
+		st.OpenBySeverity[m.Severity]++
+		return nil
+	})
+	if err != nil {
+		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
+		return
+	}
+	for i := range st.Buckets {
+		if ttdN[i] > 0 {
+			st.Buckets[i].TTDMeanSeconds = ttdSum[i] / float64(ttdN[i])
+		}
+	}
+	for _, s := range h.Config.Systems {
+		st.Systems = append(st.Systems, s.ID)
+	}
+	sort.Strings(st.Systems)
+	httpjson.Write(w, http.StatusOK, st)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/driftwatch/driftwatch/events"
+)
+
+func newExportCmd() *cobra.Command {
+	var since, until, format, system, natsURL, httpAddr string
+	cmd := &cobra.Command{
+		Use:   "export events|mismatches --since T",
+		Short: "Stream the log or the mismatch history as CSV or NDJSON (both timestamps always)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			from, err := parseWhen("since", since)
+			if err != nil {
+				return err
+			}
+			to, err := parseWhen("until", until)
+			if err != nil {
+				return err
+			}
+			if format != "csv" && format != "ndjson" {
+				return usagef("--format: %q: want csv or ndjson", format)
+			}
+			switch args[0] {
+			case "events":
+				nc, err := nats.Connect(natsURL, nats.Name("driftwatch-export"))
+				if err != nil {
+					return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+				}
+				defer nc.Close()
+				js, _ := jetstream.New(nc)
+				return exportEvents(cmd.Context(), js, os.Stdout, from, to, system, format)
+			case "mismatches":
+				q := url.Values{"format": {format}, "state": {""}}
+				if !from.IsZero() {
+					q.Set("since", from.UTC().Format(time.RFC3339))
+				}
+				if system != "" {
+					q.Set("system", system)
+				}
+				c := newAPIClient(httpAddr)
+				resp, err := (&http.Client{}).Get(c.base + "/v1/export/mismatches?" + q.Encode())
+				if err != nil {
+					return fmt.Errorf("driftwatch API at %s: %w", c.base, err)
+				}
+				defer resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					msg, _ := io.ReadAll(resp.Body)
+					return fmt.Errorf("export: %s: %s", resp.Status, msg)
+				}
+				_, err = io.Copy(os.Stdout, resp.Body)
+				return err
+			default:
+				return usagef("export what? %q: want events or mismatches", args[0])
+			}
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&since, "since", "", "from T (RFC 3339 or a duration ago: 24h, 30d); default: the beginning")
+	f.StringVar(&until, "until", "", "until T (events only; default now)")
+	f.StringVar(&format, "format", "csv", "csv or ndjson")
+	f.StringVar(&system, "system", "", "only this system")
+	f.StringVar(&natsURL, "nats-url", nats.DefaultURL, "NATS holding the log (events)")
+	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address (mismatches)")
+	return cmd
+}
+
+// EventCSVHeader is the column order of an event export.
+var EventCSVHeader = []string{"seq", "received_at", "occurred_at", "system", "order_id", "event_id", "kind", "status", "status_field", "actor", "ack_of", "external_ref", "attributes"}
+
+// exportEvents streams the log from from (by the log's timestamp) until to.
+func exportEvents(ctx context.Context, js jetstream.JetStream, w io.Writer, from, to time.Time, system, format string) error {
+	stream, err := js.Stream(ctx, events.EventsStream)
+	if err != nil {
+		return err
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	filter := events.InPrefix + ">"
+	if system != "" {
+		filter = events.InSubject(system)
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	if !from.IsZero() {
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &from
+	}
+	cons, err := stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	cw := csv.NewWriter(w)
+	enc := json.NewEncoder(w)
+	if format == "csv" {
+		_ = cw.Write(EventCSVHeader)
+	}
+	defer cw.Flush()
+	for {
+		msg, err := cons.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return nil // nothing more within a second: the end of the log
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return err
+		}
+		if !to.IsZero() && meta.Timestamp.After(to) {
+			return nil
+		}
+		ev, perr := events.Parse(msg.Data())
+		recv := meta.Timestamp.UTC().Format(time.RFC3339Nano)
+		if format == "ndjson" {
+			rec := map[string]any{"seq": meta.Sequence.Stream, "received_at": recv, "subject": msg.Subject()}
+			if perr != nil {
+				rec["invalid"], rec["raw"] = perr.Error(), string(msg.Data())
+			} else {
+				rec["event"] = json.RawMessage(msg.Data())
+			}
+			if err := enc.Encode(rec); err != nil {
+				return err
+			}
+		} else {
+			if err := cw.Write([]string{fmt.Sprint(meta.Sequence.Stream), recv, ev.OccurredAt, ev.System, ev.OrderID, ev.EventID,
+				string(ev.EffectiveKind()), ev.Status, ev.StatusField, string(ev.EffectiveActor()), ev.AckOf, ev.ExternalRef, string(ev.Attributes)}); err != nil {
+				return err
+			}
+		}
+		if meta.NumPending == 0 {
+			return nil
+		}
+	}
+}
