@@ -50,6 +50,7 @@ type Publisher struct {
 	known       SystemChecker
 	deadLetter  bool
 	maxInFlight int
+	headers     func(ctx context.Context, h nats.Header)
 }
 
 // PublisherOption configures a Publisher.
@@ -63,6 +64,12 @@ func WithSystems(known SystemChecker) PublisherOption {
 // WithoutDeadLetter makes the Publisher return validation errors without
 // writing the input to the dead-letter stream.
 func WithoutDeadLetter() PublisherOption { return func(p *Publisher) { p.deadLetter = false } }
+
+// WithHeaders sets a hook that adds headers to every event published (trace
+// context, for instance); the module itself imports no telemetry.
+func WithHeaders(hook func(ctx context.Context, h nats.Header)) PublisherOption {
+	return func(p *Publisher) { p.headers = hook }
+}
 
 // WithMaxInFlight bounds the unacknowledged publishes of PublishBatch
 // (default 4096).
@@ -119,7 +126,7 @@ func (p *Publisher) PublishRaw(ctx context.Context, data []byte) (Result, error)
 	if err != nil {
 		return p.reject(ctx, ev, data, err)
 	}
-	ack, err := p.js.PublishMsg(ctx, newEventMsg(&ev, data), jetstream.WithExpectStream(EventsStream))
+	ack, err := p.js.PublishMsg(ctx, p.newEventMsg(ctx, &ev, data), jetstream.WithExpectStream(EventsStream))
 	if err != nil {
 		return Result{}, fmt.Errorf("events: publish %s: %w", ev.MsgID(), err)
 	}
@@ -169,7 +176,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, batch [][]byte) ([]Result,
 			}
 			continue
 		}
-		fut, err := p.js.PublishMsgAsync(newEventMsg(&ev, data), jetstream.WithExpectStream(EventsStream))
+		fut, err := p.js.PublishMsgAsync(p.newEventMsg(ctx, &ev, data), jetstream.WithExpectStream(EventsStream))
 		if err != nil {
 			results[i] = Result{EventID: ev.EventID, System: ev.System, Error: err.Error()}
 			if firstErr == nil {
@@ -206,10 +213,13 @@ func RejectedResult(ev Event, cause error) Result {
 	return res
 }
 
-func newEventMsg(ev *Event, data []byte) *nats.Msg {
+func (p *Publisher) newEventMsg(ctx context.Context, ev *Event, data []byte) *nats.Msg {
 	msg := nats.NewMsg(InSubject(ev.System))
 	msg.Header.Set(HeaderMsgID, ev.MsgID())
 	msg.Data = data
+	if p.headers != nil {
+		p.headers(ctx, msg.Header)
+	}
 	return msg
 }
 

@@ -82,6 +82,7 @@ type App struct {
 	Engine    *detector.Engine
 	Detector  *detector.Detector
 	Metrics   *telemetry.Metrics
+	Tracing   *telemetry.Tracing
 	Gate      *gate.Gate
 	Reconcile *reconcile.Reconciler
 	Policy    *policy.Policy
@@ -146,6 +147,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	a.Metrics = m
+	if a.Tracing, err = telemetry.NewTracing(ctx); err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
 	b, err := broker.Start(broker.Options{
 		URL:          a.opts.NATSURL,
 		DataDir:      a.opts.DataDir,
@@ -188,7 +192,8 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		a.Projector = projector.New(projector.Options{
 			JS: b.JS, Store: a.Store, Applier: a.Applier, Systems: systems,
-			Logger: a.log.With().Str("component", "projector").Logger(),
+			Logger:  a.log.With().Str("component", "projector").Logger(),
+			Tracing: a.Tracing,
 			OnBatch: func(system string, outcomes []projections.Outcome) {
 				var counts [projections.Rejected + 1]int64
 				for i := range outcomes {
@@ -219,6 +224,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			JS: b.JS, Store: a.Store, Engine: eng,
 			Applied: func(system string) uint64 { return a.Projector.AppliedOf(system) },
 			Logger:  a.log.With().Str("component", "detector").Logger(),
+			Tracing: a.Tracing,
 			OnPublished: func(e detector.OutboxEntry) {
 				if pat, sev, state, ok := detector.AlertLabels(e); ok {
 					a.Metrics.AlertPublished(pat, sev, state)
@@ -260,11 +266,12 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.opts.HTTPAddr != "" && (a.runs(ServiceAPI) || a.runs(ServiceIngest)) {
 		a.HTTP = api.New(a.log.With().Str("component", "api").Logger())
 		if a.runs(ServiceIngest) {
-			pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known))
+			pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known), events.WithHeaders(a.Tracing.Inject))
 			if err != nil {
 				return err
 			}
 			h := ingest.New(pub, a.log.With().Str("component", "ingest").Logger())
+			h.Tracing = a.Tracing
 			h.Observe = func(r events.Result) { a.Metrics.EventIn("ingest", r.System, string(r.Outcome), 1) }
 			a.HTTP.Handle("POST /v1/events", h)
 		}
@@ -343,7 +350,7 @@ func (a *App) Stop(ctx context.Context) error {
 	if a.Broker != nil {
 		a.Broker.Close()
 	}
-	errs = append(errs, a.Metrics.Shutdown(ctx))
+	errs = append(errs, a.Metrics.Shutdown(ctx), a.Tracing.Shutdown(ctx))
 	return errors.Join(errs...)
 }
 

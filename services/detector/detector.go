@@ -17,6 +17,7 @@ import (
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/projector"
+	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
 // ConsumerName is the detector's durable consumer.
@@ -39,6 +40,8 @@ type Options struct {
 	// OnPublished, when set, is called after an alert was published, with
 	// the alert's outbox entry (metrics, tests). It must not block.
 	OnPublished func(e OutboxEntry)
+	// Tracing, when enabled, makes a span per event detected.
+	Tracing *telemetry.Tracing
 }
 
 // Detector runs the detection consumer, the judgement ticker and the
@@ -209,6 +212,12 @@ func (d *Detector) waitProjected(ctx context.Context, system string, seq uint64)
 func (d *Detector) processBatch(ctx context.Context, msgs []jetstream.Msg) error {
 	items := make([]item, 0, len(msgs))
 	last := d.applied.Load()
+	if d.opts.Tracing.Enabled() {
+		for _, m := range msgs {
+			_, span := d.opts.Tracing.StartFromNATS(ctx, "driftwatch.detect", m.Headers())
+			defer span.End()
+		}
+	}
 	for _, m := range msgs {
 		meta, err := m.Metadata()
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/httpjson"
+	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
 // MaxLine is the longest body or NDJSON line read (below the NATS max
@@ -38,6 +39,9 @@ type Handler struct {
 	log zerolog.Logger
 	// Observe, when set, is called with each result (for metrics).
 	Observe func(events.Result)
+	// Tracing, when set, starts a span per request (its context travels
+	// into the published events' headers through the Publisher's hook).
+	Tracing *telemetry.Tracing
 }
 
 // New returns the handler.
@@ -54,6 +58,9 @@ type BatchReply struct {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, span := h.Tracing.StartFromHTTP(r, "driftwatch.ingest")
+	defer span.End()
+	r = r.WithContext(ctx)
 	if r.Method != http.MethodPost {
 		httpjson.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return

@@ -30,11 +30,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/mapping"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
 // ErrStreamChanged means the events stream is not the one the store was
@@ -60,6 +63,9 @@ type Options struct {
 	// SentryEvery is how often the sentry looks for subjects of unknown
 	// systems (default 5s).
 	SentryEvery time.Duration
+	// Tracing, when enabled, makes a span per applied event, child of the
+	// trace context in its headers.
+	Tracing *telemetry.Tracing
 }
 
 // Projector runs the per-system consumers.
@@ -324,6 +330,14 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.
 	}()
 	outcomes := make([]projections.Outcome, 0, len(msgs))
 	var dead, dups uint64
+	var spans []trace.Span
+	if p.opts.Tracing.Enabled() {
+		defer func() {
+			for _, s := range spans {
+				s.End()
+			}
+		}()
+	}
 	last := ckpt
 	for _, m := range msgs {
 		meta, err := m.Metadata()
@@ -333,6 +347,10 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.
 		seq := meta.Sequence.Stream
 		if seq <= last {
 			continue // redelivered: already applied
+		}
+		if p.opts.Tracing.Enabled() {
+			_, span := p.opts.Tracing.StartFromNATS(ctx, "driftwatch.project", m.Headers(), attribute.String("system", w.system), attribute.Int64("seq", int64(seq)))
+			spans = append(spans, span)
 		}
 		var out projections.Outcome
 		if w.system == "" {

@@ -131,7 +131,7 @@ func TestReplay(t *testing.T) {
 		broken := t.TempDir()
 		text := string(shopify)
 		text = strings.Replace(text, `"fulfilled": shipped`, `"fulfilled": pending`, 1) // moved to a wrong state
-		text = strings.Replace(text, `"unfulfilled": confirmed`, ``, 1)                  // removed
+		text = strings.Replace(text, `"unfulfilled": confirmed`, ``, 1)                 // removed
 		text = strings.Replace(text, "version: 1", "version: 2", 1)
 		if text == string(shopify) {
 			t.Fatal("the broken table did not change")
