@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -51,4 +52,8 @@ func lag(ms int64) string {
 		return "-" + (-d).Round(time.Millisecond).String()
 	}
 	return d.Round(time.Millisecond).String()
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
 }
