@@ -103,6 +103,9 @@ func Parse(data []byte) (Event, error) {
 		ve.Add("", CodeMalformedJSON, "event must be a JSON object")
 		return ev, ve
 	}
+	if fast, ok := parseFast(trimmed); ok {
+		return fast, nil
+	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
 		ve := &ValidationError{}
@@ -164,6 +167,114 @@ func Parse(data []byte) (Event, error) {
 		return ev, err
 	}
 	return ev, nil
+}
+
+// wireEvent is the envelope as encoding/json decodes it on the fast path.
+type wireEvent struct {
+	EventID     string          `json:"event_id"`
+	OrderID     string          `json:"order_id"`
+	System      string          `json:"system"`
+	Kind        *string         `json:"kind"`
+	Status      *string         `json:"status"`
+	StatusField *string         `json:"status_field"`
+	OccurredAt  string          `json:"occurred_at"`
+	Actor       *string         `json:"actor"`
+	AckOf       *string         `json:"ack_of"`
+	ExternalRef string          `json:"external_ref"`
+	Attributes  json.RawMessage `json:"attributes"`
+}
+
+// parseFast decodes a well-formed envelope straight into a struct, the
+// common case, and validates it. Anything unusual (an unknown field, a
+// null, a wrong type, an empty optional field, any validation problem)
+// returns ok false and the caller takes the slow path, which reports every
+// problem with its field: the fast path never decides that an event is bad.
+func parseFast(data []byte) (Event, bool) {
+	if bytes.Contains(data, []byte("null")) || !lowercaseKeys(data) {
+		return Event{}, false
+	}
+	var w wireEvent
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil || dec.More() {
+		return Event{}, false
+	}
+	if w.Attributes != nil && (len(w.Attributes) == 0 || w.Attributes[0] != '{') {
+		return Event{}, false
+	}
+	ev := Event{EventID: w.EventID, OrderID: w.OrderID, System: w.System, OccurredAt: w.OccurredAt, ExternalRef: w.ExternalRef, Attributes: w.Attributes}
+	for _, opt := range []struct {
+		p   *string
+		dst *string
+	}{{w.Status, &ev.Status}, {w.StatusField, &ev.StatusField}, {w.AckOf, &ev.AckOf}} {
+		if opt.p != nil {
+			if *opt.p == "" {
+				return Event{}, false
+			}
+			*opt.dst = *opt.p
+		}
+	}
+	if w.Kind != nil {
+		if *w.Kind == "" {
+			return Event{}, false
+		}
+		ev.Kind = Kind(*w.Kind)
+	}
+	if w.Actor != nil {
+		if *w.Actor == "" {
+			return Event{}, false
+		}
+		ev.Actor = Actor(*w.Actor)
+	}
+	if ev.EventID == "" || ev.OrderID == "" || ev.System == "" || ev.OccurredAt == "" {
+		return Event{}, false
+	}
+	ve := ValidationError{}
+	ev.validate(&ve, nil)
+	if len(ve.Problems) > 0 {
+		return Event{}, false
+	}
+	if ev.Attributes != nil {
+		ev.Attributes = append(json.RawMessage(nil), ev.Attributes...)
+	}
+	return ev, true
+}
+
+// lowercaseKeys reports whether no object key in data holds an upper-case
+// ASCII letter. encoding/json matches field names without regard to case,
+// the envelope does not: "Event_ID" is an unknown field, so such input
+// takes the slow path.
+func lowercaseKeys(data []byte) bool {
+	inString, escaped, upper := false, false, false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+				if upper {
+					j := i + 1
+					for j < len(data) && (data[j] == ' ' || data[j] == '\t' || data[j] == '\n' || data[j] == '\r') {
+						j++
+					}
+					if j < len(data) && data[j] == ':' {
+						return false
+					}
+				}
+			case c >= 'A' && c <= 'Z':
+				upper = true
+			}
+			continue
+		}
+		if c == '"' {
+			inString, upper = true, false
+		}
+	}
+	return true
 }
 
 func isJSONString(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '"' }

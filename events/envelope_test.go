@@ -187,3 +187,24 @@ func TestSubjects(t *testing.T) {
 		t.Error("DLQSubject")
 	}
 }
+
+func BenchmarkParse(b *testing.B) {
+	data := []byte(`{"event_id":"B-00000001-3","order_id":"B-00000001","system":"wms","status":"confirmed","status_field":"status","occurred_at":"2026-11-27T10:04:05.123+05:30","attributes":{"amount":"12.50","currency":"EUR"}}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for i := 0; i < b.N; i++ {
+		if _, err := Parse(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestFastPathKeepsKeysCaseSensitive(t *testing.T) {
+	data := []byte(`{"Event_ID":"e1","event_id":"e1","order_id":"o","system":"shop","status":"Pending: A","occurred_at":"2026-11-27T10:04:05Z"}`)
+	if _, err := Parse(data); ErrorCode(err) != CodeUnknownField {
+		t.Fatalf("a key in another case must be an unknown field, got %v", err)
+	}
+	if !lowercaseKeys([]byte(`{"status":"Pending: A","a":{"b":"C"}}`)) || lowercaseKeys([]byte(`{"a":{"Amount":1}}`)) {
+		t.Fatal("lowercaseKeys")
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // FormatVersion is the version of the key layout and value encodings
@@ -69,6 +70,11 @@ func Open(dir string, o Options) (*Store, error) {
 		Cache:        cache,
 		MemTableSize: o.MemTableSize,
 		Logger:       quietLogger{},
+	}
+	// Bloom filters make the per-event lookups of keys that do not exist
+	// (the ledger, first rows of new orders) cheap.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {

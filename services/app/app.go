@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/driftwatch/driftwatch/events"
@@ -89,6 +90,7 @@ type App struct {
 	Notifier  *notify.Notifier
 
 	notifyCancel context.CancelFunc
+	gateConn     *nats.Conn
 }
 
 // New validates the options.
@@ -257,7 +259,14 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if a.Detector != nil {
 			rec = a.Detector
 		}
-		a.Gate = gate.New(gate.Options{Conn: b.Conn, Config: a.cfg, Store: a.Store, Recorder: rec, Metrics: a.Metrics,
+		// The gate gets its own connection: its requests never queue behind
+		// the consumers' message flow on the shared one.
+		gateConn, err := nats.Connect(b.ClientURL, nats.Name("driftwatch-gate"))
+		if err != nil {
+			return fmt.Errorf("gate connection: %w", err)
+		}
+		a.gateConn = gateConn
+		a.Gate = gate.New(gate.Options{Conn: gateConn, Config: a.cfg, Store: a.Store, Recorder: rec, Metrics: a.Metrics,
 			Logger: a.log.With().Str("component", "gate").Logger()})
 		if err := a.Gate.Start(); err != nil {
 			return err
@@ -332,6 +341,9 @@ func (a *App) Stop(ctx context.Context) error {
 	}
 	if a.Gate != nil {
 		a.Gate.Stop()
+	}
+	if a.gateConn != nil {
+		a.gateConn.Close()
 	}
 	if a.Detector != nil {
 		a.Detector.Stop()

@@ -32,6 +32,11 @@ type Engine struct {
 
 	mu       sync.Mutex
 	outboxID uint64
+	// dueFloor is a judgement time (Unix ns) below which no expectation is
+	// left: every one was judged. JudgeDue starts its scan there instead of
+	// walking the tombstones of everything judged before. New expectations
+	// are due at received + settle or later, above any past watermark.
+	dueFloor int64
 	// Observe, when set, is called for every alert the engine writes to the
 	// outbox (metrics). It must not block.
 	Observe func(a *Mismatch)
@@ -385,7 +390,11 @@ func (e *Engine) row(b *pebble.Batch, orderID, sys string) (projections.Row, boo
 // judged; more may be due.
 func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) (int, error) {
 	upper := binary.BigEndian.AppendUint64(append([]byte(nil), prefixDue...), uint64(watermark.UnixNano())+1)
-	it, err := b.NewIter(&pebble.IterOptions{LowerBound: prefixDue, UpperBound: upper})
+	e.mu.Lock()
+	floor := e.dueFloor
+	e.mu.Unlock()
+	lower := binary.BigEndian.AppendUint64(append([]byte(nil), prefixDue...), uint64(max(floor, 0)))
+	it, err := b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return 0, err
 	}
@@ -420,6 +429,14 @@ func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) 
 		if err := deleteExpectation(b, &x); err != nil {
 			return 0, err
 		}
+	}
+	if len(keys) < limit {
+		// Everything due by the watermark is judged. Keep a margin below
+		// it for expectations stamped with an earlier judgement time (a
+		// settle of zero, clocks that jump).
+		e.mu.Lock()
+		e.dueFloor = max(e.dueFloor, watermark.Add(-time.Minute).UnixNano())
+		e.mu.Unlock()
 	}
 	return len(keys), nil
 }

@@ -1443,8 +1443,7 @@
     }
     return h('span', { class: 'side' },
       h('strong', { text: side.system }), ': ',
-      h('span', { text: side.status || '—', title: side.status_field ? `field ${side.status_field}` : null }),
-      side.canonical || side.payment ? h('span', { class: 'muted', text: ` (${[side.canonical, side.payment].filter(Boolean).join(', ')})` }) : '',
+      h('span', { text: statusText(side), title: side.status_field ? `field ${side.status_field}` : null }),
       ' at ', timeEl(side.occurred_at),
       side.seq ? [' ', seqButton(side.seq)] : '',
       side.actor ? h('span', { class: 'muted', text: ` · ${side.actor}` }) : '');

@@ -68,7 +68,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	addLogFlags(root.PersistentFlags())
-	root.AddCommand(newServeCmd(), newPublishCmd(), newOrderCmd(), newRebuildCmd(), newMismatchesCmd(), newReconcileCmd(), newSnapshotCmd(), newReplayCmd(), newExportCmd(), newMappingCmd(), newDemoCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newOrderCmd(), newRebuildCmd(), newMismatchesCmd(), newReconcileCmd(), newSnapshotCmd(), newReplayCmd(), newExportCmd(), newMappingCmd(), newDemoCmd(), newBenchCmd())
 	return root
 }
 

@@ -1,0 +1,457 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/app"
+	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/projector"
+	"github.com/driftwatch/driftwatch/services/rebuild"
+	"github.com/driftwatch/driftwatch/services/replay"
+)
+
+// Options configures a run.
+type Options struct {
+	Orders       int
+	SyncInterval string        // "always" (the default durability) or a duration
+	GateRate     int           // gate requests per second
+	GateFor      time.Duration // how long the gate is measured
+	IngestRate   int           // events per second published while the gate is measured
+	Skip         map[string]bool
+	Log          func(format string, args ...any)
+}
+
+// Result holds the figures.
+type Result struct {
+	Machine          string             `json:"machine"`
+	SyncInterval     string             `json:"sync_interval"`
+	Orders           int                `json:"orders"`
+	Events           int                `json:"events"`
+	RawRate          float64            `json:"raw_publish_per_sec"`
+	PublishRate      float64            `json:"publish_per_sec"`
+	EndToEndRate     float64            `json:"end_to_end_per_sec"`
+	Ratio            float64            `json:"end_to_end_over_raw"`
+	DetectLatency    map[string]float64 `json:"detect_latency_ms"` // p50 p90 p99 max
+	Alerts           int                `json:"alerts"`
+	GateLatency      map[string]float64 `json:"gate_latency_ms"` // p50 p99 p999 max
+	GateRequests     int                `json:"gate_requests"`
+	GateRate         float64            `json:"gate_rate_per_sec"`
+	IngestDuringGate float64            `json:"ingest_during_gate_per_sec"`
+	SweepSeconds     float64            `json:"reconcile_sweep_seconds"`
+	SweepOrders      int                `json:"reconcile_orders"`
+	ReplayRate       float64            `json:"replay_per_sec"`
+	RebuildRate      float64            `json:"rebuild_per_sec"`
+	PeakRSSMiB       float64            `json:"peak_rss_mib"`
+}
+
+func (o *Options) logf(format string, args ...any) {
+	if o.Log != nil {
+		o.Log(format, args...)
+	}
+}
+
+// Run runs the benchmark on an embedded driftwatch in a temporary folder.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if o.SyncInterval == "" {
+		o.SyncInterval = "always"
+	}
+	res := &Result{Machine: fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version()), SyncInterval: o.SyncInterval, Orders: o.Orders}
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(Config, o.SyncInterval)))
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "driftwatch-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	a, err := app.New(app.Options{Config: cfg, DataDir: dir, NATSListen: "127.0.0.1:-1", HTTPAddr: "", Logger: zerolog.Nop(),
+		Services: []string{app.ServiceProjector, app.ServiceDetector, app.ServiceGate, app.ServiceReconcile}})
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Start(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		stop, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = a.Stop(stop)
+	}()
+	nc, err := nats.Connect(a.Broker.ClientURL, nats.Name("driftwatch-bench"))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+
+	// The workload, generated once so both runs publish the same bytes.
+	w := NewWorkload(1)
+	var payloads [][]byte
+	var subjects []string
+	for i := 0; i < o.Orders; i++ {
+		lines, _ := w.Order(i)
+		for _, l := range lines {
+			payloads = append(payloads, l)
+			subjects = append(subjects, "driftwatch.in."+systemOf(l))
+		}
+	}
+	res.Events = len(payloads)
+	o.logf("workload: %d orders, %d events (%s)", o.Orders, len(payloads), o.SyncInterval)
+
+	// 1. Raw JetStream: the same payloads to a plain stream, same storage.
+	raw, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour})
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if err := publishAll(ctx, js, payloads, func(i int) string { return "bench.raw." + strings.TrimPrefix(subjects[i], "driftwatch.in.") }, false); err != nil {
+		return nil, err
+	}
+	res.RawRate = float64(len(payloads)) / time.Since(start).Seconds()
+	_ = js.DeleteStream(ctx, raw.CachedInfo().Config.Name)
+	o.logf("raw JetStream publish: %.0f msgs/s", res.RawRate)
+
+	// 2. driftwatch: publish, then wait until every consumer applied all.
+	alerts := &latencies{}
+	sub, err := nc.Subscribe("driftwatch.alerts.*.*", func(m *nats.Msg) { alerts.addAlert(m, cfg.Detect.Settle.D()) })
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	start = time.Now()
+	if err := publishAll(ctx, js, payloads, func(i int) string { return subjects[i] }, true); err != nil {
+		return nil, err
+	}
+	pubDone := time.Since(start)
+	res.PublishRate = float64(len(payloads)) / pubDone.Seconds()
+	if err := waitApplied(ctx, a); err != nil {
+		return nil, err
+	}
+	e2e := time.Since(start)
+	res.EndToEndRate = float64(len(payloads)) / e2e.Seconds()
+	res.Ratio = res.EndToEndRate / res.RawRate
+	o.logf("driftwatch: publish %.0f/s, end to end %.0f/s (%.2fx raw)", res.PublishRate, res.EndToEndRate, res.Ratio)
+
+	// 3. Detection latency: wait for the faults' alerts.
+	time.Sleep(cfg.Flows[0].SLA.D() + 2*time.Second)
+	res.DetectLatency, res.Alerts = alerts.percentiles([]float64{50, 90, 99, 100}), alerts.count()
+	o.logf("detection: %d alerts, latency after judgement p50 %.1fms p99 %.1fms", res.Alerts, res.DetectLatency["p50"], res.DetectLatency["p99"])
+
+	// 4. Gate at a fixed rate while ingesting.
+	if !o.Skip["gate"] {
+		if err := gateBench(ctx, o, a, nc, js, res); err != nil {
+			return nil, err
+		}
+		o.logf("gate: %d requests at %.0f/s while ingesting %.0f/s: p50 %.3fms p99 %.3fms p999 %.3fms", res.GateRequests, res.GateRate, res.IngestDuringGate, res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"])
+		if err := waitApplied(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+
+	// 5. Reconciliation sweep over every order.
+	t0 := time.Now()
+	rep, err := a.Reconcile.Run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.SweepSeconds, res.SweepOrders = time.Since(t0).Seconds(), rep.Orders
+	o.logf("reconcile: %d orders in %.2fs", rep.Orders, res.SweepSeconds)
+
+	// 6. Replay (dry-run detection over the whole log) and rebuild.
+	if !o.Skip["replay"] {
+		t0 = time.Now()
+		wr, err := replay.Window(ctx, replay.WindowOptions{JS: js, Config: cfg, FromSeq: 1, Until: time.Now()})
+		if err != nil {
+			return nil, err
+		}
+		res.ReplayRate = float64(wr.Events) / time.Since(t0).Seconds()
+		o.logf("replay: %.0f events/s", res.ReplayRate)
+	}
+	st, err := rebuild.Build(ctx, rebuild.Options{JS: js, Applier: projector.NewApplier(cfg), Dir: filepath.Join(dir, "rebuilt")})
+	if err != nil {
+		return nil, err
+	}
+	res.RebuildRate = st.EventsPerSec
+	o.logf("rebuild: %d events at %.0f/s", st.Events, st.EventsPerSec)
+	res.PeakRSSMiB = peakRSS()
+	return res, nil
+}
+
+func systemOf(line []byte) string {
+	s := string(line)
+	i := strings.Index(s, `"system":"`)
+	if i < 0 {
+		return "unknown"
+	}
+	s = s[i+10:]
+	return s[:strings.IndexByte(s, '"')]
+}
+
+// publishAll publishes payloads asynchronously with a bounded window,
+// waiting for every acknowledgement. With msgID, Nats-Msg-Id is set as the
+// events Publisher does.
+func publishAll(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subject func(int) string, msgID bool) error {
+	const window = 4096
+	futs := make([]jetstream.PubAckFuture, 0, window)
+	drain := func() error {
+		for _, f := range futs {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		futs = futs[:0]
+		return nil
+	}
+	for i, p := range payloads {
+		m := nats.NewMsg(subject(i))
+		m.Data = p
+		if msgID {
+			m.Header.Set(events.HeaderMsgID, idOf(p))
+		}
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			return err
+		}
+		futs = append(futs, f)
+		if len(futs) == window {
+			if err := drain(); err != nil {
+				return err
+			}
+		}
+	}
+	return drain()
+}
+
+func idOf(line []byte) string {
+	s := string(line)
+	i := strings.Index(s, `"event_id":"`)
+	s = s[i+12:]
+	return systemOf(line) + ":" + s[:strings.IndexByte(s, '"')]
+}
+
+// waitApplied polls until the projectors and the detector have applied the
+// whole stream.
+func waitApplied(ctx context.Context, a *app.App) error {
+	for {
+		st, err := a.Status(ctx)
+		if err != nil {
+			return err
+		}
+		done := true
+		for _, c := range st.Consumers {
+			if c.Pending > 0 {
+				done = false
+			}
+		}
+		if done && a.Detector.Applied() >= st.Stream.LastSeq {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// latencies collects alert latencies after their judgement time.
+type latencies struct {
+	mu      sync.Mutex
+	samples []float64
+}
+
+func (l *latencies) addAlert(m *nats.Msg, settle time.Duration) {
+	now := time.Now()
+	var a detector.Alert
+	if json.Unmarshal(m.Data, &a) != nil || a.State != detector.StateOpen || a.DetectedBy != detector.BySLA {
+		return
+	}
+	deadline, err1 := time.Parse(time.RFC3339Nano, a.Deadline)
+	recv, err2 := time.Parse(time.RFC3339Nano, a.Source.ReceivedAt)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	judge := deadline
+	if r := recv.Add(settle); r.After(judge) {
+		judge = r
+	}
+	l.mu.Lock()
+	l.samples = append(l.samples, float64(now.Sub(judge).Microseconds())/1000)
+	l.mu.Unlock()
+}
+
+func (l *latencies) add(ms float64) {
+	l.mu.Lock()
+	l.samples = append(l.samples, ms)
+	l.mu.Unlock()
+}
+
+func (l *latencies) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.samples)
+}
+
+func (l *latencies) percentiles(ps []float64) map[string]float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]float64{}
+	if len(l.samples) == 0 {
+		return out
+	}
+	s := append([]float64(nil), l.samples...)
+	sort.Float64s(s)
+	for _, p := range ps {
+		idx := int(float64(len(s))*p/100+0.999999) - 1
+		idx = min(max(idx, 0), len(s)-1)
+		name := "p" + strconv.FormatFloat(p, 'f', -1, 64)
+		if p == 100 {
+			name = "max"
+		}
+		out[name] = round(s[idx])
+	}
+	return out
+}
+
+func round(f float64) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(f, 'f', 3, 64), 64)
+	return v
+}
+
+// gateBench sends gate requests open-loop at a fixed rate while publishing
+// events at IngestRate, and records each request's latency from its
+// scheduled time (so a stall counts against the gate, not hidden by it).
+func gateBench(ctx context.Context, o Options, a *app.App, nc *nats.Conn, js jetstream.JetStream, res *Result) error {
+	// Requests about orders of the workload (their rows exist).
+	reqs := make([][]byte, 0, 1000)
+	for i := 0; i < 1000; i++ {
+		ev := fmt.Sprintf(`{"event":{"event_id":"g%d","order_id":"B-%08d","system":"shop","status":"fulfilled","status_field":"fulfillment_status","occurred_at":"%s"},"target":"erp"}`,
+			i, i%max(o.Orders, 1), time.Now().UTC().Format(time.RFC3339))
+		reqs = append(reqs, []byte(ev))
+	}
+	lat := &latencies{}
+	var sent atomic.Int64
+	gctx, cancel := context.WithTimeout(ctx, o.GateFor)
+	defer cancel()
+	var wg sync.WaitGroup
+	// Background ingest at IngestRate.
+	var ingested atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		wl := NewWorkload(2)
+		wl.FaultShare = 0
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		per := max(o.IngestRate/100, 1)
+		n := o.Orders + 1000000
+		var pending []jetstream.PubAckFuture
+		for {
+			select {
+			case <-gctx.Done():
+				for _, f := range pending {
+					select {
+					case <-f.Ok():
+					case <-f.Err():
+					case <-time.After(5 * time.Second):
+					}
+				}
+				return
+			case <-tick.C:
+			}
+			for k := 0; k < per; {
+				lines, _ := wl.Order(n)
+				n++
+				for _, l := range lines {
+					m := nats.NewMsg("driftwatch.in." + systemOf(l))
+					m.Data = l
+					m.Header.Set(events.HeaderMsgID, idOf(l))
+					if f, err := js.PublishMsgAsync(m); err == nil {
+						pending = append(pending, f)
+					}
+					k++
+				}
+			}
+			ingested.Add(int64(per))
+			if len(pending) > 8192 {
+				for _, f := range pending {
+					select {
+					case <-f.Ok():
+					case <-f.Err():
+					case <-gctx.Done():
+					}
+				}
+				pending = pending[:0]
+			}
+		}
+	}()
+	// Open-loop requests: one goroutine per tick batch, each request async.
+	interval := time.Second / time.Duration(o.GateRate)
+	startAt := time.Now()
+	next := startAt
+	for gctx.Err() == nil {
+		next = next.Add(interval)
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		scheduled := next
+		req := reqs[sent.Load()%int64(len(reqs))]
+		sent.Add(1)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer rcancel()
+			if _, err := nc.RequestWithContext(rctx, events.ValidateSubject, req); err == nil {
+				lat.add(float64(time.Since(scheduled).Microseconds()) / 1000)
+			}
+		}()
+	}
+	elapsed := time.Since(startAt)
+	wg.Wait()
+	res.GateLatency = lat.percentiles([]float64{50, 99, 99.9, 100})
+	res.GateRequests = lat.count()
+	res.GateRate = float64(sent.Load()) / elapsed.Seconds()
+	res.IngestDuringGate = float64(ingested.Load()) / elapsed.Seconds()
+	return nil
+}
+
+// peakRSS is the process's peak resident memory in MiB (Linux VmHWM).
+func peakRSS() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			if len(f) >= 2 {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				return round(kb / 1024)
+			}
+		}
+	}
+	return 0
+}

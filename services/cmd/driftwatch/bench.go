@@ -1,0 +1,75 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/driftwatch/driftwatch/services/bench"
+)
+
+func newBenchCmd() *cobra.Command {
+	var o bench.Options
+	var skip, output, cpuProfile string
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load test an embedded driftwatch and print rates, latencies and memory",
+		Long: `Run a realistic workload (six systems, ~12 events per order, duplicates,
+out-of-order arrivals, 2% faults) against an embedded driftwatch in a
+temporary folder, next to a plain JetStream stream with the same storage
+settings, and print: raw and driftwatch publish rates, the end-to-end rate
+(until every consumer applied everything) and its ratio to raw, detection
+latency, gate latency at a fixed request rate while ingesting, the
+reconciliation sweep time, replay and rebuild rates and peak memory.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Skip = map[string]bool{}
+			for _, s := range strings.Split(skip, ",") {
+				if s != "" {
+					o.Skip[s] = true
+				}
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
+			o.Log = func(format string, args ...any) { printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...) }
+			res, err := bench.Run(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			printf(os.Stdout, "machine              %s\nsync_interval        %s\norders / events      %d / %d\n", res.Machine, res.SyncInterval, res.Orders, res.Events)
+			printf(os.Stdout, "raw JetStream        %.0f msgs/s\npublish              %.0f events/s\nend to end           %.0f events/s (%.2fx raw)\n", res.RawRate, res.PublishRate, res.EndToEndRate, res.Ratio)
+			printf(os.Stdout, "detection latency    p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms (%d alerts)\n", res.DetectLatency["p50"], res.DetectLatency["p90"], res.DetectLatency["p99"], res.DetectLatency["max"], res.Alerts)
+			printf(os.Stdout, "gate latency         p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (%d requests at %.0f/s, ingesting %.0f events/s)\n", res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.GateLatency["max"], res.GateRequests, res.GateRate, res.IngestDuringGate)
+			printf(os.Stdout, "reconcile sweep      %.3fs over %d orders\nreplay               %.0f events/s\nrebuild              %.0f events/s\npeak RSS             %.0f MiB\n", res.SweepSeconds, res.SweepOrders, res.ReplayRate, res.RebuildRate, res.PeakRSSMiB)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Orders, "orders", 20000, "orders in the workload (about 12 events each)")
+	f.StringVar(&o.SyncInterval, "sync", "always", "JetStream sync_interval: always (default durability) or a duration (throughput setting, e.g. 1s)")
+	f.IntVar(&o.GateRate, "gate-rate", 5000, "gate requests per second")
+	f.DurationVar(&o.GateFor, "gate-for", 5*time.Second, "how long the gate is measured")
+	f.IntVar(&o.IngestRate, "ingest-rate", 10000, "events per second published while the gate is measured")
+	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
+	f.StringVarP(&output, "output", "o", "text", "text or json")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	return cmd
+}
