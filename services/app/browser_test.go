@@ -1,0 +1,141 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/detector"
+)
+
+// chromium finds the system browser (Debian's chromium package).
+func chromium(t *testing.T) string {
+	for _, p := range []string{os.Getenv("DRIFTWATCH_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"} {
+		if p == "" {
+			continue
+		}
+		if _, err := exec.LookPath(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" || os.Getenv("DRIFTWATCH_REQUIRE_BROWSER") != "" {
+		t.Fatal("no chromium: install Debian's chromium package (.ci/run does)")
+	}
+	t.Skip("no chromium on this machine")
+	return ""
+}
+
+// artifacts is where screenshots go (not committed).
+func artifacts(t *testing.T) string {
+	dir := filepath.Join("..", "..", "test-artifacts")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestDashboardInChromium drives the dashboard in real headless Chromium
+// against a real driftwatch with real events: the mismatch list shows a
+// freshly injected fault, the order page shows its timeline and gap, and
+// resolving with a note works.
+func TestDashboardInChromium(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	bin := chromium(t)
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	now := time.Now().UTC()
+	for _, e := range []string{
+		fmt.Sprintf(`{"event_id":"b1","order_id":"BROWSER-1","system":"shop","status":"unfulfilled","occurred_at":"%s","attributes":{"amount":"129.90","currency":"EUR"}}`, now.Format(time.RFC3339)),
+		fmt.Sprintf(`{"event_id":"b2","order_id":"BROWSER-2","system":"shop","status":"unfulfilled","occurred_at":"%s"}`, now.Format(time.RFC3339)),
+		fmt.Sprintf(`{"event_id":"b3","order_id":"BROWSER-2","system":"erp","status":"Pending Fulfillment","occurred_at":"%s"}`, now.Format(time.RFC3339)),
+	} {
+		if status, body := env.Do(t, "POST", "/v1/events", "application/json", e); status != 202 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	id := detector.AlertID("BROWSER-1", detector.OrderNotAcknowledged, "shop", "erp")
+	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		_, err := detector.GetMismatch(env.App.Store, id)
+		return err
+	})
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000))
+	allocCtx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	dir := artifacts(t)
+	row := fmt.Sprintf(`tr.mismatch-row[data-alert-id="%s"]`, id)
+	must := func(step string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		must("text of "+sel, err)
+		return v
+	}
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		must("screenshot", err)
+		must("write screenshot", os.WriteFile(filepath.Join(dir, name), png, 0o644))
+	}
+
+	// The mismatch list shows the freshly injected fault.
+	must("open the dashboard", chromedp.Do(ctx, chromedp.Navigate(env.BaseURL+"/"), chromedp.WaitVisible(chromedp.CSS(row))))
+	if total := text("#total-count"); total == "" || total == "0" {
+		t.Fatalf("total count %q", total)
+	}
+	shot("dashboard-mismatches.png")
+
+	// Its order page shows the timeline and the gap in words.
+	must("open the order", chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(row+` a.order-link`)),
+		chromedp.WaitVisible(chromedp.CSS(`#order-page .timeline-event`)),
+		chromedp.WaitVisible(chromedp.CSS(`#order-gaps .gap`)),
+	))
+	events, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#order-timeline .timeline-event').length`))
+	must("count events", err)
+	heading, gaps := text("#order-id"), text("#order-gaps")
+	if strings.TrimSpace(heading) != "BROWSER-1" || events != 1 || !strings.Contains(gaps, "never acknowledged") {
+		t.Fatalf("order page: heading %q, %d events, gaps %q", heading, events, gaps)
+	}
+	shot("dashboard-order.png")
+
+	// Resolving: an empty note is refused, a note resolves it.
+	mis := fmt.Sprintf(`.order-mismatch[data-alert-id="%s"]`, id)
+	must("submit an empty note", chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS(mis+` textarea.resolve-note`)),
+		chromedp.Click(chromedp.CSS(mis+` button.resolve-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(mis+` .error`)),
+	))
+	if errText := text(mis + ` .error`); !strings.Contains(strings.ToLower(errText), "note") {
+		t.Fatalf("empty note error: %q", errText)
+	}
+	must("resolve with a note", chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(mis+` textarea.resolve-note`), "entered in NetSuite by hand"),
+		chromedp.Click(chromedp.CSS(mis+` button.resolve-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(`.resolved-ok`)),
+	))
+	m, err := detector.GetMismatch(env.App.Store, id)
+	if err != nil || m.State != detector.StateResolved || m.Audit[len(m.Audit)-1].Note != "entered in NetSuite by hand" {
+		t.Fatalf("after resolving in the browser: %+v %v", m, err)
+	}
+}
