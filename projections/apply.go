@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/events/mapping"
@@ -79,26 +77,27 @@ func (a *Applier) Table(system string) (*mapping.Table, bool) {
 	return t, ok
 }
 
-// Apply applies one delivery to b, an indexed batch (reads see its writes).
-// A returned error is a storage failure: the batch must be discarded.
-func (a *Applier) Apply(b *pebble.Batch, d Delivery) (Outcome, error) {
+// Apply applies one delivery to tx. A returned error is a storage failure:
+// the Tx must be discarded.
+func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
+	b := tx.B
 	ev, err := events.CheckDelivered(d.Subject, d.Data, a.Known)
 	if err != nil {
 		return Outcome{Result: Rejected, Err: err, Event: ev}, nil
 	}
 	out := Outcome{Event: ev}
 	seen := seenKey(ev.System, ev.EventID)
-	if _, err := get(b, seen); err == nil {
+	if dup, err := tx.seenBefore(seen); err != nil {
+		return out, err
+	} else if dup {
 		out.Result = Duplicate
 		return out, nil
-	} else if !errors.Is(err, ErrNotFound) {
-		return out, err
 	}
-	if err := b.Set(seen, appendSeq(nil, d.Seq), nil); err != nil {
+	if err := tx.markSeen(seen, d.Seq); err != nil {
 		return out, err
 	}
 
-	row, err := readRow(b, ev.OrderID, ev.System)
+	row, err := tx.Row(ev.OrderID, ev.System)
 	if errors.Is(err, ErrNotFound) {
 		row = Row{System: ev.System, OrderID: ev.OrderID}
 	} else if err != nil {
@@ -165,7 +164,7 @@ func (a *Applier) Apply(b *pebble.Batch, d Delivery) (Outcome, error) {
 			out.Result = Late
 		}
 	}
-	if err := b.Set(rowKey(ev.OrderID, ev.System), row.encode(), nil); err != nil {
+	if err := tx.putRow(&row); err != nil {
 		return out, err
 	}
 	if err := b.Set(entryKey(ev.OrderID, d.Seq), entry.encode(), nil); err != nil {

@@ -39,13 +39,13 @@ func applyAll(t *testing.T, s *Store, a *Applier, bodies ...string) []Outcome {
 	t.Helper()
 	var outs []Outcome
 	for i, body := range bodies {
-		b := s.NewBatch()
+		b := s.NewTx(false)
 		sys := systemOf(body)
 		out, err := a.Apply(b, Delivery{Subject: "driftwatch.in." + sys, Data: []byte(body), Seq: uint64(i + 1), Received: recv0.Add(time.Duration(i) * time.Second)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Commit(b); err != nil {
+		if err := s.CommitTx(b, true); err != nil {
 			t.Fatal(err)
 		}
 		outs = append(outs, out)
@@ -159,7 +159,7 @@ func TestDuplicatesAndRejects(t *testing.T) {
 
 func TestSubjectMismatchRejected(t *testing.T) {
 	s, a := openStore(t), testApplier(t)
-	b := s.NewBatch()
+	b := s.NewTx(false)
 	defer b.Close()
 	out, err := a.Apply(b, Delivery{Subject: "driftwatch.in.erp", Data: []byte(status("e1", "shop", "paid", "", "2026-11-27T10:00:00Z")), Seq: 1, Received: recv0})
 	if err != nil || out.Result != Rejected || !contains(out.Err.Error(), "subject") {

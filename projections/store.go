@@ -41,8 +41,9 @@ const sep = 0x00
 // Store is the Pebble store. Its methods are safe for concurrent use; each
 // consumer writes its own keys through its own batches.
 type Store struct {
-	db  *pebble.DB
-	dir string
+	db    *pebble.DB
+	dir   string
+	cache *rowCache
 }
 
 // Options tune the store.
@@ -51,6 +52,8 @@ type Options struct {
 	CacheSize int64
 	// MemTableSize in bytes (default 32 MiB).
 	MemTableSize uint64
+	// RowCache is how many rows the row cache holds (default 65536).
+	RowCache int
 }
 
 // Open opens or creates the store in dir and checks its format version.
@@ -80,7 +83,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open projection store %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir}
+	if o.RowCache == 0 {
+		o.RowCache = 1 << 16
+	}
+	s := &Store{db: db, dir: dir, cache: newRowCache(o.RowCache)}
 	v, closer, err := db.Get(keyFormat)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -183,11 +189,12 @@ func counterKey(consumer, name string) []byte {
 	return append(k, name...)
 }
 
-// AddCounter adds delta to a consumer's counter in b.
-func AddCounter(b *pebble.Batch, consumer, name string, delta uint64) error {
+// AddCounter adds delta to a consumer's counter in tx.
+func AddCounter(tx *Tx, consumer, name string, delta uint64) error {
+	b := tx.B
 	key := counterKey(consumer, name)
 	cur := uint64(0)
-	if v, err := get(b, key); err == nil {
+	if v, err := get(tx.reader(), key); err == nil {
 		cur, _ = binary.Uvarint(v)
 	} else if !errors.Is(err, ErrNotFound) {
 		return err
@@ -259,13 +266,25 @@ func seenKey(system, eventID string) []byte {
 	return append(k, eventID...)
 }
 
-// Row reads one system's projection of an order.
+// Row reads one system's projection of an order (committed state, from
+// the row cache when it holds it).
 func (s *Store) Row(orderID, system string) (Row, error) {
+	if r, ok := s.cache.get(string(rowKey(orderID, system))); ok {
+		return r, nil
+	}
 	return readRow(s.db, orderID, system)
 }
 
 // ReadRow reads a row through r (the DB or an indexed batch).
 func ReadRow(r reader, orderID, system string) (Row, error) { return readRow(r, orderID, system) }
+
+// RowThrough reads a row from the row cache, or through r.
+func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
+	if row, ok := s.cache.get(string(rowKey(orderID, system))); ok {
+		return row, nil
+	}
+	return readRow(r, orderID, system)
+}
 
 // HasAck reports whether ackSystem acknowledged system's event eventID.
 func HasAck(r reader, orderID, system, eventID, ackSystem string) (AckLink, bool, error) {

@@ -214,7 +214,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 	}
 	if a.runs(ServiceDetector) {
-		eng, err := detector.NewEngine(a.cfg, a.Store.DB())
+		eng, err := detector.NewEngine(a.cfg, a.Store)
 		if err != nil {
 			return err
 		}

@@ -22,6 +22,7 @@ import (
 // current time explicitly and write through the given batch; an Engine is
 // safe for concurrent use, though the detector drives it from one goroutine.
 type Engine struct {
+	store     *projections.Store
 	cfg       *config.Config
 	tables    map[string]*mapping.Table
 	systems   map[string]*config.System
@@ -42,10 +43,11 @@ type Engine struct {
 	Observe func(a *Mismatch)
 }
 
-// NewEngine builds the engine for a configuration. db is read once to find
-// the outbox's next id.
-func NewEngine(cfg *config.Config, db *pebble.DB) (*Engine, error) {
-	e := &Engine{cfg: cfg, tables: map[string]*mapping.Table{}, systems: map[string]*config.System{},
+// NewEngine builds the engine for a configuration on a store (read once to
+// find the outbox's next id).
+func NewEngine(cfg *config.Config, store *projections.Store) (*Engine, error) {
+	db := store.DB()
+	e := &Engine{store: store, cfg: cfg, tables: map[string]*mapping.Table{}, systems: map[string]*config.System{},
 		flowsFrom: map[string][]config.Flow{}, flowsTo: map[string][]config.Flow{}, settle: cfg.Detect.Settle.D()}
 	for i := range cfg.Systems {
 		s := &cfg.Systems[i]
@@ -378,7 +380,7 @@ func met(x *Expectation, target *projections.Row) bool {
 
 // row reads a system's row of an order (a zero row when it has none).
 func (e *Engine) row(b *pebble.Batch, orderID, sys string) (projections.Row, bool, error) {
-	r, err := projections.ReadRow(b, orderID, sys)
+	r, err := e.store.RowThrough(b, orderID, sys)
 	if errors.Is(err, projections.ErrNotFound) {
 		return projections.Row{System: sys, OrderID: orderID}, false, nil
 	}

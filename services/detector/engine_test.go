@@ -74,7 +74,7 @@ func newTimeline(t *testing.T) *timeline {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	eng, err := NewEngine(cfg, store.DB())
+	eng, err := NewEngine(cfg, store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,11 +167,13 @@ func (tl *timeline) event(at, recv time.Duration, system string, kv map[string]s
 	received := t0.Add(recv)
 	tl.judge(received)
 	tl.seq++
-	b := tl.store.NewBatch()
-	out, err := tl.applier.Apply(b, projections.Delivery{Subject: "driftwatch.in." + system, Data: data, Seq: tl.seq, Received: received})
+	tx := tl.store.NewTx(true)
+	b := tx.B
+	out, err := tl.applier.Apply(tx, projections.Delivery{Subject: "driftwatch.in." + system, Data: data, Seq: tl.seq, Received: received})
 	if err != nil {
 		tl.t.Fatal(err)
 	}
+	tx.PublishRows()
 	if out.Result == projections.Rejected {
 		tl.t.Fatalf("script event rejected: %v", out.Err)
 	}

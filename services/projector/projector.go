@@ -321,11 +321,11 @@ func (p *Projector) session(ctx context.Context, w *worker) error {
 // applyBatch applies msgs in one Pebble batch, commits it durably and acks.
 func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.Msg) error {
 	ckpt := w.applied.Load()
-	b := p.opts.Store.NewBatch()
+	tx := p.opts.Store.NewTx(false)
 	committed := false
 	defer func() {
 		if !committed {
-			b.Close()
+			tx.Close()
 		}
 	}()
 	outcomes := make([]projections.Outcome, 0, len(msgs))
@@ -356,7 +356,7 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.
 		if w.system == "" {
 			out = projections.Outcome{Result: projections.Rejected, Err: unknownSubjectError(m.Subject())}
 		} else {
-			out, err = p.opts.Applier.Apply(b, projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: meta.Timestamp})
+			out, err = p.opts.Applier.Apply(tx, projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: meta.Timestamp})
 			if err != nil {
 				return err
 			}
@@ -384,21 +384,21 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.
 		last = seq
 	}
 	if last != ckpt {
-		if err := projections.SetCheckpoint(b, w.name, last); err != nil {
+		if err := projections.SetCheckpoint(tx.B, w.name, last); err != nil {
 			return err
 		}
 		if dead > 0 {
-			if err := projections.AddCounter(b, w.name, "dead_lettered", dead); err != nil {
+			if err := projections.AddCounter(tx, w.name, "dead_lettered", dead); err != nil {
 				return err
 			}
 		}
 		if dups > 0 {
-			if err := projections.AddCounter(b, w.name, "duplicates", dups); err != nil {
+			if err := projections.AddCounter(tx, w.name, "duplicates", dups); err != nil {
 				return err
 			}
 		}
 		committed = true
-		if err := p.opts.Store.Commit(b); err != nil {
+		if err := p.opts.Store.CommitTx(tx, true); err != nil {
 			return err
 		}
 		w.applied.Store(last)

@@ -86,19 +86,19 @@ func Build(ctx context.Context, opts Options) (Stats, error) {
 			return st, err
 		}
 		defer it.Stop()
-		b := store.NewBatch()
+		b := store.NewTx(false)
 		inBatch := 0
 		commit := func() error {
 			for name, seq := range ckpts {
-				if err := projections.SetCheckpoint(b, name, seq); err != nil {
+				if err := projections.SetCheckpoint(b.B, name, seq); err != nil {
 					return err
 				}
 			}
-			if err := b.Commit(nil); err != nil { // NoSync: the final flush makes it durable
+			// NoSync: the final flush makes the whole store durable.
+			if err := store.CommitTx(b, false); err != nil {
 				return err
 			}
-			b.Close()
-			b = store.NewBatch()
+			b = store.NewTx(false)
 			inBatch = 0
 			return nil
 		}

@@ -23,7 +23,7 @@ func TestReportFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	eng, err := detector.NewEngine(cfg, store.DB())
+	eng, err := detector.NewEngine(cfg, store)
 	if err != nil {
 		t.Fatal(err)
 	}

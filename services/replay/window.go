@@ -54,7 +54,7 @@ func Window(ctx context.Context, o WindowOptions) (*WindowResult, error) {
 		return nil, err
 	}
 	defer store.Close()
-	eng, err := detector.NewEngine(o.Config, store.DB())
+	eng, err := detector.NewEngine(o.Config, store)
 	if err != nil {
 		return nil, err
 	}
@@ -78,13 +78,15 @@ func Window(ctx context.Context, o WindowOptions) (*WindowResult, error) {
 		}
 		return !recv.Before(o.Since) && !recv.After(o.Until)
 	}
-	b := store.NewBatch()
+	tx := store.NewTx(true)
+	b := tx.B
 	n := 0
 	commit := func() error {
-		if err := store.Commit(b); err != nil {
+		if err := store.CommitTx(tx, false); err != nil {
 			return err
 		}
-		b = store.NewBatch()
+		tx = store.NewTx(true)
+		b = tx.B
 		n = 0
 		return nil
 	}
@@ -121,11 +123,12 @@ func Window(ctx context.Context, o WindowOptions) (*WindowResult, error) {
 					return nil, err
 				}
 			}
-			out, err := applier.Apply(b, projections.Delivery{Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp})
+			out, err := applier.Apply(tx, projections.Delivery{Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp})
 			if err != nil {
 				b.Close()
 				return nil, err
 			}
+			tx.PublishRows() // the engine reads them before the commit
 			if detect && (out.Result == projections.Applied || out.Result == projections.Late || out.Result == projections.Acked) {
 				res.Detected++
 				if err := eng.OnEntry(b, out.Event.OrderID, out.Entry, meta.Timestamp); err != nil {
@@ -151,7 +154,7 @@ func Window(ctx context.Context, o WindowOptions) (*WindowResult, error) {
 		b.Close()
 		return nil, err
 	}
-	if err := store.Commit(b); err != nil {
+	if err := store.CommitTx(tx, true); err != nil {
 		return nil, err
 	}
 	if o.Progress != nil {

@@ -44,7 +44,9 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			o.Log = func(format string, args ...any) { printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...) }
+			o.Log = func(format string, args ...any) {
+				printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+			}
 			res, err := bench.Run(cmd.Context(), o)
 			if err != nil {
 				return err

@@ -36,7 +36,7 @@ func carryDetectorState(live *projections.Store, fresh string, cfg *config.Confi
 			return 0, fmt.Errorf("carry the detector's state over: %w", err)
 		}
 	}
-	eng, err := detector.NewEngine(cfg, dst.DB())
+	eng, err := detector.NewEngine(cfg, dst)
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,146 @@
+package projections
+
+import (
+	"errors"
+	"hash/fnv"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Tx is one batch of applied deliveries: the Pebble batch that will be
+// committed with the consumer's checkpoint, plus the rows and ledger entries
+// it wrote, so later deliveries of the same batch read them without the
+// cost of an indexed batch. Committed rows go to the store's row cache:
+// the per-event read of a system's current row is then a map lookup.
+//
+// A Tx that is closed without commit leaves no trace: the cache only ever
+// holds committed rows (or, for a scratch store, rows published on purpose).
+type Tx struct {
+	store *Store
+	B     *pebble.Batch
+	rows  map[string]Row
+	seen  map[string]struct{}
+}
+
+// NewTx starts a batch. indexed batches also answer reads of any key they
+// wrote (the detector and the replay need that; the projector does not).
+func (s *Store) NewTx(indexed bool) *Tx {
+	b := s.db.NewBatch()
+	if indexed {
+		b = s.db.NewIndexedBatch()
+	}
+	return &Tx{store: s, B: b, rows: map[string]Row{}, seen: map[string]struct{}{}}
+}
+
+// Close discards an uncommitted Tx.
+func (tx *Tx) Close() { _ = tx.B.Close() }
+
+// CommitTx commits the batch (durably when sync) and publishes its rows to
+// the cache.
+func (s *Store) CommitTx(tx *Tx, sync bool) error {
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	if err := s.db.Apply(tx.B, opts); err != nil {
+		tx.Close()
+		return err
+	}
+	tx.Close()
+	tx.PublishRows()
+	return nil
+}
+
+// PublishRows puts the Tx's rows in the cache now (a scratch store that
+// reads them before commit).
+func (tx *Tx) PublishRows() {
+	for k, r := range tx.rows {
+		tx.store.cache.put(k, r)
+	}
+}
+
+func (tx *Tx) reader() reader {
+	if tx.B.Indexed() {
+		return tx.B
+	}
+	return tx.store.db
+}
+
+// Row reads a system's row of an order as this Tx sees it.
+func (tx *Tx) Row(orderID, system string) (Row, error) {
+	k := string(rowKey(orderID, system))
+	if r, ok := tx.rows[k]; ok {
+		return r, nil
+	}
+	if r, ok := tx.store.cache.get(k); ok {
+		return r, nil
+	}
+	return readRow(tx.reader(), orderID, system)
+}
+
+func (tx *Tx) putRow(r *Row) error {
+	k := rowKey(r.OrderID, r.System)
+	tx.rows[string(k)] = *r
+	return tx.B.Set(k, r.encode(), nil)
+}
+
+func (tx *Tx) seenBefore(key []byte) (bool, error) {
+	if _, ok := tx.seen[string(key)]; ok {
+		return true, nil
+	}
+	_, err := get(tx.reader(), key)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (tx *Tx) markSeen(key []byte, seq uint64) error {
+	tx.seen[string(key)] = struct{}{}
+	return tx.B.Set(key, appendSeq(nil, seq), nil)
+}
+
+// rowCache is a bounded, sharded cache of committed rows by row key.
+type rowCache struct {
+	perShard int
+	shards   [64]struct {
+		mu sync.Mutex
+		m  map[string]Row
+	}
+}
+
+func newRowCache(total int) *rowCache {
+	c := &rowCache{perShard: max(total/64, 16)}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]Row)
+	}
+	return c
+}
+
+func (c *rowCache) shard(k string) int {
+	h := fnv.New32a()
+	h.Write([]byte(k))
+	return int(h.Sum32() % uint32(len(c.shards)))
+}
+
+func (c *rowCache) get(k string) (Row, bool) {
+	s := &c.shards[c.shard(k)]
+	s.mu.Lock()
+	r, ok := s.m[k]
+	s.mu.Unlock()
+	return r, ok
+}
+
+func (c *rowCache) put(k string, r Row) {
+	s := &c.shards[c.shard(k)]
+	s.mu.Lock()
+	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {
+		for old := range s.m { // evict an arbitrary entry
+			delete(s.m, old)
+			break
+		}
+	}
+	s.m[k] = r
+	s.mu.Unlock()
+}
