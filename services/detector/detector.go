@@ -142,6 +142,9 @@ func (d *Detector) consumeLoop(ctx context.Context) {
 			return
 		}
 		d.log.Error().Err(err).Msg("detector session failed; resuming from the checkpoint")
+		if err := d.opts.Engine.ReloadOpen(); err != nil {
+			d.log.Error().Err(err).Msg("detector: recount open mismatches failed")
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -316,6 +319,7 @@ func (d *Detector) tickLoop(ctx context.Context) {
 	for {
 		if err := d.Tick(ctx); err != nil && ctx.Err() == nil {
 			d.log.Error().Err(err).Msg("detector tick failed")
+			_ = d.opts.Engine.ReloadOpen()
 		}
 		select {
 		case <-ctx.Done():
@@ -500,6 +504,7 @@ func (d *Detector) Update(fn func(b *pebble.Batch, e *Engine, now time.Time) err
 	b := d.opts.Store.NewBatch()
 	if err := fn(b, d.opts.Engine, d.opts.Now()); err != nil {
 		b.Close()
+		_ = d.opts.Engine.ReloadOpen()
 		return err
 	}
 	if b.Empty() {

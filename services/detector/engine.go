@@ -38,6 +38,11 @@ type Engine struct {
 	// walking the tombstones of everything judged before. New expectations
 	// are due at received + settle or later, above any past watermark.
 	dueFloor int64
+	// openOrders counts each order's open mismatches, so the per-event
+	// resolution check skips the (many) orders that have none. It follows
+	// raise and Resolve as they write to a batch; after a failed batch the
+	// shell calls ReloadOpen. An order counted too high only costs a scan.
+	openOrders map[string]int
 	// Observe, when set, is called for every alert the engine writes to the
 	// outbox (metrics). It must not block.
 	Observe func(a *Mismatch)
@@ -61,6 +66,9 @@ func NewEngine(cfg *config.Config, store *projections.Store) (*Engine, error) {
 		e.flowsFrom[f.From] = append(e.flowsFrom[f.From], f)
 		e.flowsTo[f.To] = append(e.flowsTo[f.To], f)
 	}
+	if err := e.ReloadOpen(); err != nil {
+		return nil, err
+	}
 	if db != nil {
 		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: prefixEnd(prefixOutbox)})
 		if err != nil {
@@ -74,6 +82,37 @@ func NewEngine(cfg *config.Config, store *projections.Store) (*Engine, error) {
 		}
 	}
 	return e, nil
+}
+
+// ReloadOpen recounts the open mismatches per order from the store.
+func (e *Engine) ReloadOpen() error {
+	counts := map[string]int{}
+	err := scanPrefix(e.store.DB(), prefixOpen, func(k, _ []byte) error {
+		rest := k[len(prefixOpen):]
+		for i, c := range rest {
+			if c == 0 {
+				counts[string(rest[:i])]++
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.openOrders = counts
+	e.mu.Unlock()
+	return nil
+}
+
+func (e *Engine) countOpen(orderID string, delta int) {
+	e.mu.Lock()
+	e.openOrders[orderID] += delta
+	if e.openOrders[orderID] <= 0 {
+		delete(e.openOrders, orderID)
+	}
+	e.mu.Unlock()
 }
 
 // known reports whether a system is configured.
@@ -128,9 +167,72 @@ func dueKey(x *Expectation) []byte {
 	return append(k, expKey(x)[len(prefixExp):]...)
 }
 
+// expectationVersion prefixes the binary encoding of an Expectation.
+const expectationVersion = 1
+
+// encode writes the expectation in a fixed binary layout (it is written and
+// read once per event and flow: no reflection on this path).
 func (x *Expectation) encode() []byte {
-	b, _ := json.Marshal(x)
+	b := make([]byte, 0, 96+len(x.OrderID)+len(x.From)+len(x.To)+len(x.SourceEventID))
+	b = append(b, expectationVersion)
+	for _, s := range []string{x.OrderID, x.From, x.To, x.SourceEventID} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = append(b, x.Dim, byte(x.State), byte(x.Payment), byte(x.SourceState), byte(x.SourcePayment), boolByte(x.Manual), boolByte(x.Presence))
+	b = binary.AppendUvarint(b, x.SourceSeq)
+	for _, v := range []int64{x.Onset, x.Deadline, x.JudgeAt} {
+		b = binary.AppendVarint(b, v)
+	}
 	return b
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+var errBadExpectation = errors.New("detector: corrupt expectation")
+
+// decodeExpectation reads what encode wrote.
+func decodeExpectation(b []byte) (Expectation, error) {
+	var x Expectation
+	if len(b) == 0 || b[0] != expectationVersion {
+		return x, errBadExpectation
+	}
+	b = b[1:]
+	str := func() string {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			b = nil
+			return ""
+		}
+		s := string(b[k : k+int(n)])
+		b = b[k+int(n):]
+		return s
+	}
+	x.OrderID, x.From, x.To, x.SourceEventID = str(), str(), str(), str()
+	if len(b) < 7 {
+		return x, errBadExpectation
+	}
+	x.Dim, x.State, x.Payment = b[0], canonical.State(b[1]), canonical.Payment(b[2])
+	x.SourceState, x.SourcePayment, x.Manual, x.Presence = canonical.State(b[3]), canonical.Payment(b[4]), b[5] == 1, b[6] == 1
+	b = b[7:]
+	seq, k := binary.Uvarint(b)
+	if k <= 0 {
+		return x, errBadExpectation
+	}
+	x.SourceSeq, b = seq, b[k:]
+	for _, dst := range []*int64{&x.Onset, &x.Deadline, &x.JudgeAt} {
+		v, k := binary.Varint(b)
+		if k <= 0 {
+			return x, errBadExpectation
+		}
+		*dst, b = v, b[k:]
+	}
+	return x, nil
 }
 
 // putExpectation writes an expectation and its due index entry.
@@ -170,9 +272,9 @@ type iterable interface {
 func expectationsOf(b *pebble.Batch, prefix []byte) ([]Expectation, error) {
 	var out []Expectation
 	err := scanPrefix(b, prefix, func(_, v []byte) error {
-		var x Expectation
-		if err := json.Unmarshal(v, &x); err != nil {
-			return fmt.Errorf("decode expectation: %w", err)
+		x, err := decodeExpectation(v)
+		if err != nil {
+			return err
 		}
 		out = append(out, x)
 		return nil
@@ -419,11 +521,10 @@ func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) 
 		if err != nil {
 			return 0, err
 		}
-		var x Expectation
-		err = json.Unmarshal(v, &x)
+		x, err := decodeExpectation(v)
 		closer.Close()
 		if err != nil {
-			return 0, fmt.Errorf("decode expectation: %w", err)
+			return 0, err
 		}
 		if _, err := e.judge(b, &x, now, BySLA); err != nil {
 			return 0, err
@@ -732,6 +833,7 @@ func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {
 	if err := b.Set(join(prefixOpen, m.OrderID, m.AlertID), nil, nil); err != nil {
 		return err
 	}
+	e.countOpen(m.OrderID, 1)
 	return e.enqueue(b, m)
 }
 
@@ -763,6 +865,7 @@ func (e *Engine) Resolve(b *pebble.Batch, alertID string, now time.Time, by, not
 	if err := b.Delete(join(prefixOpen, m.OrderID, m.AlertID), nil); err != nil {
 		return nil, err
 	}
+	e.countOpen(m.OrderID, -1)
 	return &m, e.enqueue(b, &m)
 }
 
@@ -793,6 +896,12 @@ var (
 // and whose target now reflects what was expected (or the source's current
 // state, when the source moved on).
 func (e *Engine) resolveAgreed(b *pebble.Batch, orderID, sys string, now time.Time) error {
+	e.mu.Lock()
+	n := e.openOrders[orderID]
+	e.mu.Unlock()
+	if n == 0 {
+		return nil
+	}
 	var ids []string
 	if err := scanPrefix(b, join(prefixOpen, orderID, ""), func(k, _ []byte) error {
 		ids = append(ids, string(k[len(join(prefixOpen, orderID, "")):]))
