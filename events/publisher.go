@@ -83,14 +83,15 @@ func WithMaxInFlight(n int) PublisherOption {
 
 // NewPublisher returns a Publisher on the connection nc.
 func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("events: open JetStream: %w", err)
-	}
-	p := &Publisher{js: js, deadLetter: true, maxInFlight: 4096}
+	p := &Publisher{deadLetter: true, maxInFlight: 4096}
 	for _, o := range opts {
 		o(p)
 	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(p.maxInFlight+16))
+	if err != nil {
+		return nil, fmt.Errorf("events: open JetStream: %w", err)
+	}
+	p.js = js
 	return p, nil
 }
 

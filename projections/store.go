@@ -44,6 +44,7 @@ type Store struct {
 	db    *pebble.DB
 	dir   string
 	cache *rowCache
+	seen  *seenFilter
 }
 
 // Options tune the store.
@@ -52,7 +53,8 @@ type Options struct {
 	CacheSize int64
 	// MemTableSize in bytes (default 32 MiB).
 	MemTableSize uint64
-	// RowCache is how many rows the row cache holds (default 65536).
+	// RowCache is how many rows the row cache holds (default 262144, about
+	// 80 MiB at most).
 	RowCache int
 }
 
@@ -62,7 +64,7 @@ func Open(dir string, o Options) (*Store, error) {
 		o.CacheSize = 64 << 20
 	}
 	if o.MemTableSize == 0 {
-		o.MemTableSize = 32 << 20
+		o.MemTableSize = 64 << 20
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create projection store %s: %w", dir, err)
@@ -73,6 +75,14 @@ func Open(dir string, o Options) (*Store, error) {
 		Cache:        cache,
 		MemTableSize: o.MemTableSize,
 		Logger:       quietLogger{},
+		// Every event rewrites its row and adds index entries: a
+		// write-heavy store. Let L0 grow before it stalls writers, and
+		// compact with both cores when it must.
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       400,
+		LBaseMaxBytes:               256 << 20,
+		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
 	}
 	// Bloom filters make the per-event lookups of keys that do not exist
 	// (the ledger, first rows of new orders) cheap.
@@ -84,9 +94,9 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open projection store %s: %w", dir, err)
 	}
 	if o.RowCache == 0 {
-		o.RowCache = 1 << 16
+		o.RowCache = 1 << 18
 	}
-	s := &Store{db: db, dir: dir, cache: newRowCache(o.RowCache)}
+	s := &Store{db: db, dir: dir, cache: newRowCache(o.RowCache), seen: newSeenFilter(4 << 20)}
 	v, closer, err := db.Get(keyFormat)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -104,6 +114,10 @@ func Open(dir string, o Options) (*Store, error) {
 			db.Close()
 			return nil, fmt.Errorf("%w: %s has format %d, this driftwatch reads %d; run driftwatch rebuild", ErrFormatVersion, dir, ver, FormatVersion)
 		}
+	}
+	if err := s.scan(prefixSeen, func(k, _ []byte) error { s.seen.add(k); return nil }); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("load the ledger filter: %w", err)
 	}
 	return s, nil
 }
@@ -269,8 +283,8 @@ func seenKey(system, eventID string) []byte {
 // Row reads one system's projection of an order (committed state, from
 // the row cache when it holds it).
 func (s *Store) Row(orderID, system string) (Row, error) {
-	if r, ok := s.cache.get(string(rowKey(orderID, system))); ok {
-		return r, nil
+	if v, ok := s.cache.get(string(rowKey(orderID, system))); ok {
+		return decodeRow(v)
 	}
 	return readRow(s.db, orderID, system)
 }
@@ -280,8 +294,8 @@ func ReadRow(r reader, orderID, system string) (Row, error) { return readRow(r, 
 
 // RowThrough reads a row from the row cache, or through r.
 func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
-	if row, ok := s.cache.get(string(rowKey(orderID, system))); ok {
-		return row, nil
+	if v, ok := s.cache.get(string(rowKey(orderID, system))); ok {
+		return decodeRow(v)
 	}
 	return readRow(r, orderID, system)
 }

@@ -49,6 +49,9 @@ func (s *Store) CommitTx(tx *Tx, sync bool) error {
 	}
 	tx.Close()
 	tx.PublishRows()
+	for k := range tx.seen {
+		s.seen.add([]byte(k))
+	}
 	return nil
 }
 
@@ -56,7 +59,7 @@ func (s *Store) CommitTx(tx *Tx, sync bool) error {
 // reads them before commit).
 func (tx *Tx) PublishRows() {
 	for k, r := range tx.rows {
-		tx.store.cache.put(k, r)
+		tx.store.cache.put(k, r.encode())
 	}
 }
 
@@ -73,8 +76,8 @@ func (tx *Tx) Row(orderID, system string) (Row, error) {
 	if r, ok := tx.rows[k]; ok {
 		return r, nil
 	}
-	if r, ok := tx.store.cache.get(k); ok {
-		return r, nil
+	if v, ok := tx.store.cache.get(k); ok {
+		return decodeRow(v)
 	}
 	return readRow(tx.reader(), orderID, system)
 }
@@ -89,6 +92,9 @@ func (tx *Tx) seenBefore(key []byte) (bool, error) {
 	if _, ok := tx.seen[string(key)]; ok {
 		return true, nil
 	}
+	if !tx.store.seen.mayContain(key) && !tx.B.Indexed() {
+		return false, nil // definitely never committed
+	}
 	_, err := get(tx.reader(), key)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
@@ -101,19 +107,20 @@ func (tx *Tx) markSeen(key []byte, seq uint64) error {
 	return tx.B.Set(key, appendSeq(nil, seq), nil)
 }
 
-// rowCache is a bounded, sharded cache of committed rows by row key.
+// rowCache is a bounded, sharded cache of committed rows (encoded, a few
+// hundred bytes each) by row key.
 type rowCache struct {
 	perShard int
 	shards   [64]struct {
 		mu sync.Mutex
-		m  map[string]Row
+		m  map[string][]byte
 	}
 }
 
 func newRowCache(total int) *rowCache {
 	c := &rowCache{perShard: max(total/64, 16)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]Row)
+		c.shards[i].m = make(map[string][]byte)
 	}
 	return c
 }
@@ -124,7 +131,7 @@ func (c *rowCache) shard(k string) int {
 	return int(h.Sum32() % uint32(len(c.shards)))
 }
 
-func (c *rowCache) get(k string) (Row, bool) {
+func (c *rowCache) get(k string) ([]byte, bool) {
 	s := &c.shards[c.shard(k)]
 	s.mu.Lock()
 	r, ok := s.m[k]
@@ -132,7 +139,7 @@ func (c *rowCache) get(k string) (Row, bool) {
 	return r, ok
 }
 
-func (c *rowCache) put(k string, r Row) {
+func (c *rowCache) put(k string, r []byte) {
 	s := &c.shards[c.shard(k)]
 	s.mu.Lock()
 	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -91,6 +92,9 @@ type App struct {
 
 	notifyCancel context.CancelFunc
 	gateConn     *nats.Conn
+	// detectorRef lets the projector (started first) hand its outcomes to
+	// the detector once it runs.
+	detectorRef atomic.Pointer[detector.Detector]
 }
 
 // New validates the options.
@@ -207,6 +211,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 				if a.Policy != nil {
 					a.Policy.Arrived(system, int(counts[projections.Applied]+counts[projections.Late]+counts[projections.Acked]), time.Now())
 				}
+				if d := a.detectorRef.Load(); d != nil {
+					d.Hint(outcomes)
+				}
 			},
 		})
 		if err := a.Projector.Start(ctx); err != nil {
@@ -234,6 +241,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 				}
 			},
 		})
+		a.detectorRef.Store(a.Detector)
 		if err := a.Detector.Start(ctx); err != nil {
 			return err
 		}

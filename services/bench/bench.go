@@ -82,7 +82,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	a, err := app.New(app.Options{Config: cfg, DataDir: dir, NATSListen: "127.0.0.1:-1", HTTPAddr: "", Logger: zerolog.Nop(),
+	logger := zerolog.Nop()
+	if os.Getenv("DRIFTWATCH_BENCH_DEBUG") != "" {
+		logger = zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
+	}
+	a, err := app.New(app.Options{Config: cfg, DataDir: dir, NATSListen: "127.0.0.1:-1", HTTPAddr: "", Logger: logger,
 		Services: []string{app.ServiceProjector, app.ServiceDetector, app.ServiceGate, app.ServiceReconcile}})
 	if err != nil {
 		return nil, err
@@ -100,7 +104,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
 
 	// The workload, generated once so both runs publish the same bytes.
 	w := NewWorkload(1)
@@ -254,6 +258,7 @@ func idOf(line []byte) string {
 // waitApplied polls until the projectors and the detector have applied the
 // whole stream.
 func waitApplied(ctx context.Context, a *app.App) error {
+	lastLog := time.Now()
 	for {
 		st, err := a.Status(ctx)
 		if err != nil {
@@ -267,6 +272,12 @@ func waitApplied(ctx context.Context, a *app.App) error {
 		}
 		if done && a.Detector.Applied() >= st.Stream.LastSeq {
 			return nil
+		}
+		if os.Getenv("DRIFTWATCH_BENCH_DEBUG") != "" && time.Since(lastLog) > time.Second {
+			lastLog = time.Now()
+			for _, c := range st.Consumers {
+				fmt.Fprintf(os.Stderr, "  %s applied %d pending %d\n", c.Name, c.AppliedSeq, c.Pending)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -16,6 +16,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/consume"
 	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/telemetry"
 )
@@ -62,6 +63,50 @@ type Detector struct {
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 	failed       atomic.Value
+
+	// hints are the projector's outcomes by sequence, handed over in
+	// process so the detector does not read back what was just written.
+	// Bounded; a missing hint falls back to the store.
+	hintMu sync.Mutex
+	hints  map[uint64]hint
+}
+
+// hint is what the projector applied at one sequence.
+type hint struct {
+	order string // "" when nothing was applied (rejected, duplicate)
+	entry projections.Entry
+}
+
+// maxHints bounds the hints kept for the detector.
+const maxHints = 200000
+
+// Hint hands the projector's committed outcomes to the detector.
+func (d *Detector) Hint(outcomes []projections.Outcome) {
+	d.hintMu.Lock()
+	defer d.hintMu.Unlock()
+	if d.hints == nil {
+		d.hints = make(map[uint64]hint, 4096)
+	}
+	for i := range outcomes {
+		o := &outcomes[i]
+		if len(d.hints) >= maxHints {
+			return
+		}
+		switch o.Result {
+		case projections.Applied, projections.Late, projections.Acked:
+			d.hints[o.Entry.Seq] = hint{order: o.Event.OrderID, entry: o.Entry}
+		}
+	}
+}
+
+func (d *Detector) takeHint(seq uint64) (hint, bool) {
+	d.hintMu.Lock()
+	defer d.hintMu.Unlock()
+	h, ok := d.hints[seq]
+	if ok {
+		delete(d.hints, seq)
+	}
+	return h, ok
 }
 
 // New returns a detector.
@@ -159,42 +204,23 @@ func (d *Detector) consumeLoop(ctx context.Context) {
 const maxBatch = 1000
 
 func (d *Detector) session(ctx context.Context) error {
-	msgs := make(chan jetstream.Msg, 2*maxBatch)
-	sessCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cc, err := d.cons.Consume(func(m jetstream.Msg) {
-		select {
-		case msgs <- m:
-		case <-sessCtx.Done():
-		}
-	}, jetstream.PullMaxMessages(maxBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if sessCtx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
-			d.log.Warn().Err(err).Msg("detector consume error")
-		}
-	}))
+	r, err := consume.Open(d.cons, maxBatch)
 	if err != nil {
 		return err
 	}
-	defer cc.Stop()
+	defer r.Stop()
 	batch := make([]jetstream.Msg, 0, maxBatch)
 	for {
-		batch = batch[:0]
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-msgs:
-			batch = append(batch, m)
-		}
-	drain:
-		for len(batch) < maxBatch {
-			select {
-			case m := <-msgs:
-				batch = append(batch, m)
-			default:
-				break drain
+		batch, err = r.Batch(ctx, batch)
+		if len(batch) > 0 {
+			if perr := d.processBatch(ctx, batch); perr != nil {
+				return perr
 			}
 		}
-		if err := d.processBatch(ctx, batch); err != nil {
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}
@@ -247,6 +273,9 @@ func (d *Detector) processBatch(ctx context.Context, msgs []jetstream.Msg) error
 		err := d.applyItems(items, func(b *pebble.Batch, it item) error {
 			if !d.opts.Engine.known(it.system) {
 				return nil
+			}
+			if h, ok := d.takeHint(it.seq); ok {
+				return d.opts.Engine.OnEntry(b, h.order, h.entry, d.opts.Now())
 			}
 			order, err := d.opts.Store.OrderOfSeq(it.seq)
 			if errors.Is(err, projections.ErrNotFound) {

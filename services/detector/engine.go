@@ -237,10 +237,11 @@ func decodeExpectation(b []byte) (Expectation, error) {
 
 // putExpectation writes an expectation and its due index entry.
 func putExpectation(b *pebble.Batch, x *Expectation) error {
-	if err := b.Set(expKey(x), x.encode(), nil); err != nil {
+	v := x.encode()
+	if err := b.Set(expKey(x), v, nil); err != nil {
 		return err
 	}
-	return b.Set(dueKey(x), nil, nil)
+	return b.Set(dueKey(x), v, nil) // the due index carries the value: no lookup when judging
 }
 
 func deleteExpectation(b *pebble.Batch, x *Expectation) error {
@@ -502,43 +503,35 @@ func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) 
 	if err != nil {
 		return 0, err
 	}
-	var keys [][]byte
-	for it.First(); it.Valid() && len(keys) < limit; it.Next() {
-		keys = append(keys, append([]byte(nil), it.Key()...))
+	var due []Expectation
+	for it.First(); it.Valid() && len(due) < limit; it.Next() {
+		x, err := decodeExpectation(it.Value())
+		if err != nil {
+			it.Close()
+			return 0, err
+		}
+		due = append(due, x)
 	}
 	if err := it.Close(); err != nil {
 		return 0, err
 	}
-	for _, dk := range keys {
-		ek := append(append([]byte(nil), prefixExp...), dk[len(prefixDue)+8:]...)
-		v, closer, err := b.Get(ek)
-		if errors.Is(err, errNotFoundDB) {
-			if err := b.Delete(dk, nil); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		if err != nil {
+	for i := range due {
+		x := &due[i]
+		if _, err := e.judge(b, x, now, BySLA); err != nil {
 			return 0, err
 		}
-		x, err := decodeExpectation(v)
-		closer.Close()
-		if err != nil {
-			return 0, err
-		}
-		if _, err := e.judge(b, &x, now, BySLA); err != nil {
-			return 0, err
-		}
-		if err := deleteExpectation(b, &x); err != nil {
+		if err := deleteExpectation(b, x); err != nil {
 			return 0, err
 		}
 	}
+	keys := due
 	if len(keys) < limit {
-		// Everything due by the watermark is judged. Keep a margin below
-		// it for expectations stamped with an earlier judgement time (a
-		// settle of zero, clocks that jump).
+		// Everything due by the watermark is judged, and every expectation
+		// created from now on is due at its event's received time + settle,
+		// which is later than the watermark (events are processed in log
+		// order). A second of margin covers clock jitter.
 		e.mu.Lock()
-		e.dueFloor = max(e.dueFloor, watermark.Add(-time.Minute).UnixNano())
+		e.dueFloor = max(e.dueFloor, watermark.Add(-time.Second).UnixNano())
 		e.mu.Unlock()
 	}
 	return len(keys), nil

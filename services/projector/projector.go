@@ -27,7 +27,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/attribute"
@@ -37,6 +36,7 @@ import (
 	"github.com/driftwatch/driftwatch/events/mapping"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/consume"
 	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
@@ -277,42 +277,24 @@ func (p *Projector) run(ctx context.Context, w *worker) error {
 
 // session is one Consume subscription and its consume-apply-commit-ack loop.
 func (p *Projector) session(ctx context.Context, w *worker) error {
-	msgs := make(chan jetstream.Msg, 2*MaxBatch)
-	sessCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	cc, err := w.cons.Consume(func(m jetstream.Msg) {
-		select {
-		case msgs <- m:
-		case <-sessCtx.Done():
-		}
-	}, jetstream.PullMaxMessages(MaxBatch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if sessCtx.Err() == nil && !errors.Is(err, nats.ErrTimeout) {
-			p.log.Warn().Err(err).Str("consumer", w.name).Msg("consume error")
-		}
-	}))
+	r, err := consume.Open(w.cons, MaxBatch)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", w.name, err)
 	}
-	defer cc.Stop()
+	defer r.Stop()
 	batch := make([]jetstream.Msg, 0, MaxBatch)
 	for {
-		batch = batch[:0]
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-msgs:
-			batch = append(batch, m)
-		}
-	drain:
-		for len(batch) < MaxBatch {
-			select {
-			case m := <-msgs:
-				batch = append(batch, m)
-			default:
-				break drain
+		batch, err = r.Batch(ctx, batch)
+		if len(batch) > 0 {
+			// Apply what arrived in order, even when a gap follows it.
+			if aerr := p.applyBatch(ctx, w, batch); aerr != nil {
+				return aerr
 			}
 		}
-		if err := p.applyBatch(ctx, w, batch); err != nil {
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}
@@ -401,6 +383,11 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.
 		if err := p.opts.Store.CommitTx(tx, true); err != nil {
 			return err
 		}
+		// OnBatch runs before the checkpoint is published: whoever waits
+		// for the checkpoint (the detector) finds the outcomes handed over.
+		if p.opts.OnBatch != nil && len(outcomes) > 0 {
+			p.opts.OnBatch(w.system, outcomes)
+		}
 		w.applied.Store(last)
 		w.deadLettered.Add(dead)
 		w.duplicates.Add(dups)
@@ -408,9 +395,6 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.
 	// AckAll: acknowledging the last message acknowledges the batch.
 	if err := msgs[len(msgs)-1].Ack(); err != nil && ctx.Err() == nil {
 		p.log.Warn().Err(err).Str("consumer", w.name).Msg("ack failed; the batch will be redelivered and skipped")
-	}
-	if p.opts.OnBatch != nil && len(outcomes) > 0 {
-		p.opts.OnBatch(w.system, outcomes)
 	}
 	return nil
 }

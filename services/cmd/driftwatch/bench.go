@@ -15,6 +15,7 @@ import (
 func newBenchCmd() *cobra.Command {
 	var o bench.Options
 	var skip, output, cpuProfile string
+	var sweepOrders int
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Load test an embedded driftwatch and print rates, latencies and memory",
@@ -73,5 +74,6 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	f.IntVar(&sweepOrders, "sweep-orders", 0, "instead: load this many orders x 5 systems straight into a store and time one reconciliation sweep")
 	return cmd
 }
