@@ -41,7 +41,7 @@ type Options struct {
 type Gate struct {
 	opts    Options
 	decider *Decider
-	svc     micro.Service
+	svcs    []micro.Service
 	flags   chan *detector.Mismatch
 	wg      sync.WaitGroup
 	stop    chan struct{}
@@ -63,9 +63,29 @@ func New(opts Options) *Gate {
 	return &Gate{opts: opts, decider: NewDecider(opts.Config), flags: make(chan *detector.Mismatch, 10000), stop: make(chan struct{})}
 }
 
-// Start adds the micro service on driftwatch.validate and starts the flag
-// recorder.
+// Instances of the micro service run side by side in one process (one
+// subscription each, in the service's queue group): requests are answered
+// in parallel, and a slow one (a cold read) does not hold up the others.
+// Each instance keeps its own stats, as `nats micro info` shows them.
+const Instances = 2
+
+// Start adds the micro service instances on driftwatch.validate and starts
+// the flag recorder.
 func (g *Gate) Start() error {
+	for i := 0; i < Instances; i++ {
+		if err := g.addInstance(); err != nil {
+			for _, s := range g.svcs {
+				_ = s.Stop()
+			}
+			return err
+		}
+	}
+	g.wg.Add(1)
+	go g.recordLoop()
+	return nil
+}
+
+func (g *Gate) addInstance() error {
 	svc, err := micro.AddService(g.opts.Conn, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
@@ -80,23 +100,21 @@ func (g *Gate) Start() error {
 		_ = svc.Stop()
 		return fmt.Errorf("gate: add endpoint: %w", err)
 	}
-	g.svc = svc
-	g.wg.Add(1)
-	go g.recordLoop()
+	g.svcs = append(g.svcs, svc)
 	return nil
 }
 
 // Stop stops the service and records the flags still queued.
 func (g *Gate) Stop() {
-	if g.svc != nil {
-		_ = g.svc.Stop()
+	for _, s := range g.svcs {
+		_ = s.Stop()
 	}
 	close(g.stop)
 	g.wg.Wait()
 }
 
-// Service exposes the micro service (stats in tests).
-func (g *Gate) Service() micro.Service { return g.svc }
+// Services exposes the micro service instances (stats in tests).
+func (g *Gate) Services() []micro.Service { return g.svcs }
 
 // RequestError is a malformed request: a 400, never a flag.
 type RequestError struct {

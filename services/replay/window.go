@@ -15,6 +15,10 @@ import (
 	"github.com/driftwatch/driftwatch/services/projector"
 )
 
+// judgeEvery is how often (in log time) the replay judges due
+// expectations: the live detector's tick.
+const judgeEvery = 100 * time.Millisecond
+
 // WindowOptions configures a dry-run replay of detection.
 type WindowOptions struct {
 	JS     jetstream.JetStream
@@ -81,6 +85,7 @@ func Window(ctx context.Context, o WindowOptions) (*WindowResult, error) {
 	tx := store.NewTx(true)
 	b := tx.B
 	n := 0
+	var lastJudge time.Time
 	commit := func() error {
 		if err := store.CommitTx(tx, false); err != nil {
 			return err
@@ -117,11 +122,14 @@ func Window(ctx context.Context, o WindowOptions) (*WindowResult, error) {
 				break
 			}
 			detect := inWindow(seq, meta.Timestamp)
-			if detect {
+			// Judge as the live detector's ticker does: every 100ms of
+			// log time, before the event that crosses the mark.
+			if detect && meta.Timestamp.Sub(lastJudge) >= judgeEvery {
 				if _, err := eng.JudgeDue(b, meta.Timestamp, meta.Timestamp, 1<<30); err != nil {
 					b.Close()
 					return nil, err
 				}
+				lastJudge = meta.Timestamp
 			}
 			out, err := applier.Apply(tx, projections.Delivery{Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp})
 			if err != nil {
