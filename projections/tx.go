@@ -16,6 +16,7 @@ import (
 //
 // A Tx that is closed without commit leaves no trace: the cache only ever
 // holds committed rows (or, for a scratch store, rows published on purpose).
+// A Tx must be committed with CommitTx, which also feeds the ledger filter.
 type Tx struct {
 	store *Store
 	B     *pebble.Batch
@@ -92,8 +93,8 @@ func (tx *Tx) seenBefore(key []byte) (bool, error) {
 	if _, ok := tx.seen[string(key)]; ok {
 		return true, nil
 	}
-	if !tx.store.seen.mayContain(key) && !tx.B.Indexed() {
-		return false, nil // definitely never committed
+	if !tx.store.seen.mayContain(key) {
+		return false, nil // definitely never committed (through CommitTx)
 	}
 	_, err := get(tx.reader(), key)
 	if errors.Is(err, ErrNotFound) {

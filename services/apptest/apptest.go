@@ -164,3 +164,21 @@ func (e *Env) LastDLQ(t testing.TB, system string) (*jetstream.RawStreamMsg, err
 	}
 	return msg, nil
 }
+
+// WaitApplied polls until every consumer (the projectors and the detector)
+// has nothing pending.
+func (e *Env) WaitApplied(t testing.TB) {
+	t.Helper()
+	CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		st, err := e.App.Status(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, c := range st.Consumers {
+			if c.Pending > 0 {
+				return fmt.Errorf("%s has %d pending", c.Name, c.Pending)
+			}
+		}
+		return nil
+	})
+}

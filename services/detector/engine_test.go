@@ -99,7 +99,11 @@ func (tl *timeline) commit(b *pebble.Batch, at time.Time) {
 	if err := tl.store.Commit(b); err != nil {
 		tl.t.Fatal(err)
 	}
-	// Drain the outbox into the output.
+	tl.drain(at)
+}
+
+// drain moves the outbox's alerts into the output.
+func (tl *timeline) drain(at time.Time) {
 	db := tl.store.DB()
 	it, _ := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: prefixEnd(prefixOutbox)})
 	var keys [][]byte
@@ -182,7 +186,10 @@ func (tl *timeline) event(at, recv time.Duration, system string, kv map[string]s
 			tl.t.Fatal(err)
 		}
 	}
-	tl.commit(b, received)
+	if err := tl.store.CommitTx(tx, true); err != nil {
+		tl.t.Fatal(err)
+	}
+	tl.drain(received)
 }
 
 func parseAt(t *testing.T, s string) time.Duration {

@@ -38,23 +38,6 @@ func rawPublish(t *testing.T, env *apptest.Env, subject string, data []byte, msg
 	}
 }
 
-// waitCaughtUp polls until every projector consumer has applied the stream.
-func waitCaughtUp(t *testing.T, env *apptest.Env) {
-	t.Helper()
-	apptest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		st, err := env.App.Status(context.Background())
-		if err != nil {
-			return err
-		}
-		for _, c := range st.Consumers {
-			if c.Pending > 0 {
-				return fmt.Errorf("%s has %d pending", c.Name, c.Pending)
-			}
-		}
-		return nil
-	})
-}
-
 func TestOutOfOrderDuplicatesAndOrderView(t *testing.T) {
 	env := apptest.Start(t, apptest.Config(t, ""), "")
 	// Newest first, with mixed offsets; then an older one arriving late.
@@ -66,7 +49,7 @@ func TestOutOfOrderDuplicatesAndOrderView(t *testing.T) {
 	// Beyond the window (no or another message id): the ledger drops it.
 	rawPublish(t, env, "driftwatch.in.erp", body("n1", "ORD-1", "erp", "Billed", "2026-11-27T12:00:00Z"), "")
 	rawPublish(t, env, "driftwatch.in.erp", []byte(`{"event_id":"k1","order_id":"ORD-1","system":"erp","kind":"ack","ack_of":"shop:s2","occurred_at":"2026-11-27T10:00:03Z"}`), "erp:k1")
-	waitCaughtUp(t, env)
+	env.WaitApplied(t)
 
 	shop, err := env.App.Store.Row("ORD-1", "shop")
 	if err != nil {
@@ -140,7 +123,7 @@ func TestPoisonMessagesAreDeadLettered(t *testing.T) {
 	}
 	// An unknown system's subject: the sentry dead-letters it.
 	rawPublish(t, env, "driftwatch.in.pos", body("x1", "O", "pos", "paid", "2026-11-27T10:00:00Z"), "")
-	waitCaughtUp(t, env)
+	env.WaitApplied(t)
 	for i := 0; i < good; i++ {
 		if _, err := env.App.Store.Row(fmt.Sprintf("O%d", i), "shop"); err != nil {
 			t.Fatalf("good event %d not applied: %v", i, err)
@@ -180,7 +163,7 @@ func TestRestartResumesAndRebuildEqualsIncremental(t *testing.T) {
 	env.Stop()
 	env = apptest.Start(t, cfg, dir)
 	publishMix(t, env, 600, 1200)
-	waitCaughtUp(t, env)
+	env.WaitApplied(t)
 
 	var incremental bytes.Buffer
 	if err := env.App.Store.Dump(&incremental); err != nil {

@@ -77,22 +77,6 @@ func (c *collector) count(pred func(map[string]any) bool) int {
 	return n
 }
 
-func waitProjected(t *testing.T, env *apptest.Env) {
-	t.Helper()
-	apptest.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		st, err := env.App.Status(context.Background())
-		if err != nil {
-			return err
-		}
-		for _, c := range st.Consumers {
-			if c.Pending > 0 {
-				return fmt.Errorf("%s pending %d", c.Name, c.Pending)
-			}
-		}
-		return nil
-	})
-}
-
 func TestSnapshotRevealsMissingEvents(t *testing.T) {
 	env := apptest.Start(t, apptest.Config(t, ""), "")
 	alerts := collect(t, env.NC, "driftwatch.alerts.>")
@@ -103,7 +87,7 @@ func TestSnapshotRevealsMissingEvents(t *testing.T) {
 		lines = append(lines, evAt("s"+o, o, "shop", "unfulfilled", now, ""), evAt("e"+o, o, "erp", "Pending Fulfillment", now, ""), evAt("w"+o, o, "wms", "confirmed", now, ""))
 	}
 	publish(t, env, lines...)
-	waitProjected(t, env)
+	env.WaitApplied(t)
 	// The ERP's export: orders 3, 7 and 11 moved on without the log hearing
 	// of it; S-99 was never in the log; the rest agree.
 	csv := "order_id,status,updated_at\n"
@@ -135,7 +119,7 @@ func TestSnapshotRevealsMissingEvents(t *testing.T) {
 	if status != 200 || !strings.Contains(body, `"duplicate":21`) {
 		t.Fatalf("second import: %d %s", status, body)
 	}
-	waitProjected(t, env)
+	env.WaitApplied(t)
 	time.Sleep(500 * time.Millisecond) // let a wrong second alert show up
 	alerts.mu.Lock()
 	got := map[string]int{}
@@ -200,7 +184,7 @@ func TestReconcileSweep(t *testing.T) {
 	}
 	// Fix R-1 for real: the next sweep (or the detector) resolves it.
 	publish(t, env, evAt("r1b", "R-1", "erp", "Pending Fulfillment", time.Now(), ""), evAt("r1c", "R-1", "wms", "confirmed", time.Now(), ""))
-	waitProjected(t, env)
+	env.WaitApplied(t)
 	if _, err := env.App.Reconcile.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,22 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/services/api"
+	"github.com/driftwatch/driftwatch/services/detector"
 )
+
+// sides renders a mismatch's source and target for a table.
+func sides(m *detector.Mismatch) (src, tgt string) {
+	src, tgt = "-", "-"
+	if m.Source != nil {
+		src = m.Source.System + "=" + m.Source.Status
+	}
+	if m.Target != nil {
+		tgt = m.Target.System + "=" + m.Target.Status
+	} else if m.FlowTo != "" {
+		tgt = m.FlowTo + " (no record)"
+	}
+	return src, tgt
+}
 
 func newMismatchesCmd() *cobra.Command {
 	var httpAddr, state, pattern, system, severity, order, output string
@@ -40,15 +55,7 @@ func newMismatchesCmd() *cobra.Command {
 			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			printf(w, "SEVERITY\tPATTERN\tORDER\tSOURCE\tTARGET\tSTATE\tDETECTED_AT\tALERT_ID\n")
 			for _, m := range page.Mismatches {
-				src, tgt := "-", "-"
-				if m.Source != nil {
-					src = m.Source.System + "=" + m.Source.Status
-				}
-				if m.Target != nil {
-					tgt = m.Target.System + "=" + m.Target.Status
-				} else if m.FlowTo != "" {
-					tgt = m.FlowTo + " (no record)"
-				}
+				src, tgt := sides(m)
 				printf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Severity, m.Pattern, m.OrderID, src, tgt, m.State, m.DetectedAt, m.AlertID)
 			}
 			_ = w.Flush()

@@ -169,15 +169,7 @@ func printMismatches(ms []*detector.Mismatch, output, summary string) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	printf(w, "SEVERITY\tPATTERN\tORDER\tSOURCE\tTARGET\tDETECTED_AT\tMESSAGE\n")
 	for _, m := range ms {
-		src, tgt := "-", "-"
-		if m.Source != nil {
-			src = m.Source.System + "=" + m.Source.Status
-		}
-		if m.Target != nil {
-			tgt = m.Target.System + "=" + m.Target.Status
-		} else if m.FlowTo != "" {
-			tgt = m.FlowTo + " (no record)"
-		}
+		src, tgt := sides(m)
 		printf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Severity, m.Pattern, m.OrderID, src, tgt, m.DetectedAt, m.Message)
 	}
 	_ = w.Flush()
