@@ -48,6 +48,15 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			o.Log = func(format string, args ...any) {
 				printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 			}
+			if sweepOrders > 0 {
+				res, err := bench.Sweep(cmd.Context(), sweepOrders, o.Log)
+				if err != nil {
+					return err
+				}
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
 			res, err := bench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
