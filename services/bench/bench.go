@@ -36,29 +36,34 @@ type Options struct {
 	IngestRate   int           // events per second published while the gate is measured
 	Skip         map[string]bool
 	Log          func(format string, args ...any)
+	// Rate, when set, paces driftwatch's publish at this many events per
+	// second (a steady load instead of a burst), to measure detection
+	// latency with the detector keeping up.
+	Rate int
 }
 
 // Result holds the figures.
 type Result struct {
-	Machine          string             `json:"machine"`
-	SyncInterval     string             `json:"sync_interval"`
-	Orders           int                `json:"orders"`
-	Events           int                `json:"events"`
-	RawRate          float64            `json:"raw_publish_per_sec"`
-	PublishRate      float64            `json:"publish_per_sec"`
-	EndToEndRate     float64            `json:"end_to_end_per_sec"`
-	Ratio            float64            `json:"end_to_end_over_raw"`
-	DetectLatency    map[string]float64 `json:"detect_latency_ms"` // p50 p90 p99 max
-	Alerts           int                `json:"alerts"`
-	GateLatency      map[string]float64 `json:"gate_latency_ms"` // p50 p99 p999 max
-	GateRequests     int                `json:"gate_requests"`
-	GateRate         float64            `json:"gate_rate_per_sec"`
-	IngestDuringGate float64            `json:"ingest_during_gate_per_sec"`
-	SweepSeconds     float64            `json:"reconcile_sweep_seconds"`
-	SweepOrders      int                `json:"reconcile_orders"`
-	ReplayRate       float64            `json:"replay_per_sec"`
-	RebuildRate      float64            `json:"rebuild_per_sec"`
-	PeakRSSMiB       float64            `json:"peak_rss_mib"`
+	Machine             string             `json:"machine"`
+	SyncInterval        string             `json:"sync_interval"`
+	Orders              int                `json:"orders"`
+	Events              int                `json:"events"`
+	RawRate             float64            `json:"raw_publish_per_sec"`
+	PublishRate         float64            `json:"publish_per_sec"`
+	EndToEndRate        float64            `json:"end_to_end_per_sec"`
+	Ratio               float64            `json:"end_to_end_over_raw"`
+	DetectLatency       map[string]float64 `json:"detect_latency_ms"` // p50 p90 p99 max
+	MaxOpenExpectations int                `json:"max_open_expectations"`
+	Alerts              int                `json:"alerts"`
+	GateLatency         map[string]float64 `json:"gate_latency_ms"` // p50 p99 p999 max
+	GateRequests        int                `json:"gate_requests"`
+	GateRate            float64            `json:"gate_rate_per_sec"`
+	IngestDuringGate    float64            `json:"ingest_during_gate_per_sec"`
+	SweepSeconds        float64            `json:"reconcile_sweep_seconds"`
+	SweepOrders         int                `json:"reconcile_orders"`
+	ReplayRate          float64            `json:"replay_per_sec"`
+	RebuildRate         float64            `json:"rebuild_per_sec"`
+	PeakRSSMiB          float64            `json:"peak_rss_mib"`
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -140,8 +145,26 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer sub.Unsubscribe()
+	var maxOpen atomic.Int64
+	sampleDone := make(chan struct{})
+	go func() {
+		for {
+			if n, err := a.Detector.OpenExpectations(); err == nil && int64(n) > maxOpen.Load() {
+				maxOpen.Store(int64(n))
+			}
+			select {
+			case <-sampleDone:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}()
 	start = time.Now()
-	if err := publishAll(ctx, js, payloads, func(i int) string { return subjects[i] }, true); err != nil {
+	if o.Rate > 0 {
+		if err := publishPaced(ctx, js, payloads, subjects, o.Rate); err != nil {
+			return nil, err
+		}
+	} else if err := publishAll(ctx, js, payloads, func(i int) string { return subjects[i] }, true); err != nil {
 		return nil, err
 	}
 	pubDone := time.Since(start)
@@ -157,7 +180,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// 3. Detection latency: wait for the faults' alerts.
 	time.Sleep(cfg.Flows[0].SLA.D() + 2*time.Second)
 	res.DetectLatency, res.Alerts = alerts.percentiles([]float64{50, 90, 99, 100}), alerts.count()
-	o.logf("detection: %d alerts, latency after judgement p50 %.1fms p99 %.1fms", res.Alerts, res.DetectLatency["p50"], res.DetectLatency["p99"])
+	close(sampleDone)
+	res.MaxOpenExpectations = int(maxOpen.Load())
+	o.logf("detection: %d alerts, latency after judgement p50 %.1fms p99 %.1fms, up to %d open expectations", res.Alerts, res.DetectLatency["p50"], res.DetectLatency["p99"], res.MaxOpenExpectations)
 
 	// 4. Gate at a fixed rate while ingesting.
 	if !o.Skip["gate"] {
@@ -246,6 +271,25 @@ func publishAll(ctx context.Context, js jetstream.JetStream, payloads [][]byte, 
 		}
 	}
 	return drain()
+}
+
+// publishPaced publishes at rate events per second, in 10ms slices.
+func publishPaced(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subjects []string, rate int) error {
+	per := max(rate/100, 1)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; i < len(payloads); i += per {
+		end := min(i+per, len(payloads))
+		if err := publishAll(ctx, js, payloads[i:end], func(k int) string { return subjects[i+k] }, true); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 func idOf(line []byte) string {

@@ -128,7 +128,6 @@ func publishFile(ctx context.Context, sink batchSink, path string, format events
 		return t, err
 	}
 	start := time.Now()
-	defer func() { t.elapsed = time.Since(start) }()
 	batch := make([][]byte, 0, publishChunk)
 	lines := make([]int, 0, publishChunk)
 	flush := func() error {
@@ -170,7 +169,9 @@ func publishFile(ctx context.Context, sink batchSink, path string, format events
 			}
 		}
 	}
-	return t, flush()
+	err = flush()
+	t.elapsed = time.Since(start)
+	return t, err
 }
 
 // httpSink posts batches as NDJSON to POST /v1/events.
