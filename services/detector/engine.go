@@ -1030,19 +1030,21 @@ func fmtTime(nanos int64) string {
 // clock shows the time of day of an RFC 3339 timestamp with its offset, as
 // the source wrote it ("10:04:05-04:00").
 func clock(ts string) string {
-	if i := indexByte(ts, 'T'); i >= 0 {
-		return ts[i+1:]
-	}
-	return ts
-}
-
-func indexByte(s string, c byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
+	for i := 0; i < len(ts); i++ {
+		if ts[i] == 'T' {
+			ts = ts[i+1:]
+			break
 		}
 	}
-	return -1
+	// Drop fractions of a second: "10:04:05.123456-04:00" -> "10:04:05-04:00".
+	if dot := strings.IndexByte(ts, '.'); dot >= 0 {
+		end := dot + 1
+		for end < len(ts) && ts[end] >= '0' && ts[end] <= '9' {
+			end++
+		}
+		ts = ts[:dot] + ts[end:]
+	}
+	return ts
 }
 
 func dur(d time.Duration) string {

@@ -7,6 +7,7 @@ package replay
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/driftwatch/driftwatch/events/canonical"
@@ -148,8 +149,17 @@ func follow(f config.Flow, target *mapping.Table, entries []projections.Entry, i
 func clock(ts string) string {
 	for i := 0; i < len(ts); i++ {
 		if ts[i] == 'T' {
-			return ts[i+1:]
+			ts = ts[i+1:]
+			break
 		}
+	}
+	// Drop fractions of a second: "10:04:05.123456-04:00" -> "10:04:05-04:00".
+	if dot := strings.IndexByte(ts, '.'); dot >= 0 {
+		end := dot + 1
+		for end < len(ts) && ts[end] >= '0' && ts[end] <= '9' {
+			end++
+		}
+		ts = ts[:dot] + ts[end:]
 	}
 	return ts
 }
