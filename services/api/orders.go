@@ -257,19 +257,28 @@ func (h *OrderHandlers) order(w http.ResponseWriter, r *http.Request) {
 
 func (h *OrderHandlers) timeline(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("order_id")
-	entries, err := h.Store.Timeline(id)
+	if entries, acks, ok := LoadTimeline(w, h.Store, id); ok {
+		httpjson.Write(w, http.StatusOK, BuildTimeline(id, entries, acks))
+	}
+}
+
+// LoadTimeline reads an order's index entries and acknowledgements; on a
+// store error or an unknown order it writes the error reply and returns
+// false.
+func LoadTimeline(w http.ResponseWriter, store *projections.Store, id string) ([]projections.Entry, []projections.AckLink, bool) {
+	entries, err := store.Timeline(id)
 	if err != nil {
 		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
-		return
+		return nil, nil, false
 	}
 	if len(entries) == 0 {
 		httpjson.WriteError(w, http.StatusNotFound, "order_not_found", "no event in the log for order "+id)
-		return
+		return nil, nil, false
 	}
-	acks, err := h.Store.Acks(id)
+	acks, err := store.Acks(id)
 	if err != nil {
 		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
-		return
+		return nil, nil, false
 	}
-	httpjson.Write(w, http.StatusOK, BuildTimeline(id, entries, acks))
+	return entries, acks, true
 }

@@ -17,21 +17,9 @@ import (
 // serveReplay is GET /v1/orders/{order_id}/replay: the annotated timeline.
 func (a *App) serveReplay(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("order_id")
-	entries, err := a.Store.Timeline(id)
-	if err != nil {
-		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
-		return
+	if entries, acks, ok := api.LoadTimeline(w, a.Store, id); ok {
+		httpjson.Write(w, http.StatusOK, replay.Annotate(a.cfg, id, entries, acks, time.Now()))
 	}
-	if len(entries) == 0 {
-		httpjson.WriteError(w, http.StatusNotFound, "order_not_found", "no event in the log for order "+id)
-		return
-	}
-	acks, err := a.Store.Acks(id)
-	if err != nil {
-		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
-		return
-	}
-	httpjson.Write(w, http.StatusOK, replay.Annotate(a.cfg, id, entries, acks, time.Now()))
 }
 
 // MismatchCSVHeader is the column order of a mismatch export.

@@ -1027,8 +1027,10 @@ func fmtTime(nanos int64) string {
 	return time.Unix(0, nanos).UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
-// clock shows the time of day of an RFC 3339 timestamp with its offset, as
+// Clock shows the time of day of an RFC 3339 timestamp with its offset, as
 // the source wrote it ("10:04:05-04:00").
+func Clock(ts string) string { return clock(ts) }
+
 func clock(ts string) string {
 	for i := 0; i < len(ts); i++ {
 		if ts[i] == 'T' {

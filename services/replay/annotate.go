@@ -7,7 +7,6 @@ package replay
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/driftwatch/driftwatch/events/canonical"
@@ -15,6 +14,7 @@ import (
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/api"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/detector"
 )
 
 // Gap is a flow expectation that was not met in time.
@@ -129,37 +129,19 @@ func follow(f config.Flow, target *mapping.Table, entries []projections.Entry, i
 		if t.Occurred > deadline {
 			return fmt.Sprintf("%s reflected it %s later, past the %s SLA", f.To, after.Round(time.Second), sla),
 				&Gap{System: f.To, Source: e.System, AfterSeq: e.Seq, Severity: "medium",
-					Message: fmt.Sprintf("%s %s at %s; %s reflected it only %s later (event %s), past the %s SLA", e.System, what, clock(e.OccurredAt), f.To, after.Round(time.Second), t.EventID, sla)}
+					Message: fmt.Sprintf("%s %s at %s; %s reflected it only %s later (event %s), past the %s SLA", e.System, what, detector.Clock(e.OccurredAt), f.To, after.Round(time.Second), t.EventID, sla)}
 		}
 		return fmt.Sprintf("%s reflected it %s later (within the %s SLA)", f.To, after.Round(time.Second), sla), nil
 	}
 	acked := ""
 	for _, a := range acks {
 		if a.System == e.System && a.EventID == e.EventID && a.AckSystem == f.To {
-			acked = fmt.Sprintf(" (it acknowledged the event at %s but never applied it)", clock(a.OccurredAt))
+			acked = fmt.Sprintf(" (it acknowledged the event at %s but never applied it)", detector.Clock(a.OccurredAt))
 		}
 	}
 	if now.UnixNano() < deadline {
 		return fmt.Sprintf("%s has not reflected it yet; due within the %s SLA", f.To, sla), nil
 	}
-	msg := fmt.Sprintf("%s %s at %s; %s never acknowledged within the %s SLA%s", e.System, what, clock(e.OccurredAt), f.To, sla, acked)
+	msg := fmt.Sprintf("%s %s at %s; %s never acknowledged within the %s SLA%s", e.System, what, detector.Clock(e.OccurredAt), f.To, sla, acked)
 	return msg, &Gap{System: f.To, Source: e.System, AfterSeq: e.Seq, Severity: "high", Message: msg}
-}
-
-func clock(ts string) string {
-	for i := 0; i < len(ts); i++ {
-		if ts[i] == 'T' {
-			ts = ts[i+1:]
-			break
-		}
-	}
-	// Drop fractions of a second: "10:04:05.123456-04:00" -> "10:04:05-04:00".
-	if dot := strings.IndexByte(ts, '.'); dot >= 0 {
-		end := dot + 1
-		for end < len(ts) && ts[end] >= '0' && ts[end] <= '9' {
-			end++
-		}
-		ts = ts[:dot] + ts[end:]
-	}
-	return ts
 }
