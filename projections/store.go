@@ -53,8 +53,8 @@ type Options struct {
 	CacheSize int64
 	// MemTableSize in bytes (default 32 MiB).
 	MemTableSize uint64
-	// RowCache is how many rows the row cache holds (default 262144, about
-	// 80 MiB at most).
+	// RowCache is how many rows the row cache holds (default 131072, about
+	// 40 MiB at most).
 	RowCache int
 }
 
@@ -64,7 +64,7 @@ func Open(dir string, o Options) (*Store, error) {
 		o.CacheSize = 64 << 20
 	}
 	if o.MemTableSize == 0 {
-		o.MemTableSize = 64 << 20
+		o.MemTableSize = 32 << 20
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create projection store %s: %w", dir, err)
@@ -78,7 +78,7 @@ func Open(dir string, o Options) (*Store, error) {
 		// Every event rewrites its row and adds index entries: a
 		// write-heavy store. Let L0 grow before it stalls writers, and
 		// compact with both cores when it must.
-		MemTableStopWritesThreshold: 4,
+		MemTableStopWritesThreshold: 3,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       400,
 		LBaseMaxBytes:               256 << 20,
@@ -94,7 +94,7 @@ func Open(dir string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("open projection store %s: %w", dir, err)
 	}
 	if o.RowCache == 0 {
-		o.RowCache = 1 << 18
+		o.RowCache = 1 << 17
 	}
 	s := &Store{db: db, dir: dir, cache: newRowCache(o.RowCache), seen: newSeenFilter(4 << 20)}
 	v, closer, err := db.Get(keyFormat)

@@ -78,7 +78,7 @@ type hint struct {
 }
 
 // maxHints bounds the hints kept for the detector.
-const maxHints = 200000
+const maxHints = 50000
 
 // Hint hands the projector's committed outcomes to the detector.
 func (d *Detector) Hint(outcomes []projections.Outcome) {
