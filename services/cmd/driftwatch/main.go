@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -25,6 +26,14 @@ type usageError struct{ error }
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 func main() {
+	// driftwatch spends much of its time in fsyncs and network I/O, and
+	// Go preempts a busy goroutine only every 10ms: with one P per core a
+	// gate request can wait behind a projector batch that long. Twice the
+	// cores (at least 4) measured p99 gate latency 79 ms -> 9 ms and end to
+	// end +25% on the 2-core VM (BENCHMARKS.md). GOMAXPROCS still wins.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(max(2*runtime.NumCPU(), 4))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCmd()
