@@ -679,7 +679,7 @@ func (e *Engine) sourceSide(x *Expectation, src *projections.Row, entry *project
 		if x.Dim == DimPayment {
 			f = &src.Payment
 		}
-		return facetSide(x.From, f, x.Dim)
+		return facetSide(x.From, f)
 	}
 	sd := &Side{System: x.From, Status: entry.Raw, Field: entry.Field, OccurredAt: entry.OccurredAt,
 		ReceivedAt: fmtTime(entry.Received), Seq: entry.Seq, EventID: entry.EventID, Actor: entry.Actor}
@@ -693,7 +693,7 @@ func (e *Engine) sourceSide(x *Expectation, src *projections.Row, entry *project
 			f = &src.Payment
 		}
 		if f.Set() {
-			return facetSide(x.From, f, x.Dim)
+			return facetSide(x.From, f)
 		}
 	}
 	return sd
@@ -706,13 +706,12 @@ func canonName(s canonical.State, unmapped bool) string {
 	return s.String()
 }
 
-func facetSide(sys string, f *projections.Facet, dim uint8) *Side {
+func facetSide(sys string, f *projections.Facet) *Side {
 	sd := &Side{System: sys, Status: f.Raw, Field: f.Field, Canonical: canonName(f.State, f.Unmapped), OccurredAt: f.OccurredAt,
 		ReceivedAt: fmtTime(f.Received), Seq: f.Seq, EventID: f.EventID, Actor: f.Actor}
 	if f.Payment != canonical.NoPayment {
 		sd.Payment = f.Payment.String()
 	}
-	_ = dim
 	return sd
 }
 
@@ -729,7 +728,7 @@ func targetSide(dim uint8, r *projections.Row) *Side {
 	if !f.Set() {
 		f = &r.Last
 	}
-	return facetSide(r.System, f, dim)
+	return facetSide(r.System, f)
 }
 
 func replaySeqs(sides ...*Side) []uint64 {

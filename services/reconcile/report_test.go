@@ -28,7 +28,7 @@ func TestReportFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	mk := func(order, pattern, sev, src, tgt string, onset, detected time.Duration, amount, cur string) *detector.Mismatch {
+	mk := func(order, pattern, sev, src, tgt string, onset time.Duration, amount, cur string) *detector.Mismatch {
 		m := &detector.Mismatch{FlowFrom: src, FlowTo: tgt}
 		m.AlertID = detector.AlertID(order, pattern, src, tgt)
 		m.OrderID, m.Pattern, m.Severity, m.DetectedBy = order, pattern, sev, detector.BySLA
@@ -36,7 +36,6 @@ func TestReportFixture(t *testing.T) {
 		m.OnsetNanos = t0.Add(onset).UnixNano()
 		m.DeadlineNanos = m.OnsetNanos
 		m.Amount, m.Currency = amount, cur
-		_ = detected
 		return m
 	}
 	// detected at t0+d: time to detect = d - onset.
@@ -46,11 +45,11 @@ func TestReportFixture(t *testing.T) {
 		resolved time.Duration // 0: still open
 	}
 	rows := []row{
-		{mk("A", detector.OrderNotAcknowledged, detector.High, "shop", "erp", 0, 0, "100.50", "EUR"), 10 * time.Second, 0},
-		{mk("A", detector.CancelNotPropagated, detector.Critical, "shop", "erp", 0, 0, "100.50", "EUR"), 20 * time.Second, 0},
-		{mk("B", detector.PaymentWithoutOrder, detector.Critical, "stripe", "erp", 0, 0, "20", "EUR"), 30 * time.Second, 0},
-		{mk("C", detector.StatusNotPropagated, detector.Medium, "erp", "wms", 0, 0, "", ""), 40 * time.Second, 100 * time.Second},
-		{mk("D", detector.ShipmentNotReflected, detector.Medium, "amazon", "erp", 0, 0, "5", "USD"), 100 * time.Second, 0},
+		{mk("A", detector.OrderNotAcknowledged, detector.High, "shop", "erp", 0, "100.50", "EUR"), 10 * time.Second, 0},
+		{mk("A", detector.CancelNotPropagated, detector.Critical, "shop", "erp", 0, "100.50", "EUR"), 20 * time.Second, 0},
+		{mk("B", detector.PaymentWithoutOrder, detector.Critical, "stripe", "erp", 0, "20", "EUR"), 30 * time.Second, 0},
+		{mk("C", detector.StatusNotPropagated, detector.Medium, "erp", "wms", 0, "", ""), 40 * time.Second, 100 * time.Second},
+		{mk("D", detector.ShipmentNotReflected, detector.Medium, "amazon", "erp", 0, "5", "USD"), 100 * time.Second, 0},
 	}
 	for _, r := range rows {
 		b := store.NewBatch()
