@@ -213,7 +213,7 @@ func TestOpsAlerts(t *testing.T) {
   escalate_after: 24h
   escalate:
     order_not_acknowledged: 1s
-  silent_floor: 1s
+  silent_floor: 2s
 `)
 	env := apptest.Start(t, cfg, "")
 	ops := collect(t, env.NC, "driftwatch.alerts.ops.>")
