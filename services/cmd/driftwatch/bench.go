@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -53,18 +52,14 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 				if err != nil {
 					return err
 				}
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(res)
 			}
 			res, err := bench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
 			if output == "json" {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(res)
 			}
 			printf(os.Stdout, "machine              %s\nsync_interval        %s\norders / events      %d / %d\n", res.Machine, res.SyncInterval, res.Orders, res.Events)
 			printf(os.Stdout, "raw JetStream        %.0f msgs/s\npublish              %.0f events/s\nend to end           %.0f events/s (%.2fx raw)\n", res.RawRate, res.PublishRate, res.EndToEndRate, res.Ratio)

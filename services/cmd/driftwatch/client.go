@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftwatch/driftwatch/services/httpjson"
 )
@@ -56,4 +60,25 @@ func (c *apiClient) do(method, path string, body io.Reader, out any) error {
 		return nil
 	}
 	return json.Unmarshal(data, out)
+}
+
+// connectJS connects to NATS for a client command.
+func connectJS(url, name string) (jetstream.JetStream, *nats.Conn, error) {
+	nc, err := nats.Connect(url, nats.Name(name))
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc, nil
+}
+
+// printJSON writes v to stdout as indented JSON.
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

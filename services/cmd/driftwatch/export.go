@@ -38,12 +38,11 @@ func newExportCmd() *cobra.Command {
 			}
 			switch args[0] {
 			case "events":
-				nc, err := nats.Connect(natsURL, nats.Name("driftwatch-export"))
+				js, nc, err := connectJS(natsURL, "driftwatch-export")
 				if err != nil {
-					return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+					return err
 				}
 				defer nc.Close()
-				js, _ := jetstream.New(nc)
 				return exportEvents(cmd.Context(), js, os.Stdout, from, to, system, format)
 			case "mismatches":
 				q := url.Values{"format": {format}, "state": {""}}

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/events/mapping"
@@ -47,12 +45,11 @@ integration team can run it in CI before a mapping change ships.`,
 			if err != nil {
 				return err
 			}
-			nc, err := nats.Connect(natsURL, nats.Name("driftwatch-mapping-test"))
+			js, nc, err := connectJS(natsURL, "driftwatch-mapping-test")
 			if err != nil {
-				return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+				return err
 			}
 			defer nc.Close()
-			js, _ := jetstream.New(nc)
 			res, err := replay.Backtest(cmd.Context(), replay.BacktestOptions{JS: js, Config: cfg, Candidate: cand, Since: since, Sample: sample})
 			if err != nil {
 				return err
@@ -66,9 +63,7 @@ integration team can run it in CI before a mapping change ships.`,
 				}
 			}
 			if output == "json" {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(res); err != nil {
+				if err := printJSON(res); err != nil {
 					return err
 				}
 			} else {

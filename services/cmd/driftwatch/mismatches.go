@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -48,9 +47,7 @@ func newMismatchesCmd() *cobra.Command {
 				return err
 			}
 			if output == "json" {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(page)
+				return printJSON(page)
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 			printf(w, "SEVERITY\tPATTERN\tORDER\tSOURCE\tTARGET\tSTATE\tDETECTED_AT\tALERT_ID\n")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"net/url"
 	"os"
 	"strings"
@@ -33,9 +32,7 @@ func newOrderCmd() *cobra.Command {
 				return err
 			}
 			if output == "json" {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"order": view, "timeline": tl})
+				return printJSON(map[string]any{"order": view, "timeline": tl})
 			}
 			printOrder(view, tl)
 			return nil

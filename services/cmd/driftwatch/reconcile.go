@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,9 +34,7 @@ func newReconcileCmd() *cobra.Command {
 			}
 			switch format {
 			case "json":
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
+				return printJSON(rep)
 			case "csv":
 				return rep.WriteCSV(os.Stdout)
 			case "text":

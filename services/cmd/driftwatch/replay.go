@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
@@ -66,12 +64,11 @@ func newReplayCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			nc, err := nats.Connect(natsURL, nats.Name("driftwatch-replay"))
+			js, nc, err := connectJS(natsURL, "driftwatch-replay")
 			if err != nil {
-				return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+				return err
 			}
 			defer nc.Close()
-			js, _ := jetstream.New(nc)
 			opts := replay.WindowOptions{JS: js, Config: cfg, Since: from, Until: to, System: system}
 			var bar *progressbar.ProgressBar
 			if !quiet && isTerminal(os.Stderr) {
@@ -108,9 +105,7 @@ func newReplayCmd() *cobra.Command {
 func printReplay(v replay.View, output string) error {
 	switch output {
 	case "json":
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return printJSON(v)
 	case "csv":
 		cw := csv.NewWriter(os.Stdout)
 		_ = cw.Write([]string{"seq", "system", "kind", "event_id", "status", "canonical", "payment", "occurred_at", "received_at", "lag_ms", "actor", "ack_of", "notes"})
@@ -151,9 +146,7 @@ func printReplay(v replay.View, output string) error {
 func printMismatches(ms []*detector.Mismatch, output, summary string) error {
 	switch output {
 	case "json":
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ms)
+		return printJSON(ms)
 	case "csv":
 		cw := csv.NewWriter(os.Stdout)
 		_ = cw.Write(app.MismatchCSVHeader)
