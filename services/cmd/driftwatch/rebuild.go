@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -73,7 +74,7 @@ while it runs.`,
 			// Hold the live store's lock: a running serve makes this fail.
 			held, err := projections.Open(live, projections.Options{CacheSize: 1 << 20})
 			if err != nil {
-				if strings.Contains(err.Error(), "lock") {
+				if errors.Is(err, syscall.EAGAIN) || strings.Contains(err.Error(), "lock") {
 					return fmt.Errorf("the store %s is in use (is driftwatch serve running on %s?): stop it first", live, dataDir)
 				}
 				if !errors.Is(err, projections.ErrFormatVersion) {
