@@ -71,12 +71,6 @@ func NewApplier(tables map[string]*mapping.Table, maxFutureSkew time.Duration) *
 // Known reports whether a system is configured.
 func (a *Applier) Known(system string) bool { _, ok := a.tables[system]; return ok }
 
-// Table returns a system's mapping table.
-func (a *Applier) Table(system string) (*mapping.Table, bool) {
-	t, ok := a.tables[system]
-	return t, ok
-}
-
 // Apply applies one delivery to tx. A returned error is a storage failure:
 // the Tx must be discarded.
 func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {

@@ -289,9 +289,6 @@ func (s *Store) Row(orderID, system string) (Row, error) {
 	return readRow(s.db, orderID, system)
 }
 
-// ReadRow reads a row through r (the DB or an indexed batch).
-func ReadRow(r reader, orderID, system string) (Row, error) { return readRow(r, orderID, system) }
-
 // RowThrough reads a row from the row cache, or through r.
 func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
 	if v, ok := s.cache.get(string(rowKey(orderID, system))); ok {

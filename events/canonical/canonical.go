@@ -213,9 +213,6 @@ func PaymentTransition(from, to Payment) Transition {
 	return Undocumented
 }
 
-// PaymentTerminal reports whether no documented transition leaves p.
-func PaymentTerminal(p Payment) bool { return p == Refunded || p == Voided }
-
 // ReflectsState reports whether a system B whose fulfilment state is b
 // reflects A's state s (CONTRACT.md section 1). hasRecord is false when B has
 // no record of the order at all; b is then ignored.
@@ -259,6 +256,3 @@ func ReflectsPayment(b, s Payment) bool {
 	}
 	return paymentReach[s]&(1<<b) != 0
 }
-
-// PaymentLater reports whether b is reachable from a (a itself included).
-func PaymentLater(a, b Payment) bool { return ReflectsPayment(b, a) }

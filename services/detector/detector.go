@@ -62,7 +62,6 @@ type Detector struct {
 	outboxWake   chan struct{}
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
-	failed       atomic.Value
 
 	// hints are the projector's outcomes by sequence, handed over in
 	// process so the detector does not read back what was just written.

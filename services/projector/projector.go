@@ -79,7 +79,6 @@ type Projector struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker // by consumer name
-	failed  error
 }
 
 // New returns a projector.
@@ -125,19 +124,7 @@ func (p *Projector) Stop() {
 	p.wg.Wait()
 }
 
-// Err returns the error that stopped a consumer, if any.
-func (p *Projector) Err() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.failed
-}
-
 func (p *Projector) fail(err error) {
-	p.mu.Lock()
-	if p.failed == nil {
-		p.failed = err
-	}
-	p.mu.Unlock()
 	p.log.Error().Err(err).Msg("projector consumer stopped")
 }
 
@@ -520,33 +507,4 @@ func (p *Projector) AppliedOf(system string) uint64 {
 		return 0
 	}
 	return w.applied.Load()
-}
-
-// CaughtUp reports whether every consumer has applied every message of its
-// subject up to seq: its checkpoint is >= the last message of its subject
-// at or below seq.
-func (p *Projector) CaughtUp(ctx context.Context, seq uint64) (bool, error) {
-	for _, w := range p.snapshotWorkers() {
-		if w.system == "" || w.applied.Load() >= seq {
-			continue
-		}
-		info, err := w.cons.Info(ctx)
-		if err != nil {
-			return false, err
-		}
-		if info.NumPending+uint64(info.NumAckPending) > 0 {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-func (p *Projector) snapshotWorkers() []*worker {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	ws := make([]*worker, 0, len(p.workers))
-	for _, w := range p.workers {
-		ws = append(ws, w)
-	}
-	return ws
 }
