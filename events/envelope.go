@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -510,10 +511,5 @@ func timestampShape(s string) bool {
 
 // sortProblems orders problems by field so output is stable.
 func sortProblems(ve *ValidationError) {
-	p := ve.Problems
-	for i := 1; i < len(p); i++ {
-		for j := i; j > 0 && p[j].Field < p[j-1].Field; j-- {
-			p[j], p[j-1] = p[j-1], p[j]
-		}
-	}
+	slices.SortStableFunc(ve.Problems, func(a, b Problem) int { return strings.Compare(a.Field, b.Field) })
 }

@@ -1,10 +1,10 @@
 package projections
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/driftwatch/driftwatch/events"
@@ -175,14 +175,14 @@ func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 // amountOf reads attributes.amount and attributes.currency, if any. The
 // amount is kept as its decimal text, never as a float.
 func amountOf(attrs json.RawMessage) (amount, currency string) {
-	if len(attrs) == 0 || !strings.Contains(string(attrs), `"amount"`) {
+	if !bytes.Contains(attrs, []byte(`"amount"`)) {
 		return "", ""
 	}
 	var a struct {
 		Amount   json.Number `json:"amount"`
 		Currency string      `json:"currency"`
 	}
-	dec := json.NewDecoder(strings.NewReader(string(attrs)))
+	dec := json.NewDecoder(bytes.NewReader(attrs))
 	dec.UseNumber()
 	if dec.Decode(&a) != nil {
 		return "", ""

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -55,20 +56,11 @@ func applyAll(t *testing.T, s *Store, a *Applier, bodies ...string) []Outcome {
 
 func systemOf(body string) string {
 	for _, s := range []string{"shop", "erp", "wms", "pos"} {
-		if contains(body, `"system":"`+s+`"`) {
+		if strings.Contains(body, `"system":"`+s+`"`) {
 			return s
 		}
 	}
 	return "shop"
-}
-
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
 }
 
 func status(id, system, status, field, at string) string {
@@ -162,7 +154,7 @@ func TestSubjectMismatchRejected(t *testing.T) {
 	b := s.NewTx(false)
 	defer b.Close()
 	out, err := a.Apply(b, Delivery{Subject: "driftwatch.in.erp", Data: []byte(status("e1", "shop", "paid", "", "2026-11-27T10:00:00Z")), Seq: 1, Received: recv0})
-	if err != nil || out.Result != Rejected || !contains(out.Err.Error(), "subject") {
+	if err != nil || out.Result != Rejected || !strings.Contains(out.Err.Error(), "subject") {
 		t.Fatalf("%v %v", out.Result, out.Err)
 	}
 }

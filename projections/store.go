@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -452,7 +453,19 @@ func (s *Store) scan(prefix []byte, fn func(k, v []byte) error) error {
 	return it.Error()
 }
 
-// prefixEnd is the first key after every key with prefix.
+// FormatTime renders a stored time (Unix nanoseconds) as RFC 3339 UTC with
+// milliseconds, the one format every reply and alert uses ("" for zero).
+func FormatTime(nanos int64) string {
+	if nanos == 0 {
+		return ""
+	}
+	return time.Unix(0, nanos).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+// PrefixEnd is the first key after every key with prefix (an iterator's
+// upper bound).
+func PrefixEnd(prefix []byte) []byte { return prefixEnd(prefix) }
+
 func prefixEnd(prefix []byte) []byte {
 	end := bytes.Clone(prefix)
 	for i := len(end) - 1; i >= 0; i-- {

@@ -106,12 +106,7 @@ type TimelineView struct {
 }
 
 // FormatTime renders Unix nanoseconds as RFC 3339 UTC with milliseconds.
-func FormatTime(nanos int64) string {
-	if nanos == 0 {
-		return ""
-	}
-	return time.Unix(0, nanos).UTC().Format("2006-01-02T15:04:05.000Z07:00")
-}
+func FormatTime(nanos int64) string { return projections.FormatTime(nanos) }
 
 func stateName(s canonical.State) string { return s.String() }
 

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -109,14 +110,14 @@ func New(opts Options) (*App, error) {
 		opts.Services = AllServices
 	}
 	for _, s := range opts.Services {
-		if !contains(AllServices, s) {
+		if !slices.Contains(AllServices, s) {
 			return nil, fmt.Errorf("--services: %q is not a service (known: %v)", s, AllServices)
 		}
 	}
-	if (contains(opts.Services, ServiceReconcile) || contains(opts.Services, ServicePolicy)) && !contains(opts.Services, ServiceDetector) {
+	if (slices.Contains(opts.Services, ServiceReconcile) || slices.Contains(opts.Services, ServicePolicy)) && !slices.Contains(opts.Services, ServiceDetector) {
 		opts.Services = append(opts.Services, ServiceDetector) // they change mismatches through it
 	}
-	if (contains(opts.Services, ServiceDetector) || contains(opts.Services, ServiceGate)) && !contains(opts.Services, ServiceProjector) {
+	if (slices.Contains(opts.Services, ServiceDetector) || slices.Contains(opts.Services, ServiceGate)) && !slices.Contains(opts.Services, ServiceProjector) {
 		// The detector reads the projections this process's projector
 		// writes (one Pebble store per process).
 		opts.Services = append(opts.Services, ServiceProjector)
@@ -124,16 +125,7 @@ func New(opts Options) (*App, error) {
 	return &App{opts: opts, cfg: opts.Config, log: opts.Logger}, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func (a *App) runs(service string) bool { return contains(a.opts.Services, service) }
+func (a *App) runs(service string) bool { return slices.Contains(a.opts.Services, service) }
 
 // Start starts the log, the store and the services. On error everything
 // started so far is stopped.

@@ -494,18 +494,19 @@ func gateBench(ctx context.Context, o Options, a *app.App, nc *nats.Conn, js jet
 }
 
 // peakRSS is the process's peak resident memory in MiB (Linux VmHWM).
-func peakRSS() float64 {
+func peakRSS() float64 { return procStatusMiB("VmHWM:") }
+
+// procStatusMiB reads a memory line of /proc/self/status ("VmRSS:",
+// "VmHWM:") in MiB; 0 where there is none.
+func procStatusMiB(field string) float64 {
 	data, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				return round(kb / 1024)
-			}
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return round(kb / 1024)
 		}
 	}
 	return 0

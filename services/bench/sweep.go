@@ -119,36 +119,10 @@ func Sweep(ctx context.Context, orders int, log func(string, ...any)) (*SweepRes
 	res.OrdersPerSec = float64(rep.Orders) / res.SweepSeconds
 	res.OpenMismatches = rep.OpenMismatches
 	res.MaxHeapMiB = round(float64(maxHeap.Load()) / (1 << 20))
-	res.RSSMiB = currentRSS()
+	res.RSSMiB = procStatusMiB("VmRSS:")
 	res.StoreMiB = round(float64(dirSize(dir)) / (1 << 20))
 	log("sweep: %d orders in %.2fs (%.0f orders/s), %d mismatches, heap max %.0f MiB", rep.Orders, res.SweepSeconds, res.OrdersPerSec, rep.OpenMismatches, res.MaxHeapMiB)
 	return res, nil
-}
-
-func currentRSS() float64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	var kb float64
-	for _, line := range splitLines(string(data)) {
-		if len(line) > 6 && line[:6] == "VmRSS:" {
-			fmt.Sscanf(line[6:], "%f", &kb)
-		}
-	}
-	return round(kb / 1024)
-}
-
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
 }
 
 func dirSize(dir string) int64 {

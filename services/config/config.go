@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -272,7 +273,7 @@ func (c *Config) Validate() error {
 		if s.Platform == "" {
 			add("systems[%d].platform: is required", i)
 		}
-		if !contains(Roles, s.Role) {
+		if !slices.Contains(Roles, s.Role) {
 			add("systems[%d].role: %q is not a role: want one of %s", i, s.Role, strings.Join(Roles, ", "))
 		}
 		if s.Record {
@@ -357,15 +358,6 @@ func (c *Config) Validate() error {
 		return &Error{File: c.Path, Problems: p}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // System returns the configured system id.

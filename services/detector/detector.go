@@ -415,7 +415,7 @@ func (d *Detector) outboxLoop(ctx context.Context) {
 func (d *Detector) FlushOutbox(ctx context.Context) error {
 	db := d.opts.Store.DB()
 	for {
-		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: prefixEnd(prefixOutbox)})
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: projections.PrefixEnd(prefixOutbox)})
 		if err != nil {
 			return err
 		}

@@ -70,7 +70,7 @@ func NewEngine(cfg *config.Config, store *projections.Store) (*Engine, error) {
 		return nil, err
 	}
 	if db != nil {
-		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: prefixEnd(prefixOutbox)})
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: projections.PrefixEnd(prefixOutbox)})
 		if err != nil {
 			return nil, err
 		}
@@ -128,17 +128,6 @@ var (
 	prefixOutbox  = []byte("x/q/")
 	errNotFoundDB = pebble.ErrNotFound
 )
-
-func prefixEnd(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		end[i]++
-		if end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil
-}
 
 func join(prefix []byte, parts ...string) []byte {
 	k := append([]byte(nil), prefix...)
@@ -253,7 +242,7 @@ func deleteExpectation(b *pebble.Batch, x *Expectation) error {
 
 // scanPrefix calls fn for each key/value under prefix, through r.
 func scanPrefix(r iterable, prefix []byte, fn func(k, v []byte) error) error {
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: projections.PrefixEnd(prefix)})
 	if err != nil {
 		return err
 	}
@@ -294,7 +283,7 @@ func (e *Engine) OnEntry(b *pebble.Batch, orderID string, x projections.Entry, n
 	if x.ClockSkew {
 		m := e.eventFinding(orderID, ClockSkew, &x, now)
 		m.Message = fmt.Sprintf("%s's event %s for order %s says it happened at %s, %s after driftwatch received it at %s (limit %s): %s's clock or time zone is wrong; the event still orders by its source time.",
-			sys, x.EventID, orderID, x.OccurredAt, dur(time.Duration(x.Occurred-x.Received)), fmtTime(x.Received), dur(e.cfg.Detect.MaxFutureSkew.D()), sys)
+			sys, x.EventID, orderID, x.OccurredAt, dur(time.Duration(x.Occurred-x.Received)), projections.FormatTime(x.Received), dur(e.cfg.Detect.MaxFutureSkew.D()), sys)
 		if err := e.raise(b, m, now); err != nil {
 			return err
 		}
@@ -524,8 +513,7 @@ func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) 
 			return 0, err
 		}
 	}
-	keys := due
-	if len(keys) < limit {
+	if len(due) < limit {
 		// Everything due by the watermark is judged, and every expectation
 		// created from now on is due at its event's received time + settle,
 		// which is later than the watermark (events are processed in log
@@ -534,7 +522,7 @@ func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) 
 		e.dueFloor = max(e.dueFloor, watermark.Add(-time.Second).UnixNano())
 		e.mu.Unlock()
 	}
-	return len(keys), nil
+	return len(due), nil
 }
 
 // judge decides one due expectation: met, superseded, or a mismatch
@@ -682,7 +670,7 @@ func (e *Engine) sourceSide(x *Expectation, src *projections.Row, entry *project
 		return facetSide(x.From, f)
 	}
 	sd := &Side{System: x.From, Status: entry.Raw, Field: entry.Field, OccurredAt: entry.OccurredAt,
-		ReceivedAt: fmtTime(entry.Received), Seq: entry.Seq, EventID: entry.EventID, Actor: entry.Actor}
+		ReceivedAt: projections.FormatTime(entry.Received), Seq: entry.Seq, EventID: entry.EventID, Actor: entry.Actor}
 	sd.Canonical = canonName(entry.State, entry.Unmapped)
 	if entry.Payment != canonical.NoPayment {
 		sd.Payment = entry.Payment.String()
@@ -708,7 +696,7 @@ func canonName(s canonical.State, unmapped bool) string {
 
 func facetSide(sys string, f *projections.Facet) *Side {
 	sd := &Side{System: sys, Status: f.Raw, Field: f.Field, Canonical: canonName(f.State, f.Unmapped), OccurredAt: f.OccurredAt,
-		ReceivedAt: fmtTime(f.Received), Seq: f.Seq, EventID: f.EventID, Actor: f.Actor}
+		ReceivedAt: projections.FormatTime(f.Received), Seq: f.Seq, EventID: f.EventID, Actor: f.Actor}
 	if f.Payment != canonical.NoPayment {
 		sd.Payment = f.Payment.String()
 	}
@@ -747,7 +735,7 @@ func (e *Engine) eventFinding(orderID, pattern string, x *projections.Entry, now
 	m.OrderID, m.Pattern, m.Severity, m.DetectedBy = orderID, pattern, DefaultSeverity(pattern), ByIngest
 	m.OnsetNanos, m.DeadlineNanos = x.Occurred, x.Received
 	m.Source = &Side{System: x.System, Status: x.Raw, Field: x.Field, Canonical: canonName(x.State, x.Unmapped), OccurredAt: x.OccurredAt,
-		ReceivedAt: fmtTime(x.Received), Seq: x.Seq, EventID: x.EventID, Actor: x.Actor}
+		ReceivedAt: projections.FormatTime(x.Received), Seq: x.Seq, EventID: x.EventID, Actor: x.Actor}
 	if x.Payment != canonical.NoPayment {
 		m.Source.Payment = x.Payment.String()
 	}
@@ -801,7 +789,7 @@ func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	at := fmtTime(now.UnixNano())
+	at := projections.FormatTime(now.UnixNano())
 	if found && old.State != StateResolved {
 		old.Occurrences++
 		if len(old.Audit) < 100 {
@@ -811,7 +799,7 @@ func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {
 	}
 	m.State = StateOpen
 	m.DetectedAt, m.DetectedNanos = at, now.UnixNano()
-	m.OnsetAt, m.Deadline = fmtTime(m.OnsetNanos), fmtTime(m.DeadlineNanos)
+	m.OnsetAt, m.Deadline = projections.FormatTime(m.OnsetNanos), projections.FormatTime(m.DeadlineNanos)
 	m.Occurrences = 1
 	action := "opened"
 	if found {
@@ -843,7 +831,7 @@ func (e *Engine) Resolve(b *pebble.Batch, alertID string, now time.Time, by, not
 	if m.State == StateResolved {
 		return &m, ErrAlreadyResolved
 	}
-	at := fmtTime(now.UnixNano())
+	at := projections.FormatTime(now.UnixNano())
 	for _, u := range update {
 		u(&m)
 	}
@@ -868,7 +856,7 @@ func (e *Engine) Escalate(b *pebble.Batch, alertID string, now time.Time, note s
 	if err != nil || !found || m.State != StateOpen {
 		return nil, err
 	}
-	at := fmtTime(now.UnixNano())
+	at := projections.FormatTime(now.UnixNano())
 	m.State = StateEscalated
 	m.EscalatedAt = at
 	m.Audit = append(m.Audit, AuditEntry{At: at, Action: "escalated", By: "policy", Note: note})
@@ -1017,13 +1005,6 @@ func (e *Engine) enqueue(b *pebble.Batch, m *Mismatch) error {
 		e.Observe(m)
 	}
 	return b.Set(binary.BigEndian.AppendUint64(append([]byte(nil), prefixOutbox...), id), entry, nil)
-}
-
-func fmtTime(nanos int64) string {
-	if nanos == 0 {
-		return ""
-	}
-	return time.Unix(0, nanos).UTC().Format("2006-01-02T15:04:05.000Z07:00")
 }
 
 // Clock shows the time of day of an RFC 3339 timestamp with its offset, as

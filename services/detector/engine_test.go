@@ -105,7 +105,7 @@ func (tl *timeline) commit(b *pebble.Batch, at time.Time) {
 // drain moves the outbox's alerts into the output.
 func (tl *timeline) drain(at time.Time) {
 	db := tl.store.DB()
-	it, _ := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: prefixEnd(prefixOutbox)})
+	it, _ := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: projections.PrefixEnd(prefixOutbox)})
 	var keys [][]byte
 	for it.First(); it.Valid(); it.Next() {
 		var e OutboxEntry

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/driftwatch/driftwatch/projections"
@@ -118,26 +119,11 @@ func OpenForOrder(s *projections.Store, orderID string) ([]*Mismatch, error) {
 	return out, err
 }
 
-// amountValue parses a decimal amount for sorting (0 when absent).
+// amountValue parses a decimal amount for sorting (0 when absent or bad).
 func amountValue(s string) float64 {
-	if s == "" {
+	v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil {
 		return 0
 	}
-	var whole, frac float64
-	div := 1.0
-	seenDot := false
-	for _, c := range strings.TrimSpace(s) {
-		switch {
-		case c >= '0' && c <= '9' && !seenDot:
-			whole = whole*10 + float64(c-'0')
-		case c >= '0' && c <= '9':
-			div *= 10
-			frac += float64(c-'0') / div
-		case c == '.':
-			seenDot = true
-		default:
-			return 0
-		}
-	}
-	return whole + frac
+	return v
 }

@@ -177,7 +177,7 @@ func (d *Decider) mismatch(ev *events.Event, target string, row *projections.Row
 	if row != nil && row.HasRecord() {
 		f := &row.Last
 		m.Target = &detector.Side{System: target, Status: f.Raw, Field: f.Field, Canonical: r.Current.Canonical, Payment: r.Current.Payment,
-			OccurredAt: f.OccurredAt, ReceivedAt: time.Unix(0, f.Received).UTC().Format("2006-01-02T15:04:05.000Z07:00"), Seq: f.Seq, EventID: f.EventID, Actor: f.Actor}
+			OccurredAt: f.OccurredAt, ReceivedAt: projections.FormatTime(f.Received), Seq: f.Seq, EventID: f.EventID, Actor: f.Actor}
 		m.ReplaySeqs = []uint64{f.Seq}
 		m.Amount, m.Currency = row.Amount, row.Currency
 	}

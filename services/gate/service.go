@@ -153,11 +153,7 @@ func (g *Gate) Validate(body []byte) (*events.ValidateReply, error) {
 	}
 	v := g.decider.Decide(&ev, target, row, g.opts.Now())
 	if v.Mismatch != nil {
-		select {
-		case g.flags <- v.Mismatch:
-		default:
-			g.flags <- v.Mismatch // full: wait rather than lose a flag
-		}
+		g.flags <- v.Mismatch // when the queue is full, wait rather than lose a flag
 	}
 	g.opts.Metrics.GateDecision(target, v.Reply.Decision, time.Since(start))
 	return &v.Reply, nil

@@ -369,7 +369,7 @@ func (p *Policy) set(ctx context.Context, kind, subject string, on bool, value, 
 	if (cur.State == Firing) == on {
 		return nil
 	}
-	at := now.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	at := projections.FormatTime(now.UnixNano())
 	cur.Value, cur.Threshold = value, threshold
 	if on {
 		cur.State, cur.FiredAt, cur.ClearedAt, cur.Message = Firing, at, "", msg

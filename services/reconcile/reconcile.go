@@ -208,7 +208,7 @@ func Latest(s *projections.Store) (*Report, error) {
 	return &rep, nil
 }
 
-func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
+func fmtTime(t time.Time) string { return projections.FormatTime(t.UnixNano()) }
 
 // Stat is a mean and a 90th percentile over Count samples, in seconds.
 type Stat struct {
