@@ -20,7 +20,7 @@ import (
 type Tx struct {
 	store *Store
 	B     *pebble.Batch
-	rows  map[string]Row
+	rows  map[string]txRow
 	seen  map[string]struct{}
 }
 
@@ -31,7 +31,7 @@ func (s *Store) NewTx(indexed bool) *Tx {
 	if indexed {
 		b = s.db.NewIndexedBatch()
 	}
-	return &Tx{store: s, B: b, rows: map[string]Row{}, seen: map[string]struct{}{}}
+	return &Tx{store: s, B: b, rows: map[string]txRow{}, seen: map[string]struct{}{}}
 }
 
 // Close discards an uncommitted Tx.
@@ -60,8 +60,15 @@ func (s *Store) CommitTx(tx *Tx, sync bool) error {
 // reads them before commit).
 func (tx *Tx) PublishRows() {
 	for k, r := range tx.rows {
-		tx.store.cache.put(k, r.encode())
+		tx.store.cache.put(k, r.enc)
 	}
+}
+
+// txRow is a row the Tx wrote, decoded for later reads in the same Tx and
+// encoded once for both the batch and the cache.
+type txRow struct {
+	row Row
+	enc []byte
 }
 
 func (tx *Tx) reader() reader {
@@ -75,7 +82,7 @@ func (tx *Tx) reader() reader {
 func (tx *Tx) Row(orderID, system string) (Row, error) {
 	k := string(rowKey(orderID, system))
 	if r, ok := tx.rows[k]; ok {
-		return r, nil
+		return r.row, nil
 	}
 	if v, ok := tx.store.cache.get(k); ok {
 		return decodeRow(v)
@@ -85,8 +92,9 @@ func (tx *Tx) Row(orderID, system string) (Row, error) {
 
 func (tx *Tx) putRow(r *Row) error {
 	k := rowKey(r.OrderID, r.System)
-	tx.rows[string(k)] = *r
-	return tx.B.Set(k, r.encode(), nil)
+	enc := r.encode()
+	tx.rows[string(k)] = txRow{row: *r, enc: enc}
+	return tx.B.Set(k, enc, nil)
 }
 
 func (tx *Tx) seenBefore(key []byte) (bool, error) {
