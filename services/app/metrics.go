@@ -40,41 +40,32 @@ func (a *App) observeMismatches(eng *detector.Engine) error {
 }
 
 // observeStatus exports the log position, every consumer's applied sequence
-// and lag, and the open expectations as gauges read at each scrape.
+// and lag (one status read per scrape for the three), and the open
+// expectations, as gauges read at each scrape.
 func (a *App) observeStatus() error {
-	if err := a.Metrics.ObserveGauges("driftwatch.consumer.lag", "Messages a consumer has not applied yet (pending + unacknowledged)", func(ctx context.Context) []telemetry.Gauge {
+	const (
+		lag     = "driftwatch.consumer.lag"
+		applied = "driftwatch.consumer.applied_seq"
+		lastSeq = "driftwatch.stream.last_seq"
+	)
+	if err := a.Metrics.ObserveGaugeSet(map[string]string{
+		lag:     "Messages a consumer has not applied yet (pending + unacknowledged)",
+		applied: "Last stream sequence a consumer applied",
+		lastSeq: "Last sequence of the events stream",
+	}, func(ctx context.Context) map[string][]telemetry.Gauge {
 		st, err := a.Status(ctx)
 		if err != nil {
 			return nil
 		}
-		out := make([]telemetry.Gauge, 0, len(st.Consumers))
+		out := map[string][]telemetry.Gauge{
+			lastSeq: {{Value: int64(st.Stream.LastSeq), Labels: map[string]string{"stream": st.Stream.Name}}},
+		}
 		for _, c := range st.Consumers {
-			out = append(out, telemetry.Gauge{Value: int64(c.Pending), Labels: map[string]string{"consumer": c.Name}})
+			labels := map[string]string{"consumer": c.Name}
+			out[lag] = append(out[lag], telemetry.Gauge{Value: int64(c.Pending), Labels: labels})
+			out[applied] = append(out[applied], telemetry.Gauge{Value: int64(c.AppliedSeq), Labels: labels})
 		}
 		return out
-	}); err != nil {
-		return err
-	}
-	if err := a.Metrics.ObserveGauges("driftwatch.consumer.applied_seq", "Last stream sequence a consumer applied", func(ctx context.Context) []telemetry.Gauge {
-		var out []telemetry.Gauge
-		if a.Projector != nil {
-			for sys, seq := range a.Projector.Applied() {
-				out = append(out, telemetry.Gauge{Value: int64(seq), Labels: map[string]string{"consumer": "dw-proj-" + sys}})
-			}
-		}
-		if a.Detector != nil {
-			out = append(out, telemetry.Gauge{Value: int64(a.Detector.Applied()), Labels: map[string]string{"consumer": detector.ConsumerName}})
-		}
-		return out
-	}); err != nil {
-		return err
-	}
-	if err := a.Metrics.ObserveGauges("driftwatch.stream.last_seq", "Last sequence of the events stream", func(ctx context.Context) []telemetry.Gauge {
-		st, err := a.Status(ctx)
-		if err != nil {
-			return nil
-		}
-		return []telemetry.Gauge{{Value: int64(st.Stream.LastSeq), Labels: map[string]string{"stream": st.Stream.Name}}}
 	}); err != nil {
 		return err
 	}

@@ -179,24 +179,45 @@ type Gauge struct {
 }
 
 // ObserveGauges registers an observable gauge whose values come from fn at
-// each scrape (stream position, consumer lag, open expectations).
+// each scrape.
 func (m *Metrics) ObserveGauges(name, description string, fn func(ctx context.Context) []Gauge) error {
+	return m.ObserveGaugeSet(map[string]string{name: description}, func(ctx context.Context) map[string][]Gauge {
+		return map[string][]Gauge{name: fn(ctx)}
+	})
+}
+
+// ObserveGaugeSet registers several observable gauges (name -> description)
+// filled by one call of fn per scrape, for figures that come from one
+// costly read (the stream and consumer status).
+func (m *Metrics) ObserveGaugeSet(gauges map[string]string, fn func(ctx context.Context) map[string][]Gauge) error {
 	if m == nil {
 		return nil
 	}
-	g, err := m.meter.Int64ObservableGauge(name, metric.WithDescription(description))
-	if err != nil {
-		return err
+	instruments := make(map[string]metric.Int64ObservableGauge, len(gauges))
+	list := make([]metric.Observable, 0, len(gauges))
+	for name, desc := range gauges {
+		g, err := m.meter.Int64ObservableGauge(name, metric.WithDescription(desc))
+		if err != nil {
+			return err
+		}
+		instruments[name] = g
+		list = append(list, g)
 	}
-	_, err = m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		for _, v := range fn(ctx) {
-			attrs := make([]attribute.KeyValue, 0, len(v.Labels))
-			for k, val := range v.Labels {
-				attrs = append(attrs, attribute.String(k, val))
+	_, err := m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		for name, values := range fn(ctx) {
+			g, ok := instruments[name]
+			if !ok {
+				continue
 			}
-			o.ObserveInt64(g, v.Value, metric.WithAttributes(attrs...))
+			for _, v := range values {
+				attrs := make([]attribute.KeyValue, 0, len(v.Labels))
+				for k, val := range v.Labels {
+					attrs = append(attrs, attribute.String(k, val))
+				}
+				o.ObserveInt64(g, v.Value, metric.WithAttributes(attrs...))
+			}
 		}
 		return nil
-	}, g)
+	}, list...)
 	return err
 }
