@@ -182,3 +182,24 @@ func (e *Env) WaitApplied(t testing.TB) {
 		return nil
 	})
 }
+
+// WaitSettled waits until every consumer applied the stream and the
+// detector has judged every expectation and published every alert: after
+// it, no alert can come from the events published so far.
+func (e *Env) WaitSettled(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	e.WaitApplied(t)
+	CheckFor(t, timeout, 20*time.Millisecond, func() error {
+		ok, err := e.App.Detector.Settled()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("expectations or alerts still pending")
+		}
+		return nil
+	})
+	if err := e.NC.Flush(); err != nil { // alerts published before now have reached our subscriptions
+		t.Fatal(err)
+	}
+}

@@ -500,6 +500,19 @@ func (d *Detector) OpenExpectations() (int, error) {
 	return n, err
 }
 
+// Settled reports whether nothing more can be raised from what was read so
+// far: every expectation is judged and every alert published. (New events
+// can of course unsettle it.)
+func (d *Detector) Settled() (bool, error) {
+	n, err := d.OpenExpectations()
+	if err != nil || n > 0 {
+		return false, err
+	}
+	empty := true
+	err = scanPrefix(d.opts.Store.DB(), prefixOutbox, func(_, _ []byte) error { empty = false; return nil })
+	return empty, err
+}
+
 // Status reports the detector consumer's progress in GET /v1/status's
 // consumer shape.
 func (d *Detector) Status(ctx context.Context) projector.ConsumerStatus {

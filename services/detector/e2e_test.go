@@ -177,8 +177,9 @@ func TestEndToEndFaults(t *testing.T) {
 		}
 		return nil
 	})
-	// Give any false alarm time to show up: two SLAs and the settle time.
-	time.Sleep(5 * time.Second)
+	// Once every expectation is judged and every alert published, no false
+	// alarm can still come.
+	env.WaitSettled(t, 30*time.Second)
 
 	gotOpen := sub.pairs(detector.StateOpen)
 	var extra, missing, dups []string

@@ -119,8 +119,7 @@ func TestSnapshotRevealsMissingEvents(t *testing.T) {
 	if status != 200 || !strings.Contains(body, `"duplicate":21`) {
 		t.Fatalf("second import: %d %s", status, body)
 	}
-	env.WaitApplied(t)
-	time.Sleep(500 * time.Millisecond) // let a wrong second alert show up
+	env.WaitSettled(t, 30*time.Second) // a wrong second alert would be out by now
 	alerts.mu.Lock()
 	got := map[string]int{}
 	for _, m := range alerts.msgs {
@@ -279,9 +278,15 @@ func TestOpsAlerts(t *testing.T) {
 		}
 		return nil
 	})
-	// Escalation after the shortened 1s window, once per mismatch.
-	time.Sleep(1100 * time.Millisecond)
-	evaluate()
+	// Escalation after the shortened 1s window, once per mismatch: rounds
+	// run until it fires, and once more, which must not fire again.
+	apptest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		evaluate()
+		if n := ops.count(fired(policy.KindEscalation, "", policy.Firing)); n != 6 {
+			return fmt.Errorf("escalation fired %d times, want 6", n)
+		}
+		return nil
+	})
 	evaluate()
 	apptest.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if n := ops.count(fired(policy.KindEscalation, "", policy.Firing)); n != 6 {

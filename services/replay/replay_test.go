@@ -61,7 +61,7 @@ func scenario(t *testing.T, env *apptest.Env) time.Time {
 		}
 		return nil
 	})
-	time.Sleep(3 * time.Second) // SLA 2s: everything that will fire has fired
+	env.WaitSettled(t, 30*time.Second) // everything that will fire has fired
 	return start
 }
 
