@@ -22,14 +22,7 @@ import (
 )
 
 // StackYAML is a six-system stack with second-scale SLAs for tests.
-const StackYAML = `systems:
-  - {id: shop,    platform: shopify,  role: storefront}
-  - {id: amazon,  platform: amazon,   role: marketplace}
-  - {id: erp,     platform: netsuite, role: erp, record: true}
-  - {id: wms,     platform: generic,  role: warehouse}
-  - {id: stripe,  platform: stripe,   role: payment}
-  - {id: carrier, platform: easypost, role: carrier}
-flows:
+const StackYAML = config.SixSystems + `flows:
   - {from: shop,    to: erp, sla: 2s}
   - {from: amazon,  to: erp, sla: 2s}
   - {from: stripe,  to: erp, sla: 2s, dimensions: [payment]}

@@ -12,18 +12,13 @@ import (
 	"fmt"
 	"math/rand"
 	"time"
+
+	"github.com/driftwatch/driftwatch/services/config"
 )
 
 // Config is the benchmark stack. SLAs are short so faults become alerts
 // during the run.
-const Config = `systems:
-  - {id: shop,    platform: shopify,  role: storefront}
-  - {id: amazon,  platform: amazon,   role: marketplace}
-  - {id: erp,     platform: netsuite, role: erp, record: true}
-  - {id: wms,     platform: generic,  role: warehouse}
-  - {id: stripe,  platform: stripe,   role: payment}
-  - {id: carrier, platform: easypost, role: carrier}
-flows:
+const Config = config.SixSystems + `flows:
   - {from: shop,    to: erp, sla: 3s}
   - {from: amazon,  to: erp, sla: 3s}
   - {from: stripe,  to: erp, sla: 3s, dimensions: [payment]}

@@ -21,6 +21,19 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// SixSystems is the systems block of the reference stack (the one in
+// deploy/driftwatch.example.yaml): Shopify, Amazon, NetSuite as the record
+// system, a generic warehouse, Stripe and EasyPost. Tests, the demo and the
+// load tool add their own flows and settings to it.
+const SixSystems = `systems:
+  - {id: shop,    platform: shopify,  role: storefront}
+  - {id: amazon,  platform: amazon,   role: marketplace}
+  - {id: erp,     platform: netsuite, role: erp, record: true}
+  - {id: wms,     platform: generic,  role: warehouse}
+  - {id: stripe,  platform: stripe,   role: payment}
+  - {id: carrier, platform: easypost, role: carrier}
+`
+
 // Roles a system may have.
 var Roles = []string{"storefront", "marketplace", "erp", "warehouse", "payment", "carrier", "other"}
 

@@ -17,18 +17,12 @@ import (
 	"time"
 
 	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/config"
 )
 
 // Config is the demo stack: the example stack with SLAs short enough to see
 // drift within a minute.
-const Config = `systems:
-  - {id: shop,    platform: shopify,  role: storefront}
-  - {id: amazon,  platform: amazon,   role: marketplace}
-  - {id: erp,     platform: netsuite, role: erp, record: true}
-  - {id: wms,     platform: generic,  role: warehouse}
-  - {id: stripe,  platform: stripe,   role: payment}
-  - {id: carrier, platform: easypost, role: carrier}
-flows:
+const Config = config.SixSystems + `flows:
   - {from: shop,    to: erp, sla: 15s}
   - {from: amazon,  to: erp, sla: 20s}
   - {from: stripe,  to: erp, sla: 20s, dimensions: [payment]}

@@ -21,14 +21,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files of the timeline tests")
 
 // timelineConfig is the stack the scripts run against: second-scale SLAs.
-const timelineConfig = `systems:
-  - {id: shop,    platform: shopify,  role: storefront}
-  - {id: amazon,  platform: amazon,   role: marketplace}
-  - {id: erp,     platform: netsuite, role: erp, record: true}
-  - {id: wms,     platform: generic,  role: warehouse}
-  - {id: stripe,  platform: stripe,   role: payment}
-  - {id: carrier, platform: easypost, role: carrier}
-flows:
+const timelineConfig = config.SixSystems + `flows:
   - {from: shop,    to: erp, sla: 5s}
   - {from: amazon,  to: erp, sla: 5s}
   - {from: stripe,  to: erp, sla: 5s, dimensions: [payment]}
