@@ -45,7 +45,8 @@ type Store struct {
 	db    *pebble.DB
 	dir   string
 	cache *rowCache
-	seen  *seenFilter
+	seen  *keyFilter // the ledger's keys
+	rowed *keyFilter // the rows' keys
 }
 
 // Options tune the store.
@@ -97,7 +98,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.RowCache == 0 {
 		o.RowCache = 1 << 17
 	}
-	s := &Store{db: db, dir: dir, cache: newRowCache(o.RowCache), seen: newSeenFilter(4 << 20)}
+	s := &Store{db: db, dir: dir, cache: newRowCache(o.RowCache), seen: newKeyFilter(4 << 20), rowed: newKeyFilter(4 << 20)}
 	v, closer, err := db.Get(keyFormat)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -119,6 +120,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if err := s.scan(prefixSeen, func(k, _ []byte) error { s.seen.add(k); return nil }); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("load the ledger filter: %w", err)
+	}
+	if err := s.scan(prefixRow, func(k, _ []byte) error { s.rowed.add(k); return nil }); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("load the row filter: %w", err)
 	}
 	return s, nil
 }
@@ -284,16 +289,17 @@ func seenKey(system, eventID string) []byte {
 // Row reads one system's projection of an order (committed state, from
 // the row cache when it holds it).
 func (s *Store) Row(orderID, system string) (Row, error) {
-	if v, ok := s.cache.get(string(rowKey(orderID, system))); ok {
-		return decodeRow(v)
-	}
-	return readRow(s.db, orderID, system)
+	return s.RowThrough(s.db, orderID, system)
 }
 
 // RowThrough reads a row from the row cache, or through r.
 func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
-	if v, ok := s.cache.get(string(rowKey(orderID, system))); ok {
+	k := rowKey(orderID, system)
+	if v, ok := s.cache.get(string(k)); ok {
 		return decodeRow(v)
+	}
+	if !s.rowed.mayContain(k) {
+		return Row{}, ErrNotFound
 	}
 	return readRow(r, orderID, system)
 }

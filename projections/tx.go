@@ -61,6 +61,7 @@ func (s *Store) CommitTx(tx *Tx, sync bool) error {
 func (tx *Tx) PublishRows() {
 	for k, r := range tx.rows {
 		tx.store.cache.put(k, r.enc)
+		tx.store.rowed.add([]byte(k))
 	}
 }
 
@@ -86,6 +87,9 @@ func (tx *Tx) Row(orderID, system string) (Row, error) {
 	}
 	if v, ok := tx.store.cache.get(k); ok {
 		return decodeRow(v)
+	}
+	if !tx.store.rowed.mayContain([]byte(k)) {
+		return Row{}, ErrNotFound // never committed
 	}
 	return readRow(tx.reader(), orderID, system)
 }
