@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,6 +49,12 @@ type Options struct {
 }
 
 // Build reads the whole log into a fresh store at opts.Dir.
+//
+// One goroutine reads the log; each system's events go, in stream order, to
+// a worker of their own that applies them in batches (with that system's
+// checkpoint) to the store. This is the projector's own concurrency, one
+// consumer per system, so the result is the same, and the apply work spreads
+// over every core.
 func Build(ctx context.Context, opts Options) (Stats, error) {
 	var st Stats
 	start := time.Now()
@@ -75,83 +82,10 @@ func Build(ctx context.Context, opts Options) (Stats, error) {
 	if err := store.SetStreamID(info.Created.UTC().Format(time.RFC3339Nano)); err != nil {
 		return st, err
 	}
-	ckpts := map[string]uint64{}
 	if last > 0 {
-		cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.InPrefix + ">"}})
-		if err != nil {
-			return st, fmt.Errorf("rebuild: ordered consumer: %w", err)
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(4096))
-		if err != nil {
+		if err := apply(ctx, opts, stream, store, last, total, &st); err != nil {
 			return st, err
 		}
-		defer it.Stop()
-		b := store.NewTx(false)
-		inBatch := 0
-		commit := func() error {
-			for name, seq := range ckpts {
-				if err := projections.SetCheckpoint(b.B, name, seq); err != nil {
-					return err
-				}
-			}
-			// NoSync: the final flush makes the whole store durable.
-			if err := store.CommitTx(b, false); err != nil {
-				return err
-			}
-			b = store.NewTx(false)
-			inBatch = 0
-			return nil
-		}
-		for st.LastSeq < last {
-			msg, err := it.Next(jetstream.NextContext(ctx))
-			if err != nil {
-				b.Close()
-				return st, fmt.Errorf("rebuild: read log at %d: %w", st.LastSeq, err)
-			}
-			meta, err := msg.Metadata()
-			if err != nil {
-				b.Close()
-				return st, err
-			}
-			seq := meta.Sequence.Stream
-			out, err := opts.Applier.Apply(b, projections.Delivery{Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp})
-			if err != nil {
-				b.Close()
-				return st, err
-			}
-			st.Events++
-			switch out.Result {
-			case projections.Applied:
-				st.Applied++
-			case projections.Late:
-				st.Late++
-			case projections.Acked:
-				st.Acks++
-			case projections.Duplicate:
-				st.Duplicates++
-			case projections.Rejected:
-				st.Rejected++
-			}
-			if sys, ok := events.SystemFromSubject(msg.Subject()); ok && opts.Applier.Known(sys) {
-				ckpts[projector.ConsumerPrefix+sys] = seq
-			} else {
-				ckpts[projector.SentryName(msg.Subject())] = seq
-			}
-			st.LastSeq = seq
-			inBatch++
-			if inBatch >= opts.BatchSize {
-				if err := commit(); err != nil {
-					return st, err
-				}
-				if opts.Progress != nil {
-					opts.Progress(st.Events, total)
-				}
-			}
-		}
-		if err := commit(); err != nil {
-			return st, err
-		}
-		b.Close()
 	}
 	if err := store.DB().Flush(); err != nil {
 		return st, fmt.Errorf("rebuild: flush: %w", err)
@@ -164,6 +98,190 @@ func Build(ctx context.Context, opts Options) (Stats, error) {
 		st.EventsPerSec = float64(st.Events) / s
 	}
 	return st, nil
+}
+
+// part is one worker's share: the events of one system (or, for the
+// sentry, of every subject of no configured system), in stream order.
+type part struct {
+	in    chan []jetstream.Msg
+	st    Stats
+	ckpts map[string]uint64
+}
+
+// apply reads the log up to last and applies it with a worker per system.
+func apply(ctx context.Context, opts Options, stream jetstream.Stream, store *projections.Store, last, total uint64, st *Stats) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	parts := map[string]*part{}
+	var wg sync.WaitGroup
+	partOf := func(key string) *part {
+		if p := parts[key]; p != nil {
+			return p
+		}
+		p := &part{in: make(chan []jetstream.Msg, 16), ckpts: map[string]uint64{}}
+		parts[key] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.run(opts, store); err != nil {
+				cancel(err)
+				for range p.in { // let the reader finish
+				}
+			}
+		}()
+		return p
+	}
+	err := read(ctx, opts, stream, last, total, st, partOf)
+	for _, p := range parts {
+		close(p.in)
+	}
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	if err != nil {
+		return err
+	}
+	for _, p := range parts {
+		st.Applied += p.st.Applied
+		st.Late += p.st.Late
+		st.Acks += p.st.Acks
+		st.Duplicates += p.st.Duplicates
+		st.Rejected += p.st.Rejected
+	}
+	return nil
+}
+
+// handOff is how many messages the reader hands a worker at once.
+const handOff = 256
+
+// read reads the log with an ordered consumer and hands each message to its
+// system's worker, in chunks.
+func read(ctx context.Context, opts Options, stream jetstream.Stream, last, total uint64, st *Stats, partOf func(string) *part) error {
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.InPrefix + ">"}})
+	if err != nil {
+		return fmt.Errorf("rebuild: ordered consumer: %w", err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	pending := map[*part][]jetstream.Msg{}
+	send := func(p *part) error {
+		select {
+		case p.in <- pending[p]:
+			pending[p] = make([]jetstream.Msg, 0, handOff)
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	for st.LastSeq < last {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				return cause
+			}
+			return fmt.Errorf("rebuild: read log at %d: %w", st.LastSeq, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return err
+		}
+		key := msg.Subject()
+		if sys, ok := events.SystemFromSubject(key); !ok || !opts.Applier.Known(sys) {
+			key = "" // the sentry's share
+		}
+		p := partOf(key)
+		pending[p] = append(pending[p], msg)
+		if len(pending[p]) >= handOff {
+			if err := send(p); err != nil {
+				return err
+			}
+		}
+		st.Events++
+		st.LastSeq = meta.Sequence.Stream
+		if opts.Progress != nil && st.Events%uint64(opts.BatchSize) == 0 {
+			opts.Progress(st.Events, total)
+		}
+	}
+	for p, msgs := range pending {
+		if len(msgs) > 0 {
+			if err := send(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// run applies the worker's share in batches of opts.BatchSize events, each
+// with the checkpoints it reached.
+func (p *part) run(opts Options, store *projections.Store) error {
+	tx := store.NewTx(false)
+	defer func() {
+		if tx != nil {
+			tx.Close()
+		}
+	}()
+	inBatch := 0
+	commit := func() error {
+		for name, seq := range p.ckpts {
+			if err := projections.SetCheckpoint(tx.B, name, seq); err != nil {
+				return err
+			}
+		}
+		// NoSync: the final flush makes the whole store durable.
+		err := store.CommitTx(tx, false) // closes tx
+		if err != nil {
+			tx = nil
+			return err
+		}
+		tx = store.NewTx(false)
+		inBatch = 0
+		return nil
+	}
+	for msgs := range p.in {
+		for _, msg := range msgs {
+			meta, err := msg.Metadata()
+			if err != nil {
+				return err
+			}
+			seq := meta.Sequence.Stream
+			out, err := opts.Applier.Apply(tx, projections.Delivery{Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp})
+			if err != nil {
+				return err
+			}
+			switch out.Result {
+			case projections.Applied:
+				p.st.Applied++
+			case projections.Late:
+				p.st.Late++
+			case projections.Acked:
+				p.st.Acks++
+			case projections.Duplicate:
+				p.st.Duplicates++
+			case projections.Rejected:
+				p.st.Rejected++
+			}
+			if sys, ok := events.SystemFromSubject(msg.Subject()); ok && opts.Applier.Known(sys) {
+				p.ckpts[projector.ConsumerPrefix+sys] = seq
+			} else {
+				p.ckpts[projector.SentryName(msg.Subject())] = seq
+			}
+			inBatch++
+			if inBatch >= opts.BatchSize {
+				if err := commit(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if inBatch > 0 {
+		return commit()
+	}
+	return nil
 }
 
 // Swap replaces the store at live with the rebuilt one at fresh. The old
