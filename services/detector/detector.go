@@ -162,7 +162,7 @@ func (d *Detector) resetConsumer(ctx context.Context) error {
 	ckpt := d.applied.Load()
 	cfg := jetstream.ConsumerConfig{
 		Durable: ConsumerName, Description: "driftwatch detector", FilterSubject: events.InPrefix + ">",
-		AckPolicy: jetstream.AckAllPolicy, AckWait: 5 * time.Minute, MaxAckPending: 20000, MaxDeliver: -1,
+		AckPolicy: jetstream.AckAllPolicy, AckWait: 5 * time.Minute, MaxAckPending: 20000, MaxDeliver: -1, MemoryStorage: true,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 	if ckpt > 0 {

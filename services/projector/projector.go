@@ -182,6 +182,7 @@ func (p *Projector) ensureConsumer(ctx context.Context, name, filter string, ckp
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       5 * time.Minute,
 		MaxAckPending: 20000,
+		MemoryStorage: true,
 		MaxDeliver:    -1,
 	}
 	if ckpt > 0 {
