@@ -170,7 +170,6 @@ func Parse(data []byte) (Event, error) {
 	return ev, nil
 }
 
-
 func isJSONString(raw json.RawMessage) bool { return len(raw) > 0 && raw[0] == '"' }
 
 func decodeString(ve *ValidationError, field string, raw json.RawMessage, dst *string) {
