@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -18,13 +17,6 @@ import (
 // ErrGap means a delivery was skipped: the caller must resume from its
 // checkpoint with a fresh consumer.
 var ErrGap = errors.New("consume: a delivery is missing")
-
-// Reader batches a consumer's messages.
-type Reader struct {
-	it       jetstream.MessagesContext
-	max      int
-	lastCons uint64
-}
 
 // Prefetch is how many batches the reader keeps requested from the server.
 // With one batch outstanding, a consumer that reads the whole stream (the
@@ -34,6 +26,29 @@ type Reader struct {
 // memory: eight batches of messages per consumer.
 const Prefetch = 8
 
+// Msg is a delivered message with its parsed metadata (sequences and
+// stream timestamp), parsed once.
+type Msg struct {
+	jetstream.Msg
+	Meta *jetstream.MsgMetadata
+}
+
+// Reader batches a consumer's messages. A goroutine takes them off the
+// client's iterator and parses their metadata ahead of the caller, so a
+// batch is whatever has arrived, taken without timers.
+type Reader struct {
+	it       jetstream.MessagesContext
+	max      int
+	lastCons uint64
+	ch       chan delivery
+	stop     chan struct{}
+}
+
+type delivery struct {
+	m   Msg
+	err error
+}
+
 // Open starts reading cons in batches of at most max messages, keeping
 // Prefetch batches requested.
 func Open(cons jetstream.Consumer, max int) (*Reader, error) {
@@ -41,43 +56,76 @@ func Open(cons jetstream.Consumer, max int) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reader{it: it, max: max}, nil
+	r := &Reader{it: it, max: max, ch: make(chan delivery, max), stop: make(chan struct{})}
+	go r.pump()
+	return r, nil
+}
+
+// pump moves messages from the iterator to ch until the iterator fails or
+// is stopped; its last delivery carries the error.
+func (r *Reader) pump() {
+	for {
+		var d delivery
+		m, err := r.it.Next()
+		if err == nil {
+			var meta *jetstream.MsgMetadata
+			if meta, err = m.Metadata(); err == nil {
+				d.m = Msg{Msg: m, Meta: meta}
+			} else {
+				err = fmt.Errorf("message metadata: %w", err)
+			}
+		}
+		d.err = err
+		select {
+		case r.ch <- d:
+		case <-r.stop:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // Stop ends the subscription.
-func (r *Reader) Stop() { r.it.Stop() }
+func (r *Reader) Stop() {
+	close(r.stop)
+	r.it.Stop()
+}
 
-// Batch waits for a message, then takes what else is already buffered, up to
-// the maximum, and checks the deliveries are contiguous.
-func (r *Reader) Batch(ctx context.Context, buf []jetstream.Msg) ([]jetstream.Msg, error) {
+// Batch waits for a message, then takes what else has already arrived, up
+// to the maximum, and checks the deliveries are contiguous. It returns the
+// messages read before an error along with the error.
+func (r *Reader) Batch(ctx context.Context, buf []Msg) ([]Msg, error) {
 	buf = buf[:0]
-	m, err := r.it.Next(jetstream.NextContext(ctx))
-	if err != nil {
-		return buf, err
-	}
-	if err := r.check(m); err != nil {
-		return buf, err
-	}
-	buf = append(buf, m)
-	for len(buf) < r.max {
-		m, err := r.it.Next(jetstream.NextMaxWait(200 * time.Microsecond))
-		if err != nil {
-			break // nothing more buffered right now
-		}
-		if err := r.check(m); err != nil {
+	select {
+	case d := <-r.ch:
+		if err := r.take(d); err != nil {
 			return buf, err
 		}
-		buf = append(buf, m)
+		buf = append(buf, d.m)
+	case <-ctx.Done():
+		return buf, ctx.Err()
+	}
+	for len(buf) < r.max {
+		select {
+		case d := <-r.ch:
+			if err := r.take(d); err != nil {
+				return buf, err
+			}
+			buf = append(buf, d.m)
+		default:
+			return buf, nil // nothing more has arrived
+		}
 	}
 	return buf, nil
 }
 
-func (r *Reader) check(m jetstream.Msg) error {
-	meta, err := m.Metadata()
-	if err != nil {
-		return fmt.Errorf("message metadata: %w", err)
+func (r *Reader) take(d delivery) error {
+	if d.err != nil {
+		return d.err
 	}
-	seq := meta.Sequence.Consumer
+	seq := d.m.Meta.Sequence.Consumer
 	if r.lastCons != 0 && seq != r.lastCons+1 {
 		return fmt.Errorf("%w: delivery %d after %d", ErrGap, seq, r.lastCons)
 	}

@@ -208,7 +208,7 @@ func (d *Detector) session(ctx context.Context) error {
 		return err
 	}
 	defer r.Stop()
-	batch := make([]jetstream.Msg, 0, maxBatch)
+	batch := make([]consume.Msg, 0, maxBatch)
 	for {
 		batch, err = r.Batch(ctx, batch)
 		if len(batch) > 0 {
@@ -237,7 +237,7 @@ func (d *Detector) waitProjected(ctx context.Context, system string, seq uint64)
 	return nil
 }
 
-func (d *Detector) processBatch(ctx context.Context, msgs []jetstream.Msg) error {
+func (d *Detector) processBatch(ctx context.Context, msgs []consume.Msg) error {
 	items := make([]item, 0, len(msgs))
 	last := d.applied.Load()
 	if d.opts.Tracing.Enabled() {
@@ -247,10 +247,7 @@ func (d *Detector) processBatch(ctx context.Context, msgs []jetstream.Msg) error
 		}
 	}
 	for _, m := range msgs {
-		meta, err := m.Metadata()
-		if err != nil {
-			return err
-		}
+		meta := m.Meta
 		seq := meta.Sequence.Stream
 		if seq <= last {
 			continue

@@ -270,7 +270,7 @@ func (p *Projector) session(ctx context.Context, w *worker) error {
 		return fmt.Errorf("consume %s: %w", w.name, err)
 	}
 	defer r.Stop()
-	batch := make([]jetstream.Msg, 0, MaxBatch)
+	batch := make([]consume.Msg, 0, MaxBatch)
 	for {
 		batch, err = r.Batch(ctx, batch)
 		if len(batch) > 0 {
@@ -289,7 +289,7 @@ func (p *Projector) session(ctx context.Context, w *worker) error {
 }
 
 // applyBatch applies msgs in one Pebble batch, commits it durably and acks.
-func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.Msg) error {
+func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Msg) error {
 	ckpt := w.applied.Load()
 	tx := p.opts.Store.NewTx(false)
 	committed := false
@@ -310,10 +310,7 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.
 	}
 	last := ckpt
 	for _, m := range msgs {
-		meta, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("message metadata: %w", err)
-		}
+		meta := m.Meta
 		seq := meta.Sequence.Stream
 		if seq <= last {
 			continue // redelivered: already applied
@@ -326,6 +323,7 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []jetstream.
 		if w.system == "" {
 			out = projections.Outcome{Result: projections.Rejected, Err: unknownSubjectError(m.Subject())}
 		} else {
+			var err error
 			out, err = p.opts.Applier.Apply(tx, projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: meta.Timestamp})
 			if err != nil {
 				return err
