@@ -249,3 +249,73 @@ func (p *fastParser) skipValue() bool {
 	}
 	return false
 }
+
+// ObjectMembers calls fn with each member of a JSON object, in order: its
+// key (which must be a plain string, without escapes) and its value's raw
+// bytes. It returns false, having called fn for some members or none, when
+// obj is not such an object; the caller then decodes it the slow way. It
+// does not validate the values: obj should come from a validated envelope.
+func ObjectMembers(obj []byte, fn func(key, value []byte)) bool {
+	p := fastParser{data: obj}
+	if !p.byte('{') {
+		return false
+	}
+	p.space()
+	if p.peek() == '}' {
+		p.i++
+		p.space()
+		return p.i == len(obj)
+	}
+	for {
+		ks, ke, ok := p.plainString()
+		if !ok || !p.byte(':') {
+			return false
+		}
+		p.space()
+		vs := p.i
+		if !p.skipAny() {
+			return false
+		}
+		fn(obj[ks:ke], obj[vs:p.i])
+		p.space()
+		switch p.next() {
+		case ',':
+			continue
+		case '}':
+			p.space()
+			return p.i == len(obj)
+		}
+		return false
+	}
+}
+
+// skipAny moves past one JSON value of any kind.
+func (p *fastParser) skipAny() bool {
+	switch c := p.peek(); {
+	case c == '{' || c == '[':
+		return p.skipValue()
+	case c == '"':
+		p.i++
+		for p.i < len(p.data) && p.data[p.i] != '"' {
+			if p.data[p.i] == '\\' {
+				p.i++
+			}
+			p.i++
+		}
+		if p.i >= len(p.data) {
+			return false
+		}
+		p.i++
+		return true
+	default: // a number, true, false or null
+		start := p.i
+		for p.i < len(p.data) {
+			switch p.data[p.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return p.i > start
+			}
+			p.i++
+		}
+		return p.i > start
+	}
+}

@@ -173,10 +173,46 @@ func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 }
 
 // amountOf reads attributes.amount and attributes.currency, if any. The
-// amount is kept as its decimal text, never as a float.
+// amount is kept as its decimal text, never as a float. The common shapes
+// (amount a number or a string holding one, currency a plain string, each
+// once) are read in place; anything else is decoded by encoding/json,
+// whose answer is the reference.
 func amountOf(attrs json.RawMessage) (amount, currency string) {
 	if !bytes.Contains(attrs, []byte(`"amount"`)) {
 		return "", ""
+	}
+	var amt, cur []byte
+	plain := true
+	ok := events.ObjectMembers(attrs, func(key, value []byte) {
+		switch string(key) {
+		case "amount":
+			if amt != nil {
+				plain = false
+			}
+			amt = value
+		case "currency":
+			if cur != nil {
+				plain = false
+			}
+			cur = value
+		default:
+			// encoding/json matches keys without regard to case
+			if bytes.EqualFold(key, []byte("amount")) || bytes.EqualFold(key, []byte("currency")) {
+				plain = false
+			}
+		}
+	})
+	if ok && plain && amt != nil {
+		if len(amt) >= 2 && amt[0] == '"' {
+			amt = amt[1 : len(amt)-1]
+		}
+		curOK := cur == nil || (len(cur) >= 2 && cur[0] == '"' && bytes.IndexByte(cur, '\\') < 0)
+		if isJSONNumber(amt) && curOK {
+			if cur != nil {
+				currency = string(cur[1 : len(cur)-1])
+			}
+			return string(amt), currency
+		}
 	}
 	var a struct {
 		Amount   json.Number `json:"amount"`
@@ -188,4 +224,44 @@ func amountOf(attrs json.RawMessage) (amount, currency string) {
 		return "", ""
 	}
 	return a.Amount.String(), a.Currency
+}
+
+// isJSONNumber reports whether b is a number in JSON's grammar.
+func isJSONNumber(b []byte) bool {
+	i := 0
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return false
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	return i == len(b)
 }
