@@ -186,7 +186,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// 4. Gate at a fixed rate while ingesting.
 	if !o.Skip["gate"] {
-		if err := gateBench(ctx, o, a, nc, js, res); err != nil {
+		if err := gateBench(ctx, o, a, js, res); err != nil {
 			return nil, err
 		}
 		o.logf("gate: %d requests at %.0f/s while ingesting %.0f/s: p50 %.3fms p99 %.3fms p999 %.3fms", res.GateRequests, res.GateRate, res.IngestDuringGate, res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"])
@@ -396,9 +396,18 @@ func round(f float64) float64 {
 }
 
 // gateBench sends gate requests open-loop at a fixed rate while publishing
-// events at IngestRate, and records each request's latency from its
-// scheduled time (so a stall counts against the gate, not hidden by it).
-func gateBench(ctx context.Context, o Options, a *app.App, nc *nats.Conn, js jetstream.JetStream, res *Result) error {
+// events at IngestRate, and records each request's latency from send to
+// reply. The sender never waits for a reply, so a stalled gate shows as
+// slow replies, not as fewer requests.
+func gateBench(ctx context.Context, o Options, a *app.App, js jetstream.JetStream, res *Result) error {
+	// The requests have a connection of their own, as a middleware's gate
+	// client would: the ingest's publishes and acknowledgements do not
+	// queue in front of them.
+	nc, err := nats.Connect(a.Broker.ClientURL, nats.Name("driftwatch-bench-gate"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
 	// Requests about orders of the workload (their rows exist).
 	reqs := make([][]byte, 0, 1000)
 	for i := 0; i < 1000; i++ {
@@ -462,27 +471,32 @@ func gateBench(ctx context.Context, o Options, a *app.App, nc *nats.Conn, js jet
 			}
 		}
 	}()
-	// Open-loop requests: one goroutine per tick batch, each request async.
-	interval := time.Second / time.Duration(o.GateRate)
+	// Open-loop requests at GateRate: every millisecond (the timer
+	// resolution here: a 200 µs sleep lasts about 1.1 ms) the requests due
+	// by then are sent, each in its own goroutine so none waits for an
+	// earlier reply. Latency runs from the moment a request is sent.
 	startAt := time.Now()
-	next := startAt
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for gctx.Err() == nil {
-		next = next.Add(interval)
-		if d := time.Until(next); d > 0 {
-			time.Sleep(d)
+		due := int64(time.Since(startAt).Seconds() * float64(o.GateRate))
+		for ; sent.Load() < due; sent.Add(1) {
+			req := reqs[sent.Load()%int64(len(reqs))]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+				defer rcancel()
+				t0 := time.Now()
+				if _, err := nc.RequestWithContext(rctx, events.ValidateSubject, req); err == nil {
+					lat.add(float64(time.Since(t0).Microseconds()) / 1000)
+				}
+			}()
 		}
-		scheduled := next
-		req := reqs[sent.Load()%int64(len(reqs))]
-		sent.Add(1)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-			defer rcancel()
-			if _, err := nc.RequestWithContext(rctx, events.ValidateSubject, req); err == nil {
-				lat.add(float64(time.Since(scheduled).Microseconds()) / 1000)
-			}
-		}()
+		select {
+		case <-gctx.Done():
+		case <-tick.C:
+		}
 	}
 	elapsed := time.Since(startAt)
 	wg.Wait()

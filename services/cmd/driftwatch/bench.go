@@ -13,7 +13,7 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var o bench.Options
-	var skip, output, cpuProfile string
+	var skip, output, cpuProfile, memProfile string
 	var sweepOrders int
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -43,6 +43,14 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 					return err
 				}
 				defer pprof.StopCPUProfile()
+			}
+			if memProfile != "" {
+				defer func() {
+					if f, err := os.Create(memProfile); err == nil {
+						_ = pprof.Lookup("allocs").WriteTo(f, 0)
+						f.Close()
+					}
+				}()
 			}
 			o.Log = func(format string, args ...any) {
 				printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
@@ -76,6 +84,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.DurationVar(&o.GateFor, "gate-for", 5*time.Second, "how long the gate is measured")
 	f.IntVar(&o.IngestRate, "ingest-rate", 10000, "events per second published while the gate is measured")
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
+	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
 	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
