@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,12 @@ type Result struct {
 	MaxOpenExpectations int                `json:"max_open_expectations"`
 	Alerts              int                `json:"alerts"`
 	GateLatency         map[string]float64 `json:"gate_latency_ms"` // p50 p99 p999 max
+	// While the gate was measured: how long runnable goroutines waited for
+	// a CPU, and the collector's stop-the-world pauses (runtime/metrics),
+	// p99 in ms: the part of the gate's tail that is the machine's.
+	SchedLatencyP99 float64 `json:"sched_latency_p99_ms"`
+	GCPauseP99      float64 `json:"gc_pause_p99_ms"`
+	GCCycles        uint64  `json:"gc_cycles_during_gate"`
 	GateRequests        int                `json:"gate_requests"`
 	GateRate            float64            `json:"gate_rate_per_sec"`
 	IngestDuringGate    float64            `json:"ingest_during_gate_per_sec"`
@@ -189,7 +196,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err := gateBench(ctx, o, a, js, res); err != nil {
 			return nil, err
 		}
-		o.logf("gate: %d requests at %.0f/s while ingesting %.0f/s: p50 %.3fms p99 %.3fms p999 %.3fms", res.GateRequests, res.GateRate, res.IngestDuringGate, res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"])
+		o.logf("gate: %d requests at %.0f/s while ingesting %.0f/s: p50 %.3fms p99 %.3fms p999 %.3fms (scheduler latency p99 %.3fms, GC pause p99 %.3fms, %d GC cycles)", res.GateRequests, res.GateRate, res.IngestDuringGate, res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.SchedLatencyP99, res.GCPauseP99, res.GCCycles)
 		if err := waitApplied(ctx, a); err != nil {
 			return nil, err
 		}
@@ -471,6 +478,7 @@ func gateBench(ctx context.Context, o Options, a *app.App, js jetstream.JetStrea
 			}
 		}
 	}()
+	before := readRuntime()
 	// Open-loop requests at GateRate: every millisecond (the timer
 	// resolution here: a 200 µs sleep lasts about 1.1 ms) the requests due
 	// by then are sent, each in its own goroutine so none waits for an
@@ -501,6 +509,10 @@ func gateBench(ctx context.Context, o Options, a *app.App, js jetstream.JetStrea
 	elapsed := time.Since(startAt)
 	wg.Wait()
 	res.GateLatency = lat.percentiles([]float64{50, 99, 99.9, 100})
+	after := readRuntime()
+	res.SchedLatencyP99 = histP99Delta(before.sched, after.sched) * 1000
+	res.GCPauseP99 = histP99Delta(before.pauses, after.pauses) * 1000
+	res.GCCycles = after.cycles - before.cycles
 	res.GateRequests = lat.count()
 	res.GateRate = float64(sent.Load()) / elapsed.Seconds()
 	res.IngestDuringGate = float64(ingested.Load()) / elapsed.Seconds()
@@ -524,4 +536,43 @@ func procStatusMiB(field string) float64 {
 		}
 	}
 	return 0
+}
+
+// runtimeSample is a copy of the scheduler latency and GC pause
+// histograms and the GC cycle count.
+type runtimeSample struct {
+	sched, pauses *metrics.Float64Histogram
+	cycles        uint64
+}
+
+func readRuntime() runtimeSample {
+	s := []metrics.Sample{{Name: "/sched/latencies:seconds"}, {Name: "/sched/pauses/total/gc:seconds"}, {Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	clone := func(h *metrics.Float64Histogram) *metrics.Float64Histogram {
+		return &metrics.Float64Histogram{Counts: append([]uint64(nil), h.Counts...), Buckets: h.Buckets}
+	}
+	return runtimeSample{clone(s[0].Value.Float64Histogram()), clone(s[1].Value.Float64Histogram()), s[2].Value.Uint64()}
+}
+
+// histP99Delta is the 99th percentile (upper bucket bound, in seconds) of
+// what was added to a cumulative histogram between two reads.
+func histP99Delta(a, b *metrics.Float64Histogram) float64 {
+	var total uint64
+	d := make([]uint64, len(b.Counts))
+	for i := range b.Counts {
+		d[i] = b.Counts[i] - a.Counts[i]
+		total += d[i]
+	}
+	if total == 0 {
+		return 0
+	}
+	need := (total*99 + 99) / 100
+	var run uint64
+	for i, c := range d {
+		run += c
+		if run >= need {
+			return b.Buckets[i+1]
+		}
+	}
+	return b.Buckets[len(b.Buckets)-1]
 }
