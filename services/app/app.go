@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,23 @@ const (
 
 // AllServices lists every service `serve` runs by default.
 var AllServices = []string{ServiceIngest, ServiceProjector, ServiceDetector, ServiceGate, ServiceReconcile, ServicePolicy, ServiceAPI}
+
+// StoreOptions are the store's memory settings from the configuration.
+func StoreOptions(cfg *config.Config) projections.Options {
+	return projections.Options{
+		CacheSize:    int64(cfg.Memory.BlockCacheMB) << 20,
+		MemTableSize: uint64(cfg.Memory.MemtableMB) << 20,
+		RowCache:     cfg.Memory.RowCache,
+	}
+}
+
+// ApplyMemoryLimit sets the Go heap's soft limit from the configuration,
+// unless the GOMEMLIMIT variable is set or the limit is 0.
+func ApplyMemoryLimit(cfg *config.Config) {
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.Memory.LimitMB > 0 {
+		debug.SetMemoryLimit(int64(cfg.Memory.LimitMB) << 20)
+	}
+}
 
 // StoreDir is the Pebble store's folder inside the data folder.
 const StoreDir = "projections"
@@ -168,7 +186,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return err
 	}
 	if a.runs(ServiceProjector) || a.runs(ServiceAPI) {
-		store, err := projections.Open(filepath.Join(a.opts.DataDir, StoreDir), projections.Options{})
+		store, err := projections.Open(filepath.Join(a.opts.DataDir, StoreDir), StoreOptions(a.cfg))
 		if err != nil {
 			return err
 		}

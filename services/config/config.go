@@ -161,6 +161,23 @@ type Ingest struct {
 	Replicas int `yaml:"replicas"`
 }
 
+// Memory bounds driftwatch's resident memory. The defaults keep a server
+// with a million orders in its projections under 300 MiB (BENCHMARKS.md);
+// larger values buy speed on bigger machines.
+type Memory struct {
+	// LimitMB is the Go heap's soft limit in MiB (0: none). Near it the
+	// collector runs as often as it must. The GOMEMLIMIT variable wins.
+	LimitMB int `yaml:"limit_mb"`
+	// BlockCacheMB is Pebble's block cache in MiB.
+	BlockCacheMB int `yaml:"block_cache_mb"`
+	// MemtableMB is the size of one Pebble memtable in MiB (up to three
+	// are held while they flush).
+	MemtableMB int `yaml:"memtable_mb"`
+	// RowCache is how many projection rows are cached decoded-ready for
+	// the projector's read-modify-write (a few hundred bytes each).
+	RowCache int `yaml:"row_cache"`
+}
+
 // Config is the whole configuration file.
 type Config struct {
 	Systems     []System  `yaml:"systems"`
@@ -169,6 +186,7 @@ type Config struct {
 	Alerts      Alerts    `yaml:"alerts"`
 	Reconcile   Reconcile `yaml:"reconcile"`
 	Ingest      Ingest    `yaml:"ingest"`
+	Memory      Memory    `yaml:"memory"`
 	MappingsDir string    `yaml:"mappings_dir"`
 
 	// Mappings are the loaded tables (built-in plus mappings_dir).
@@ -188,6 +206,7 @@ func Defaults() Config {
 		Alerts:    Alerts{MismatchRate: 0.02, ChannelShare: 0.5, EscalateAfter: Duration(24 * time.Hour), SilentFloor: Duration(15 * time.Minute)},
 		Reconcile: Reconcile{Every: Duration(24 * time.Hour)},
 		Ingest:    Ingest{DedupeWindow: Duration(2 * time.Hour), MaxAge: Duration(90 * 24 * time.Hour), SyncInterval: "always", Replicas: 1},
+		Memory:    Memory{LimitMB: 192, BlockCacheMB: 32, MemtableMB: 16, RowCache: 32768},
 	}
 }
 
@@ -363,6 +382,18 @@ func (c *Config) Validate() error {
 		if d, err := ParseDuration(c.Ingest.SyncInterval); err != nil || d <= 0 {
 			add("ingest.sync_interval: %q: want always or a positive duration", c.Ingest.SyncInterval)
 		}
+	}
+	if c.Memory.LimitMB < 0 {
+		add("memory.limit_mb: %d: want 0 (no limit) or more", c.Memory.LimitMB)
+	}
+	if c.Memory.BlockCacheMB < 1 {
+		add("memory.block_cache_mb: %d: want at least 1", c.Memory.BlockCacheMB)
+	}
+	if c.Memory.MemtableMB < 4 {
+		add("memory.memtable_mb: %d: want at least 4", c.Memory.MemtableMB)
+	}
+	if c.Memory.RowCache < 1024 {
+		add("memory.row_cache: %d: want at least 1024 rows", c.Memory.RowCache)
 	}
 	if c.Ingest.Replicas < 1 || c.Ingest.Replicas > 5 {
 		add("ingest.replicas: %d: want 1 to 5", c.Ingest.Replicas)

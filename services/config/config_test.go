@@ -53,6 +53,9 @@ func TestInvalidConfigsNameTheKey(t *testing.T) {
 		{"bad dimension", strings.Replace(base, "sla: 5m}", "sla: 5m, dimensions: [money]}", 1), `flows[0].dimensions[0]: "money"`},
 		{"bad rate", base + "alerts:\n  mismatch_rate: 2\n", "alerts.mismatch_rate"},
 		{"bad sync", base + "ingest:\n  sync_interval: sometimes\n", "ingest.sync_interval"},
+		{"tiny memtable", base + "memory:\n  memtable_mb: 2\n", "memory.memtable_mb: 2"},
+		{"negative limit", base + "memory:\n  limit_mb: -1\n", "memory.limit_mb: -1"},
+		{"tiny row cache", base + "memory:\n  row_cache: 10\n", "memory.row_cache: 10"},
 		{"empty", "", "the file is empty"},
 		{"mappings dir missing", base + "mappings_dir: /nonexistent/maps\n", "mappings_dir"},
 	}

@@ -40,6 +40,7 @@ within a minute. Ctrl-C stops it.`,
 				}
 				defer os.RemoveAll(dataDir)
 			}
+			app.ApplyMemoryLimit(cfg)
 			a, err := app.New(app.Options{Config: cfg, DataDir: dataDir, NATSListen: natsListen, HTTPAddr: httpAddr, Logger: log})
 			if err != nil {
 				return err

@@ -32,6 +32,7 @@ func newServeCmd() *cobra.Command {
 					list = append(list, strings.TrimSpace(s))
 				}
 			}
+			app.ApplyMemoryLimit(cfg)
 			a, err := app.New(app.Options{
 				Config:     cfg,
 				DataDir:    dataDir,
