@@ -440,6 +440,85 @@ func (s *Store) ScanOrders(fn func(orderID string, rows []Row) error) error {
 	return err
 }
 
+// RawOrder is one order's rows, still encoded, as ScanOrdersRaw reads them.
+type RawOrder struct {
+	OrderID string
+	Values  [][]byte
+}
+
+// Rows decodes the order's rows, appending to dst.
+func (o *RawOrder) Rows(dst []Row) ([]Row, error) {
+	for _, v := range o.Values {
+		r, err := decodeRow(v)
+		if err != nil {
+			return dst, fmt.Errorf("row of %s: %w", o.OrderID, err)
+		}
+		dst = append(dst, r)
+	}
+	return dst, nil
+}
+
+// ScanOrdersRaw reads every order's rows in key order without decoding
+// them, and calls fn with chunks of up to n orders. The chunk and its bytes
+// belong to fn (one allocation per chunk for the values): a sweep decodes
+// them on other goroutines while this one reads on.
+func (s *Store) ScanOrdersRaw(n int, fn func([]RawOrder) error) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefixRow, UpperBound: prefixEnd(prefixRow)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	type span struct{ order, from, to int }
+	var (
+		buf    []byte
+		ids    []string
+		spans  []span // one per value: its order and bytes in buf
+		curKey []byte // the current order's key prefix, up to sep
+	)
+	flush := func() error {
+		chunk := make([]RawOrder, len(ids))
+		for i, id := range ids {
+			chunk[i].OrderID = id
+		}
+		for _, sp := range spans {
+			chunk[sp.order].Values = append(chunk[sp.order].Values, buf[sp.from:sp.to:sp.to])
+		}
+		buf, ids, spans = make([]byte, 0, cap(buf)), ids[:0:0], spans[:0]
+		return fn(chunk)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		i := bytes.IndexByte(k[len(prefixRow):], sep)
+		if i < 0 {
+			continue // not a row key
+		}
+		orderKey := k[:len(prefixRow)+i]
+		if !bytes.Equal(orderKey, curKey) {
+			if len(ids) == n {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			curKey = append(curKey[:0], orderKey...)
+			ids = append(ids, string(orderKey[len(prefixRow):]))
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		from := len(buf)
+		buf = append(buf, v...)
+		spans = append(spans, span{len(ids) - 1, from, len(buf)})
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		return flush()
+	}
+	return nil
+}
+
 // scan calls fn for every key with prefix, in key order.
 func (s *Store) scan(prefix []byte, fn func(k, v []byte) error) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})

@@ -155,6 +155,13 @@ func (d *Detector) Stop() {
 	d.wg.Wait()
 }
 
+// Engine is the detection engine, for read-only checks outside Update
+// (Engine.CheckOrder).
+func (d *Detector) Engine() *Engine { return d.opts.Engine }
+
+// Now is the detector's clock.
+func (d *Detector) Now() time.Time { return d.opts.Now() }
+
 // Applied is the detector's checkpoint.
 func (d *Detector) Applied() uint64 { return d.applied.Load() }
 

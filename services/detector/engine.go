@@ -873,6 +873,7 @@ var (
 )
 
 // resolveAgreed resolves the order's open flow mismatches that involve sys
+// (every flow mismatch when sys is "")
 // and whose target now reflects what was expected (or the source's current
 // state, when the source moved on).
 func (e *Engine) resolveAgreed(b *pebble.Batch, orderID, sys string, now time.Time) error {
@@ -897,7 +898,7 @@ func (e *Engine) resolveAgreed(b *pebble.Batch, orderID, sys string, now time.Ti
 			}
 			continue
 		}
-		if m.FlowTo == "" || (sys != m.FlowFrom && sys != m.FlowTo) {
+		if m.FlowTo == "" || (sys != "" && sys != m.FlowFrom && sys != m.FlowTo) {
 			continue // per-event findings do not resolve by agreement
 		}
 		agree, err := e.agrees(b, &m)

@@ -22,22 +22,46 @@ type OrderVerdict struct {
 // an overdue one is judged exactly as the detector judges it, with
 // detected_by reconcile. rows are the order's projections (any order).
 func (e *Engine) ReconcileOrder(b *pebble.Batch, orderID string, rows []projections.Row, now time.Time) (OrderVerdict, error) {
-	var v OrderVerdict
-	byID := make(map[string]*projections.Row, len(rows))
-	for i := range rows {
-		byID[rows[i].System] = &rows[i]
+	v, _, err := e.reconcileOrder(b, orderID, rows, now)
+	return v, err
+}
+
+// CheckOrder is ReconcileOrder without writing: it reports the verdict
+// (Raised stays 0), whether ReconcileOrder would raise (overdue: an unmet
+// flow past its judgement time) and whether the order has open mismatches
+// that ResolveAgreedOrder may resolve. Safe to call concurrently, outside
+// the detector's lock; a sweep runs it on every order and takes the lock
+// only for those that need it.
+func (e *Engine) CheckOrder(orderID string, rows []projections.Row, now time.Time) (v OrderVerdict, overdue, open bool) {
+	v, overdue, _ = e.reconcileOrder(nil, orderID, rows, now)
+	e.mu.Lock()
+	open = e.openOrders[orderID] > 0
+	e.mu.Unlock()
+	return v, overdue, open
+}
+
+// reconcileOrder judges the overdue unmet flows in b, or with b nil only
+// reports that there are some (act).
+func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projections.Row, now time.Time) (v OrderVerdict, act bool, err error) {
+	rowOf := func(sys string) *projections.Row {
+		for i := range rows {
+			if rows[i].System == sys {
+				return &rows[i]
+			}
+		}
+		return nil
 	}
 	v.Open = !closedOrder(rows)
 	if !v.Open {
-		return v, nil
+		return v, false, nil
 	}
 	empty := projections.Row{}
 	for _, f := range e.cfg.Flows {
-		src := byID[f.From]
+		src := rowOf(f.From)
 		if src == nil || !src.HasRecord() {
 			continue
 		}
-		tgt := byID[f.To]
+		tgt := rowOf(f.To)
 		if tgt == nil {
 			tgt = &empty
 		}
@@ -55,6 +79,10 @@ func (e *Engine) ReconcileOrder(b *pebble.Batch, orderID string, rows []projecti
 				v.InFlight++
 				return nil
 			}
+			act = true
+			if b == nil {
+				return nil
+			}
 			raised, err := e.judge(b, x, now, ByReconcile)
 			if raised {
 				v.Raised++
@@ -64,7 +92,7 @@ func (e *Engine) ReconcileOrder(b *pebble.Batch, orderID string, rows []projecti
 		if f.Covers(config.DimFulfilment) && src.State().Real() {
 			if want := table.ExpressibleState(src.State()); want != canonical.None {
 				if err := check(DimFulfilment, &src.Fulfilment, want, canonical.NoPayment, false); err != nil {
-					return v, err
+					return v, act, err
 				}
 			}
 		}
@@ -72,16 +100,16 @@ func (e *Engine) ReconcileOrder(b *pebble.Batch, orderID string, rows []projecti
 			switch {
 			case table.CanExpressPayment(p):
 				if err := check(DimPayment, &src.Payment, canonical.None, p, false); err != nil {
-					return v, err
+					return v, act, err
 				}
 			case f.To == e.record && e.roleOf(f.From) == "payment" && (p == canonical.Authorized || p == canonical.Paid):
 				if err := check(DimPayment, &src.Payment, canonical.None, p, true); err != nil {
-					return v, err
+					return v, act, err
 				}
 			}
 		}
 	}
-	return v, nil
+	return v, act, nil
 }
 
 // closedOrder: every system with a state is in the same terminal state
@@ -106,10 +134,5 @@ func closedOrder(rows []projections.Row) bool {
 // ResolveAgreedOrder resolves the order's open flow mismatches whose systems
 // now agree (the sweep's second half).
 func (e *Engine) ResolveAgreedOrder(b *pebble.Batch, orderID string, now time.Time) error {
-	for _, f := range e.cfg.Flows {
-		if err := e.resolveAgreed(b, orderID, f.To, now); err != nil {
-			return err
-		}
-	}
-	return nil
+	return e.resolveAgreed(b, orderID, "", now) // every system: every flow mismatch
 }

@@ -103,52 +103,8 @@ func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
 	defer r.mu.Unlock()
 	start := r.opts.Now()
 	rep := &Report{ID: start.UTC().Format("20060102T150405.000Z"), StartedAt: fmtTime(start)}
-	var sweepErr error
-	type pending struct {
-		order string
-		rows  []projections.Row
-	}
-	chunk := make([]pending, 0, r.opts.ChunkOrders)
-	flush := func() error {
-		if len(chunk) == 0 {
-			return nil
-		}
-		err := r.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
-			for _, p := range chunk {
-				v, err := e.ReconcileOrder(b, p.order, p.rows, now)
-				if err != nil {
-					return err
-				}
-				if v.Open {
-					rep.OpenOrders++
-				}
-				rep.InFlight += v.InFlight
-				rep.Raised += v.Raised
-				if err := e.ResolveAgreedOrder(b, p.order, now); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		chunk = chunk[:0]
-		return err
-	}
-	sweepErr = r.opts.Store.ScanOrders(func(orderID string, rows []projections.Row) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rep.Orders++
-		chunk = append(chunk, pending{orderID, append([]projections.Row(nil), rows...)})
-		if len(chunk) == cap(chunk) {
-			return flush()
-		}
-		return nil
-	})
-	if sweepErr == nil {
-		sweepErr = flush()
-	}
-	if sweepErr != nil {
-		return nil, fmt.Errorf("reconcile sweep: %w", sweepErr)
+	if err := r.sweep(ctx, rep); err != nil {
+		return nil, fmt.Errorf("reconcile sweep: %w", err)
 	}
 	end := r.opts.Now()
 	if err := Summarise(r.opts.Store, rep, end.Add(-r.opts.Every), end); err != nil {
@@ -172,6 +128,119 @@ func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
 	r.opts.Logger.Info().Int("orders", rep.Orders).Int("open_orders", rep.OpenOrders).Int("raised", rep.Raised).
 		Int("open_mismatches", rep.OpenMismatches).Int64("duration_ms", rep.DurationMillis).Msg("reconciliation finished")
 	return rep, nil
+}
+
+// orderRows is one order's projections as the sweep read them.
+type orderRows struct {
+	order string
+	rows  []projections.Row
+	open  bool // had open mismatches when checked
+}
+
+// checkWorkers is how many goroutines check orders while one reads the
+// store.
+const checkWorkers = 2
+
+// sweep reads every order's rows in key order (one goroutine) and checks
+// them (checkWorkers goroutines, outside the detector's lock: most orders
+// need nothing). Orders that need a change (an overdue unmet flow, open
+// mismatches that may now agree) are reconciled in chunks under the lock,
+// through Detector.Update, exactly as before the check.
+func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	chunks := make(chan []projections.RawOrder, 2*checkWorkers)
+	var mu sync.Mutex // guards rep's counters
+	var wg sync.WaitGroup
+	for range checkWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r.check(ctx, chunks, rep, &mu); err != nil {
+				cancel(err)
+				for range chunks { // let the reader finish
+				}
+			}
+		}()
+	}
+	orders := 0
+	err := r.opts.Store.ScanOrdersRaw(r.opts.ChunkOrders, func(chunk []projections.RawOrder) error {
+		orders += len(chunk)
+		select {
+		case chunks <- chunk:
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	})
+	close(chunks)
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil && err == nil {
+		err = cause
+	}
+	rep.Orders = orders
+	return err
+}
+
+// check checks the orders of each chunk and reconciles those that need it.
+func (r *Reconciler) check(ctx context.Context, chunks <-chan []projections.RawOrder, rep *Report, mu *sync.Mutex) error {
+	e := r.opts.Detector.Engine()
+	var act []orderRows
+	var scratch []projections.Row
+	for raw := range chunks {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		open, inFlight := 0, 0
+		act = act[:0]
+		now := r.opts.Detector.Now() // the clock Update judges by
+		for i := range raw {
+			rows, err := raw[i].Rows(scratch[:0])
+			if err != nil {
+				return err
+			}
+			scratch = rows
+			o := orderRows{order: raw[i].OrderID, rows: rows}
+			v, overdue, hasOpen := e.CheckOrder(o.order, o.rows, now)
+			if v.Open {
+				open++
+			}
+			inFlight += v.InFlight
+			if overdue || hasOpen {
+				o.open = hasOpen
+				o.rows = append([]projections.Row(nil), rows...)
+				act = append(act, o)
+			}
+		}
+		raised := 0
+		if len(act) > 0 {
+			err := r.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
+				for _, o := range act {
+					v, err := e.ReconcileOrder(b, o.order, o.rows, now)
+					if err != nil {
+						return err
+					}
+					raised += v.Raised
+					if !o.open {
+						continue // what was just raised disagrees by construction
+					}
+					if err := e.ResolveAgreedOrder(b, o.order, now); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		mu.Lock()
+		rep.OpenOrders += open
+		rep.InFlight += inFlight
+		rep.Raised += raised
+		mu.Unlock()
+	}
+	return nil
 }
 
 var keyLatest = []byte("r/latest")
