@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"sort"
 	"strconv"
@@ -60,17 +61,17 @@ type Result struct {
 	// While the gate was measured: how long runnable goroutines waited for
 	// a CPU, and the collector's stop-the-world pauses (runtime/metrics),
 	// p99 in ms: the part of the gate's tail that is the machine's.
-	SchedLatencyP99 float64 `json:"sched_latency_p99_ms"`
-	GCPauseP99      float64 `json:"gc_pause_p99_ms"`
-	GCCycles        uint64  `json:"gc_cycles_during_gate"`
-	GateRequests        int                `json:"gate_requests"`
-	GateRate            float64            `json:"gate_rate_per_sec"`
-	IngestDuringGate    float64            `json:"ingest_during_gate_per_sec"`
-	SweepSeconds        float64            `json:"reconcile_sweep_seconds"`
-	SweepOrders         int                `json:"reconcile_orders"`
-	ReplayRate          float64            `json:"replay_per_sec"`
-	RebuildRate         float64            `json:"rebuild_per_sec"`
-	PeakRSSMiB          float64            `json:"peak_rss_mib"`
+	SchedLatencyP99  float64 `json:"sched_latency_p99_ms"`
+	GCPauseP99       float64 `json:"gc_pause_p99_ms"`
+	GCCycles         uint64  `json:"gc_cycles_during_gate"`
+	GateRequests     int     `json:"gate_requests"`
+	GateRate         float64 `json:"gate_rate_per_sec"`
+	IngestDuringGate float64 `json:"ingest_during_gate_per_sec"`
+	SweepSeconds     float64 `json:"reconcile_sweep_seconds"`
+	SweepOrders      int     `json:"reconcile_orders"`
+	ReplayRate       float64 `json:"replay_per_sec"`
+	RebuildRate      float64 `json:"rebuild_per_sec"`
+	PeakRSSMiB       float64 `json:"peak_rss_mib"`
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -130,6 +131,16 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	res.Events = len(payloads)
+	// driftwatch serve runs under a soft heap limit (memory.limit_mb); this
+	// process also holds the load generator's payloads, so its limit is
+	// raised by twice their size.
+	if cfg.Memory.LimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		var held int64
+		for i := range payloads {
+			held += int64(len(payloads[i]) + len(subjects[i]) + 64)
+		}
+		debug.SetMemoryLimit(int64(cfg.Memory.LimitMB)<<20 + 2*held)
+	}
 	o.logf("workload: %d orders, %d events (%s)", o.Orders, len(payloads), o.SyncInterval)
 
 	// 1. Raw JetStream: the same payloads to a plain stream, same storage.

@@ -4,13 +4,20 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/projector"
@@ -28,6 +35,13 @@ type SweepResult struct {
 	MaxHeapMiB     float64 `json:"max_heap_during_sweep_mib"`
 	RSSMiB         float64 `json:"rss_after_mib"`
 	StoreMiB       float64 `json:"store_mib"`
+	// Serve on the same store afterwards: driftwatch with every service
+	// running over the 1M orders while ingesting, sweeping and answering
+	// the gate; resident memory at the end and at its peak.
+	ServeRSSMiB     float64 `json:"serve_rss_mib"`
+	ServePeakRSSMiB float64 `json:"serve_peak_rss_mib"`
+	ServeHeapMiB    float64 `json:"serve_heap_mib"`
+	ServeSweepSecs  float64 `json:"serve_sweep_seconds"`
 }
 
 // Sweep loads orders x 5 systems straight into a store through the
@@ -44,7 +58,22 @@ func Sweep(ctx context.Context, orders int, log func(string, ...any)) (*SweepRes
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	store, err := projections.Open(dir, projections.Options{})
+	res, err := loadAndSweep(ctx, cfg, dir, orders, log)
+	if err != nil {
+		return nil, err
+	}
+	// The loader's store is closed and unreferenced: what follows is the
+	// server's memory.
+	if err := serveMemory(ctx, cfg, dir, res, log); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// loadAndSweep loads the store straight through the projection state
+// machine and times one sweep over it.
+func loadAndSweep(ctx context.Context, cfg *config.Config, dir string, orders int, log func(string, ...any)) (*SweepResult, error) {
+	store, err := projections.Open(filepath.Join(dir, app.StoreDir), projections.Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -120,9 +149,84 @@ func Sweep(ctx context.Context, orders int, log func(string, ...any)) (*SweepRes
 	res.OpenMismatches = rep.OpenMismatches
 	res.MaxHeapMiB = round(float64(maxHeap.Load()) / (1 << 20))
 	res.RSSMiB = procStatusMiB("VmRSS:")
-	res.StoreMiB = round(float64(dirSize(dir)) / (1 << 20))
+	res.StoreMiB = round(float64(dirSize(filepath.Join(dir, app.StoreDir))) / (1 << 20))
 	log("sweep: %d orders in %.2fs (%.0f orders/s), %d mismatches, heap max %.0f MiB", rep.Orders, res.SweepSeconds, res.OrdersPerSec, rep.OpenMismatches, res.MaxHeapMiB)
 	return res, nil
+}
+
+// serveMemory runs driftwatch (every service, embedded NATS) on the loaded
+// store: it ingests 10,000 new orders, sweeps every order and answers gate
+// requests, then reads the process's resident memory. The loader's garbage
+// is returned to the OS first and the peak is reset, so the figures are
+// the server's.
+func serveMemory(ctx context.Context, cfg *config.Config, dir string, res *SweepResult, log func(string, ...any)) error {
+	app.ApplyMemoryLimit(cfg) // as driftwatch serve does
+	debug.FreeOSMemory()
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset VmHWM
+	a, err := app.New(app.Options{Config: cfg, DataDir: dir, NATSListen: "127.0.0.1:-1", Logger: zerolog.Nop(),
+		Services: []string{app.ServiceProjector, app.ServiceDetector, app.ServiceGate, app.ServiceReconcile}})
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		stop, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = a.Stop(stop)
+	}()
+	nc, err := nats.Connect(a.Broker.ClientURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
+	w := NewWorkload(3)
+	var payloads [][]byte
+	var subjects []string
+	for i := 0; i < 10000; i++ {
+		lines, _ := w.Order(i)
+		for _, l := range lines {
+			payloads = append(payloads, l)
+			subjects = append(subjects, "driftwatch.in."+systemOf(l))
+		}
+	}
+	if err := publishAll(ctx, js, payloads, func(i int) string { return subjects[i] }, true); err != nil {
+		return err
+	}
+	payloads, subjects = nil, nil
+	if err := waitApplied(ctx, a); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	rep, err := a.Reconcile.Run(ctx)
+	if err != nil {
+		return err
+	}
+	res.ServeSweepSecs = time.Since(t0).Seconds()
+	for i := 0; i < 20000; i++ {
+		req := fmt.Sprintf(`{"event":{"event_id":"m%d","order_id":"S-%08d","system":"shop","status":"fulfilled","status_field":"fulfillment_status","occurred_at":"2026-11-27T10:00:00Z"},"target":"erp"}`, i, (i*7919)%res.Orders)
+		if _, err := nc.Request(events.ValidateSubject, []byte(req), 5*time.Second); err != nil {
+			return err
+		}
+	}
+	if f := os.Getenv("DRIFTWATCH_BENCH_HEAP"); f != "" {
+		if out, err := os.Create(f); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(out, 0)
+			out.Close()
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	res.ServeHeapMiB = round(float64(ms.HeapInuse) / (1 << 20))
+	if os.Getenv("DRIFTWATCH_BENCH_DEBUG") != "" {
+		log("memstats: sys %d MiB, heap sys %d idle %d released %d inuse %d, stacks %d, other %d", ms.Sys>>20, ms.HeapSys>>20, ms.HeapIdle>>20, ms.HeapReleased>>20, ms.HeapInuse>>20, ms.StackSys>>20, (ms.OtherSys+ms.GCSys+ms.MSpanSys+ms.MCacheSys+ms.BuckHashSys)>>20)
+	}
+	res.ServeRSSMiB = procStatusMiB("VmRSS:")
+	res.ServePeakRSSMiB = procStatusMiB("VmHWM:")
+	log("serve on %d orders: sweep %.2fs over %d orders, RSS %.0f MiB (peak %.0f MiB), Go heap in use %.0f MiB", res.Orders, res.ServeSweepSecs, rep.Orders, res.ServeRSSMiB, res.ServePeakRSSMiB, res.ServeHeapMiB)
+	return nil
 }
 
 func dirSize(dir string) int64 {
