@@ -38,11 +38,19 @@ type Options struct {
 	IngestRate   int           // events per second published while the gate is measured
 	Skip         map[string]bool
 	Log          func(format string, args ...any)
+	// LargeMemory runs driftwatch with LargeMemory's settings instead of
+	// the memory defaults (which keep 1M orders under 300 MiB).
+	LargeMemory bool
 	// Rate, when set, paces driftwatch's publish at this many events per
 	// second (a steady load instead of a burst), to measure detection
 	// latency with the detector keeping up.
 	Rate int
 }
+
+// LargeMemory is a memory section for a machine with memory to spare:
+// no heap limit, and Pebble and row caches four times the defaults. It is
+// what the throughput figures of BENCHMARKS.md compare against.
+var LargeMemory = config.Memory{LimitMB: 0, BlockCacheMB: 64, MemtableMB: 32, RowCache: 131072}
 
 // Result holds the figures.
 type Result struct {
@@ -89,6 +97,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(Config, o.SyncInterval)))
 	if err != nil {
 		return nil, err
+	}
+	if o.LargeMemory {
+		cfg.Memory = LargeMemory
 	}
 	dir, err := os.MkdirTemp("", "driftwatch-bench-")
 	if err != nil {
