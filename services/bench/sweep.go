@@ -35,6 +35,7 @@ type SweepResult struct {
 	MaxHeapMiB     float64 `json:"max_heap_during_sweep_mib"`
 	RSSMiB         float64 `json:"rss_after_mib"`
 	StoreMiB       float64 `json:"store_mib"`
+	MemoryLimitMB  int     `json:"memory_limit_mb"`
 	// Serve on the same store afterwards: driftwatch with every service
 	// running over the 1M orders while ingesting, sweeping and answering
 	// the gate; resident memory at the end and at its peak.
@@ -48,10 +49,15 @@ type SweepResult struct {
 // projection state machine (no NATS: this measures the sweep, not ingest),
 // then runs one reconciliation sweep and samples the heap while it runs.
 // One order in a hundred drifts (the ERP never confirmed it).
-func Sweep(ctx context.Context, orders int, log func(string, ...any)) (*SweepResult, error) {
+//
+// limitMB, when 0 or more, replaces memory.limit_mb for the server phase.
+func Sweep(ctx context.Context, orders, limitMB int, log func(string, ...any)) (*SweepResult, error) {
 	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(Config, "always")))
 	if err != nil {
 		return nil, err
+	}
+	if limitMB >= 0 {
+		cfg.Memory.LimitMB = limitMB
 	}
 	dir, err := os.MkdirTemp("", "driftwatch-sweep-")
 	if err != nil {
@@ -161,6 +167,7 @@ func loadAndSweep(ctx context.Context, cfg *config.Config, dir string, orders in
 // the server's.
 func serveMemory(ctx context.Context, cfg *config.Config, dir string, res *SweepResult, log func(string, ...any)) error {
 	app.ApplyMemoryLimit(cfg) // as driftwatch serve does
+	res.MemoryLimitMB = cfg.Memory.LimitMB
 	debug.FreeOSMemory()
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset VmHWM
 	a, err := app.New(app.Options{Config: cfg, DataDir: dir, NATSListen: "127.0.0.1:-1", Logger: zerolog.Nop(),

@@ -206,7 +206,7 @@ func Defaults() Config {
 		Alerts:    Alerts{MismatchRate: 0.02, ChannelShare: 0.5, EscalateAfter: Duration(24 * time.Hour), SilentFloor: Duration(15 * time.Minute)},
 		Reconcile: Reconcile{Every: Duration(24 * time.Hour)},
 		Ingest:    Ingest{DedupeWindow: Duration(2 * time.Hour), MaxAge: Duration(90 * 24 * time.Hour), SyncInterval: "always", Replicas: 1},
-		Memory:    Memory{LimitMB: 192, BlockCacheMB: 32, MemtableMB: 16, RowCache: 32768},
+		Memory:    Memory{LimitMB: 0, BlockCacheMB: 32, MemtableMB: 16, RowCache: 65536},
 	}
 }
 

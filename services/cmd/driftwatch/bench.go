@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"os"
 	"runtime/pprof"
 	"strings"
@@ -13,8 +14,8 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var o bench.Options
-	var skip, output, cpuProfile, memProfile string
-	var sweepOrders int
+	var skip, output, cpuProfile, memProfile, writeWorkload string
+	var sweepOrders, memoryLimitMB int
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Load test an embedded driftwatch and print rates, latencies and memory",
@@ -55,8 +56,11 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			o.Log = func(format string, args ...any) {
 				printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 			}
+			if writeWorkload != "" {
+				return writeWorkloadFile(writeWorkload, o.Orders)
+			}
 			if sweepOrders > 0 {
-				res, err := bench.Sweep(cmd.Context(), sweepOrders, o.Log)
+				res, err := bench.Sweep(cmd.Context(), sweepOrders, memoryLimitMB, o.Log)
 				if err != nil {
 					return err
 				}
@@ -86,9 +90,37 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
 	f.BoolVar(&o.LargeMemory, "large-memory", false, "run with no heap limit and larger caches (memory: limit_mb 0, block_cache_mb 64, memtable_mb 32, row_cache 131072) instead of the memory defaults")
+	f.StringVar(&writeWorkload, "write-workload", "", "instead: write the workload of --orders orders to this NDJSON file (for driftwatch publish) and exit")
+	f.IntVar(&memoryLimitMB, "memory-limit-mb", -1, "with --sweep-orders: run the server phase with this memory.limit_mb instead of the configuration's default")
 	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	f.IntVar(&sweepOrders, "sweep-orders", 0, "instead: load this many orders x 5 systems straight into a store and time one reconciliation sweep")
 	return cmd
+}
+
+// writeWorkloadFile writes the bench's workload as NDJSON, one event per
+// line, in publishing order.
+func writeWorkloadFile(path string, orders int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	wl := bench.NewWorkload(1)
+	n := 0
+	for i := 0; i < orders; i++ {
+		lines, _ := wl.Order(i)
+		for _, l := range lines {
+			w.Write(l)
+			w.WriteByte('\n')
+			n++
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	printf(os.Stderr, "wrote %d events of %d orders to %s\n", n, orders, path)
+	return f.Close()
 }
