@@ -3,6 +3,7 @@ package projections
 import (
 	"encoding/binary"
 	"errors"
+	"unsafe"
 )
 
 // errCorrupt reports a value that does not decode.
@@ -29,6 +30,9 @@ func boolByte(v bool) byte {
 type dec struct {
 	b   []byte
 	err error
+	// alias makes strings share b's bytes instead of copying them: only
+	// for bytes that are never modified afterwards (ScanOrdersRaw's).
+	alias bool
 }
 
 func (d *dec) u() uint64 {
@@ -66,7 +70,12 @@ func (d *dec) s() string {
 		d.err = errCorrupt
 		return ""
 	}
-	v := string(d.b[:n])
+	var v string
+	if d.alias && n > 0 {
+		v = unsafe.String(&d.b[0], n) // shares bytes the caller never changes
+	} else {
+		v = string(d.b[:n])
+	}
 	d.b = d.b[n:]
 	return v
 }

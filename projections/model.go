@@ -129,8 +129,9 @@ func (r *Row) encode() []byte {
 	return e.b
 }
 
-func decodeRow(b []byte) (Row, error) {
-	d := dec{b: b}
+func decodeRow(b []byte) (Row, error) { return decodeRowFrom(dec{b: b}) }
+
+func decodeRowFrom(d dec) (Row, error) {
 	var r Row
 	if v := d.byte1(); v != rowVersion {
 		return r, errCorrupt

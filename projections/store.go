@@ -446,10 +446,13 @@ type RawOrder struct {
 	Values  [][]byte
 }
 
-// Rows decodes the order's rows, appending to dst.
-func (o *RawOrder) Rows(dst []Row) ([]Row, error) {
+// Rows decodes the order's rows, appending to dst. With share, their
+// strings share the chunk's bytes instead of copying them (no allocation):
+// for rows that are looked at and dropped, since any one of those strings
+// kept anywhere keeps the whole chunk's bytes alive.
+func (o *RawOrder) Rows(dst []Row, share bool) ([]Row, error) {
 	for _, v := range o.Values {
-		r, err := decodeRow(v)
+		r, err := decodeRowFrom(dec{b: v, alias: share})
 		if err != nil {
 			return dst, fmt.Errorf("row of %s: %w", o.OrderID, err)
 		}

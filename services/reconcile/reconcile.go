@@ -195,7 +195,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan []projections.RawO
 		act = act[:0]
 		now := r.opts.Detector.Now() // the clock Update judges by
 		for i := range raw {
-			rows, err := raw[i].Rows(scratch[:0])
+			rows, err := raw[i].Rows(scratch[:0], true) // checked, then dropped
 			if err != nil {
 				return err
 			}
@@ -208,7 +208,9 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan []projections.RawO
 			inFlight += v.InFlight
 			if overdue || hasOpen {
 				o.open = hasOpen
-				o.rows = append([]projections.Row(nil), rows...)
+				if o.rows, err = raw[i].Rows(nil, false); err != nil { // kept: copies
+					return err
+				}
 				act = append(act, o)
 			}
 		}
