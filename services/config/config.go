@@ -161,9 +161,10 @@ type Ingest struct {
 	Replicas int `yaml:"replicas"`
 }
 
-// Memory bounds driftwatch's resident memory. The defaults keep a server
-// with a million orders in its projections under 300 MiB (BENCHMARKS.md);
-// larger values buy speed on bigger machines.
+// Memory sizes driftwatch's caches and bounds its heap. The defaults favour
+// throughput; limit_mb: 192 keeps a server with a million orders in its
+// projections under 300 MiB resident, at a cost in burst throughput
+// (BENCHMARKS.md has both).
 type Memory struct {
 	// LimitMB is the Go heap's soft limit in MiB (0: none). Near it the
 	// collector runs as often as it must. The GOMEMLIMIT variable wins.

@@ -167,6 +167,8 @@ func (d *Detector) Applied() uint64 { return d.applied.Load() }
 
 func (d *Detector) resetConsumer(ctx context.Context) error {
 	ckpt := d.applied.Load()
+	// MemoryStorage: as the projector's, the consumer is recreated at the
+	// store's checkpoint on every start, so its state stays in memory.
 	cfg := jetstream.ConsumerConfig{
 		Durable: ConsumerName, Description: "driftwatch detector", FilterSubject: events.InPrefix + ">",
 		AckPolicy: jetstream.AckAllPolicy, AckWait: 5 * time.Minute, MaxAckPending: 20000, MaxDeliver: -1, MemoryStorage: true,

@@ -182,6 +182,9 @@ func (p *Projector) ensureConsumer(ctx context.Context, name, filter string, ckp
 		AckPolicy:     jetstream.AckAllPolicy,
 		AckWait:       5 * time.Minute,
 		MaxAckPending: 20000,
+		// The store's checkpoint, not the consumer's state, says what was
+		// applied, and every start recreates the consumer from it: its
+		// state need not be written to disk.
 		MemoryStorage: true,
 		MaxDeliver:    -1,
 	}
