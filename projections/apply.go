@@ -214,6 +214,12 @@ func amountOf(attrs json.RawMessage) (amount, currency string) {
 			return string(amt), currency
 		}
 	}
+	return amountByDecoder(attrs)
+}
+
+// amountByDecoder is amountOf by encoding/json: the reference for what the
+// in-place reading returns.
+func amountByDecoder(attrs json.RawMessage) (amount, currency string) {
 	var a struct {
 		Amount   json.Number `json:"amount"`
 		Currency string      `json:"currency"`
