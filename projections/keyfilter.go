@@ -1,8 +1,8 @@
 package projections
 
 import (
-	"hash/fnv"
-	"sync"
+	"hash/maphash"
+	"sync/atomic"
 )
 
 // keyFilter is an in-memory Bloom filter over the keys of one prefix that
@@ -13,42 +13,36 @@ import (
 // only: built from the store at open, and fed by each committed Tx. Keys
 // are never deleted under these prefixes, so it never goes stale.
 type keyFilter struct {
-	mu   sync.RWMutex
-	bits []uint64
+	bits []atomic.Uint64 // set with atomic Or, read with Load: no lock
 	k    uint32
+	seed maphash.Seed // the filter lives in memory only: any seed will do
 }
 
 func newKeyFilter(expected int) *keyFilter {
 	m := max(expected*10, 1<<16) // 10 bits a key: ~1% false positives
-	return &keyFilter{bits: make([]uint64, (m+63)/64), k: 7}
+	return &keyFilter{bits: make([]atomic.Uint64, (m+63)/64), k: 7, seed: maphash.MakeSeed()}
 }
 
-func (f *keyFilter) hashes(key []byte) (uint32, uint32) {
-	h := fnv.New64a()
-	h.Write(key)
-	v := h.Sum64()
-	return uint32(v), uint32(v>>32) | 1
-}
+func split(v uint64) (uint32, uint32) { return uint32(v), uint32(v>>32) | 1 }
 
-func (f *keyFilter) add(key []byte) {
-	h1, h2 := f.hashes(key)
+func (f *keyFilter) add(key []byte) { f.set(split(maphash.Bytes(f.seed, key))) }
+
+func (f *keyFilter) addString(key string) { f.set(split(maphash.String(f.seed, key))) }
+
+func (f *keyFilter) set(h1, h2 uint32) {
 	n := uint32(len(f.bits) * 64)
-	f.mu.Lock()
 	for i := uint32(0); i < f.k; i++ {
 		bit := (h1 + i*h2) % n
-		f.bits[bit/64] |= 1 << (bit % 64)
+		f.bits[bit/64].Or(1 << (bit % 64))
 	}
-	f.mu.Unlock()
 }
 
 func (f *keyFilter) mayContain(key []byte) bool {
-	h1, h2 := f.hashes(key)
+	h1, h2 := split(maphash.Bytes(f.seed, key))
 	n := uint32(len(f.bits) * 64)
-	f.mu.RLock()
-	defer f.mu.RUnlock()
 	for i := uint32(0); i < f.k; i++ {
 		bit := (h1 + i*h2) % n
-		if f.bits[bit/64]&(1<<(bit%64)) == 0 {
+		if f.bits[bit/64].Load()&(1<<(bit%64)) == 0 {
 			return false
 		}
 	}

@@ -47,6 +47,9 @@ type Store struct {
 	cache *rowCache
 	seen  *keyFilter // the ledger's keys
 	rowed *keyFilter // the rows' keys
+	// durable is the write option of durable commits (pebble.Sync, or
+	// NoSync for a store without a WAL).
+	durable *pebble.WriteOptions
 }
 
 // Options tune the store.
@@ -58,6 +61,10 @@ type Options struct {
 	// RowCache is how many rows the row cache holds (default 131072, about
 	// 40 MiB at most).
 	RowCache int
+	// DisableWAL skips the write-ahead log: for a store built from scratch
+	// that is thrown away if the build fails (rebuild), made durable by a
+	// Flush at the end. Nothing written is durable before that Flush.
+	DisableWAL bool
 }
 
 // Open opens or creates the store in dir and checks its format version.
@@ -71,6 +78,12 @@ func Open(dir string, o Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create projection store %s: %w", dir, err)
 	}
+	// Durable writes wait for the WAL; without one they cannot (Pebble
+	// refuses), and the final Flush is what makes the store durable.
+	durable := pebble.Sync
+	if o.DisableWAL {
+		durable = pebble.NoSync
+	}
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref()
 	opts := &pebble.Options{
@@ -81,6 +94,7 @@ func Open(dir string, o Options) (*Store, error) {
 		// write-heavy store. Let L0 grow before it stalls writers, and
 		// compact with both cores when it must.
 		MemTableStopWritesThreshold: 3,
+		DisableWAL:                  o.DisableWAL,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       400,
 		LBaseMaxBytes:               256 << 20,
@@ -98,11 +112,11 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.RowCache == 0 {
 		o.RowCache = 1 << 17
 	}
-	s := &Store{db: db, dir: dir, cache: newRowCache(o.RowCache), seen: newKeyFilter(4 << 20), rowed: newKeyFilter(4 << 20)}
+	s := &Store{db: db, dir: dir, cache: newRowCache(o.RowCache), seen: newKeyFilter(4 << 20), rowed: newKeyFilter(4 << 20), durable: durable}
 	v, closer, err := db.Get(keyFormat)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
-		if err := db.Set(keyFormat, binary.AppendUvarint(nil, FormatVersion), pebble.Sync); err != nil {
+		if err := db.Set(keyFormat, binary.AppendUvarint(nil, FormatVersion), durable); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("write store format version: %w", err)
 		}
@@ -144,7 +158,7 @@ func (s *Store) NewBatch() *pebble.Batch { return s.db.NewIndexedBatch() }
 // Commit applies a batch durably (fsync), then closes it.
 func (s *Store) Commit(b *pebble.Batch) error {
 	defer b.Close()
-	if err := s.db.Apply(b, pebble.Sync); err != nil {
+	if err := s.db.Apply(b, s.durable); err != nil {
 		return fmt.Errorf("commit projection batch: %w", err)
 	}
 	return nil
@@ -247,7 +261,7 @@ func (s *Store) StreamID() (string, error) {
 
 // SetStreamID records the events stream's identity.
 func (s *Store) SetStreamID(id string) error {
-	return s.db.Set(keyStreamID, []byte(id), pebble.Sync)
+	return s.db.Set(keyStreamID, []byte(id), s.durable)
 }
 
 func rowKey(orderID, system string) []byte {
@@ -618,5 +632,5 @@ func (s *Store) CopyPrefixes(dst *Store, prefixes ...string) (int, error) {
 			return n, err
 		}
 	}
-	return n, b.Commit(pebble.Sync)
+	return n, b.Commit(dst.durable)
 }

@@ -42,7 +42,7 @@ func (tx *Tx) Close() { _ = tx.B.Close() }
 func (s *Store) CommitTx(tx *Tx, sync bool) error {
 	opts := pebble.NoSync
 	if sync {
-		opts = pebble.Sync
+		opts = s.durable
 	}
 	if err := s.db.Apply(tx.B, opts); err != nil {
 		tx.Close()
@@ -51,7 +51,7 @@ func (s *Store) CommitTx(tx *Tx, sync bool) error {
 	tx.Close()
 	tx.PublishRows()
 	for k := range tx.seen {
-		s.seen.add([]byte(k))
+		s.seen.addString(k)
 	}
 	return nil
 }
@@ -61,7 +61,7 @@ func (s *Store) CommitTx(tx *Tx, sync bool) error {
 func (tx *Tx) PublishRows() {
 	for k, r := range tx.rows {
 		tx.store.cache.put(k, r.enc)
-		tx.store.rowed.add([]byte(k))
+		tx.store.rowed.addString(k)
 	}
 }
 
