@@ -38,6 +38,9 @@ type Options struct {
 	IngestRate   int           // events per second published while the gate is measured
 	Skip         map[string]bool
 	Log          func(format string, args ...any)
+	// SLA, when set, replaces every flow's SLA (3s in the workload): a
+	// longer one keeps more expectations open at once.
+	SLA time.Duration
 	// LargeMemory runs driftwatch with LargeMemory's settings instead of
 	// the memory defaults (which keep 1M orders under 300 MiB).
 	LargeMemory bool
@@ -100,6 +103,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.LargeMemory {
 		cfg.Memory = LargeMemory
+	}
+	if o.SLA > 0 {
+		for i := range cfg.Flows {
+			cfg.Flows[i].SLA = config.Duration(o.SLA)
+		}
 	}
 	dir, err := os.MkdirTemp("", "driftwatch-bench-")
 	if err != nil {

@@ -92,6 +92,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.BoolVar(&o.LargeMemory, "large-memory", false, "run with no heap limit and larger caches (memory: limit_mb 0, block_cache_mb 64, memtable_mb 32, row_cache 131072) instead of the memory defaults")
 	f.StringVar(&writeWorkload, "write-workload", "", "instead: write the workload of --orders orders to this NDJSON file (for driftwatch publish) and exit")
 	f.IntVar(&memoryLimitMB, "memory-limit-mb", -1, "with --sweep-orders: run the server phase with this memory.limit_mb instead of the configuration's default")
+	f.DurationVar(&o.SLA, "sla", 0, "replace every flow's SLA (3s in the workload); a longer one keeps more expectations open at once")
 	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
