@@ -58,7 +58,8 @@ type Options struct {
 	Systems []string
 	Logger  zerolog.Logger
 	// OnBatch, when set, is called after each committed batch with the
-	// system and the outcomes (for metrics and tests). It must not block.
+	// system and the outcomes (for metrics and tests). It must not block,
+	// and must copy what it keeps: the slice is reused for the next batch.
 	OnBatch func(system string, outcomes []projections.Outcome)
 	// SentryEvery is how often the sentry looks for subjects of unknown
 	// systems (default 5s).
@@ -164,7 +165,8 @@ func (p *Projector) checkStream(ctx context.Context) error {
 type worker struct {
 	name, filter, system string
 	cons                 jetstream.Consumer
-	applied              atomic.Uint64 // checkpoint
+	applied              atomic.Uint64         // checkpoint
+	outcomes             []projections.Outcome // reused by each batch (the worker's goroutine only)
 	deadLettered         atomic.Uint64
 	duplicates           atomic.Uint64
 }
@@ -301,7 +303,8 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 			tx.Close()
 		}
 	}()
-	outcomes := make([]projections.Outcome, 0, len(msgs))
+	outcomes := w.outcomes[:0]
+	defer func() { w.outcomes = outcomes[:0] }()
 	var dead, dups uint64
 	var spans []trace.Span
 	if p.opts.Tracing.Enabled() {
