@@ -10,12 +10,14 @@ import (
 // applied) and the rows. A definite "absent" skips the Pebble lookup that
 // would otherwise run for every new event id and for the first event of
 // every (order, system); a "maybe" falls back to it. It holds committed keys
-// only: built from the store at open, and fed by each committed Tx. Keys
-// are never deleted under these prefixes, so it never goes stale.
+// only: loaded from the store after open, and fed by each committed Tx.
+// Until the load is done (ready) it answers "maybe". Keys are never
+// deleted under these prefixes, so it never goes stale.
 type keyFilter struct {
-	bits []atomic.Uint64 // set with atomic Or, read with Load: no lock
-	k    uint32
-	seed maphash.Seed // the filter lives in memory only: any seed will do
+	bits  []atomic.Uint64 // set with atomic Or, read with Load: no lock
+	k     uint32
+	seed  maphash.Seed // the filter lives in memory only: any seed will do
+	ready atomic.Bool
 }
 
 func newKeyFilter(expected int) *keyFilter {
@@ -38,6 +40,9 @@ func (f *keyFilter) set(h1, h2 uint32) {
 }
 
 func (f *keyFilter) mayContain(key []byte) bool {
+	if !f.ready.Load() {
+		return true
+	}
 	h1, h2 := split(maphash.Bytes(f.seed, key))
 	n := uint32(len(f.bits) * 64)
 	for i := uint32(0); i < f.k; i++ {

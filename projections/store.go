@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -50,6 +51,12 @@ type Store struct {
 	// durable is the write option of durable commits (pebble.Sync, or
 	// NoSync for a store without a WAL).
 	durable *pebble.WriteOptions
+
+	// The filters are loaded in the background (loadFilters); Close stops
+	// and waits for that.
+	stopLoad chan struct{}
+	stopOnce sync.Once
+	loading  sync.WaitGroup
 }
 
 // Options tune the store.
@@ -131,19 +138,48 @@ func Open(dir string, o Options) (*Store, error) {
 			return nil, fmt.Errorf("%w: %s has format %d, this driftwatch reads %d; run driftwatch rebuild", ErrFormatVersion, dir, ver, FormatVersion)
 		}
 	}
-	if err := s.scan(prefixSeen, func(k, _ []byte) error { s.seen.add(k); return nil }); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("load the ledger filter: %w", err)
-	}
-	if err := s.scan(prefixRow, func(k, _ []byte) error { s.rowed.add(k); return nil }); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("load the row filter: %w", err)
-	}
+	s.stopLoad = make(chan struct{})
+	s.loading.Add(1)
+	go s.loadFilters()
 	return s, nil
 }
 
+// errStopped ends a filter load when the store closes.
+var errStopped = errors.New("projections: store closing")
+
+// loadFilters fills the ledger and row filters from the store, then makes
+// them answer: until then every lookup reads Pebble, so opening a store of
+// millions of keys is not delayed (a scan of 18M keys takes seconds).
+// Keys committed meanwhile are added by CommitTx as always, and a key
+// committed before the scan's snapshot is found by the scan.
+func (s *Store) loadFilters() {
+	defer s.loading.Done()
+	for _, f := range []struct {
+		prefix []byte
+		filter *keyFilter
+	}{{prefixSeen, s.seen}, {prefixRow, s.rowed}} {
+		err := s.scan(f.prefix, func(k, _ []byte) error {
+			select {
+			case <-s.stopLoad:
+				return errStopped
+			default:
+			}
+			f.filter.add(k)
+			return nil
+		})
+		if err != nil {
+			return // the filter stays unloaded: lookups keep reading Pebble
+		}
+		f.filter.ready.Store(true)
+	}
+}
+
 // Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.stopOnce.Do(func() { close(s.stopLoad) })
+	s.loading.Wait()
+	return s.db.Close()
+}
 
 // Dir is the store's folder.
 func (s *Store) Dir() string { return s.dir }
