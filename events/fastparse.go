@@ -227,27 +227,40 @@ func (p *fastParser) plainString() (start, end int, ok bool) {
 func (p *fastParser) skipValue() bool {
 	depth := 0
 	for p.i < len(p.data) {
-		c := p.data[p.i]
-		p.i++
-		switch c {
+		switch p.data[p.i] {
+		case '"':
+			if !p.skipString() {
+				return false
+			}
+			continue
 		case '{', '[':
 			depth++
 		case '}', ']':
 			depth--
-			if depth == 0 {
-				return true
-			}
-		case '"':
-			for p.i < len(p.data) && p.data[p.i] != '"' {
-				if p.data[p.i] == '\\' {
-					p.i++
-				}
-				p.i++
-			}
-			p.i++
+		}
+		p.i++
+		if depth == 0 {
+			return true
 		}
 	}
 	return false
+}
+
+// skipString moves past one string, escapes included, from its opening
+// quote.
+func (p *fastParser) skipString() bool {
+	p.i++
+	for p.i < len(p.data) && p.data[p.i] != '"' {
+		if p.data[p.i] == '\\' {
+			p.i++
+		}
+		p.i++
+	}
+	if p.i >= len(p.data) {
+		return false
+	}
+	p.i++
+	return true
 }
 
 // ObjectMembers calls fn with each member of a JSON object, in order: its
@@ -295,18 +308,7 @@ func (p *fastParser) skipAny() bool {
 	case c == '{' || c == '[':
 		return p.skipValue()
 	case c == '"':
-		p.i++
-		for p.i < len(p.data) && p.data[p.i] != '"' {
-			if p.data[p.i] == '\\' {
-				p.i++
-			}
-			p.i++
-		}
-		if p.i >= len(p.data) {
-			return false
-		}
-		p.i++
-		return true
+		return p.skipString()
 	default: // a number, true, false or null
 		start := p.i
 		for p.i < len(p.data) {
