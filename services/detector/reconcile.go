@@ -41,8 +41,8 @@ func (e *Engine) CheckOrder(orderID string, rows []projections.Row, now time.Tim
 }
 
 // reconcileOrder judges the overdue unmet flows in b, or with b nil only
-// reports that there are some (act).
-func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projections.Row, now time.Time) (v OrderVerdict, act bool, err error) {
+// reports that there are some (overdue).
+func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projections.Row, now time.Time) (v OrderVerdict, overdue bool, err error) {
 	rowOf := func(sys string) *projections.Row {
 		for i := range rows {
 			if rows[i].System == sys {
@@ -79,7 +79,7 @@ func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projecti
 				v.InFlight++
 				return nil
 			}
-			act = true
+			overdue = true
 			if b == nil {
 				return nil
 			}
@@ -92,7 +92,7 @@ func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projecti
 		if f.Covers(config.DimFulfilment) && src.State().Real() {
 			if want := table.ExpressibleState(src.State()); want != canonical.None {
 				if err := check(DimFulfilment, &src.Fulfilment, want, canonical.NoPayment, false); err != nil {
-					return v, act, err
+					return v, overdue, err
 				}
 			}
 		}
@@ -100,16 +100,16 @@ func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projecti
 			switch {
 			case table.CanExpressPayment(p):
 				if err := check(DimPayment, &src.Payment, canonical.None, p, false); err != nil {
-					return v, act, err
+					return v, overdue, err
 				}
 			case f.To == e.record && e.roleOf(f.From) == "payment" && (p == canonical.Authorized || p == canonical.Paid):
 				if err := check(DimPayment, &src.Payment, canonical.None, p, true); err != nil {
-					return v, act, err
+					return v, overdue, err
 				}
 			}
 		}
 	}
-	return v, act, nil
+	return v, overdue, nil
 }
 
 // closedOrder: every system with a state is in the same terminal state

@@ -200,18 +200,17 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan []projections.RawO
 				return err
 			}
 			scratch = rows
-			o := orderRows{order: raw[i].OrderID, rows: rows}
-			v, overdue, hasOpen := e.CheckOrder(o.order, o.rows, now)
+			v, overdue, hasOpen := e.CheckOrder(raw[i].OrderID, rows, now)
 			if v.Open {
 				open++
 			}
 			inFlight += v.InFlight
 			if overdue || hasOpen {
-				o.open = hasOpen
-				if o.rows, err = raw[i].Rows(nil, false); err != nil { // kept: copies
+				kept, err := raw[i].Rows(nil, false) // kept: copies
+				if err != nil {
 					return err
 				}
-				act = append(act, o)
+				act = append(act, orderRows{order: raw[i].OrderID, rows: kept, open: hasOpen})
 			}
 		}
 		raised := 0
