@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"runtime/metrics"
 	"sort"
 	"strconv"
@@ -42,7 +41,7 @@ type Options struct {
 	// longer one keeps more expectations open at once.
 	SLA time.Duration
 	// LargeMemory runs driftwatch with LargeMemory's settings instead of
-	// the memory defaults (which keep 1M orders under 300 MiB).
+	// the memory defaults.
 	LargeMemory bool
 	// Rate, when set, paces driftwatch's publish at this many events per
 	// second (a steady load instead of a burst), to measure detection
@@ -51,8 +50,7 @@ type Options struct {
 }
 
 // LargeMemory is a memory section for a machine with memory to spare:
-// no heap limit, and Pebble and row caches four times the defaults. It is
-// what the throughput figures of BENCHMARKS.md compare against.
+// no heap limit, and Pebble and row caches twice the defaults.
 var LargeMemory = config.Memory{LimitMB: 0, BlockCacheMB: 64, MemtableMB: 32, RowCache: 131072}
 
 // Result holds the figures.
@@ -150,16 +148,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	res.Events = len(payloads)
-	// driftwatch serve runs under a soft heap limit (memory.limit_mb); this
-	// process also holds the load generator's payloads, so its limit is
-	// raised by twice their size.
-	if cfg.Memory.LimitMB > 0 && os.Getenv("GOMEMLIMIT") == "" {
-		var held int64
-		for i := range payloads {
-			held += int64(len(payloads[i]) + len(subjects[i]) + 64)
-		}
-		debug.SetMemoryLimit(int64(cfg.Memory.LimitMB)<<20 + 2*held)
-	}
 	o.logf("workload: %d orders, %d events (%s)", o.Orders, len(payloads), o.SyncInterval)
 
 	// 1. Raw JetStream: the same payloads to a plain stream, same storage.

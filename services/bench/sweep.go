@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -216,12 +215,6 @@ func serveMemory(ctx context.Context, cfg *config.Config, dir string, res *Sweep
 		req := fmt.Sprintf(`{"event":{"event_id":"m%d","order_id":"S-%08d","system":"shop","status":"fulfilled","status_field":"fulfillment_status","occurred_at":"2026-11-27T10:00:00Z"},"target":"erp"}`, i, (i*7919)%res.Orders)
 		if _, err := nc.Request(events.ValidateSubject, []byte(req), 5*time.Second); err != nil {
 			return err
-		}
-	}
-	if f := os.Getenv("DRIFTWATCH_BENCH_HEAP"); f != "" {
-		if out, err := os.Create(f); err == nil {
-			_ = pprof.Lookup("heap").WriteTo(out, 0)
-			out.Close()
 		}
 	}
 	var ms runtime.MemStats
