@@ -137,16 +137,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
 
 	// The workload, generated once so both runs publish the same bytes.
-	w := NewWorkload(1)
-	var payloads [][]byte
-	var subjects []string
-	for i := 0; i < o.Orders; i++ {
-		lines, _ := w.Order(i)
-		for _, l := range lines {
-			payloads = append(payloads, l)
-			subjects = append(subjects, "driftwatch.in."+systemOf(l))
-		}
-	}
+	payloads, subjects := NewWorkload(1).Payloads(o.Orders)
 	res.Events = len(payloads)
 	o.logf("workload: %d orders, %d events (%s)", o.Orders, len(payloads), o.SyncInterval)
 

@@ -188,16 +188,7 @@ func serveMemory(ctx context.Context, cfg *config.Config, dir string, res *Sweep
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
-	w := NewWorkload(3)
-	var payloads [][]byte
-	var subjects []string
-	for i := 0; i < 10000; i++ {
-		lines, _ := w.Order(i)
-		for _, l := range lines {
-			payloads = append(payloads, l)
-			subjects = append(subjects, "driftwatch.in."+systemOf(l))
-		}
-	}
+	payloads, subjects := NewWorkload(3).Payloads(10000)
 	if err := publishAll(ctx, js, payloads, func(i int) string { return subjects[i] }, true); err != nil {
 		return err
 	}

@@ -88,3 +88,16 @@ func (w *Workload) Order(i int) (lines [][]byte, fault bool) {
 	}
 	return lines, fault
 }
+
+// Payloads generates the events of orders 0 to n-1 in publishing order,
+// with the subject of each.
+func (w *Workload) Payloads(n int) (payloads [][]byte, subjects []string) {
+	for i := 0; i < n; i++ {
+		lines, _ := w.Order(i)
+		for _, l := range lines {
+			payloads = append(payloads, l)
+			subjects = append(subjects, "driftwatch.in."+systemOf(l))
+		}
+	}
+	return payloads, subjects
+}
