@@ -47,6 +47,15 @@ type Options struct {
 	// second (a steady load instead of a burst), to measure detection
 	// latency with the detector keeping up.
 	Rate int
+	// Phase, when set, is called with a step's name ("e2e") and true as it
+	// starts and false as it ends, e.g. to profile only that step.
+	Phase func(name string, start bool)
+}
+
+func (o *Options) phase(name string, start bool) {
+	if o.Phase != nil {
+		o.Phase(name, start)
+	}
 }
 
 // LargeMemory is a memory section for a machine with memory to spare:
@@ -175,6 +184,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}
 	}()
+	o.phase("e2e", true)
 	start = time.Now()
 	if o.Rate > 0 {
 		if err := publishPaced(ctx, js, payloads, subjects, o.Rate); err != nil {
@@ -189,6 +199,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	e2e := time.Since(start)
+	o.phase("e2e", false)
 	res.EndToEndRate = float64(len(payloads)) / e2e.Seconds()
 	res.Ratio = res.EndToEndRate / res.RawRate
 	o.logf("driftwatch: publish %.0f/s, end to end %.0f/s (%.2fx raw)", res.PublishRate, res.EndToEndRate, res.Ratio)

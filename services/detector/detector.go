@@ -370,10 +370,11 @@ func (d *Detector) Tick(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var cursor []byte
 	for {
 		d.mu.Lock()
 		b := d.opts.Store.NewBatch()
-		n, err := d.opts.Engine.JudgeDue(b, wm, now, 2000)
+		n, next, err := d.opts.Engine.JudgeDueAfter(b, wm, now, 2000, cursor)
 		if err != nil {
 			b.Close()
 			d.mu.Unlock()
@@ -389,6 +390,7 @@ func (d *Detector) Tick(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		cursor = next
 		d.wakeOutbox()
 	}
 }

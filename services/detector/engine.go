@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -483,46 +484,62 @@ func (e *Engine) row(b *pebble.Batch, orderID, sys string) (projections.Row, boo
 // watermark (at most limit of them), at time now. It returns how many it
 // judged; more may be due.
 func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) (int, error) {
+	n, _, err := e.JudgeDueAfter(b, watermark, now, limit, nil)
+	return n, err
+}
+
+// JudgeDueAfter is JudgeDue for a caller that judges in rounds: it starts
+// after the due-index key cursor (nil: at the floor) and returns the cursor
+// for the next round, so no round walks the tombstones of the rounds before
+// it. The cursor is valid only once b is committed and only for the same
+// watermark.
+func (e *Engine) JudgeDueAfter(b *pebble.Batch, watermark, now time.Time, limit int, cursor []byte) (int, []byte, error) {
 	upper := binary.BigEndian.AppendUint64(append([]byte(nil), prefixDue...), uint64(watermark.UnixNano())+1)
 	e.mu.Lock()
 	floor := e.dueFloor
 	e.mu.Unlock()
 	lower := binary.BigEndian.AppendUint64(append([]byte(nil), prefixDue...), uint64(max(floor, 0)))
+	if bytes.Compare(cursor, lower) > 0 {
+		lower = cursor
+	}
 	it, err := b.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	var due []Expectation
+	var next []byte
 	for it.First(); it.Valid() && len(due) < limit; it.Next() {
 		x, err := decodeExpectation(it.Value())
 		if err != nil {
 			it.Close()
-			return 0, err
+			return 0, nil, err
 		}
 		due = append(due, x)
+		next = append(append(next[:0], it.Key()...), 0) // the smallest key after this one
 	}
 	if err := it.Close(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	for i := range due {
 		x := &due[i]
 		if _, err := e.judge(b, x, now, BySLA); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if err := deleteExpectation(b, x); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
 	if len(due) < limit {
-		// Everything due by the watermark is judged, and every expectation
-		// created from now on is due at its event's received time + settle,
-		// which is later than the watermark (events are processed in log
-		// order). A second of margin covers clock jitter.
+		// Everything due by the watermark is judged. Every expectation
+		// created from now on is due at its event's received time + settle
+		// or later, and events are processed in log order, so above the
+		// watermark less a second of margin for clock jitter (less settle
+		// when it is shorter than that).
 		e.mu.Lock()
-		e.dueFloor = max(e.dueFloor, watermark.Add(-time.Second).UnixNano())
+		e.dueFloor = max(e.dueFloor, watermark.Add(-max(time.Second-e.settle, 0)).UnixNano())
 		e.mu.Unlock()
 	}
-	return len(due), nil
+	return len(due), next, nil
 }
 
 // judge decides one due expectation: met, superseded, or a mismatch

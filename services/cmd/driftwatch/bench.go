@@ -14,7 +14,7 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var o bench.Options
-	var skip, output, cpuProfile, memProfile, writeWorkload string
+	var skip, output, cpuProfile, memProfile, writeWorkload, profilePhase string
 	var sweepOrders, memoryLimitMB int
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -40,10 +40,22 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 					return err
 				}
 				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
+				if profilePhase == "" {
+					if err := pprof.StartCPUProfile(f); err != nil {
+						return err
+					}
+					defer pprof.StopCPUProfile()
+				} else {
+					o.Phase = func(name string, start bool) {
+						switch {
+						case name != profilePhase:
+						case start:
+							_ = pprof.StartCPUProfile(f)
+						default:
+							pprof.StopCPUProfile()
+						}
+					}
 				}
-				defer pprof.StopCPUProfile()
 			}
 			if memProfile != "" {
 				defer func() {
@@ -96,6 +108,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	f.StringVar(&profilePhase, "profile-phase", "", "with --cpuprofile: profile only this step (e2e: from the first publish until every consumer applied everything)")
 	f.IntVar(&sweepOrders, "sweep-orders", 0, "instead: load this many orders x 5 systems straight into a store and time one reconciliation sweep")
 	return cmd
 }
