@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -46,11 +47,16 @@ type SystemChecker func(system string) bool
 //
 // A Publisher is safe for concurrent use.
 type Publisher struct {
+	nc          *nats.Conn
 	js          jetstream.JetStream
-	known       SystemChecker
-	deadLetter  bool
-	maxInFlight int
-	headers     func(ctx context.Context, h nats.Header)
+	atomicBatch int
+	atomicState atomic.Int32 // atomicUnknown, atomicYes or atomicNo
+
+	atomicBatches, atomicEvents, singleEvents atomic.Uint64 // Stats
+	known                                     SystemChecker
+	deadLetter                                bool
+	maxInFlight                               int
+	headers                                   func(ctx context.Context, h nats.Header)
 }
 
 // PublisherOption configures a Publisher.
@@ -83,7 +89,7 @@ func WithMaxInFlight(n int) PublisherOption {
 
 // NewPublisher returns a Publisher on the connection nc.
 func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
-	p := &Publisher{deadLetter: true, maxInFlight: 4096}
+	p := &Publisher{nc: nc, deadLetter: true, maxInFlight: 4096, atomicBatch: DefaultAtomicBatch}
 	for _, o := range opts {
 		o(p)
 	}
@@ -134,39 +140,27 @@ func (p *Publisher) PublishRaw(ctx context.Context, data []byte) (Result, error)
 	return ackResult(&ev, ack), nil
 }
 
-// PublishBatch validates and appends many envelopes with asynchronous
-// publishes (at most the in-flight bound unacknowledged), then waits for
-// every acknowledgement. results[i] is the outcome of batch[i]. The error
-// is the first NATS failure; results of events that failed that way carry
-// Outcome "" and the error text.
+// PublishBatch validates and appends many envelopes, then waits for every
+// acknowledgement. results[i] is the outcome of batch[i]. The error is the
+// first NATS failure; results of events that failed that way carry Outcome
+// "" and the error text.
+//
+// When the events stream allows atomic batch publishing (JetStream 2.12 and
+// later; driftwatch's own server does), the valid events go as atomic
+// batches (see WithAtomicBatches): each batch is stored, and synced to disk,
+// as one unit, so with sync_interval "always" a batch costs one fsync
+// instead of one per event. An event whose Nats-Msg-Id repeats within a
+// batch is not sent again; it is reported as a duplicate of the first. A
+// batch that JetStream refuses because it repeats an event already in the
+// log is split in halves and retried, and small remainders, like every
+// batch refused for another reason, are published event by event, so
+// duplicates are reported exactly as a single publish would. Otherwise
+// every event is published asynchronously, at most the in-flight bound
+// unacknowledged.
 func (p *Publisher) PublishBatch(ctx context.Context, batch [][]byte) ([]Result, error) {
 	results := make([]Result, len(batch))
-	type pending struct {
-		idx int
-		ev  Event
-		fut jetstream.PubAckFuture
-	}
 	var firstErr error
-	inFlight := make([]pending, 0, min(len(batch), p.maxInFlight))
-	drain := func() {
-		for _, pd := range inFlight {
-			select {
-			case ack := <-pd.fut.Ok():
-				results[pd.idx] = ackResult(&pd.ev, ack)
-			case err := <-pd.fut.Err():
-				results[pd.idx] = Result{EventID: pd.ev.EventID, System: pd.ev.System, Error: err.Error()}
-				if firstErr == nil {
-					firstErr = fmt.Errorf("events: publish %s: %w", pd.ev.MsgID(), err)
-				}
-			case <-ctx.Done():
-				results[pd.idx] = Result{EventID: pd.ev.EventID, System: pd.ev.System, Error: ctx.Err().Error()}
-				if firstErr == nil {
-					firstErr = ctx.Err()
-				}
-			}
-		}
-		inFlight = inFlight[:0]
-	}
+	valid := make([]batchItem, 0, len(batch))
 	for i, data := range batch {
 		ev, err := Check(data, p.known)
 		if err != nil {
@@ -177,21 +171,67 @@ func (p *Publisher) PublishBatch(ctx context.Context, batch [][]byte) ([]Result,
 			}
 			continue
 		}
-		fut, err := p.js.PublishMsgAsync(p.newEventMsg(ctx, &ev, data), jetstream.WithExpectStream(EventsStream))
-		if err != nil {
-			results[i] = Result{EventID: ev.EventID, System: ev.System, Error: err.Error()}
-			if firstErr == nil {
-				firstErr = fmt.Errorf("events: publish %s: %w", ev.MsgID(), err)
+		valid = append(valid, batchItem{idx: i, ev: ev, data: data})
+	}
+	if len(valid) > 1 && p.atomicBatch > 1 && p.atomicAllowed(ctx) {
+		valid = p.publishAtomic(ctx, valid, results)
+	}
+	if err := p.publishEach(ctx, valid, results); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return results, firstErr
+}
+
+// batchItem is one valid event of a PublishBatch call.
+type batchItem struct {
+	idx  int // its index in the call's input
+	ev   Event
+	data []byte
+}
+
+// publishEach publishes items one by one, asynchronously, at most the
+// in-flight bound unacknowledged, and fills their results.
+func (p *Publisher) publishEach(ctx context.Context, items []batchItem, results []Result) error {
+	type pending struct {
+		item *batchItem
+		fut  jetstream.PubAckFuture
+	}
+	var firstErr error
+	fail := func(it *batchItem, err error) {
+		results[it.idx] = Result{EventID: it.ev.EventID, System: it.ev.System, Error: err.Error()}
+		if firstErr == nil {
+			firstErr = fmt.Errorf("events: publish %s: %w", it.ev.MsgID(), err)
+		}
+	}
+	inFlight := make([]pending, 0, min(len(items), p.maxInFlight))
+	drain := func() {
+		for _, pd := range inFlight {
+			select {
+			case ack := <-pd.fut.Ok():
+				results[pd.item.idx] = ackResult(&pd.item.ev, ack)
+			case err := <-pd.fut.Err():
+				fail(pd.item, err)
+			case <-ctx.Done():
+				fail(pd.item, ctx.Err())
 			}
+		}
+		inFlight = inFlight[:0]
+	}
+	for i := range items {
+		it := &items[i]
+		fut, err := p.js.PublishMsgAsync(p.newEventMsg(ctx, &it.ev, it.data), jetstream.WithExpectStream(EventsStream))
+		if err != nil {
+			fail(it, err)
 			continue
 		}
-		inFlight = append(inFlight, pending{idx: i, ev: ev, fut: fut})
+		p.singleEvents.Add(1)
+		inFlight = append(inFlight, pending{item: it, fut: fut})
 		if len(inFlight) >= p.maxInFlight {
 			drain()
 		}
 	}
 	drain()
-	return results, firstErr
+	return firstErr
 }
 
 func (p *Publisher) reject(ctx context.Context, ev Event, data []byte, cause error) (Result, error) {

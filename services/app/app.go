@@ -179,9 +179,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.Broker = b
 	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamSettings{
-		DedupeWindow: a.cfg.Ingest.DedupeWindow.D(),
-		MaxAge:       a.cfg.Ingest.MaxAge.D(),
-		Replicas:     a.cfg.Ingest.Replicas,
+		DedupeWindow:  a.cfg.Ingest.DedupeWindow.D(),
+		MaxAge:        a.cfg.Ingest.MaxAge.D(),
+		Replicas:      a.cfg.Ingest.Replicas,
+		AtomicBatches: a.cfg.SyncAlways(),
 	}); err != nil {
 		return err
 	}

@@ -43,6 +43,9 @@ type Options struct {
 	// LargeMemory runs driftwatch with LargeMemory's settings instead of
 	// the memory defaults.
 	LargeMemory bool
+	// PublishEach publishes driftwatch's events one by one (asynchronously)
+	// instead of in atomic batches, the default of events.Publisher.
+	PublishEach bool
 	// Rate, when set, paces driftwatch's publish at this many events per
 	// second (a steady load instead of a burst), to measure detection
 	// latency with the detector keeping up.
@@ -185,12 +188,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}()
 	o.phase("e2e", true)
+	var popts []events.PublisherOption
+	if o.PublishEach {
+		popts = append(popts, events.WithAtomicBatches(0))
+	}
+	pub, err := events.NewPublisher(nc, popts...)
+	if err != nil {
+		return nil, err
+	}
 	start = time.Now()
 	if o.Rate > 0 {
-		if err := publishPaced(ctx, js, payloads, subjects, o.Rate); err != nil {
+		if err := publishPaced(ctx, pub, payloads, o.Rate); err != nil {
 			return nil, err
 		}
-	} else if err := publishAll(ctx, js, payloads, func(i int) string { return subjects[i] }, true); err != nil {
+	} else if err := publishEvents(ctx, pub, payloads); err != nil {
 		return nil, err
 	}
 	pubDone := time.Since(start)
@@ -300,14 +311,32 @@ func publishAll(ctx context.Context, js jetstream.JetStream, payloads [][]byte, 
 	return drain()
 }
 
+// publishEvents publishes payloads the way driftwatch publish and POST
+// /v1/events do: through events.Publisher.PublishBatch, in calls of up to
+// 8192 events.
+func publishEvents(ctx context.Context, pub *events.Publisher, payloads [][]byte) error {
+	for start := 0; start < len(payloads); start += 8192 {
+		results, err := pub.PublishBatch(ctx, payloads[start:min(start+8192, len(payloads))])
+		if err != nil {
+			return err
+		}
+		for _, r := range results {
+			if r.Outcome == events.Rejected || r.Outcome == "" {
+				return fmt.Errorf("bench: event %s of %s not stored: %s", r.EventID, r.System, r.Error)
+			}
+		}
+	}
+	return nil
+}
+
 // publishPaced publishes at rate events per second, in 10ms slices.
-func publishPaced(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subjects []string, rate int) error {
+func publishPaced(ctx context.Context, pub *events.Publisher, payloads [][]byte, rate int) error {
 	per := max(rate/100, 1)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for i := 0; i < len(payloads); i += per {
 		end := min(i+per, len(payloads))
-		if err := publishAll(ctx, js, payloads[i:end], func(k int) string { return subjects[i+k] }, true); err != nil {
+		if err := publishEvents(ctx, pub, payloads[i:end]); err != nil {
 			return err
 		}
 		select {

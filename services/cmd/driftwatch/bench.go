@@ -99,6 +99,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.IntVar(&o.GateRate, "gate-rate", 5000, "gate requests per second")
 	f.DurationVar(&o.GateFor, "gate-for", 5*time.Second, "how long the gate is measured")
 	f.IntVar(&o.IngestRate, "ingest-rate", 10000, "events per second published while the gate is measured")
+	f.BoolVar(&o.PublishEach, "publish-each", false, "publish driftwatch's events one by one instead of in atomic batches (the default of driftwatch publish and POST /v1/events)")
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
 	f.BoolVar(&o.LargeMemory, "large-memory", false, "run with no heap limit and larger caches (memory: limit_mb 0, block_cache_mb 64, memtable_mb 32, row_cache 131072) instead of the memory defaults")

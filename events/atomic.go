@@ -1,0 +1,253 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+)
+
+// Atomic batch publishing (JetStream 2.12 and later, ADR-50): every message
+// of a batch carries Nats-Batch-Id and Nats-Batch-Sequence (1, 2, ...); the
+// last one also Nats-Batch-Commit: 1 and a reply subject. JetStream stages
+// the batch, stores it as one unit with consecutive sequences (one fsync
+// with sync_interval "always") and answers the commit with a PubAck whose
+// seq is the batch's last sequence and whose count is its size, or with an
+// error and nothing stored.
+const (
+	headerBatchID          = "Nats-Batch-Id"
+	headerBatchSeq         = "Nats-Batch-Sequence"
+	headerBatchCommit      = "Nats-Batch-Commit"
+	headerExpectedStream   = "Nats-Expected-Stream"
+	errCodeBatchDuplicate  = 10201 // the batch holds an event already in the log
+	DefaultAtomicBatch     = 500   // events per atomic batch (JetStream allows up to 1000)
+	maxAtomicBatchInFlight = 8     // JetStream allows 50 open batches per stream, across publishers
+	// A batch refused for a duplicate is split in halves down to this size;
+	// a smaller one is published event by event.
+	minAtomicSplit = 16
+	// commitTimeout bounds the wait for a batch's PubAck; a batch that
+	// times out is published again event by event, which the dedupe window
+	// makes safe whether or not the batch was stored.
+	commitTimeout = 30 * time.Second
+)
+
+// WithAtomicBatches sets how many events PublishBatch puts in one atomic
+// batch (default DefaultAtomicBatch, at most 1000); 0 or 1 publishes every
+// event on its own even when the stream allows atomic batches.
+func WithAtomicBatches(n int) PublisherOption {
+	return func(p *Publisher) { p.atomicBatch = min(max(n, 0), 1000) }
+}
+
+// atomicAllowed reports whether the events stream accepts atomic batches,
+// asking JetStream once (again after a failed lookup).
+func (p *Publisher) atomicAllowed(ctx context.Context) bool {
+	switch p.atomicState.Load() {
+	case atomicYes:
+		return true
+	case atomicNo:
+		return false
+	}
+	st, err := p.js.Stream(ctx, EventsStream)
+	if err != nil {
+		return false
+	}
+	if st.CachedInfo().Config.AllowAtomicPublish {
+		p.atomicState.Store(atomicYes)
+		return true
+	}
+	p.atomicState.Store(atomicNo)
+	return false
+}
+
+// PublishStats counts how a Publisher's events reached the log.
+type PublishStats struct {
+	AtomicBatches uint64 `json:"atomic_batches"` // atomic batches stored
+	AtomicEvents  uint64 `json:"atomic_events"`  // events stored in them
+	SingleEvents  uint64 `json:"single_events"`  // events published one by one
+}
+
+// Stats returns the counts so far.
+func (p *Publisher) Stats() PublishStats {
+	return PublishStats{AtomicBatches: p.atomicBatches.Load(), AtomicEvents: p.atomicEvents.Load(), SingleEvents: p.singleEvents.Load()}
+}
+
+const (
+	atomicUnknown int32 = iota
+	atomicYes
+	atomicNo
+)
+
+// sentBatch is an atomic batch waiting for its PubAck.
+type sentBatch struct {
+	items []batchItem
+	sent  []int // positions in items of the events sent, in batch order
+	// dupOf maps a position in items whose Nats-Msg-Id repeats an earlier
+	// one of the batch to that earlier position (not sent again).
+	dupOf map[int]int
+}
+
+// batchAck is JetStream's answer to a batch commit.
+type batchAck struct {
+	Seq   uint64 `json:"seq"`
+	Count int    `json:"count"`
+	Error *struct {
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// publishAtomic publishes items as atomic batches, at most
+// maxAtomicBatchInFlight at once, and fills the results of the stored
+// ones. It returns the items still to be published one by one: those of
+// batches JetStream refused for another reason than a duplicate, of small
+// batches refused for one, and of batches whose acknowledgement did not
+// come. Such events may be stored after events of later batches.
+func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, results []Result) (rest []batchItem) {
+	var queue [][]batchItem
+	for start := 0; start < len(items); start += p.atomicBatch {
+		queue = append(queue, items[start:min(start+p.atomicBatch, len(items))])
+	}
+	replies := make(chan *nats.Msg, maxAtomicBatchInFlight)
+	inbox := nats.NewInbox()
+	sub, err := p.nc.ChanSubscribe(inbox+".*", replies)
+	if err != nil {
+		return items
+	}
+	defer sub.Unsubscribe()
+	inFlight := make(map[string]*sentBatch, maxAtomicBatchInFlight)
+	timeout := time.NewTimer(commitTimeout)
+	defer timeout.Stop()
+	token := 0
+	for {
+		for len(queue) > 0 && len(inFlight) < maxAtomicBatchInFlight && ctx.Err() == nil {
+			b := queue[0]
+			queue = queue[1:]
+			token++
+			reply := inbox + "." + strconv.Itoa(token)
+			sb, err := p.sendAtomic(ctx, reply, b)
+			if err != nil {
+				rest = append(rest, b...)
+				continue
+			}
+			inFlight[reply] = sb
+		}
+		if len(inFlight) == 0 {
+			break
+		}
+		select {
+		case m := <-replies:
+			sb := inFlight[m.Subject]
+			if sb == nil {
+				continue
+			}
+			delete(inFlight, m.Subject)
+			if err := p.settleAtomic(sb, m.Data, results); err != nil {
+				if err == errSplit && len(sb.items) > minAtomicSplit {
+					half := len(sb.items) / 2
+					queue = append([][]batchItem{sb.items[:half], sb.items[half:]}, queue...)
+				} else {
+					rest = append(rest, sb.items...)
+				}
+			}
+			timeout.Reset(commitTimeout)
+			continue
+		case <-timeout.C:
+		case <-ctx.Done():
+		}
+		// No answer in time, or the caller gave up: everything not yet
+		// acknowledged goes the one-by-one way (which reports ctx's error).
+		for _, sb := range inFlight {
+			rest = append(rest, sb.items...)
+		}
+		break
+	}
+	for _, b := range queue {
+		rest = append(rest, b...)
+	}
+	return rest
+}
+
+// sendAtomic publishes one atomic batch, the commit with reply subject
+// reply. An event whose Nats-Msg-Id repeats one earlier in the batch is
+// not sent (JetStream would refuse the whole batch).
+func (p *Publisher) sendAtomic(ctx context.Context, reply string, items []batchItem) (*sentBatch, error) {
+	sb := &sentBatch{items: items, sent: make([]int, 0, len(items))}
+	first := make(map[string]int, len(items))
+	for i := range items {
+		id := items[i].ev.MsgID()
+		if j, ok := first[id]; ok {
+			if sb.dupOf == nil {
+				sb.dupOf = make(map[int]int)
+			}
+			sb.dupOf[i] = j
+			continue
+		}
+		first[id] = i
+		sb.sent = append(sb.sent, i)
+	}
+	batchID := nuid.Next()
+	for k, i := range sb.sent {
+		msg := p.newEventMsg(ctx, &items[i].ev, items[i].data)
+		msg.Header.Set(headerExpectedStream, EventsStream)
+		msg.Header.Set(headerBatchID, batchID)
+		msg.Header.Set(headerBatchSeq, strconv.Itoa(k+1))
+		if k == len(sb.sent)-1 {
+			msg.Header.Set(headerBatchCommit, "1")
+			msg.Reply = reply
+		}
+		if err := p.nc.PublishMsg(msg); err != nil {
+			return nil, err
+		}
+	}
+	return sb, nil
+}
+
+// settleAtomic fills the results of an acknowledged batch. It returns a
+// non-nil error when the batch was not stored: errSplit when JetStream
+// refused it for holding an event already in the log (worth splitting),
+// another error otherwise.
+func (p *Publisher) settleAtomic(sb *sentBatch, data []byte, results []Result) error {
+	var ack batchAck
+	if err := json.Unmarshal(data, &ack); err != nil || len(data) == 0 {
+		return errBatchRefused
+	}
+	if ack.Error != nil {
+		if ack.Error.ErrCode == errCodeBatchDuplicate {
+			return errSplit
+		}
+		p.atomicState.Store(atomicUnknown) // the stream may have changed: ask again next time
+		return errBatchRefused
+	}
+	if ack.Count != len(sb.sent) || ack.Seq < uint64(len(sb.sent)) {
+		return errBatchRefused // not the batch we sent: publish its events again, deduplicated
+	}
+	p.atomicBatches.Add(1)
+	p.atomicEvents.Add(uint64(len(sb.sent)))
+	firstSeq := ack.Seq - uint64(len(sb.sent)) + 1
+	seqOf := make(map[int]uint64, len(sb.dupOf))
+	for k, i := range sb.sent {
+		it := &sb.items[i]
+		seq := firstSeq + uint64(k)
+		results[it.idx] = Result{Outcome: Accepted, EventID: it.ev.EventID, System: it.ev.System, Seq: seq}
+		if sb.dupOf != nil {
+			seqOf[i] = seq
+		}
+	}
+	for i, j := range sb.dupOf {
+		it := &sb.items[i]
+		results[it.idx] = Result{Outcome: Duplicate, EventID: it.ev.EventID, System: it.ev.System, Seq: seqOf[j]}
+	}
+	return nil
+}
+
+type batchError string
+
+func (e batchError) Error() string { return string(e) }
+
+const (
+	errSplit        batchError = "atomic batch holds an event already in the log"
+	errBatchRefused batchError = "atomic batch refused"
+)
