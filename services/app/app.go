@@ -280,7 +280,14 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		// The gate gets its own connection: its requests never queue behind
 		// the consumers' message flow on the shared one.
-		gateConn, err := nats.Connect(b.ClientURL, nats.Name("driftwatch-gate"))
+		gateOpts := []nats.Option{nats.Name("driftwatch-gate")}
+		if b.Server != nil {
+			// In-process: no socket, so a request reaches the handler
+			// without waiting for the network poller, which a busy process
+			// may check only every 10 ms.
+			gateOpts = append(gateOpts, nats.InProcessServer(b.Server))
+		}
+		gateConn, err := nats.Connect(b.ClientURL, gateOpts...)
 		if err != nil {
 			return fmt.Errorf("gate connection: %w", err)
 		}

@@ -43,6 +43,9 @@ type Options struct {
 	// LargeMemory runs driftwatch with LargeMemory's settings instead of
 	// the memory defaults.
 	LargeMemory bool
+	// GateProcess sends the gate requests from a child process, as a
+	// middleware would, instead of the bench's own.
+	GateProcess bool
 	// PublishEach publishes driftwatch's events one by one (asynchronously)
 	// instead of in atomic batches, the default of events.Publisher.
 	PublishEach bool
@@ -82,17 +85,20 @@ type Result struct {
 	// While the gate was measured: how long runnable goroutines waited for
 	// a CPU, and the collector's stop-the-world pauses (runtime/metrics),
 	// p99 in ms: the part of the gate's tail that is the machine's.
-	SchedLatencyP99  float64 `json:"sched_latency_p99_ms"`
-	GCPauseP99       float64 `json:"gc_pause_p99_ms"`
-	GCCycles         uint64  `json:"gc_cycles_during_gate"`
-	GateRequests     int     `json:"gate_requests"`
-	GateRate         float64 `json:"gate_rate_per_sec"`
-	IngestDuringGate float64 `json:"ingest_during_gate_per_sec"`
-	SweepSeconds     float64 `json:"reconcile_sweep_seconds"`
-	SweepOrders      int     `json:"reconcile_orders"`
-	ReplayRate       float64 `json:"replay_per_sec"`
-	RebuildRate      float64 `json:"rebuild_per_sec"`
-	PeakRSSMiB       float64 `json:"peak_rss_mib"`
+	SchedLatencyP99 float64 `json:"sched_latency_p99_ms"`
+	GCPauseP99      float64 `json:"gc_pause_p99_ms"`
+	GCCycles        uint64  `json:"gc_cycles_during_gate"`
+	GateRequests    int     `json:"gate_requests"`
+	// GateClientProcess: the requests came from a separate process, as a
+	// middleware's would (else from the bench's own process).
+	GateClientProcess bool    `json:"gate_client_process"`
+	GateRate          float64 `json:"gate_rate_per_sec"`
+	IngestDuringGate  float64 `json:"ingest_during_gate_per_sec"`
+	SweepSeconds      float64 `json:"reconcile_sweep_seconds"`
+	SweepOrders       int     `json:"reconcile_orders"`
+	ReplayRate        float64 `json:"replay_per_sec"`
+	RebuildRate       float64 `json:"rebuild_per_sec"`
+	PeakRSSMiB        float64 `json:"peak_rss_mib"`
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -211,6 +217,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	e2e := time.Since(start)
 	o.phase("e2e", false)
+	if os.Getenv("DRIFTWATCH_BENCH_DEBUG") != "" {
+		fmt.Fprintln(os.Stderr, a.Store.DB().Metrics().String())
+	}
 	res.EndToEndRate = float64(len(payloads)) / e2e.Seconds()
 	res.Ratio = res.EndToEndRate / res.RawRate
 	o.logf("driftwatch: publish %.0f/s, end to end %.0f/s (%.2fx raw)", res.PublishRate, res.EndToEndRate, res.Ratio)
@@ -224,7 +233,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// 4. Gate at a fixed rate while ingesting.
 	if !o.Skip["gate"] {
-		if err := gateBench(ctx, o, a, js, res); err != nil {
+		if err := gateBench(ctx, o, a, pub, res); err != nil {
 			return nil, err
 		}
 		o.logf("gate: %d requests at %.0f/s while ingesting %.0f/s: p50 %.3fms p99 %.3fms p999 %.3fms (scheduler latency p99 %.3fms, GC pause p99 %.3fms, %d GC cycles)", res.GateRequests, res.GateRate, res.IngestDuringGate, res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.SchedLatencyP99, res.GCPauseP99, res.GCCycles)
@@ -455,29 +464,13 @@ func round(f float64) float64 {
 // events at IngestRate, and records each request's latency from send to
 // reply. The sender never waits for a reply, so a stalled gate shows as
 // slow replies, not as fewer requests.
-func gateBench(ctx context.Context, o Options, a *app.App, js jetstream.JetStream, res *Result) error {
-	// The requests have a connection of their own, as a middleware's gate
-	// client would: the ingest's publishes and acknowledgements do not
-	// queue in front of them.
-	nc, err := nats.Connect(a.Broker.ClientURL, nats.Name("driftwatch-bench-gate"))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	// Requests about orders of the workload (their rows exist).
-	reqs := make([][]byte, 0, 1000)
-	for i := 0; i < 1000; i++ {
-		ev := fmt.Sprintf(`{"event":{"event_id":"g%d","order_id":"B-%08d","system":"shop","status":"fulfilled","status_field":"fulfillment_status","occurred_at":"%s"},"target":"erp"}`,
-			i, i%max(o.Orders, 1), time.Now().UTC().Format(time.RFC3339))
-		reqs = append(reqs, []byte(ev))
-	}
-	lat := &latencies{}
-	var sent atomic.Int64
-	gctx, cancel := context.WithTimeout(ctx, o.GateFor)
+func gateBench(ctx context.Context, o Options, a *app.App, pub *events.Publisher, res *Result) error {
+	// Background ingest at IngestRate, until the gate client is done.
+	ictx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	// Background ingest at IngestRate.
 	var ingested atomic.Int64
+	ingestStart := time.Now()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -487,84 +480,52 @@ func gateBench(ctx context.Context, o Options, a *app.App, js jetstream.JetStrea
 		defer tick.Stop()
 		per := max(o.IngestRate/100, 1)
 		n := o.Orders + 1000000
-		var pending []jetstream.PubAckFuture
+		var slice [][]byte
 		for {
 			select {
-			case <-gctx.Done():
-				for _, f := range pending {
-					select {
-					case <-f.Ok():
-					case <-f.Err():
-					case <-time.After(5 * time.Second):
-					}
-				}
+			case <-ictx.Done():
 				return
 			case <-tick.C:
 			}
-			for k := 0; k < per; {
+			// Each slice goes as driftwatch publish sends it: one
+			// PublishBatch call (an atomic batch when the stream syncs
+			// every write), waiting for its acknowledgement.
+			slice = slice[:0]
+			for len(slice) < per {
 				lines, _ := wl.Order(n)
 				n++
-				for _, l := range lines {
-					m := nats.NewMsg("driftwatch.in." + systemOf(l))
-					m.Data = l
-					m.Header.Set(events.HeaderMsgID, idOf(l))
-					if f, err := js.PublishMsgAsync(m); err == nil {
-						pending = append(pending, f)
-					}
-					k++
-				}
+				slice = append(slice, lines...)
 			}
-			ingested.Add(int64(per))
-			if len(pending) > 8192 {
-				for _, f := range pending {
-					select {
-					case <-f.Ok():
-					case <-f.Err():
-					case <-gctx.Done():
-					}
-				}
-				pending = pending[:0]
+			if _, err := pub.PublishBatch(ctx, slice); err == nil {
+				ingested.Add(int64(len(slice)))
 			}
 		}
 	}()
 	before := readRuntime()
-	// Open-loop requests at GateRate: every millisecond (the timer
-	// resolution here: a 200 µs sleep lasts about 1.1 ms) the requests due
-	// by then are sent, each in its own goroutine so none waits for an
-	// earlier reply. Latency runs from the moment a request is sent.
-	startAt := time.Now()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for gctx.Err() == nil {
-		due := int64(time.Since(startAt).Seconds() * float64(o.GateRate))
-		for ; sent.Load() < due; sent.Add(1) {
-			req := reqs[sent.Load()%int64(len(reqs))]
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-				defer rcancel()
-				t0 := time.Now()
-				if _, err := nc.RequestWithContext(rctx, events.ValidateSubject, req); err == nil {
-					lat.add(float64(time.Since(t0).Microseconds()) / 1000)
-				}
-			}()
-		}
-		select {
-		case <-gctx.Done():
-		case <-tick.C:
-		}
+	copts := GateClientOptions{URL: a.Broker.ClientURL, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor}
+	var gr *GateClientResult
+	var err error
+	if o.GateProcess {
+		gr, err = gateClientProcess(ctx, copts)
+	} else {
+		gr, err = GateClient(ctx, copts)
 	}
-	elapsed := time.Since(startAt)
+	cancel()
 	wg.Wait()
-	res.GateLatency = lat.percentiles([]float64{50, 99, 99.9, 100})
+	ingestFor := time.Since(ingestStart)
+	if err != nil {
+		return err
+	}
+	elapsed := gr.Elapsed
+	res.GateLatency = gr.Latency
 	after := readRuntime()
 	res.SchedLatencyP99 = histP99Delta(before.sched, after.sched) * 1000
 	res.GCPauseP99 = histP99Delta(before.pauses, after.pauses) * 1000
 	res.GCCycles = after.cycles - before.cycles
-	res.GateRequests = lat.count()
-	res.GateRate = float64(sent.Load()) / elapsed.Seconds()
-	res.IngestDuringGate = float64(ingested.Load()) / elapsed.Seconds()
+	res.GateRequests = gr.Replies
+	res.GateRate = float64(gr.Sent) / elapsed.Seconds()
+	res.IngestDuringGate = float64(ingested.Load()) / ingestFor.Seconds()
+	res.GateClientProcess = o.GateProcess
 	return nil
 }
 

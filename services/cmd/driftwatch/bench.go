@@ -14,7 +14,7 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var o bench.Options
-	var skip, output, cpuProfile, memProfile, writeWorkload, profilePhase string
+	var skip, output, cpuProfile, memProfile, writeWorkload, profilePhase, sweepDir, gateClient string
 	var sweepOrders, memoryLimitMB int
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -68,11 +68,18 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			o.Log = func(format string, args ...any) {
 				printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 			}
+			if gateClient != "" {
+				res, err := bench.GateClient(cmd.Context(), bench.GateClientOptions{URL: gateClient, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor})
+				if err != nil {
+					return err
+				}
+				return printJSON(res)
+			}
 			if writeWorkload != "" {
 				return writeWorkloadFile(writeWorkload, o.Orders)
 			}
 			if sweepOrders > 0 {
-				res, err := bench.Sweep(cmd.Context(), sweepOrders, memoryLimitMB, o.Log)
+				res, err := bench.Sweep(cmd.Context(), bench.SweepOptions{Orders: sweepOrders, LimitMB: memoryLimitMB, Dir: sweepDir, Log: o.Log, Phase: o.Phase})
 				if err != nil {
 					return err
 				}
@@ -99,6 +106,8 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.IntVar(&o.GateRate, "gate-rate", 5000, "gate requests per second")
 	f.DurationVar(&o.GateFor, "gate-for", 5*time.Second, "how long the gate is measured")
 	f.IntVar(&o.IngestRate, "ingest-rate", 10000, "events per second published while the gate is measured")
+	f.BoolVar(&o.GateProcess, "gate-process", false, "send the gate requests from a child process, as a middleware would, instead of the bench's own")
+	f.StringVar(&gateClient, "gate-client", "", "instead: only send gate requests to the server at this NATS URL (--gate-rate, --gate-for, --orders) and print their latencies as JSON")
 	f.BoolVar(&o.PublishEach, "publish-each", false, "publish driftwatch's events one by one instead of in atomic batches (the default of driftwatch publish and POST /v1/events)")
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
@@ -109,7 +118,8 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
-	f.StringVar(&profilePhase, "profile-phase", "", "with --cpuprofile: profile only this step (e2e: from the first publish until every consumer applied everything)")
+	f.StringVar(&profilePhase, "profile-phase", "", "with --cpuprofile: profile only this step (e2e: from the first publish until every consumer applied everything; sweep: the timed sweep of --sweep-orders)")
+	f.StringVar(&sweepDir, "sweep-dir", "", "with --sweep-orders: keep the loaded store in this folder; a later run with the same folder sweeps it again without loading or the server phase")
 	f.IntVar(&sweepOrders, "sweep-orders", 0, "instead: load this many orders x 5 systems straight into a store and time one reconciliation sweep")
 	return cmd
 }

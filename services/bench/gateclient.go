@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/driftwatch/driftwatch/events"
+)
+
+// GateClientOptions configures a gate load generator.
+type GateClientOptions struct {
+	URL    string        // the NATS server
+	Orders int           // requests name orders B-00000000 .. of the workload
+	Rate   int           // requests per second
+	For    time.Duration // how long to send
+}
+
+// GateClientResult is what a gate load generator measured.
+type GateClientResult struct {
+	Sent    int                `json:"sent"`
+	Replies int                `json:"replies"`
+	Elapsed time.Duration      `json:"elapsed_ns"`
+	Latency map[string]float64 `json:"latency_ms"` // p50 p99 p99.9 max
+}
+
+// GateClient sends gate requests open-loop at opts.Rate on a connection of
+// its own, as a middleware would, and records each one's latency from send
+// to reply. Every millisecond (the timer resolution here: a 200 µs sleep
+// lasts about 1.1 ms) the requests due by then are sent, each in its own
+// goroutine, so none waits for an earlier reply and a stalled gate shows
+// as slow replies, not as fewer requests.
+func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult, error) {
+	nc, err := nats.Connect(opts.URL, nats.Name("driftwatch-bench-gate"))
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	// Requests about orders of the workload (their rows exist).
+	reqs := make([][]byte, 0, 1000)
+	for i := 0; i < 1000; i++ {
+		ev := fmt.Sprintf(`{"event":{"event_id":"g%d","order_id":"B-%08d","system":"shop","status":"fulfilled","status_field":"fulfillment_status","occurred_at":"%s"},"target":"erp"}`,
+			i, i%max(opts.Orders, 1), time.Now().UTC().Format(time.RFC3339))
+		reqs = append(reqs, []byte(ev))
+	}
+	lat := &latencies{}
+	var wg sync.WaitGroup
+	var sent atomic.Int64
+	gctx, cancel := context.WithTimeout(ctx, opts.For)
+	defer cancel()
+	startAt := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for gctx.Err() == nil {
+		due := int64(time.Since(startAt).Seconds() * float64(opts.Rate))
+		for ; sent.Load() < due; sent.Add(1) {
+			req := reqs[sent.Load()%int64(len(reqs))]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+				defer rcancel()
+				t0 := time.Now()
+				if _, err := nc.RequestWithContext(rctx, events.ValidateSubject, req); err == nil {
+					lat.add(float64(time.Since(t0).Microseconds()) / 1000)
+				}
+			}()
+		}
+		select {
+		case <-gctx.Done():
+		case <-tick.C:
+		}
+	}
+	elapsed := time.Since(startAt)
+	wg.Wait()
+	return &GateClientResult{Sent: int(sent.Load()), Replies: lat.count(), Elapsed: elapsed, Latency: lat.percentiles([]float64{50, 99, 99.9, 100})}, nil
+}
+
+// gateClientProcess runs GateClient in a child process (this executable's
+// `bench --gate-client`), so the requests come from a process that is not
+// itself busy with the server and the ingest, as a middleware's would.
+func gateClientProcess(ctx context.Context, opts GateClientOptions) (*GateClientResult, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, "bench", "--gate-client", opts.URL, "--orders", strconv.Itoa(opts.Orders),
+		"--gate-rate", strconv.Itoa(opts.Rate), "--gate-for", opts.For.String())
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("gate client process: %w: %s", err, errOut.String())
+	}
+	var res GateClientResult
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		return nil, fmt.Errorf("gate client process output: %w", err)
+	}
+	return &res, nil
+}
