@@ -26,7 +26,8 @@ func boolByte(v bool) byte {
 	return 0
 }
 
-// dec reads what enc wrote; the first error sticks.
+// dec reads what enc wrote; the first error sticks (and empties b, so the
+// inlined fast paths, which do not look at err, read nothing after it).
 type dec struct {
 	b   []byte
 	err error
@@ -35,13 +36,24 @@ type dec struct {
 	alias bool
 }
 
+// u reads a uvarint. Most are one byte (lengths, small numbers): that case
+// is inlined.
 func (d *dec) u() uint64 {
+	if len(d.b) > 0 && d.b[0] < 0x80 {
+		v := d.b[0]
+		d.b = d.b[1:]
+		return uint64(v)
+	}
+	return d.uLong()
+}
+
+func (d *dec) uLong() uint64 {
 	if d.err != nil {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 {
-		d.err = errCorrupt
+		d.fail()
 		return 0
 	}
 	d.b = d.b[n:]
@@ -54,7 +66,7 @@ func (d *dec) i() int64 {
 	}
 	v, n := binary.Varint(d.b)
 	if n <= 0 {
-		d.err = errCorrupt
+		d.fail()
 		return 0
 	}
 	d.b = d.b[n:]
@@ -67,7 +79,7 @@ func (d *dec) s() string {
 		return ""
 	}
 	if uint64(len(d.b)) < n {
-		d.err = errCorrupt
+		d.fail()
 		return ""
 	}
 	var v string
@@ -80,12 +92,14 @@ func (d *dec) s() string {
 	return v
 }
 
+func (d *dec) fail() { d.err, d.b = errCorrupt, nil }
+
 func (d *dec) byte1() uint8 {
 	if d.err != nil {
 		return 0
 	}
 	if len(d.b) < 1 {
-		d.err = errCorrupt
+		d.fail()
 		return 0
 	}
 	v := d.b[0]

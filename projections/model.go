@@ -133,8 +133,15 @@ func decodeRow(b []byte) (Row, error) { return decodeRowFrom(dec{b: b}) }
 
 func decodeRowFrom(d dec) (Row, error) {
 	var r Row
+	err := decodeRowInto(&r, d)
+	return r, err
+}
+
+// decodeRowInto decodes into *r, which must be the zero Row (decoding in
+// place spares copying the large struct).
+func decodeRowInto(r *Row, d dec) error {
 	if v := d.byte1(); v != rowVersion {
-		return r, errCorrupt
+		return errCorrupt
 	}
 	r.System = d.s()
 	r.OrderID = d.s()
@@ -145,7 +152,7 @@ func decodeRowFrom(d dec) (Row, error) {
 	r.Acks = d.u()
 	r.Amount = d.s()
 	r.Currency = d.s()
-	return r, d.err
+	return d.err
 }
 
 // Entry is one event in the order index (the timeline).

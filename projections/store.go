@@ -502,11 +502,10 @@ type RawOrder struct {
 // kept anywhere keeps the whole chunk's bytes alive.
 func (o *RawOrder) Rows(dst []Row, share bool) ([]Row, error) {
 	for _, v := range o.Values {
-		r, err := decodeRowFrom(dec{b: v, alias: share})
-		if err != nil {
-			return dst, fmt.Errorf("row of %s: %w", o.OrderID, err)
+		dst = append(dst, Row{})
+		if err := decodeRowInto(&dst[len(dst)-1], dec{b: v, alias: share}); err != nil {
+			return dst[:len(dst)-1], fmt.Errorf("row of %s: %w", o.OrderID, err)
 		}
-		dst = append(dst, r)
 	}
 	return dst, nil
 }

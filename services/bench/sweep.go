@@ -155,6 +155,16 @@ func loadAndSweep(ctx context.Context, cfg *config.Config, dir string, opts Swee
 	if err != nil {
 		return nil, err
 	}
+	// A store that has been serving for a while is not compacting the
+	// bulk it was just loaded with: wait (up to a minute) until no
+	// compaction has run for half a second, so the sweep is timed alone,
+	// as the PostgreSQL query it is compared with.
+	for wait, idle := time.Now(), 0; idle < 5 && time.Since(wait) < time.Minute; time.Sleep(100 * time.Millisecond) {
+		idle++
+		if store.DB().Metrics().Compact.NumInProgress > 0 {
+			idle = 0
+		}
+	}
 	runtime.GC()
 
 	eng, err := detector.NewEngine(cfg, store)
