@@ -12,18 +12,53 @@ func TestRowDecodeRoundTripAndTruncation(t *testing.T) {
 	f := Facet{Raw: "Pending Fulfillment", Field: "status", State: 2, Payment: 1, OccurredAt: "2026-11-25T10:00:00-05:00",
 		Occurred: 1764082800000000000, Received: 1764082800123456789, Seq: 300000, EventID: "evt-ü-1", Actor: "manual",
 		Kind: "status", ClockSkew: true, MappingVer: 200, ExternalRef: "SO-1"}
-	want := Row{System: "erp", OrderID: "O-1", Fulfilment: f, Payment: f, Last: f, Events: 130, Acks: 2, Amount: "12.50", Currency: "EUR"}
-	b := want.encode()
-	for _, share := range []bool{false, true} {
-		o := RawOrder{OrderID: "O-1", Values: [][]byte{b}}
-		rows, err := o.Rows(nil, share)
-		if err != nil || len(rows) != 1 || rows[0] != want {
-			t.Fatalf("share=%v: %+v %v", share, rows, err)
+	g := f
+	g.Seq, g.EventID, g.Payment = 300001, "evt-2", 3
+	h := g
+	h.Raw, h.Unmapped = "teleported", true
+	rows := []Row{
+		{System: "erp", OrderID: "O-1", Fulfilment: f, Payment: f, Last: f, Events: 130, Acks: 2, Amount: "12.50", Currency: "EUR"},
+		{System: "erp", OrderID: "O-1", Fulfilment: f, Payment: g, Last: g, Events: 2},
+		{System: "erp", OrderID: "O-1", Fulfilment: f, Payment: g, Last: h, Events: 3},
+		{System: "erp", OrderID: "O-1", Fulfilment: f, Last: f, Events: 1},
+		{System: "erp", OrderID: "O-1", Payment: g, Last: g, Events: 1},
+		{System: "erp", OrderID: "O-1", Last: h, Events: 1},
+		{System: "erp", OrderID: "O-1", Acks: 1, Events: 1},
+	}
+	for i, want := range rows {
+		for _, b := range [][]byte{want.encode(), encodeRowV1(&want)} {
+			for _, share := range []bool{false, true} {
+				o := RawOrder{OrderID: "O-1", Values: [][]byte{b}}
+				got, err := o.Rows(nil, share)
+				if err != nil || len(got) != 1 || got[0] != want {
+					t.Fatalf("row %d version %d share=%v: %+v %v", i, b[0], share, got, err)
+				}
+			}
+			for n := 0; n < len(b); n++ {
+				if _, err := decodeRow(b[:n]); !errors.Is(err, errCorrupt) {
+					t.Fatalf("row %d version %d, %d of %d bytes: err %v, want corrupt", i, b[0], n, len(b), err)
+				}
+			}
 		}
 	}
-	for n := 0; n < len(b); n++ {
-		if _, err := decodeRow(b[:n]); !errors.Is(err, errCorrupt) {
-			t.Fatalf("%d of %d bytes: err %v, want corrupt", n, len(b), err)
-		}
+	if v2, v1 := len(rows[0].encode()), len(encodeRowV1(&rows[0])); v2*2 > v1 {
+		t.Fatalf("a row whose facets are one event takes %d bytes, %d in version 1", v2, v1)
 	}
+}
+
+// encodeRowV1 is the version 1 encoding, which stores written before
+// version 2 hold.
+func encodeRowV1(r *Row) []byte {
+	e := enc{}
+	e.byte1(rowVersion1)
+	e.s(r.System)
+	e.s(r.OrderID)
+	r.Fulfilment.encode(&e)
+	r.Payment.encode(&e)
+	r.Last.encode(&e)
+	e.u(r.Events)
+	e.u(r.Acks)
+	e.s(r.Amount)
+	e.s(r.Currency)
+	return e.b
 }
