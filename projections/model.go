@@ -191,6 +191,11 @@ func encodeFacet(e *enc, f *Facet) {
 
 func decodeRow(b []byte) (Row, error) { return decodeRowFrom(dec{b: b}) }
 
+// decodeRowShared decodes a row whose strings share b's bytes (no copy per
+// string): b must never be modified afterwards, as a cached encoding or a
+// value copied out of Pebble is not.
+func decodeRowShared(b []byte) (Row, error) { return decodeRowFrom(dec{b: b, alias: true}) }
+
 func decodeRowFrom(d dec) (Row, error) {
 	var r Row
 	err := decodeRowInto(&r, d)

@@ -345,8 +345,8 @@ func (s *Store) Row(orderID, system string) (Row, error) {
 // RowThrough reads a row from the row cache, or through r.
 func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
 	k := rowKey(orderID, system)
-	if v, ok := s.cache.get(string(k)); ok {
-		return decodeRow(v)
+	if v, ok := s.cache.getBytes(k); ok {
+		return decodeRowShared(v)
 	}
 	if !s.rowed.mayContain(k) {
 		return Row{}, ErrNotFound
@@ -381,7 +381,7 @@ func readRow(r reader, orderID, system string) (Row, error) {
 	if err != nil {
 		return Row{}, err
 	}
-	return decodeRow(v)
+	return decodeRowShared(v) // get's copy is the row's alone
 }
 
 // Rows reads every system's projection of an order, by system id.

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"errors"
-	"hash/fnv"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -86,7 +85,7 @@ func (tx *Tx) Row(orderID, system string) (Row, error) {
 		return r.row, nil
 	}
 	if v, ok := tx.store.cache.get(k); ok {
-		return decodeRow(v)
+		return decodeRowShared(v)
 	}
 	if !tx.store.rowed.mayContain([]byte(k)) {
 		return Row{}, ErrNotFound // never committed
@@ -124,7 +123,7 @@ func (tx *Tx) markSeen(key []byte, seq uint64) error {
 // hundred bytes each) by row key.
 type rowCache struct {
 	perShard int
-	shards   [64]struct {
+	shards   [64]struct { // by shard(key)
 		mu sync.Mutex
 		m  map[string][]byte
 	}
@@ -138,22 +137,37 @@ func newRowCache(total int) *rowCache {
 	return c
 }
 
-func (c *rowCache) shard(k string) int {
-	h := fnv.New32a()
-	h.Write([]byte(k))
-	return int(h.Sum32() % uint32(len(c.shards)))
+// shard is FNV-1a of the key (inline: no hasher or byte-slice copy per
+// lookup).
+func shard[K string | []byte](k K) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(k); i++ {
+		h = (h ^ uint32(k[i])) * 16777619
+	}
+	return int(h % 64)
 }
 
+// get returns the cached encoding of a row. Cached encodings are never
+// modified, so rows decoded from them may share their bytes.
 func (c *rowCache) get(k string) ([]byte, bool) {
-	s := &c.shards[c.shard(k)]
+	s := &c.shards[shard(k)]
 	s.mu.Lock()
 	r, ok := s.m[k]
 	s.mu.Unlock()
 	return r, ok
 }
 
+// getBytes is get for a key held as bytes.
+func (c *rowCache) getBytes(k []byte) ([]byte, bool) {
+	s := &c.shards[shard(k)]
+	s.mu.Lock()
+	r, ok := s.m[string(k)]
+	s.mu.Unlock()
+	return r, ok
+}
+
 func (c *rowCache) put(k string, r []byte) {
-	s := &c.shards[c.shard(k)]
+	s := &c.shards[shard(k)]
 	s.mu.Lock()
 	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {
 		for old := range s.m { // evict an arbitrary entry
