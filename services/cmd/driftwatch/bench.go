@@ -93,7 +93,15 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 				return printJSON(res)
 			}
 			printf(os.Stdout, "machine              %s\nsync_interval        %s\norders / events      %d / %d\n", res.Machine, res.SyncInterval, res.Orders, res.Events)
-			printf(os.Stdout, "raw JetStream        %.0f msgs/s\npublish              %.0f events/s\nend to end           %.0f events/s (%.2fx raw)\n", res.RawRate, res.PublishRate, res.EndToEndRate, res.Ratio)
+			printf(os.Stdout, "raw JetStream        %.0f msgs/s\n", res.RawRate)
+			if res.RawAtomicRate > 0 {
+				printf(os.Stdout, "raw atomic batches   %.0f msgs/s\n", res.RawAtomicRate)
+			}
+			printf(os.Stdout, "publish              %.0f events/s\nend to end           %.0f events/s (%.2fx raw", res.PublishRate, res.EndToEndRate, res.Ratio)
+			if res.RatioAtomic > 0 {
+				printf(os.Stdout, ", %.2fx raw atomic batches", res.RatioAtomic)
+			}
+			printf(os.Stdout, ")\n")
 			printf(os.Stdout, "detection latency    p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms (%d alerts, up to %d open expectations)\n", res.DetectLatency["p50"], res.DetectLatency["p90"], res.DetectLatency["p99"], res.DetectLatency["max"], res.Alerts, res.MaxOpenExpectations)
 			printf(os.Stdout, "gate latency         p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (%d requests at %.0f/s, ingesting %.0f events/s)\n", res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.GateLatency["max"], res.GateRequests, res.GateRate, res.IngestDuringGate)
 			printf(os.Stdout, "reconcile sweep      %.3fs over %d orders\nreplay               %.0f events/s\nrebuild              %.0f events/s\npeak RSS             %.0f MiB\n", res.SweepSeconds, res.SweepOrders, res.ReplayRate, res.RebuildRate, res.PeakRSSMiB)
