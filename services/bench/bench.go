@@ -257,7 +257,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// 4. Gate at a fixed rate while ingesting.
 	if !o.Skip["gate"] {
-		if err := gateBench(ctx, o, a, pub, res); err != nil {
+		o.phase("gate", true)
+		err := gateBench(ctx, o, a, pub, res)
+		o.phase("gate", false)
+		if err != nil {
 			return nil, err
 		}
 		o.logf("gate: %d requests at %.0f/s while ingesting %.0f/s: p50 %.3fms p99 %.3fms p999 %.3fms (scheduler latency p99 %.3fms, GC pause p99 %.3fms, %d GC cycles)", res.GateRequests, res.GateRate, res.IngestDuringGate, res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.SchedLatencyP99, res.GCPauseP99, res.GCCycles)

@@ -126,7 +126,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
-	f.StringVar(&profilePhase, "profile-phase", "", "with --cpuprofile: profile only this step (e2e: from the first publish until every consumer applied everything; sweep: the timed sweep of --sweep-orders)")
+	f.StringVar(&profilePhase, "profile-phase", "", "with --cpuprofile: profile only this step (e2e: from the first publish until every consumer applied everything; gate: the gate under ingest; sweep: the timed sweep of --sweep-orders)")
 	f.StringVar(&sweepDir, "sweep-dir", "", "with --sweep-orders: keep the loaded store in this folder; a later run with the same folder sweeps it again without loading or the server phase")
 	f.IntVar(&sweepOrders, "sweep-orders", 0, "instead: load this many orders x 5 systems straight into a store and time one reconciliation sweep")
 	return cmd
