@@ -151,27 +151,9 @@ func (r *Row) encode() []byte {
 	e.byte1(rowVersion)
 	e.s(r.System)
 	e.s(r.OrderID)
-	encodeFacet(&e, &r.Fulfilment)
-	switch {
-	case r.Payment == (Facet{}):
-		e.byte1(facetZero)
-	case r.Payment == r.Fulfilment:
-		e.byte1(facetSameFulfilment)
-	default:
-		e.byte1(facetFull)
-		r.Payment.encode(&e)
-	}
-	switch {
-	case r.Last == (Facet{}):
-		e.byte1(facetZero)
-	case r.Last == r.Fulfilment:
-		e.byte1(facetSameFulfilment)
-	case r.Last == r.Payment:
-		e.byte1(facetSamePayment)
-	default:
-		e.byte1(facetFull)
-		r.Last.encode(&e)
-	}
+	encodeFacet(&e, &r.Fulfilment, nil, nil)
+	encodeFacet(&e, &r.Payment, &r.Fulfilment, nil)
+	encodeFacet(&e, &r.Last, &r.Fulfilment, &r.Payment)
 	e.u(r.Events)
 	e.u(r.Acks)
 	e.s(r.Amount)
@@ -179,14 +161,20 @@ func (r *Row) encode() []byte {
 	return e.b
 }
 
-// encodeFacet writes f as zero or in full.
-func encodeFacet(e *enc, f *Facet) {
-	if *f == (Facet{}) {
+// encodeFacet writes f tagged: zero, the same as the row's fulfilment or
+// payment facet (when given, already written), or in full.
+func encodeFacet(e *enc, f, fulfilment, payment *Facet) {
+	switch {
+	case *f == (Facet{}):
 		e.byte1(facetZero)
-		return
+	case fulfilment != nil && *f == *fulfilment:
+		e.byte1(facetSameFulfilment)
+	case payment != nil && *f == *payment:
+		e.byte1(facetSamePayment)
+	default:
+		e.byte1(facetFull)
+		f.encode(e)
 	}
-	e.byte1(facetFull)
-	f.encode(e)
 }
 
 func decodeRow(b []byte) (Row, error) { return decodeRowFrom(dec{b: b}) }
