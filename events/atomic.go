@@ -211,7 +211,7 @@ func (p *Publisher) sendAtomic(ctx context.Context, reply string, items []batchI
 // another error otherwise.
 func (p *Publisher) settleAtomic(sb *sentBatch, data []byte, results []Result) error {
 	var ack batchAck
-	if err := json.Unmarshal(data, &ack); err != nil || len(data) == 0 {
+	if err := json.Unmarshal(data, &ack); err != nil {
 		return errBatchRefused
 	}
 	if ack.Error != nil {

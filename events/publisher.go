@@ -49,14 +49,15 @@ type SystemChecker func(system string) bool
 type Publisher struct {
 	nc          *nats.Conn
 	js          jetstream.JetStream
-	atomicBatch int
+	known       SystemChecker
+	deadLetter  bool
+	maxInFlight int
+	headers     func(ctx context.Context, h nats.Header)
+
+	atomicBatch int          // events per atomic batch; 0 or 1: none
 	atomicState atomic.Int32 // atomicUnknown, atomicYes or atomicNo
 
 	atomicBatches, atomicEvents, singleEvents atomic.Uint64 // Stats
-	known                                     SystemChecker
-	deadLetter                                bool
-	maxInFlight                               int
-	headers                                   func(ctx context.Context, h nats.Header)
 }
 
 // PublisherOption configures a Publisher.
