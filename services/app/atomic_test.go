@@ -146,3 +146,57 @@ func TestPublishBatchEachWithSyncInterval(t *testing.T) {
 	}
 	assertStored(t, env, 50)
 }
+
+// TestPublishBatchAtomicDisabledMidway turns atomic publishing off on the
+// stream between two batches of a Publisher that already found it on: the
+// refused batches go event by event, every event is stored once, and the
+// next call asks the stream again and publishes event by event directly.
+func TestPublishBatchAtomicDisabledMidway(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	ctx := context.Background()
+	pub, err := events.NewPublisher(env.NC, events.WithAtomicBatches(50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(prefix string) [][]byte {
+		var b [][]byte
+		for i := 0; i < 120; i++ {
+			b = append(b, []byte(ev(fmt.Sprintf("%s-%d", prefix, i), "wms", "picked")))
+		}
+		return b
+	}
+	publish := func(prefix string) {
+		t.Helper()
+		results, err := pub.PublishBatch(ctx, batch(prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range results {
+			if r.Outcome != events.Accepted || r.Seq == 0 {
+				t.Fatalf("%s line %d: %+v", prefix, i, r)
+			}
+		}
+	}
+	publish("on")
+	if s := pub.Stats(); s.AtomicEvents != 120 || s.SingleEvents != 0 {
+		t.Fatalf("with atomic batches allowed: %+v", s)
+	}
+	st, err := env.JS.Stream(ctx, events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.AllowAtomicPublish = false
+	if _, err := env.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	publish("refused")
+	if s := pub.Stats(); s.AtomicEvents != 120 || s.SingleEvents != 120 {
+		t.Fatalf("after the stream stopped allowing atomic batches: %+v", s)
+	}
+	publish("off")
+	if s := pub.Stats(); s.AtomicEvents != 120 || s.SingleEvents != 240 {
+		t.Fatalf("on the next call: %+v", s)
+	}
+	assertStored(t, env, 360)
+}
