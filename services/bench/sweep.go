@@ -44,11 +44,6 @@ type SweepResult struct {
 	ServeSweepSecs  float64 `json:"serve_sweep_seconds"`
 }
 
-// Sweep loads orders x 5 systems straight into a store through the
-// projection state machine (no NATS: this measures the sweep, not ingest),
-// then runs one reconciliation sweep and samples the heap while it runs.
-// One order in a hundred drifts (the ERP never confirmed it).
-//
 // SweepOptions configures Sweep.
 type SweepOptions struct {
 	Orders int
@@ -62,9 +57,11 @@ type SweepOptions struct {
 	Phase func(name string, start bool) // called around the timed sweep ("sweep")
 }
 
-// Sweep loads opts.Orders orders x 5 systems into a store, times one
-// reconciliation sweep over it, then runs the server on the same store and
-// measures its memory.
+// Sweep loads opts.Orders orders x 5 systems straight into a store through
+// the projection state machine (no NATS: this measures the sweep, not
+// ingest), then runs one reconciliation sweep and samples the heap while it
+// runs, then runs the server on the same store and measures its memory.
+// One order in a hundred drifts (the ERP never confirmed it).
 func Sweep(ctx context.Context, opts SweepOptions) (*SweepResult, error) {
 	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(Config, "always")))
 	if err != nil {
@@ -156,9 +153,11 @@ func loadAndSweep(ctx context.Context, cfg *config.Config, dir string, opts Swee
 		return nil, err
 	}
 	// A store that has been serving for a while is not compacting the
-	// bulk it was just loaded with: wait (up to a minute) until no
-	// compaction has run for half a second, so the sweep is timed alone,
-	// as the PostgreSQL query it is compared with.
+	// bulk it was just loaded with, nor loading its key filters: wait for
+	// the filters, and (up to a minute) until no compaction has run for
+	// half a second, so the sweep is timed alone, as the PostgreSQL query
+	// it is compared with.
+	store.WaitFilters()
 	for wait, idle := time.Now(), 0; idle < 5 && time.Since(wait) < time.Minute; time.Sleep(100 * time.Millisecond) {
 		idle++
 		if store.DB().Metrics().Compact.NumInProgress > 0 {
