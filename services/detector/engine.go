@@ -559,9 +559,16 @@ func (e *Engine) judge(b *pebble.Batch, x *Expectation, now time.Time, detectedB
 	if met(x, &tgt) {
 		return false, nil
 	}
-	srcEntry, err := projections.ReadEntry(b, x.OrderID, x.SourceSeq)
-	if err != nil && !errors.Is(err, projections.ErrNotFound) {
-		return false, err
+	// The source's event, for the alert's source side. While the source's
+	// facet is still that event, the facet holds the same fields (its
+	// status, times, canonical states; sourceSide reads it when the entry
+	// is empty), and the read is spared.
+	var srcEntry projections.Entry
+	if f := dimFacet(&src, x.Dim); x.SourceSeq == 0 || f.Seq != x.SourceSeq {
+		srcEntry, err = projections.ReadEntry(b, x.OrderID, x.SourceSeq)
+		if err != nil && !errors.Is(err, projections.ErrNotFound) {
+			return false, err
+		}
 	}
 	_, acked, err := projections.HasAck(b, x.OrderID, x.From, x.SourceEventID, x.To)
 	if err != nil {
@@ -679,12 +686,8 @@ func firstNonEmpty(a, b string) string {
 }
 
 func (e *Engine) sourceSide(x *Expectation, src *projections.Row, entry *projections.Entry) *Side {
-	if entry.Seq == 0 { // manual expectation: the source's facet
-		f := &src.Fulfilment
-		if x.Dim == DimPayment {
-			f = &src.Payment
-		}
-		return facetSide(x.From, f)
+	if entry.Seq == 0 { // the source's facet is the event (or a manual expectation)
+		return facetSide(x.From, dimFacet(src, x.Dim))
 	}
 	sd := &Side{System: x.From, Status: entry.Raw, Field: entry.Field, OccurredAt: entry.OccurredAt,
 		ReceivedAt: projections.FormatTime(entry.Received), Seq: entry.Seq, EventID: entry.EventID, Actor: entry.Actor}
@@ -692,16 +695,18 @@ func (e *Engine) sourceSide(x *Expectation, src *projections.Row, entry *project
 	if entry.Payment != canonical.NoPayment {
 		sd.Payment = entry.Payment.String()
 	}
-	if x.Manual {
-		f := &src.Fulfilment
-		if x.Dim == DimPayment {
-			f = &src.Payment
-		}
-		if f.Set() {
-			return facetSide(x.From, f)
-		}
+	if f := dimFacet(src, x.Dim); x.Manual && f.Set() {
+		return facetSide(x.From, f)
 	}
 	return sd
+}
+
+// dimFacet is the row's facet of dimension dim.
+func dimFacet(r *projections.Row, dim uint8) *projections.Facet {
+	if dim == DimPayment {
+		return &r.Payment
+	}
+	return &r.Fulfilment
 }
 
 func canonName(s canonical.State, unmapped bool) string {
