@@ -2,7 +2,12 @@ package projections
 
 import (
 	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestRowDecodeRoundTripAndTruncation checks that a row decodes to what was
@@ -61,4 +66,63 @@ func encodeRowV1(r *Row) []byte {
 	e.s(r.Amount)
 	e.s(r.Currency)
 	return e.b
+}
+
+// TestScanOrdersRawChunks scans orders of one to three rows in chunks that
+// are released (and so reused) as soon as they are read, and checks every
+// order against Store.Rows: IDs and rows copied out before Release stay
+// intact while the buffers go round.
+func TestScanOrdersRawChunks(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	a := testApplier(t)
+	tx := s.NewTx(false)
+	systems := []string{"shop", "erp", "wms"}
+	seq := uint64(0)
+	for o := 0; o < 50; o++ {
+		id := fmt.Sprintf("ORD-%d-%s", o, strings.Repeat("x", o%7))
+		for k := 0; k <= o%3; k++ {
+			seq++
+			data := fmt.Sprintf(`{"event_id":"e%d","order_id":"%s","system":"%s","status":"paid","occurred_at":"2026-11-27T10:00:00Z"}`, seq, id, systems[k])
+			if _, err := a.Apply(tx, Delivery{Subject: "driftwatch.in." + systems[k], Data: []byte(data), Seq: seq, Received: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.CommitTx(tx, true); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]Row{}
+	var order []string
+	err = s.ScanOrdersRaw(7, func(c *RawChunk) error {
+		defer c.Release()
+		if len(c.Orders) == 0 || len(c.Orders) > 7 {
+			t.Errorf("chunk of %d orders", len(c.Orders))
+		}
+		for i := range c.Orders {
+			rows, err := c.Orders[i].Rows(nil, false)
+			if err != nil {
+				return err
+			}
+			id := strings.Clone(c.Orders[i].OrderID)
+			got[id] = rows
+			order = append(order, id)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 50 || !sort.StringsAreSorted(order) {
+		t.Fatalf("%d orders, in key order: %v", len(got), sort.StringsAreSorted(order))
+	}
+	for id, rows := range got {
+		want, err := s.Rows(id)
+		if err != nil || !reflect.DeepEqual(rows, want) {
+			t.Fatalf("%s: scanned %+v, stored %+v (%v)", id, rows, want, err)
+		}
+	}
 }

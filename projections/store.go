@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -495,10 +496,27 @@ func (s *Store) ScanOrders(fn func(orderID string, rows []Row) error) error {
 }
 
 // RawOrder is one order's rows, still encoded, as ScanOrdersRaw reads them.
+// OrderID and Values share the bytes of their RawChunk.
 type RawOrder struct {
 	OrderID string
 	Values  [][]byte
 }
+
+// RawChunk is a chunk of orders read by ScanOrdersRaw. Its orders' IDs and
+// values share one buffer, which Release hands to a later chunk: whatever
+// must outlive Release (an order ID, a row) has to be copied first
+// (strings.Clone, RawOrder.Rows without share).
+type RawChunk struct {
+	Orders []RawOrder
+	buf    []byte
+	values [][]byte
+}
+
+var rawChunks = sync.Pool{New: func() any { return new(RawChunk) }}
+
+// Release returns the chunk's memory for reuse; nothing read from it
+// without copying may be used afterwards.
+func (c *RawChunk) Release() { rawChunks.Put(c) }
 
 // Rows decodes the order's rows, appending to dst. With share, their
 // strings share the chunk's bytes instead of copying them (no allocation):
@@ -515,33 +533,49 @@ func (o *RawOrder) Rows(dst []Row, share bool) ([]Row, error) {
 }
 
 // ScanOrdersRaw reads every order's rows in key order without decoding
-// them, and calls fn with chunks of up to n orders. The chunk and its bytes
-// belong to fn (one allocation per chunk for the values): a sweep decodes
-// them on other goroutines while this one reads on.
-func (s *Store) ScanOrdersRaw(n int, fn func([]RawOrder) error) error {
+// them, and calls fn with chunks of up to n orders. The chunk belongs to fn
+// until fn, or whoever fn passes it to, calls Release: a sweep decodes
+// chunks on other goroutines while this one reads on, and the buffers go
+// round instead of being allocated per chunk.
+func (s *Store) ScanOrdersRaw(n int, fn func(*RawChunk) error) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefixRow, UpperBound: prefixEnd(prefixRow)})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
-	type span struct{ order, from, to int }
+	// Bytes go to c.buf as they are read (it may move as it grows); the
+	// spans say where, and become slices and strings once the chunk is full.
+	type span struct{ from, to int }
 	var (
-		buf    []byte
-		ids    []string
-		spans  []span // one per value: its order and bytes in buf
-		curKey []byte // the current order's key prefix, up to sep
+		c       = rawChunks.Get().(*RawChunk)
+		ids     []span // each order's ID in c.buf
+		values  []span // each value in c.buf
+		firstOf []int  // each order's first value in values
+		curKey  []byte // the current order's key prefix, up to sep
 	)
 	flush := func() error {
-		chunk := make([]RawOrder, len(ids))
-		for i, id := range ids {
-			chunk[i].OrderID = id
+		c.values = c.values[:0]
+		for _, sp := range values {
+			c.values = append(c.values, c.buf[sp.from:sp.to:sp.to])
 		}
-		for _, sp := range spans {
-			chunk[sp.order].Values = append(chunk[sp.order].Values, buf[sp.from:sp.to:sp.to])
+		c.Orders = c.Orders[:0]
+		for i, sp := range ids {
+			end := len(values)
+			if i+1 < len(ids) {
+				end = firstOf[i+1]
+			}
+			var id string
+			if sp.to > sp.from {
+				id = unsafe.String(&c.buf[sp.from], sp.to-sp.from)
+			}
+			c.Orders = append(c.Orders, RawOrder{OrderID: id, Values: c.values[firstOf[i]:end:end]})
 		}
-		buf, ids, spans = make([]byte, 0, cap(buf)), ids[:0:0], spans[:0]
-		return fn(chunk)
+		full := c
+		c = rawChunks.Get().(*RawChunk)
+		c.buf, ids, values, firstOf = c.buf[:0], ids[:0], values[:0], firstOf[:0]
+		return fn(full)
 	}
+	c.buf = c.buf[:0]
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		i := bytes.IndexByte(k[len(prefixRow):], sep)
@@ -556,15 +590,18 @@ func (s *Store) ScanOrdersRaw(n int, fn func([]RawOrder) error) error {
 				}
 			}
 			curKey = append(curKey[:0], orderKey...)
-			ids = append(ids, string(orderKey[len(prefixRow):]))
+			from := len(c.buf)
+			c.buf = append(c.buf, orderKey[len(prefixRow):]...)
+			ids = append(ids, span{from, len(c.buf)})
+			firstOf = append(firstOf, len(values))
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return err
 		}
-		from := len(buf)
-		buf = append(buf, v...)
-		spans = append(spans, span{len(ids) - 1, from, len(buf)})
+		from := len(c.buf)
+		c.buf = append(c.buf, v...)
+		values = append(values, span{from, len(c.buf)})
 	}
 	if err := it.Error(); err != nil {
 		return err
@@ -572,6 +609,7 @@ func (s *Store) ScanOrdersRaw(n int, fn func([]RawOrder) error) error {
 	if len(ids) > 0 {
 		return flush()
 	}
+	c.Release()
 	return nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -149,7 +150,7 @@ const checkWorkers = 2
 func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	chunks := make(chan []projections.RawOrder, 2*checkWorkers)
+	chunks := make(chan *projections.RawChunk, 2*checkWorkers)
 	var mu sync.Mutex // guards rep's counters
 	var wg sync.WaitGroup
 	for range checkWorkers {
@@ -164,8 +165,8 @@ func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
 		}()
 	}
 	orders := 0
-	err := r.opts.Store.ScanOrdersRaw(r.opts.ChunkOrders, func(chunk []projections.RawOrder) error {
-		orders += len(chunk)
+	err := r.opts.Store.ScanOrdersRaw(r.opts.ChunkOrders, func(chunk *projections.RawChunk) error {
+		orders += len(chunk.Orders)
 		select {
 		case chunks <- chunk:
 			return nil
@@ -183,14 +184,17 @@ func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
 }
 
 // check checks the orders of each chunk and reconciles those that need it.
-func (r *Reconciler) check(ctx context.Context, chunks <-chan []projections.RawOrder, rep *Report, mu *sync.Mutex) error {
+// A chunk's bytes are reused once released: the rows checked share them and
+// are dropped; the IDs and rows of the orders kept for reconciling are copied.
+func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawChunk, rep *Report, mu *sync.Mutex) error {
 	e := r.opts.Detector.Engine()
 	var act []orderRows
 	var scratch []projections.Row
-	for raw := range chunks {
+	for chunk := range chunks {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		raw := chunk.Orders
 		open, inFlight := 0, 0
 		act = act[:0]
 		now := r.opts.Detector.Now() // the clock Update judges by
@@ -210,7 +214,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan []projections.RawO
 				if err != nil {
 					return err
 				}
-				act = append(act, orderRows{order: raw[i].OrderID, rows: kept, open: hasOpen})
+				act = append(act, orderRows{order: strings.Clone(raw[i].OrderID), rows: kept, open: hasOpen})
 			}
 		}
 		raised := 0
@@ -235,6 +239,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan []projections.RawO
 				return err
 			}
 		}
+		chunk.Release()
 		mu.Lock()
 		rep.OpenOrders += open
 		rep.InFlight += inFlight
