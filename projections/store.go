@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -52,6 +53,8 @@ type Store struct {
 	// durable is the write option of durable commits (pebble.Sync, or
 	// NoSync for a store without a WAL).
 	durable *pebble.WriteOptions
+	// rowsVersion: see RowsVersion.
+	rowsVersion atomic.Uint64
 
 	// The filters are loaded in the background (loadFilters); Close stops
 	// and waits for that.

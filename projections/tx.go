@@ -39,6 +39,7 @@ func (tx *Tx) Close() { _ = tx.B.Close() }
 // CommitTx commits the batch (durably when sync) and publishes its rows to
 // the cache.
 func (s *Store) CommitTx(tx *Tx, sync bool) error {
+	s.rowsVersion.Add(1) // before the rows can be seen
 	opts := pebble.NoSync
 	if sync {
 		opts = s.durable
@@ -54,6 +55,11 @@ func (s *Store) CommitTx(tx *Tx, sync bool) error {
 	}
 	return nil
 }
+
+// RowsVersion counts the commits that may change rows, each counted before
+// it lands: the same value at two moments means no row changed in between
+// (a sweep judges with the rows it scanned when nothing was committed since).
+func (s *Store) RowsVersion() uint64 { return s.rowsVersion.Load() }
 
 // PublishRows puts the Tx's rows in the cache now (a scratch store that
 // reads them before commit).

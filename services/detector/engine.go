@@ -545,14 +545,31 @@ func (e *Engine) JudgeDueAfter(b *pebble.Batch, watermark, now time.Time, limit 
 // judge decides one due expectation: met, superseded, or a mismatch
 // (raised with detectedBy). It reports whether it raised one.
 func (e *Engine) judge(b *pebble.Batch, x *Expectation, now time.Time, detectedBy string) (bool, error) {
-	src, _, err := e.row(b, x.OrderID, x.From)
+	return e.judgeWith(b, x, now, detectedBy, nil)
+}
+
+// judgeWith is judge with the order's current rows given (nil: read them).
+func (e *Engine) judgeWith(b *pebble.Batch, x *Expectation, now time.Time, detectedBy string, current []projections.Row) (bool, error) {
+	row := func(sys string) (projections.Row, error) {
+		if current == nil {
+			r, _, err := e.row(b, x.OrderID, sys)
+			return r, err
+		}
+		for i := range current {
+			if current[i].System == sys {
+				return current[i], nil
+			}
+		}
+		return projections.Row{System: sys, OrderID: x.OrderID}, nil
+	}
+	src, err := row(x.From)
 	if err != nil {
 		return false, err
 	}
 	if x.Dim == DimFulfilment && src.State() == canonical.Cancelled && x.SourceState != canonical.Cancelled && !x.Manual {
 		return false, nil // superseded by a later cancellation
 	}
-	tgt, _, err := e.row(b, x.OrderID, x.To)
+	tgt, err := row(x.To)
 	if err != nil {
 		return false, err
 	}

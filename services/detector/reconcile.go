@@ -21,8 +21,15 @@ type OrderVerdict struct {
 // awareness: an unmet flow whose judgement time has not come is in flight;
 // an overdue one is judged exactly as the detector judges it, with
 // detected_by reconcile. rows are the order's projections (any order).
-func (e *Engine) ReconcileOrder(b *pebble.Batch, orderID string, rows []projections.Row, now time.Time) (OrderVerdict, error) {
-	v, _, err := e.reconcileOrder(b, orderID, rows, now)
+//
+// With current, rows are known to be the order's rows now (nothing was
+// committed since they were read), and judging uses them instead of
+// reading them again.
+func (e *Engine) ReconcileOrder(b *pebble.Batch, orderID string, rows []projections.Row, now time.Time, current bool) (OrderVerdict, error) {
+	if !current {
+		rows = nil
+	}
+	v, _, err := e.reconcileOrder(b, orderID, rows, now, rows)
 	return v, err
 }
 
@@ -33,7 +40,7 @@ func (e *Engine) ReconcileOrder(b *pebble.Batch, orderID string, rows []projecti
 // the detector's lock; a sweep runs it on every order and takes the lock
 // only for those that need it.
 func (e *Engine) CheckOrder(orderID string, rows []projections.Row, now time.Time) (v OrderVerdict, overdue, open bool) {
-	v, overdue, _ = e.reconcileOrder(nil, orderID, rows, now)
+	v, overdue, _ = e.reconcileOrder(nil, orderID, rows, now, nil)
 	e.mu.Lock()
 	open = e.openOrders[orderID] > 0
 	e.mu.Unlock()
@@ -41,8 +48,9 @@ func (e *Engine) CheckOrder(orderID string, rows []projections.Row, now time.Tim
 }
 
 // reconcileOrder judges the overdue unmet flows in b, or with b nil only
-// reports that there are some (overdue).
-func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projections.Row, now time.Time) (v OrderVerdict, overdue bool, err error) {
+// reports that there are some (overdue). current, when not nil, are the
+// order's rows now, for judging (else it reads them).
+func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projections.Row, now time.Time, current []projections.Row) (v OrderVerdict, overdue bool, err error) {
 	rowOf := func(sys string) *projections.Row {
 		for i := range rows {
 			if rows[i].System == sys {
@@ -83,7 +91,7 @@ func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projecti
 			if b == nil {
 				return nil
 			}
-			raised, err := e.judge(b, x, now, ByReconcile)
+			raised, err := e.judgeWith(b, x, now, ByReconcile, current)
 			if raised {
 				v.Raised++
 			}
