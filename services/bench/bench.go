@@ -45,8 +45,9 @@ type Options struct {
 	// LargeMemory runs driftwatch with LargeMemory's settings instead of
 	// the memory defaults.
 	LargeMemory bool
-	// GateProcess sends the gate requests from a child process, as a
-	// middleware would, instead of the bench's own.
+	// GateProcess sends the gate requests, and publishes the ingest that
+	// runs meanwhile, from a child process, as a middleware would, instead
+	// of the bench's own.
 	GateProcess bool
 	// PublishEach publishes driftwatch's events one by one (asynchronously)
 	// instead of in atomic batches, the default of events.Publisher.
@@ -258,7 +259,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	// 4. Gate at a fixed rate while ingesting.
 	if !o.Skip["gate"] {
 		o.phase("gate", true)
-		err := gateBench(ctx, o, a, pub, res)
+		err := gateBench(ctx, o, a, res)
 		o.phase("gate", false)
 		if err != nil {
 			return nil, err
@@ -548,45 +549,9 @@ func round(f float64) float64 {
 // events at IngestRate, and records each request's latency from send to
 // reply. The sender never waits for a reply, so a stalled gate shows as
 // slow replies, not as fewer requests.
-func gateBench(ctx context.Context, o Options, a *app.App, pub *events.Publisher, res *Result) error {
-	// Background ingest at IngestRate, until the gate client is done.
-	ictx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	var ingested atomic.Int64
-	ingestStart := time.Now()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		wl := NewWorkload(2)
-		wl.FaultShare = 0
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		per := max(o.IngestRate/100, 1)
-		n := o.Orders + 1000000
-		var slice [][]byte
-		for {
-			select {
-			case <-ictx.Done():
-				return
-			case <-tick.C:
-			}
-			// Each slice goes as driftwatch publish sends it: one
-			// PublishBatch call (an atomic batch when the stream syncs
-			// every write), waiting for its acknowledgement.
-			slice = slice[:0]
-			for len(slice) < per {
-				lines, _ := wl.Order(n)
-				n++
-				slice = append(slice, lines...)
-			}
-			if _, err := pub.PublishBatch(ctx, slice); err == nil {
-				ingested.Add(int64(len(slice)))
-			}
-		}
-	}()
+func gateBench(ctx context.Context, o Options, a *app.App, res *Result) error {
 	before := readRuntime()
-	copts := GateClientOptions{URL: a.Broker.ClientURL, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor}
+	copts := GateClientOptions{URL: a.Broker.ClientURL, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate, PublishEach: o.PublishEach}
 	var gr *GateClientResult
 	var err error
 	if o.GateProcess {
@@ -594,9 +559,6 @@ func gateBench(ctx context.Context, o Options, a *app.App, pub *events.Publisher
 	} else {
 		gr, err = GateClient(ctx, copts)
 	}
-	cancel()
-	wg.Wait()
-	ingestFor := time.Since(ingestStart)
 	if err != nil {
 		return err
 	}
@@ -608,7 +570,7 @@ func gateBench(ctx context.Context, o Options, a *app.App, pub *events.Publisher
 	res.GCCycles = after.cycles - before.cycles
 	res.GateRequests = gr.Replies
 	res.GateRate = float64(gr.Sent) / elapsed.Seconds()
-	res.IngestDuringGate = float64(ingested.Load()) / ingestFor.Seconds()
+	res.IngestDuringGate = float64(gr.Ingested) / gr.IngestFor.Seconds()
 	res.GateClientProcess = o.GateProcess
 	return nil
 }

@@ -23,6 +23,11 @@ type GateClientOptions struct {
 	Orders int           // requests name orders B-00000000 .. of the workload
 	Rate   int           // requests per second
 	For    time.Duration // how long to send
+	// IngestRate, when set, publishes the workload's events at this many
+	// per second through events.Publisher on a connection of its own
+	// while the requests run (PublishEach: one by one).
+	IngestRate  int
+	PublishEach bool
 }
 
 // GateClientResult is what a gate load generator measured.
@@ -31,6 +36,9 @@ type GateClientResult struct {
 	Replies int                `json:"replies"`
 	Elapsed time.Duration      `json:"elapsed_ns"`
 	Latency map[string]float64 `json:"latency_ms"` // p50 p99 p99.9 max
+	// Events published meanwhile, and over how long.
+	Ingested  int           `json:"ingested"`
+	IngestFor time.Duration `json:"ingest_ns"`
 }
 
 // GateClient sends gate requests open-loop at opts.Rate on a connection of
@@ -55,6 +63,10 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 	lat := &latencies{}
 	var wg sync.WaitGroup
 	var sent atomic.Int64
+	ictx, stopIngest := context.WithCancel(ctx)
+	defer stopIngest()
+	ingest := make(chan ingested, 1)
+	go func() { ingest <- ingestWorkload(ictx, opts) }()
 	gctx, cancel := context.WithTimeout(ctx, opts.For)
 	defer cancel()
 	startAt := time.Now()
@@ -82,7 +94,67 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 	}
 	elapsed := time.Since(startAt)
 	wg.Wait()
-	return &GateClientResult{Sent: int(sent.Load()), Replies: lat.count(), Elapsed: elapsed, Latency: lat.percentiles([]float64{50, 99, 99.9, 100})}, nil
+	stopIngest()
+	in := <-ingest
+	if in.err != nil {
+		return nil, in.err
+	}
+	return &GateClientResult{Sent: int(sent.Load()), Replies: lat.count(), Elapsed: elapsed, Latency: lat.percentiles([]float64{50, 99, 99.9, 100}),
+		Ingested: in.events, IngestFor: in.took}, nil
+}
+
+type ingested struct {
+	events int
+	took   time.Duration
+	err    error
+}
+
+// ingestWorkload publishes fresh orders of the workload at opts.IngestRate
+// until ctx ends, in 10 ms slices, each as driftwatch publish sends it: one
+// PublishBatch call (an atomic batch when the stream syncs every write),
+// waiting for its acknowledgements.
+func ingestWorkload(ctx context.Context, opts GateClientOptions) ingested {
+	start := time.Now()
+	if opts.IngestRate <= 0 {
+		return ingested{took: time.Since(start)}
+	}
+	nc, err := nats.Connect(opts.URL, nats.Name("driftwatch-bench-ingest"))
+	if err != nil {
+		return ingested{err: err}
+	}
+	defer nc.Close()
+	var popts []events.PublisherOption
+	if opts.PublishEach {
+		popts = append(popts, events.WithAtomicBatches(0))
+	}
+	pub, err := events.NewPublisher(nc, popts...)
+	if err != nil {
+		return ingested{err: err}
+	}
+	wl := NewWorkload(2)
+	wl.FaultShare = 0
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	per := max(opts.IngestRate/100, 1)
+	n := opts.Orders + 1000000
+	var slice [][]byte
+	total := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return ingested{events: total, took: time.Since(start)}
+		case <-tick.C:
+		}
+		slice = slice[:0]
+		for len(slice) < per {
+			lines, _ := wl.Order(n)
+			n++
+			slice = append(slice, lines...)
+		}
+		if _, err := pub.PublishBatch(ctx, slice); err == nil {
+			total += len(slice)
+		}
+	}
 }
 
 // gateClientProcess runs GateClient in a child process (this executable's
@@ -94,7 +166,8 @@ func gateClientProcess(ctx context.Context, opts GateClientOptions) (*GateClient
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, self, "bench", "--gate-client", opts.URL, "--orders", strconv.Itoa(opts.Orders),
-		"--gate-rate", strconv.Itoa(opts.Rate), "--gate-for", opts.For.String())
+		"--gate-rate", strconv.Itoa(opts.Rate), "--gate-for", opts.For.String(), "--ingest-rate", strconv.Itoa(opts.IngestRate),
+		"--publish-each="+strconv.FormatBool(opts.PublishEach))
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

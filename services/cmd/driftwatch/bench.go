@@ -69,7 +69,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 				printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 			}
 			if gateClient != "" {
-				res, err := bench.GateClient(cmd.Context(), bench.GateClientOptions{URL: gateClient, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor})
+				res, err := bench.GateClient(cmd.Context(), bench.GateClientOptions{URL: gateClient, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate, PublishEach: o.PublishEach})
 				if err != nil {
 					return err
 				}
@@ -114,8 +114,8 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.IntVar(&o.GateRate, "gate-rate", 5000, "gate requests per second")
 	f.DurationVar(&o.GateFor, "gate-for", 5*time.Second, "how long the gate is measured")
 	f.IntVar(&o.IngestRate, "ingest-rate", 10000, "events per second published while the gate is measured")
-	f.BoolVar(&o.GateProcess, "gate-process", false, "send the gate requests from a child process, as a middleware would, instead of the bench's own")
-	f.StringVar(&gateClient, "gate-client", "", "instead: only send gate requests to the server at this NATS URL (--gate-rate, --gate-for, --orders) and print their latencies as JSON")
+	f.BoolVar(&o.GateProcess, "gate-process", false, "send the gate requests, and the ingest meanwhile, from a child process, as a middleware would, instead of the bench's own")
+	f.StringVar(&gateClient, "gate-client", "", "instead: only send gate requests to the server at this NATS URL (--gate-rate, --gate-for, --orders), publishing --ingest-rate events/s meanwhile, and print the latencies as JSON")
 	f.BoolVar(&o.PublishEach, "publish-each", false, "publish driftwatch's events one by one instead of in atomic batches (the default of driftwatch publish and POST /v1/events)")
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
