@@ -532,9 +532,9 @@ func (e *Engine) JudgeDueAfter(b *pebble.Batch, watermark, now time.Time, limit 
 	if len(due) < limit {
 		// Everything due by the watermark is judged. Every expectation
 		// created from now on is due at its event's received time + settle
-		// or later, and events are processed in log order, so above the
-		// watermark less a second of margin for clock jitter (less settle
-		// when it is shorter than that).
+		// or later, and events are processed in log order, so at or above
+		// the watermark as long as the log's clock is at most settle behind
+		// ours; the floor keeps a second of margin when settle is shorter.
 		e.mu.Lock()
 		e.dueFloor = max(e.dueFloor, watermark.Add(-max(time.Second-e.settle, 0)).UnixNano())
 		e.mu.Unlock()
