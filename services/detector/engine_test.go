@@ -304,3 +304,61 @@ func TestTimelines(t *testing.T) {
 		})
 	}
 }
+
+// TestJudgeDueInRounds judges more due expectations than one round takes,
+// round after round with the cursor and a commit between rounds as Tick
+// does, and checks the outcome against judging them all at once on the
+// same history: the same alerts, every expectation judged, none left.
+func TestJudgeDueInRounds(t *testing.T) {
+	play := func(tl *timeline) int {
+		for i := 0; i < 53; i++ {
+			order := fmt.Sprintf("ORD-%03d", i)
+			at := time.Duration(i) * time.Millisecond
+			tl.event(at, at, "shop", map[string]string{"order": order, "field": "fulfillment_status"}, "fulfilled", "")
+			if i%3 == 0 {
+				tl.event(time.Second, time.Second, "erp", map[string]string{"order": order}, "Pending Billing", "")
+			}
+		}
+		n := 0
+		if err := scanPrefix(tl.store.DB(), prefixExp, func(_, _ []byte) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	at := t0.Add(time.Minute)
+	once, rounds := newTimeline(t), newTimeline(t)
+	open := play(once)
+	if play(rounds) != open || open < 40 {
+		t.Fatalf("%d open expectations", open)
+	}
+	once.judge(at) // one call after another without a cursor, as before
+
+	var cursor []byte
+	judged, n := 0, 0
+	for {
+		b := rounds.store.NewBatch()
+		k, next, err := rounds.engine.JudgeDueAfter(b, at, at, 5, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == 0 {
+			b.Close()
+			break
+		}
+		if cursor != nil && string(next) <= string(cursor) {
+			t.Fatalf("round %d: the cursor went from %x to %x", n, cursor, next)
+		}
+		rounds.commit(b, at)
+		cursor, judged, n = next, judged+k, n+1
+	}
+	left := 0
+	if err := scanPrefix(rounds.store.DB(), prefixExp, func(_, _ []byte) error { left++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if judged != open || left != 0 || n < open/5 {
+		t.Fatalf("%d of %d judged in %d rounds, %d left", judged, open, n, left)
+	}
+	if got, want := rounds.out.String(), once.out.String(); got != want || !strings.Contains(want, "order_not_acknowledged") {
+		t.Fatalf("alerts judged in rounds:\n%s\nall at once:\n%s", got, want)
+	}
+}
