@@ -139,13 +139,17 @@ type orderRows struct {
 }
 
 // checkWorkers is how many goroutines check orders while one reads the
-// store.
-const checkWorkers = 2
+// store; each gathers up to reconcileBatch orders that need a change before
+// reconciling them in one commit.
+const (
+	checkWorkers   = 2
+	reconcileBatch = 500
+)
 
 // sweep reads every order's rows in key order (one goroutine) and checks
 // them (checkWorkers goroutines, outside the detector's lock: most orders
 // need nothing). Orders that need a change (an overdue unmet flow, open
-// mismatches that may now agree) are reconciled in chunks under the lock,
+// mismatches that may now agree) are reconciled in batches under the lock,
 // through Detector.Update, exactly as before the check.
 func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -193,13 +197,44 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 	e := r.opts.Detector.Engine()
 	var act []orderRows
 	var scratch []projections.Row
+	// reconcile reconciles the orders kept so far under the detector's
+	// lock, in one durable commit: gathered over chunks, up to
+	// reconcileBatch orders, so a sweep that raises many mismatches does
+	// not fsync once per chunk while holding the lock.
+	reconcile := func() error {
+		if len(act) == 0 {
+			return nil
+		}
+		raised := 0
+		err := r.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
+			current := r.opts.Store.RowsVersion() == rowsVersion // no row changed since the scan
+			for _, o := range act {
+				v, err := e.ReconcileOrder(b, o.order, o.rows, now, current)
+				if err != nil {
+					return err
+				}
+				raised += v.Raised
+				if !o.open {
+					continue // what was just raised disagrees by construction
+				}
+				if err := e.ResolveAgreedOrder(b, o.order, now); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		act = act[:0]
+		mu.Lock()
+		rep.Raised += raised
+		mu.Unlock()
+		return err
+	}
 	for chunk := range chunks {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		raw := chunk.Orders
 		open, inFlight := 0, 0
-		act = act[:0]
 		now := r.opts.Detector.Now() // the clock Update judges by
 		for i := range raw {
 			rows, err := raw[i].Rows(scratch[:0], true) // checked, then dropped
@@ -220,37 +255,21 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 				act = append(act, orderRows{order: strings.Clone(raw[i].OrderID), rows: kept, open: hasOpen})
 			}
 		}
-		raised := 0
-		if len(act) > 0 {
-			err := r.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
-				current := r.opts.Store.RowsVersion() == rowsVersion // no row changed since the scan
-				for _, o := range act {
-					v, err := e.ReconcileOrder(b, o.order, o.rows, now, current)
-					if err != nil {
-						return err
-					}
-					raised += v.Raised
-					if !o.open {
-						continue // what was just raised disagrees by construction
-					}
-					if err := e.ResolveAgreedOrder(b, o.order, now); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-		}
 		chunk.Release()
 		mu.Lock()
 		rep.OpenOrders += open
 		rep.InFlight += inFlight
-		rep.Raised += raised
 		mu.Unlock()
+		if len(act) >= reconcileBatch {
+			if err := reconcile(); err != nil {
+				return err
+			}
+		}
 	}
-	return nil
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return reconcile()
 }
 
 var keyLatest = []byte("r/latest")
