@@ -45,8 +45,11 @@ type Options struct {
 	// OnReport, when set, is called with each finished report (the alert
 	// policy evaluates its thresholds on it).
 	OnReport func(*Report)
-	// ChunkOrders is how many orders are swept per batch (default 2000).
+	// ChunkOrders is how many orders are read per chunk (default 2000).
 	ChunkOrders int
+	// ReconcileBatch is how many orders needing a change a checker gathers
+	// before reconciling them in one commit (default 500).
+	ReconcileBatch int
 }
 
 // Reconciler runs sweeps.
@@ -61,6 +64,9 @@ type Reconciler struct {
 func New(opts Options) *Reconciler {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.ReconcileBatch == 0 {
+		opts.ReconcileBatch = 500
 	}
 	if opts.ChunkOrders == 0 {
 		opts.ChunkOrders = 2000
@@ -139,12 +145,9 @@ type orderRows struct {
 }
 
 // checkWorkers is how many goroutines check orders while one reads the
-// store; each gathers up to reconcileBatch orders that need a change before
-// reconciling them in one commit.
-const (
-	checkWorkers   = 2
-	reconcileBatch = 500
-)
+// store; each gathers up to Options.ReconcileBatch orders that need a
+// change before reconciling them in one commit.
+const checkWorkers = 2
 
 // sweep reads every order's rows in key order (one goroutine) and checks
 // them (checkWorkers goroutines, outside the detector's lock: most orders
@@ -199,7 +202,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 	var scratch []projections.Row
 	// reconcile reconciles the orders kept so far under the detector's
 	// lock, in one durable commit: gathered over chunks, up to
-	// reconcileBatch orders, so a sweep that raises many mismatches does
+	// Options.ReconcileBatch orders, so a sweep that raises many mismatches does
 	// not fsync once per chunk while holding the lock.
 	reconcile := func() error {
 		if len(act) == 0 {
@@ -260,7 +263,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 		rep.OpenOrders += open
 		rep.InFlight += inFlight
 		mu.Unlock()
-		if len(act) >= reconcileBatch {
+		if len(act) >= r.opts.ReconcileBatch {
 			if err := reconcile(); err != nil {
 				return err
 			}
