@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 )
@@ -18,15 +17,7 @@ func TestReportFixture(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := projections.Open(t.TempDir(), projections.Options{CacheSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	eng, err := detector.NewEngine(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, eng := testStore(t, cfg)
 	t0 := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	mk := func(order, pattern, sev, src, tgt string, onset time.Duration, amount, cur string) *detector.Mismatch {
 		m := &detector.Mismatch{FlowFrom: src, FlowTo: tgt}

@@ -1,4 +1,4 @@
-package reconcile_test
+package reconcile
 
 import (
 	"context"
@@ -12,8 +12,22 @@ import (
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/projector"
-	"github.com/driftwatch/driftwatch/services/reconcile"
 )
+
+// testStore opens a store in a temporary folder and a detector engine on it.
+func testStore(t *testing.T, cfg *config.Config) (*projections.Store, *detector.Engine) {
+	t.Helper()
+	store, err := projections.Open(t.TempDir(), projections.Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	eng, err := detector.NewEngine(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, eng
+}
 
 // TestSweepInSmallChunksAndBatches sweeps a store loaded straight through
 // the projection state machine with chunks of 7 orders and batches of 3,
@@ -26,11 +40,7 @@ func TestSweepInSmallChunksAndBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := projections.Open(t.TempDir(), projections.Options{CacheSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store, eng := testStore(t, cfg)
 	applier := projector.NewApplier(cfg)
 	old := time.Now().Add(-48 * time.Hour)
 	tx := store.NewTx(false)
@@ -56,12 +66,8 @@ func TestSweepInSmallChunksAndBatches(t *testing.T) {
 	if err := store.CommitTx(tx, true); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := detector.NewEngine(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
 	det := detector.New(detector.Options{Store: store, Engine: eng})
-	rec := reconcile.New(reconcile.Options{Store: store, Detector: det, Every: time.Hour, Logger: zerolog.Nop(), ChunkOrders: 7, ReconcileBatch: 3})
+	rec := New(Options{Store: store, Detector: det, Every: time.Hour, Logger: zerolog.Nop(), ChunkOrders: 7, ReconcileBatch: 3})
 	rep, err := rec.Run(context.Background())
 	if err != nil {
 		t.Fatal(err)
