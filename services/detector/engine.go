@@ -753,10 +753,7 @@ func targetSide(dim uint8, r *projections.Row) *Side {
 	if !r.HasRecord() {
 		return nil
 	}
-	f := &r.Fulfilment
-	if dim == DimPayment {
-		f = &r.Payment
-	}
+	f := dimFacet(r, dim)
 	if !f.Set() {
 		f = &r.Last
 	}
