@@ -18,9 +18,6 @@ import (
 // seq is the batch's last sequence and whose count is its size, or with an
 // error and nothing stored.
 const (
-	headerBatchID          = "Nats-Batch-Id"
-	headerBatchSeq         = "Nats-Batch-Sequence"
-	headerBatchCommit      = "Nats-Batch-Commit"
 	headerExpectedStream   = "Nats-Expected-Stream"
 	errCodeBatchDuplicate  = 10201 // the batch holds an event already in the log
 	DefaultAtomicBatch     = 500   // events per atomic batch (JetStream allows up to 1000)
@@ -192,10 +189,10 @@ func (p *Publisher) sendAtomic(ctx context.Context, reply string, items []batchI
 	for k, i := range sb.sent {
 		msg := p.newEventMsg(ctx, &items[i].ev, items[i].data)
 		msg.Header.Set(headerExpectedStream, EventsStream)
-		msg.Header.Set(headerBatchID, batchID)
-		msg.Header.Set(headerBatchSeq, strconv.Itoa(k+1))
+		msg.Header.Set(HeaderBatchID, batchID)
+		msg.Header.Set(HeaderBatchSeq, strconv.Itoa(k+1))
 		if k == len(sb.sent)-1 {
-			msg.Header.Set(headerBatchCommit, "1")
+			msg.Header.Set(HeaderBatchCommit, "1")
 			msg.Reply = reply
 		}
 		if err := p.nc.PublishMsg(msg); err != nil {

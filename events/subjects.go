@@ -24,6 +24,12 @@ const (
 	HeaderMsgID     = "Nats-Msg-Id"
 	HeaderErrorCode = "Driftwatch-Error-Code"
 	HeaderError     = "Driftwatch-Error"
+
+	// JetStream's atomic batch headers (ADR-50), set by PublishBatch and
+	// kept on the stored messages.
+	HeaderBatchID     = "Nats-Batch-Id"
+	HeaderBatchSeq    = "Nats-Batch-Sequence"
+	HeaderBatchCommit = "Nats-Batch-Commit"
 )
 
 // UnknownSystemToken is the subject token used for dead-lettered input whose

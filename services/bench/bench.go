@@ -399,10 +399,10 @@ func publishAtomicBatches(ctx context.Context, nc *nats.Conn, payloads [][]byte,
 		for i := start; i < end; i++ {
 			m := nats.NewMsg(subject(i))
 			m.Data = payloads[i]
-			m.Header.Set("Nats-Batch-Id", id)
-			m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i-start+1))
+			m.Header.Set(events.HeaderBatchID, id)
+			m.Header.Set(events.HeaderBatchSeq, strconv.Itoa(i-start+1))
 			if i == end-1 {
-				m.Header.Set("Nats-Batch-Commit", "1")
+				m.Header.Set(events.HeaderBatchCommit, "1")
 				m.Reply = inbox
 			}
 			if err := nc.PublishMsg(m); err != nil {
