@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
 
@@ -18,7 +19,6 @@ import (
 // seq is the batch's last sequence and whose count is its size, or with an
 // error and nothing stored.
 const (
-	headerExpectedStream   = "Nats-Expected-Stream"
 	errCodeBatchDuplicate  = 10201 // the batch holds an event already in the log
 	DefaultAtomicBatch     = 500   // events per atomic batch (JetStream allows up to 1000)
 	maxAtomicBatchInFlight = 8     // JetStream allows 50 open batches per stream, across publishers
@@ -188,7 +188,7 @@ func (p *Publisher) sendAtomic(ctx context.Context, reply string, items []batchI
 	batchID := nuid.Next()
 	for k, i := range sb.sent {
 		msg := p.newEventMsg(ctx, &items[i].ev, items[i].data)
-		msg.Header.Set(headerExpectedStream, EventsStream)
+		msg.Header.Set(jetstream.ExpectedStreamHeader, EventsStream)
 		msg.Header.Set(HeaderBatchID, batchID)
 		msg.Header.Set(HeaderBatchSeq, strconv.Itoa(k+1))
 		if k == len(sb.sent)-1 {
