@@ -38,26 +38,24 @@ func WithAtomicBatches(n int) PublisherOption {
 	return func(p *Publisher) { p.atomicBatch = min(max(n, 0), 1000) }
 }
 
-// atomicAllowed reports whether the events stream accepts atomic batches,
-// asking JetStream once (again after a failed lookup).
+// atomicAllowed reports whether the events stream accepts atomic batches.
+// The answer, a failed lookup counting as no, is kept for atomicRecheck so
+// that PublishBatch does not ask JetStream on every call.
 func (p *Publisher) atomicAllowed(ctx context.Context) bool {
-	switch p.atomicState.Load() {
-	case atomicYes:
-		return true
-	case atomicNo:
-		return false
+	now := time.Now().UnixNano()
+	if now < p.atomicUntil.Load() {
+		return p.atomicOK.Load()
 	}
 	st, err := p.js.Stream(ctx, EventsStream)
-	if err != nil {
-		return false
-	}
-	if st.CachedInfo().Config.AllowAtomicPublish {
-		p.atomicState.Store(atomicYes)
-		return true
-	}
-	p.atomicState.Store(atomicNo)
-	return false
+	ok := err == nil && st.CachedInfo().Config.AllowAtomicPublish
+	p.atomicOK.Store(ok)
+	p.atomicUntil.Store(now + int64(atomicRecheck))
+	return ok
 }
+
+// atomicRecheck is how long atomicAllowed keeps its answer; a batch the
+// stream refuses ends it at once.
+const atomicRecheck = time.Minute
 
 // PublishStats counts how a Publisher's events reached the log.
 type PublishStats struct {
@@ -70,12 +68,6 @@ type PublishStats struct {
 func (p *Publisher) Stats() PublishStats {
 	return PublishStats{AtomicBatches: p.atomicBatches.Load(), AtomicEvents: p.atomicEvents.Load(), SingleEvents: p.singleEvents.Load()}
 }
-
-const (
-	atomicUnknown int32 = iota
-	atomicYes
-	atomicNo
-)
 
 // sentBatch is an atomic batch waiting for its PubAck.
 type sentBatch struct {
@@ -215,7 +207,7 @@ func (p *Publisher) settleAtomic(sb *sentBatch, data []byte, results []Result) e
 		if ack.Error.ErrCode == errCodeBatchDuplicate {
 			return errSplit
 		}
-		p.atomicState.Store(atomicUnknown) // the stream may have changed: ask again next time
+		p.atomicUntil.Store(0) // the stream may have changed: ask again next time
 		return errBatchRefused
 	}
 	if ack.Count != len(sb.sent) || ack.Seq < uint64(len(sb.sent)) {

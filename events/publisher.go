@@ -55,7 +55,8 @@ type Publisher struct {
 	headers     func(ctx context.Context, h nats.Header)
 
 	atomicBatch int          // events per atomic batch; 0 or 1: none
-	atomicState atomic.Int32 // atomicUnknown, atomicYes or atomicNo
+	atomicOK    atomic.Bool  // the stream allows atomic batches (atomicAllowed)
+	atomicUntil atomic.Int64 // Unix ns until which atomicOK holds
 
 	atomicBatches, atomicEvents, singleEvents atomic.Uint64 // Stats
 }
