@@ -98,7 +98,9 @@ func load(store *projections.Store, cfg *config.Config, orders int, reuse bool, 
 	applier := projector.NewApplier(cfg)
 	res := &SweepResult{Orders: orders}
 	if reuse {
-		res.Rows = orders*5 - (orders+99)/100*4
+		for i := 0; i < orders; i++ {
+			res.Rows += len(sweepOrderEvents(i))
+		}
 		log("sweep: reusing the loaded store")
 		return res, nil
 	}
@@ -109,11 +111,7 @@ func load(store *projections.Store, cfg *config.Config, orders int, reuse bool, 
 	seq := uint64(0)
 	for i := 0; i < orders; i++ {
 		id := fmt.Sprintf("S-%08d", i)
-		evs := [][3]string{{"shop", "fulfilled", "fulfillment_status"}, {"erp", "Billed", "status"}, {"wms", "shipped", "status"}, {"stripe", "succeeded", "payment_intent.status"}, {"carrier", "in_transit", "status"}}
-		if i%100 == 0 {
-			evs = evs[:1] // the ERP never confirmed it
-		}
-		for _, e := range evs {
+		for _, e := range sweepOrderEvents(i) {
 			seq++
 			data := []byte(`{"event_id":"` + fmt.Sprint(seq) + `","order_id":"` + id + `","system":"` + e[0] + `","status":"` + e[1] + `","status_field":"` + e[2] + `","occurred_at":"` + at + `"}`)
 			if _, err := applier.Apply(tx, projections.Delivery{Subject: "driftwatch.in." + e[0], Data: data, Seq: seq, Received: old}); err != nil {
@@ -138,6 +136,18 @@ func load(store *projections.Store, cfg *config.Config, orders int, reuse bool, 
 	log("sweep: loaded %d orders (%d rows) in %.1fs", orders, res.Rows, res.LoadSeconds)
 	return res, nil
 }
+
+// sweepOrderEvents is the (system, status, status field) of each event of
+// the sweep's order i: five systems agreeing, or, one order in a hundred,
+// the storefront alone (the ERP never confirmed it).
+func sweepOrderEvents(i int) [][3]string {
+	if i%100 == 0 {
+		return sweepEvents[:1]
+	}
+	return sweepEvents
+}
+
+var sweepEvents = [][3]string{{"shop", "fulfilled", "fulfillment_status"}, {"erp", "Billed", "status"}, {"wms", "shipped", "status"}, {"stripe", "succeeded", "payment_intent.status"}, {"carrier", "in_transit", "status"}}
 
 // loadAndSweep loads the store straight through the projection state
 // machine and times one sweep over it.
