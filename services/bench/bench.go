@@ -56,14 +56,17 @@ type Options struct {
 	// second (a steady load instead of a burst), to measure detection
 	// latency with the detector keeping up.
 	Rate int
-	// Phase, when set, is called with a step's name ("e2e") and true as it
-	// starts and false as it ends, e.g. to profile only that step.
-	Phase func(name string, start bool)
+	// Phase, when set, is called with a step's name ("e2e", "gate") and
+	// true as it starts and false as it ends, e.g. to profile only that step.
+	Phase PhaseFunc
 }
 
-func (o *Options) phase(name string, start bool) {
-	if o.Phase != nil {
-		o.Phase(name, start)
+// PhaseFunc is told when a step of a run starts and ends.
+type PhaseFunc func(name string, start bool)
+
+func (f PhaseFunc) call(name string, start bool) {
+	if f != nil {
+		f(name, start)
 	}
 }
 
@@ -215,7 +218,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 		}
 	}()
-	o.phase("e2e", true)
+	o.Phase.call("e2e", true)
 	var popts []events.PublisherOption
 	if o.PublishEach {
 		popts = append(popts, events.WithAtomicBatches(0))
@@ -238,7 +241,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	e2e := time.Since(start)
-	o.phase("e2e", false)
+	o.Phase.call("e2e", false)
 	if os.Getenv("DRIFTWATCH_BENCH_DEBUG") != "" {
 		fmt.Fprintln(os.Stderr, a.Store.DB().Metrics().String())
 	}
@@ -258,9 +261,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// 4. Gate at a fixed rate while ingesting.
 	if !o.Skip["gate"] {
-		o.phase("gate", true)
+		o.Phase.call("gate", true)
 		err := gateBench(ctx, o, a, res)
-		o.phase("gate", false)
+		o.Phase.call("gate", false)
 		if err != nil {
 			return nil, err
 		}

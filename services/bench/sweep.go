@@ -54,7 +54,7 @@ type SweepOptions struct {
 	// Orders sweeps it again without loading.
 	Dir   string
 	Log   func(string, ...any)
-	Phase func(name string, start bool) // called around the timed sweep ("sweep")
+	Phase PhaseFunc // called around the timed sweep ("sweep")
 }
 
 // Sweep loads opts.Orders orders x 5 systems straight into a store through
@@ -198,14 +198,10 @@ func loadAndSweep(ctx context.Context, cfg *config.Config, dir string, opts Swee
 			}
 		}
 	}()
-	if opts.Phase != nil {
-		opts.Phase("sweep", true)
-	}
+	opts.Phase.call("sweep", true)
 	t0 := time.Now()
 	rep, err := rec.Run(ctx)
-	if opts.Phase != nil {
-		opts.Phase("sweep", false)
-	}
+	opts.Phase.call("sweep", false)
 	close(done)
 	if err != nil {
 		return nil, err
