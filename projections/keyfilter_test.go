@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 )
 
 // TestFiltersAfterReopen writes rows and ledger keys, reopens the store and
@@ -53,12 +52,9 @@ func TestFiltersAfterReopen(t *testing.T) {
 		}
 	}
 	check("right after open")
-	deadline := time.Now().Add(10 * time.Second)
-	for !s.seen.ready.Load() || !s.rowed.ready.Load() {
-		if time.Now().After(deadline) {
-			t.Fatal("filters not loaded after 10s")
-		}
-		time.Sleep(5 * time.Millisecond) // polling the load
+	s.WaitFilters()
+	if !s.seen.ready.Load() || !s.rowed.ready.Load() {
+		t.Fatal("the filter load ended without making the filters answer")
 	}
 	check("with the filters loaded")
 	ruledOut := 0
