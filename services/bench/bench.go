@@ -19,12 +19,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/gate"
 	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/rebuild"
 	"github.com/driftwatch/driftwatch/services/replay"
@@ -99,6 +101,12 @@ type Result struct {
 	GCPauseP99      float64 `json:"gc_pause_p99_ms"`
 	GCCycles        uint64  `json:"gc_cycles_during_gate"`
 	GateRequests    int     `json:"gate_requests"`
+	// GateFloorLatency is the same load (rate, ingest, client) sent to a
+	// responder served like the gate (micro, in-process connection, as
+	// many instances) that answers every request with a gate reply made
+	// in advance: the floor the transport and the machine set under that
+	// load, with no gate work (p50 p99 p99.9 max, ms).
+	GateFloorLatency map[string]float64 `json:"gate_floor_latency_ms,omitempty"`
 	// GateClientProcess: the requests came from a separate process, as a
 	// middleware's would (else from the bench's own process).
 	GateClientProcess bool    `json:"gate_client_process"`
@@ -270,6 +278,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		o.logf("gate: %d requests at %.0f/s while ingesting %.0f/s: p50 %.3fms p99 %.3fms p999 %.3fms (scheduler latency p99 %.3fms, GC pause p99 %.3fms, %d GC cycles)", res.GateRequests, res.GateRate, res.IngestDuringGate, res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.SchedLatencyP99, res.GCPauseP99, res.GCCycles)
 		if err := waitApplied(ctx, a); err != nil {
 			return nil, err
+		}
+		if !o.Skip["floor"] {
+			if err := gateFloorBench(ctx, o, a, res); err != nil {
+				return nil, err
+			}
+			o.logf("gate floor (reply-only responder, same load): p50 %.3fms p99 %.3fms p999 %.3fms", res.GateFloorLatency["p50"], res.GateFloorLatency["p99"], res.GateFloorLatency["p99.9"])
+			if err := waitApplied(ctx, a); err != nil {
+				return nil, err
+			}
 		}
 	}
 
@@ -555,13 +572,7 @@ func round(f float64) float64 {
 func gateBench(ctx context.Context, o Options, a *app.App, res *Result) error {
 	before := readRuntime()
 	copts := GateClientOptions{URL: a.Broker.ClientURL, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate, PublishEach: o.PublishEach}
-	var gr *GateClientResult
-	var err error
-	if o.GateProcess {
-		gr, err = gateClientProcess(ctx, copts)
-	} else {
-		gr, err = GateClient(ctx, copts)
-	}
+	gr, err := sendGateLoad(ctx, o, copts)
 	if err != nil {
 		return err
 	}
@@ -575,6 +586,63 @@ func gateBench(ctx context.Context, o Options, a *app.App, res *Result) error {
 	res.GateRate = float64(gr.Sent) / elapsed.Seconds()
 	res.IngestDuringGate = float64(gr.Ingested) / gr.IngestFor.Seconds()
 	res.GateClientProcess = o.GateProcess
+	return nil
+}
+
+// sendGateLoad runs the gate load generator from this process, or from a
+// child process with --gate-process.
+func sendGateLoad(ctx context.Context, o Options, copts GateClientOptions) (*GateClientResult, error) {
+	if o.GateProcess {
+		return gateClientProcess(ctx, copts)
+	}
+	return GateClient(ctx, copts)
+}
+
+// FloorSubject is where gateFloorBench serves its reply-only responder.
+const FloorSubject = "driftwatch.bench.floor"
+
+// gateFloorBench sends the gate's load (rate, ingest of fresh orders,
+// client) to a responder served exactly like the gate (micro, an
+// in-process connection, gate.Instances instances) that answers each
+// request with a gate reply computed in advance. The difference between
+// its latencies and the gate's is the gate's own work; what the floor
+// shows is the transport and the machine under that ingest.
+func gateFloorBench(ctx context.Context, o Options, a *app.App, res *Result) error {
+	reply, err := a.Gate.Validate(gateRequest(0, o.Orders))
+	if err != nil {
+		return fmt.Errorf("floor: a gate reply to send: %w", err)
+	}
+	body, err := json.Marshal(reply)
+	if err != nil {
+		return err
+	}
+	copts := []nats.Option{nats.Name("driftwatch-bench-floor")}
+	if a.Broker.Server != nil {
+		copts = append(copts, nats.InProcessServer(a.Broker.Server))
+	}
+	nc, err := nats.Connect(a.Broker.ClientURL, copts...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	for i := 0; i < gate.Instances; i++ {
+		svc, err := micro.AddService(nc, micro.Config{Name: "driftwatch-bench-floor", Version: "1.0.0"})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = svc.Stop() }()
+		if err := svc.AddEndpoint("floor", micro.HandlerFunc(func(r micro.Request) { _ = r.Respond(body) }),
+			micro.WithEndpointSubject(FloorSubject), micro.WithEndpointPendingLimits(100000, 256<<20)); err != nil {
+			return err
+		}
+	}
+	gopts := GateClientOptions{URL: a.Broker.ClientURL, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate,
+		PublishEach: o.PublishEach, Subject: FloorSubject, IngestOffset: 1000000}
+	gr, err := sendGateLoad(ctx, o, gopts)
+	if err != nil {
+		return err
+	}
+	res.GateFloorLatency = gr.Latency
 	return nil
 }
 

@@ -28,6 +28,19 @@ type GateClientOptions struct {
 	// while the requests run (PublishEach: one by one).
 	IngestRate  int
 	PublishEach bool
+	// Subject the requests go to (default events.ValidateSubject, the
+	// gate; the bench's floor responder is FloorSubject).
+	Subject string
+	// IngestOffset shifts the ingested orders' numbers, so a second window
+	// in the same log publishes fresh events rather than duplicates.
+	IngestOffset int
+}
+
+func (o GateClientOptions) subject() string {
+	if o.Subject == "" {
+		return events.ValidateSubject
+	}
+	return o.Subject
 }
 
 // GateClientResult is what a gate load generator measured.
@@ -56,11 +69,10 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 	// Requests about orders of the workload (their rows exist).
 	reqs := make([][]byte, 0, 1000)
 	for i := 0; i < 1000; i++ {
-		ev := fmt.Sprintf(`{"event":{"event_id":"g%d","order_id":"B-%08d","system":"shop","status":"fulfilled","status_field":"fulfillment_status","occurred_at":"%s"},"target":"erp"}`,
-			i, i%max(opts.Orders, 1), time.Now().UTC().Format(time.RFC3339))
-		reqs = append(reqs, []byte(ev))
+		reqs = append(reqs, gateRequest(i, opts.Orders))
 	}
 	lat := &latencies{}
+	subject := opts.subject()
 	var wg sync.WaitGroup
 	var sent atomic.Int64
 	ictx, stopIngest := context.WithCancel(ctx)
@@ -82,7 +94,7 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 				defer rcancel()
 				t0 := time.Now()
-				if _, err := nc.RequestWithContext(rctx, events.ValidateSubject, req); err == nil {
+				if _, err := nc.RequestWithContext(rctx, subject, req); err == nil {
 					lat.add(float64(time.Since(t0).Microseconds()) / 1000)
 				}
 			}()
@@ -101,6 +113,13 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 	}
 	return &GateClientResult{Sent: int(sent.Load()), Replies: lat.count(), Elapsed: elapsed, Latency: lat.percentiles([]float64{50, 99, 99.9, 100}),
 		Ingested: in.events, IngestFor: in.took}, nil
+}
+
+// gateRequest is the i-th of the requests the load sends: a storefront's
+// "fulfilled" about one of the workload's orders, checked against the ERP.
+func gateRequest(i, orders int) []byte {
+	return fmt.Appendf(nil, `{"event":{"event_id":"g%d","order_id":"B-%08d","system":"shop","status":"fulfilled","status_field":"fulfillment_status","occurred_at":"%s"},"target":"erp"}`,
+		i, i%max(orders, 1), time.Now().UTC().Format(time.RFC3339))
 }
 
 type ingested struct {
@@ -136,7 +155,7 @@ func ingestWorkload(ctx context.Context, opts GateClientOptions) ingested {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	per := max(opts.IngestRate/100, 1)
-	n := opts.Orders + 1000000
+	n := opts.Orders + 1000000 + opts.IngestOffset
 	var slice [][]byte
 	total := 0
 	for {
@@ -167,7 +186,8 @@ func gateClientProcess(ctx context.Context, opts GateClientOptions) (*GateClient
 	}
 	cmd := exec.CommandContext(ctx, self, "bench", "--gate-client", opts.URL, "--orders", strconv.Itoa(opts.Orders),
 		"--gate-rate", strconv.Itoa(opts.Rate), "--gate-for", opts.For.String(), "--ingest-rate", strconv.Itoa(opts.IngestRate),
-		"--publish-each="+strconv.FormatBool(opts.PublishEach))
+		"--publish-each="+strconv.FormatBool(opts.PublishEach),
+		"--gate-subject", opts.subject(), "--ingest-offset", strconv.Itoa(opts.IngestOffset))
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

@@ -15,7 +15,8 @@ import (
 func newBenchCmd() *cobra.Command {
 	var o bench.Options
 	var skip, output, cpuProfile, memProfile, writeWorkload, profilePhase, sweepDir, gateClient string
-	var sweepOrders, memoryLimitMB int
+	var sweepOrders, memoryLimitMB, ingestOffset int
+	var gateSubject string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Load test an embedded driftwatch and print rates, latencies and memory",
@@ -69,7 +70,8 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 				printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 			}
 			if gateClient != "" {
-				res, err := bench.GateClient(cmd.Context(), bench.GateClientOptions{URL: gateClient, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate, PublishEach: o.PublishEach})
+				res, err := bench.GateClient(cmd.Context(), bench.GateClientOptions{URL: gateClient, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate, PublishEach: o.PublishEach,
+					Subject: gateSubject, IngestOffset: ingestOffset})
 				if err != nil {
 					return err
 				}
@@ -104,6 +106,9 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			printf(os.Stdout, ")\n")
 			printf(os.Stdout, "detection latency    p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms (%d alerts, up to %d open expectations)\n", res.DetectLatency["p50"], res.DetectLatency["p90"], res.DetectLatency["p99"], res.DetectLatency["max"], res.Alerts, res.MaxOpenExpectations)
 			printf(os.Stdout, "gate latency         p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (%d requests at %.0f/s, ingesting %.0f events/s)\n", res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.GateLatency["max"], res.GateRequests, res.GateRate, res.IngestDuringGate)
+			if res.GateFloorLatency != nil {
+				printf(os.Stdout, "gate floor           p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (a reply-only responder served like the gate, same rate and ingest)\n", res.GateFloorLatency["p50"], res.GateFloorLatency["p99"], res.GateFloorLatency["p99.9"], res.GateFloorLatency["max"])
+			}
 			printf(os.Stdout, "reconcile sweep      %.3fs over %d orders\nreplay               %.0f events/s\nrebuild              %.0f events/s\npeak RSS             %.0f MiB\n", res.SweepSeconds, res.SweepOrders, res.ReplayRate, res.RebuildRate, res.PeakRSSMiB)
 			return nil
 		},
@@ -116,6 +121,10 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.IntVar(&o.IngestRate, "ingest-rate", 10000, "events per second published while the gate is measured")
 	f.BoolVar(&o.GateProcess, "gate-process", false, "send the gate requests, and the ingest meanwhile, from a child process, as a middleware would, instead of the bench's own")
 	f.StringVar(&gateClient, "gate-client", "", "instead: only send gate requests to the server at this NATS URL (--gate-rate, --gate-for, --orders), publishing --ingest-rate events/s meanwhile, and print the latencies as JSON")
+	f.StringVar(&gateSubject, "gate-subject", "", "with --gate-client: the subject requests go to (default the gate's)")
+	f.IntVar(&ingestOffset, "ingest-offset", 0, "with --gate-client: shift the ingested orders' numbers by this much")
+	_ = f.MarkHidden("gate-subject")
+	_ = f.MarkHidden("ingest-offset")
 	f.BoolVar(&o.PublishEach, "publish-each", false, "publish driftwatch's events one by one instead of in atomic batches (the default of driftwatch publish and POST /v1/events)")
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
@@ -123,7 +132,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&writeWorkload, "write-workload", "", "instead: write the workload of --orders orders to this NDJSON file (for driftwatch publish) and exit")
 	f.IntVar(&memoryLimitMB, "memory-limit-mb", -1, "with --sweep-orders: run the server phase with this memory.limit_mb instead of the configuration's default")
 	f.DurationVar(&o.SLA, "sla", 0, "replace every flow's SLA (3s in the workload); a longer one keeps more expectations open at once")
-	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
+	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, floor, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	f.StringVar(&profilePhase, "profile-phase", "", "with --cpuprofile: profile only this step (e2e: from the first publish until every consumer applied everything; gate: the gate under ingest; sweep: the timed sweep of --sweep-orders)")
