@@ -53,8 +53,10 @@ type Store struct {
 	// durable is the write option of durable commits (pebble.Sync, or
 	// NoSync for a store without a WAL).
 	durable *pebble.WriteOptions
-	// rowsVersion: see RowsVersion.
+	// rowsVersion: see RowsVersion. rowsLanded counts the commits that
+	// have ended (applied and their rows cached, or failed).
 	rowsVersion atomic.Uint64
+	rowsLanded  atomic.Uint64
 
 	// The filters are loaded in the background (loadFilters); Close stops
 	// and waits for that.
@@ -350,6 +352,10 @@ func seenKey(system, eventID string) []byte {
 
 // Row reads one system's projection of an order (committed state, from
 // the row cache when it holds it).
+//
+// A row read from Pebble is put in the row cache, so the rows a reader
+// keeps asking for (the gate's) stay cached however many others the
+// projector writes meanwhile.
 func (s *Store) Row(orderID, system string) (Row, error) {
 	return s.RowThrough(s.db, orderID, system)
 }
@@ -363,7 +369,24 @@ func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
 	if !s.rowed.mayContain(k) {
 		return Row{}, ErrNotFound
 	}
-	return readRow(r, orderID, system)
+	if r != Reader(s.db) {
+		return readRow(r, orderID, system)
+	}
+	// Read through to Pebble and fill the cache, unless a commit was in
+	// flight at any moment of the read: that commit's rows go to the cache
+	// as it lands, and an older row put there after them would stay.
+	// rowsVersion counts commits as they start and rowsLanded as they end
+	// (their rows in the cache); equal counts before the read and no new
+	// start when the cache shard is locked to insert mean none was.
+	started, landed := s.rowsVersion.Load(), s.rowsLanded.Load()
+	v, err := get(s.db, k)
+	if err != nil {
+		return Row{}, err
+	}
+	if started == landed {
+		s.cache.putIf(string(k), v, func() bool { return s.rowsVersion.Load() == started })
+	}
+	return decodeRowShared(v) // get's copy is the row's and the cache's alone
 }
 
 // HasAck reports whether ackSystem acknowledged system's event eventID.

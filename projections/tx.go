@@ -39,7 +39,8 @@ func (tx *Tx) Close() { _ = tx.B.Close() }
 // CommitTx commits the batch (durably when sync) and publishes its rows to
 // the cache.
 func (s *Store) CommitTx(tx *Tx, sync bool) error {
-	s.rowsVersion.Add(1) // before the rows can be seen
+	s.rowsVersion.Add(1)      // before the rows can be seen
+	defer s.rowsLanded.Add(1) // after they are in the cache (or the commit failed)
 	opts := pebble.NoSync
 	if sync {
 		opts = s.durable
@@ -173,14 +174,22 @@ func (c *rowCache) getBytes(k []byte) ([]byte, bool) {
 }
 
 func (c *rowCache) put(k string, r []byte) {
+	c.putIf(k, r, nil)
+}
+
+// putIf puts r unless ok, called with the shard locked, says no.
+func (c *rowCache) putIf(k string, r []byte, ok func() bool) {
 	s := &c.shards[shard(k)]
 	s.mu.Lock()
-	if _, ok := s.m[k]; !ok && len(s.m) >= c.perShard {
+	defer s.mu.Unlock()
+	if ok != nil && !ok() {
+		return
+	}
+	if _, found := s.m[k]; !found && len(s.m) >= c.perShard {
 		for old := range s.m { // evict an arbitrary entry
 			delete(s.m, old)
 			break
 		}
 	}
 	s.m[k] = r
-	s.mu.Unlock()
 }
