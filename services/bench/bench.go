@@ -85,7 +85,12 @@ type Result struct {
 	RawRate      float64 `json:"raw_publish_per_sec"`
 	// With sync_interval always, driftwatch publishes in atomic batches:
 	// the plain stream's rate with the same batches, and the ratio to it.
-	RawAtomicRate       float64            `json:"raw_atomic_publish_per_sec,omitempty"`
+	RawAtomicRate float64 `json:"raw_atomic_publish_per_sec,omitempty"`
+	// RawMsgIDRate (throughput setting only): the plain stream fed the
+	// same payloads, each with its Nats-Msg-Id, as the events stream is,
+	// and RatioMsgID the end-to-end rate over it.
+	RawMsgIDRate        float64            `json:"raw_msgid_publish_per_sec,omitempty"`
+	RatioMsgID          float64            `json:"end_to_end_over_raw_msgid,omitempty"`
 	RatioAtomic         float64            `json:"end_to_end_over_raw_atomic,omitempty"`
 	PublishRate         float64            `json:"publish_per_sec"`
 	EndToEndRate        float64            `json:"end_to_end_per_sec"`
@@ -189,6 +194,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.RawRate = float64(len(payloads)) / time.Since(start).Seconds()
 	_ = js.DeleteStream(ctx, raw.CachedInfo().Config.Name)
 	o.logf("raw JetStream publish: %.0f msgs/s", res.RawRate)
+	if !cfg.SyncAlways() {
+		// The same, each message carrying its Nats-Msg-Id as driftwatch's
+		// events do: what JetStream's deduplication alone costs.
+		raw, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW_IDS", Subjects: []string{"bench.ids.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour})
+		if err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		if err := publishAll(ctx, js, payloads, func(i int) string { return "bench.ids." + strings.TrimPrefix(subjects[i], "driftwatch.in.") }, true); err != nil {
+			return nil, err
+		}
+		res.RawMsgIDRate = float64(len(payloads)) / time.Since(start).Seconds()
+		_ = js.DeleteStream(ctx, raw.CachedInfo().Config.Name)
+		o.logf("raw JetStream publish with message ids: %.0f msgs/s", res.RawMsgIDRate)
+	}
 	if cfg.SyncAlways() && !o.PublishEach {
 		// driftwatch publishes in atomic batches here: measure the plain
 		// stream that way too.
@@ -257,6 +277,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	res.Ratio = res.EndToEndRate / res.RawRate
 	if res.RawAtomicRate > 0 {
 		res.RatioAtomic = res.EndToEndRate / res.RawAtomicRate
+	}
+	if res.RawMsgIDRate > 0 {
+		res.RatioMsgID = res.EndToEndRate / res.RawMsgIDRate
 	}
 	o.logf("driftwatch: publish %.0f/s, end to end %.0f/s (%.2fx raw)", res.PublishRate, res.EndToEndRate, res.Ratio)
 

@@ -99,9 +99,15 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			if res.RawAtomicRate > 0 {
 				printf(os.Stdout, "raw atomic batches   %.0f msgs/s\n", res.RawAtomicRate)
 			}
+			if res.RawMsgIDRate > 0 {
+				printf(os.Stdout, "raw with msg ids     %.0f msgs/s\n", res.RawMsgIDRate)
+			}
 			printf(os.Stdout, "publish              %.0f events/s\nend to end           %.0f events/s (%.2fx raw", res.PublishRate, res.EndToEndRate, res.Ratio)
 			if res.RatioAtomic > 0 {
 				printf(os.Stdout, ", %.2fx raw atomic batches", res.RatioAtomic)
+			}
+			if res.RatioMsgID > 0 {
+				printf(os.Stdout, ", %.2fx raw with msg ids", res.RatioMsgID)
 			}
 			printf(os.Stdout, ")\n")
 			printf(os.Stdout, "detection latency    p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms (%d alerts, up to %d open expectations)\n", res.DetectLatency["p50"], res.DetectLatency["p90"], res.DetectLatency["p99"], res.DetectLatency["max"], res.Alerts, res.MaxOpenExpectations)
