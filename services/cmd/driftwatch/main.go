@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -36,8 +37,10 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopProfile := startEnvProfile()
 	root := newRootCmd()
 	err := root.ExecuteContext(ctx)
+	stopProfile()
 	if err == nil {
 		return
 	}
@@ -47,6 +50,29 @@ func main() {
 		os.Exit(2)
 	}
 	os.Exit(1)
+}
+
+// ProfileEnv names a file that receives a CPU profile of the whole command
+// (serve until it stops, a rebuild, a replay...), for `go tool pprof`.
+const ProfileEnv = "DRIFTWATCH_CPUPROFILE"
+
+func startEnvProfile() (stop func()) {
+	path := os.Getenv(ProfileEnv)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "driftwatch: %s: %v\n", ProfileEnv, err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 func firstLine(s string) string {
