@@ -183,45 +183,33 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	o.logf("workload: %d orders, %d events (%s)", o.Orders, len(payloads), o.SyncInterval)
 
 	// 1. Raw JetStream: the same payloads to a plain stream, same storage.
-	raw, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour})
-	if err != nil {
+	onSubject := func(prefix string) func(int) string {
+		return func(i int) string { return prefix + strings.TrimPrefix(subjects[i], "driftwatch.in.") }
+	}
+	if res.RawRate, err = timePlainStream(ctx, js, "BENCH_RAW", false, len(payloads), func(prefix string) error {
+		return publishAll(ctx, js, payloads, onSubject(prefix), false)
+	}); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	if err := publishAll(ctx, js, payloads, func(i int) string { return "bench.raw." + strings.TrimPrefix(subjects[i], "driftwatch.in.") }, false); err != nil {
-		return nil, err
-	}
-	res.RawRate = float64(len(payloads)) / time.Since(start).Seconds()
-	_ = js.DeleteStream(ctx, raw.CachedInfo().Config.Name)
 	o.logf("raw JetStream publish: %.0f msgs/s", res.RawRate)
 	if !cfg.SyncAlways() {
 		// The same, each message carrying its Nats-Msg-Id as driftwatch's
 		// events do: what JetStream's deduplication alone costs.
-		raw, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW_IDS", Subjects: []string{"bench.ids.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour})
-		if err != nil {
+		if res.RawMsgIDRate, err = timePlainStream(ctx, js, "BENCH_RAW_IDS", false, len(payloads), func(prefix string) error {
+			return publishAll(ctx, js, payloads, onSubject(prefix), true)
+		}); err != nil {
 			return nil, err
 		}
-		start := time.Now()
-		if err := publishAll(ctx, js, payloads, func(i int) string { return "bench.ids." + strings.TrimPrefix(subjects[i], "driftwatch.in.") }, true); err != nil {
-			return nil, err
-		}
-		res.RawMsgIDRate = float64(len(payloads)) / time.Since(start).Seconds()
-		_ = js.DeleteStream(ctx, raw.CachedInfo().Config.Name)
 		o.logf("raw JetStream publish with message ids: %.0f msgs/s", res.RawMsgIDRate)
 	}
 	if cfg.SyncAlways() && !o.PublishEach {
 		// driftwatch publishes in atomic batches here: measure the plain
 		// stream that way too.
-		raw, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW_ATOMIC", Subjects: []string{"bench.atomic.>"}, Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour, AllowAtomicPublish: true})
-		if err != nil {
+		if res.RawAtomicRate, err = timePlainStream(ctx, js, "BENCH_RAW_ATOMIC", true, len(payloads), func(prefix string) error {
+			return publishAtomicBatches(ctx, nc, payloads, onSubject(prefix))
+		}); err != nil {
 			return nil, err
 		}
-		start := time.Now()
-		if err := publishAtomicBatches(ctx, nc, payloads, func(i int) string { return "bench.atomic." + strings.TrimPrefix(subjects[i], "driftwatch.in.") }); err != nil {
-			return nil, err
-		}
-		res.RawAtomicRate = float64(len(payloads)) / time.Since(start).Seconds()
-		_ = js.DeleteStream(ctx, raw.CachedInfo().Config.Name)
 		o.logf("raw JetStream atomic batches of %d: %.0f msgs/s", events.DefaultAtomicBatch, res.RawAtomicRate)
 	}
 
@@ -255,7 +243,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	start = time.Now()
+	start := time.Now()
 	if o.Rate > 0 {
 		if err := publishPaced(ctx, pub, payloads, o.Rate); err != nil {
 			return nil, err
@@ -610,6 +598,25 @@ func gateBench(ctx context.Context, o Options, a *app.App, res *Result) error {
 	res.IngestDuringGate = float64(gr.Ingested) / gr.IngestFor.Seconds()
 	res.GateClientProcess = o.GateProcess
 	return nil
+}
+
+// timePlainStream creates a plain stream named name with the events
+// stream's storage and deduplication window, times publish (n messages on
+// subjects that start with the prefix it is given) into it, deletes it, and
+// returns the rate in messages per second.
+func timePlainStream(ctx context.Context, js jetstream.JetStream, name string, atomicBatches bool, n int, publish func(prefix string) error) (float64, error) {
+	prefix := strings.ToLower(name) + "."
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ">"},
+		Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour, AllowAtomicPublish: atomicBatches})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = js.DeleteStream(ctx, st.CachedInfo().Config.Name) }()
+	start := time.Now()
+	if err := publish(prefix); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // sendGateLoad runs the gate load generator from this process, or from a

@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestRunSmall runs the whole load tool on a small workload in both
+// durability modes and checks that every step measured something: the
+// plain-stream baselines, the end-to-end rate, the alerts of the
+// workload's faults, the gate and its floor, and the rebuild.
+func TestRunSmall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the load tool twice (about 15 s)")
+	}
+	for _, sync := range []string{"1s", "always"} {
+		t.Run(sync, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			res, err := Run(ctx, Options{Orders: 300, SyncInterval: sync, GateRate: 400, GateFor: 500 * time.Millisecond,
+				IngestRate: 400, Skip: map[string]bool{"replay": true}, Log: t.Logf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			positive := map[string]float64{
+				"raw rate": res.RawRate, "end-to-end rate": res.EndToEndRate, "rebuild rate": res.RebuildRate,
+				"gate p50": res.GateLatency["p50"], "floor p50": res.GateFloorLatency["p50"],
+				"alerts": float64(res.Alerts), "gate replies": float64(res.GateRequests),
+			}
+			if sync == "always" {
+				positive["raw atomic rate"] = res.RawAtomicRate
+			} else {
+				positive["raw rate with message ids"] = res.RawMsgIDRate
+			}
+			for name, v := range positive {
+				if v <= 0 {
+					t.Errorf("%s = %v, want > 0", name, v)
+				}
+			}
+			if res.Events < 300*10 {
+				t.Errorf("%d events for 300 orders, want about 12 each", res.Events)
+			}
+		})
+	}
+}
