@@ -431,7 +431,7 @@ func (e *Engine) newExpectation(orderID string, f config.Flow, dim uint8, x *pro
 func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projections.Entry) error {
 	table := e.tables[x.System]
 	for _, f := range e.flowsTo[x.System] {
-		src, ok, err := e.row(orderID, f.From)
+		src, ok, err := e.row(b, orderID, f.From)
 		if err != nil || !ok {
 			if err != nil {
 				return err
@@ -472,10 +472,8 @@ func met(x *Expectation, target *projections.Row) bool {
 }
 
 // row reads a system's row of an order (a zero row when it has none).
-// Rows are the projector's alone (a detector batch never holds one),
-// so the row is read from the store, whose reads fill the row cache.
-func (e *Engine) row(orderID, sys string) (projections.Row, bool, error) {
-	r, err := e.store.Row(orderID, sys)
+func (e *Engine) row(b *pebble.Batch, orderID, sys string) (projections.Row, bool, error) {
+	r, err := e.store.RowThrough(b, orderID, sys)
 	if errors.Is(err, projections.ErrNotFound) {
 		return projections.Row{System: sys, OrderID: orderID}, false, nil
 	}
@@ -554,7 +552,7 @@ func (e *Engine) judge(b *pebble.Batch, x *Expectation, now time.Time, detectedB
 func (e *Engine) judgeWith(b *pebble.Batch, x *Expectation, now time.Time, detectedBy string, current []projections.Row) (bool, error) {
 	row := func(sys string) (projections.Row, error) {
 		if current == nil {
-			r, _, err := e.row(x.OrderID, sys)
+			r, _, err := e.row(b, x.OrderID, sys)
 			return r, err
 		}
 		for i := range current {
@@ -949,7 +947,7 @@ func (e *Engine) resolveAgreed(b *pebble.Batch, orderID, sys string, now time.Ti
 			return err
 		}
 		if agree {
-			tgt, _, err := e.row(orderID, m.FlowTo)
+			tgt, _, err := e.row(b, orderID, m.FlowTo)
 			if err != nil {
 				return err
 			}
@@ -971,11 +969,11 @@ func (e *Engine) resolveAgreed(b *pebble.Batch, orderID, sys string, now time.Ti
 // agrees re-evaluates a flow mismatch against the current rows.
 func (e *Engine) agrees(b *pebble.Batch, m *Mismatch) (bool, error) {
 	target := m.FlowTo
-	tgt, _, err := e.row(m.OrderID, target)
+	tgt, _, err := e.row(b, m.OrderID, target)
 	if err != nil {
 		return false, err
 	}
-	src, _, err := e.row(m.OrderID, m.FlowFrom)
+	src, _, err := e.row(b, m.OrderID, m.FlowFrom)
 	if err != nil {
 		return false, err
 	}
