@@ -25,7 +25,7 @@ func TestRunSmall(t *testing.T) {
 			}
 			positive := map[string]float64{
 				"raw rate": res.RawRate, "end-to-end rate": res.EndToEndRate, "rebuild rate": res.RebuildRate,
-				"gate p50": res.GateLatency["p50"], "floor p50": res.GateFloorLatency["p50"],
+				"gate p50": res.GateLatency["p50"], "floor p50": res.GateFloorLatency["p50"], "paired gate p50": res.GatePairedLatency["p50"],
 				"alerts": float64(res.Alerts), "gate replies": float64(res.GateRequests),
 			}
 			if sync == "always" {

@@ -29,8 +29,12 @@ type GateClientOptions struct {
 	IngestRate  int
 	PublishEach bool
 	// Subject the requests go to (default events.ValidateSubject, the
-	// gate; the bench's floor responder is FloorSubject).
+	// gate).
 	Subject string
+	// PairSubject, when set, receives every other request (the rate is
+	// the total), and its latencies are kept apart: two responders
+	// compared under exactly the same load and at the same moments.
+	PairSubject string
 	// IngestOffset shifts the ingested orders' numbers, so a second window
 	// in the same log publishes fresh events rather than duplicates.
 	IngestOffset int
@@ -49,6 +53,9 @@ type GateClientResult struct {
 	Replies int                `json:"replies"`
 	Elapsed time.Duration      `json:"elapsed_ns"`
 	Latency map[string]float64 `json:"latency_ms"` // p50 p99 p99.9 max
+	Flagged int                `json:"flagged"`    // replies that flagged the request
+	// PairLatency: the PairSubject's requests (p50 p99 p99.9 max).
+	PairLatency map[string]float64 `json:"pair_latency_ms,omitempty"`
 	// Events published meanwhile, and over how long.
 	Ingested  int           `json:"ingested"`
 	IngestFor time.Duration `json:"ingest_ns"`
@@ -71,10 +78,10 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 	for i := 0; i < 1000; i++ {
 		reqs = append(reqs, gateRequest(i, opts.Orders))
 	}
-	lat := &latencies{}
+	lat, pairLat := &latencies{}, &latencies{}
 	subject := opts.subject()
 	var wg sync.WaitGroup
-	var sent atomic.Int64
+	var sent, flagged atomic.Int64
 	ictx, stopIngest := context.WithCancel(ctx)
 	defer stopIngest()
 	ingest := make(chan ingested, 1)
@@ -87,15 +94,23 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 	for gctx.Err() == nil {
 		due := int64(time.Since(startAt).Seconds() * float64(opts.Rate))
 		for ; sent.Load() < due; sent.Add(1) {
-			req := reqs[sent.Load()%int64(len(reqs))]
+			n := sent.Load()
+			req := reqs[n%int64(len(reqs))]
+			subj, into := subject, lat
+			if opts.PairSubject != "" && n%2 == 1 {
+				subj, into = opts.PairSubject, pairLat
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
 				defer rcancel()
 				t0 := time.Now()
-				if _, err := nc.RequestWithContext(rctx, subject, req); err == nil {
-					lat.add(float64(time.Since(t0).Microseconds()) / 1000)
+				if m, err := nc.RequestWithContext(rctx, subj, req); err == nil {
+					into.add(float64(time.Since(t0).Microseconds()) / 1000)
+					if bytes.Contains(m.Data, []byte(`"decision":"flag"`)) {
+						flagged.Add(1)
+					}
 				}
 			}()
 		}
@@ -111,8 +126,12 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 	if in.err != nil {
 		return nil, in.err
 	}
-	return &GateClientResult{Sent: int(sent.Load()), Replies: lat.count(), Elapsed: elapsed, Latency: lat.percentiles([]float64{50, 99, 99.9, 100}),
-		Ingested: in.events, IngestFor: in.took}, nil
+	res := &GateClientResult{Sent: int(sent.Load()), Replies: lat.count(), Elapsed: elapsed, Latency: lat.percentiles([]float64{50, 99, 99.9, 100}), Flagged: int(flagged.Load()),
+		Ingested: in.events, IngestFor: in.took}
+	if opts.PairSubject != "" {
+		res.PairLatency = pairLat.percentiles([]float64{50, 99, 99.9, 100})
+	}
+	return res, nil
 }
 
 // gateRequest is the i-th of the requests the load sends: a storefront's
@@ -187,7 +206,7 @@ func gateClientProcess(ctx context.Context, opts GateClientOptions) (*GateClient
 	cmd := exec.CommandContext(ctx, self, "bench", "--gate-client", opts.URL, "--orders", strconv.Itoa(opts.Orders),
 		"--gate-rate", strconv.Itoa(opts.Rate), "--gate-for", opts.For.String(), "--ingest-rate", strconv.Itoa(opts.IngestRate),
 		"--publish-each="+strconv.FormatBool(opts.PublishEach),
-		"--gate-subject", opts.subject(), "--ingest-offset", strconv.Itoa(opts.IngestOffset))
+		"--gate-subject", opts.subject(), "--pair-subject", opts.PairSubject, "--ingest-offset", strconv.Itoa(opts.IngestOffset))
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

@@ -168,13 +168,7 @@ func loadAndSweep(ctx context.Context, cfg *config.Config, dir string, opts Swee
 	// half a second, so the sweep is timed alone, as the PostgreSQL query
 	// it is compared with.
 	store.WaitFilters()
-	for wait, idle := time.Now(), 0; idle < 5 && time.Since(wait) < time.Minute; time.Sleep(100 * time.Millisecond) {
-		idle++
-		if store.DB().Metrics().Compact.NumInProgress > 0 {
-			idle = 0
-		}
-	}
-	runtime.GC()
+	settle(store)
 
 	eng, err := detector.NewEngine(cfg, store)
 	if err != nil {
@@ -286,4 +280,17 @@ func dirSize(dir string) int64 {
 		}
 	}
 	return n
+}
+
+// settle waits (up to a minute) until the store has run no compaction for
+// half a second, then collects garbage, so that what is timed next does
+// not share the machine with the previous step's leftovers.
+func settle(store *projections.Store) {
+	for wait, idle := time.Now(), 0; idle < 5 && time.Since(wait) < time.Minute; time.Sleep(100 * time.Millisecond) {
+		idle++
+		if store.DB().Metrics().Compact.NumInProgress > 0 {
+			idle = 0
+		}
+	}
+	runtime.GC()
 }

@@ -16,7 +16,7 @@ func newBenchCmd() *cobra.Command {
 	var o bench.Options
 	var skip, output, cpuProfile, memProfile, writeWorkload, profilePhase, sweepDir, gateClient string
 	var sweepOrders, memoryLimitMB, ingestOffset int
-	var gateSubject string
+	var gateSubject, pairSubject string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Load test an embedded driftwatch and print rates, latencies and memory",
@@ -71,7 +71,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			}
 			if gateClient != "" {
 				res, err := bench.GateClient(cmd.Context(), bench.GateClientOptions{URL: gateClient, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate, PublishEach: o.PublishEach,
-					Subject: gateSubject, IngestOffset: ingestOffset})
+					Subject: gateSubject, PairSubject: pairSubject, IngestOffset: ingestOffset})
 				if err != nil {
 					return err
 				}
@@ -111,9 +111,10 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			}
 			printf(os.Stdout, ")\n")
 			printf(os.Stdout, "detection latency    p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms (%d alerts, up to %d open expectations)\n", res.DetectLatency["p50"], res.DetectLatency["p90"], res.DetectLatency["p99"], res.DetectLatency["max"], res.Alerts, res.MaxOpenExpectations)
-			printf(os.Stdout, "gate latency         p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (%d requests at %.0f/s, ingesting %.0f events/s)\n", res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.GateLatency["max"], res.GateRequests, res.GateRate, res.IngestDuringGate)
+			printf(os.Stdout, "gate latency         p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (%d requests at %.0f/s, %d flagged, ingesting %.0f events/s)\n", res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.GateLatency["max"], res.GateRequests, res.GateRate, res.GateFlagged, res.IngestDuringGate)
 			if res.GateFloorLatency != nil {
-				printf(os.Stdout, "gate floor           p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (a reply-only responder served like the gate, same rate and ingest)\n", res.GateFloorLatency["p50"], res.GateFloorLatency["p99"], res.GateFloorLatency["p99.9"], res.GateFloorLatency["max"])
+				printf(os.Stdout, "gate vs floor        gate p50 %.3fms p99 %.3fms p99.9 %.3fms; floor p50 %.3fms p99 %.3fms p99.9 %.3fms (interleaved, half the rate each: the floor is a reply-only responder served like the gate)\n",
+					res.GatePairedLatency["p50"], res.GatePairedLatency["p99"], res.GatePairedLatency["p99.9"], res.GateFloorLatency["p50"], res.GateFloorLatency["p99"], res.GateFloorLatency["p99.9"])
 			}
 			printf(os.Stdout, "reconcile sweep      %.3fs over %d orders\nreplay               %.0f events/s\nrebuild              %.0f events/s\npeak RSS             %.0f MiB\n", res.SweepSeconds, res.SweepOrders, res.ReplayRate, res.RebuildRate, res.PeakRSSMiB)
 			return nil
@@ -129,7 +130,9 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&gateClient, "gate-client", "", "instead: only send gate requests to the server at this NATS URL (--gate-rate, --gate-for, --orders), publishing --ingest-rate events/s meanwhile, and print the latencies as JSON")
 	f.StringVar(&gateSubject, "gate-subject", "", "with --gate-client: the subject requests go to (default the gate's)")
 	f.IntVar(&ingestOffset, "ingest-offset", 0, "with --gate-client: shift the ingested orders' numbers by this much")
+	f.StringVar(&pairSubject, "pair-subject", "", "with --gate-client: send every other request to this subject and report its latencies apart")
 	_ = f.MarkHidden("gate-subject")
+	_ = f.MarkHidden("pair-subject")
 	_ = f.MarkHidden("ingest-offset")
 	f.BoolVar(&o.PublishEach, "publish-each", false, "publish driftwatch's events one by one instead of in atomic batches (the default of driftwatch publish and POST /v1/events)")
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
