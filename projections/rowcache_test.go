@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // cached reports whether the row cache holds the row key of (order, system).
@@ -65,6 +67,56 @@ func TestRowReadFillsCache(t *testing.T) {
 	s.rowsLanded.Add(1)
 	if _, err := s.Row("o2", "erp"); err != nil || !cached(s, "o2", "erp") {
 		t.Fatalf("after the commit landed the read did not fill the cache (%v)", err)
+	}
+}
+
+// TestRowFillRacingCommits makes commits land at the worst moment, between
+// a read from Pebble and the cache fill: one that starts and lands there,
+// and one that had started before the read. The read returns the row it
+// saw, and the cache ends up with the committed row, never the older one.
+func TestRowFillRacingCommits(t *testing.T) {
+	s, err := Open(t.TempDir(), Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	commitRow(t, s, "o", 1)
+
+	// One commit starts and lands during the read.
+	evict(s, "o", "erp")
+	s.afterRowRead = func() { commitRow(t, s, "o", 2) }
+	r, err := s.Row("o", "erp")
+	s.afterRowRead = nil
+	if err != nil || r.Events != 1 {
+		t.Fatalf("Row during the commit = %d events (%v), want the 1 it read", r.Events, err)
+	}
+	if r, _ := s.Row("o", "erp"); r.Events != 2 {
+		t.Fatalf("after the commit the cache holds version %d, want 2", r.Events)
+	}
+
+	// A commit that has started before the read (counted) applies, caches
+	// its row and lands during the read.
+	evict(s, "o", "erp")
+	s.rowsVersion.Add(1)
+	s.afterRowRead = func() {
+		tx := s.NewTx(false)
+		if err := tx.putRow(&Row{OrderID: "o", System: "erp", Events: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.db.Apply(tx.B, pebble.NoSync); err != nil {
+			t.Fatal(err)
+		}
+		tx.Close()
+		tx.PublishRows()
+		s.rowsLanded.Add(1)
+	}
+	r, err = s.Row("o", "erp")
+	s.afterRowRead = nil
+	if err != nil || r.Events != 2 {
+		t.Fatalf("Row during the commit = %d events (%v), want the 2 it read", r.Events, err)
+	}
+	if r, _ := s.Row("o", "erp"); r.Events != 3 {
+		t.Fatalf("after the commit the cache holds version %d, want 3", r.Events)
 	}
 }
 

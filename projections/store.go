@@ -57,6 +57,9 @@ type Store struct {
 	// have ended (applied and their rows cached, or failed).
 	rowsVersion atomic.Uint64
 	rowsLanded  atomic.Uint64
+	// afterRowRead, when set (tests only), runs between a row's read from
+	// Pebble and its fill of the row cache.
+	afterRowRead func()
 
 	// The filters are loaded in the background (loadFilters); Close stops
 	// and waits for that.
@@ -382,6 +385,9 @@ func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
 	v, err := get(s.db, k)
 	if err != nil {
 		return Row{}, err
+	}
+	if s.afterRowRead != nil {
+		s.afterRowRead()
 	}
 	if started == landed {
 		s.cache.putIf(string(k), v, func() bool { return s.rowsVersion.Load() == started })

@@ -63,7 +63,9 @@ func (s *Store) CommitTx(tx *Tx, sync bool) error {
 func (s *Store) RowsVersion() uint64 { return s.rowsVersion.Load() }
 
 // PublishRows puts the Tx's rows in the cache now (a scratch store that
-// reads them before commit).
+// reads them before commit). Outside CommitTx it is for a store nobody
+// else reads meanwhile: a concurrent Store.Row that misses the cache could
+// put Pebble's older row back over one of these.
 func (tx *Tx) PublishRows() {
 	for k, r := range tx.rows {
 		tx.store.cache.put(k, r.enc)
