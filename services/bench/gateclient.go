@@ -49,12 +49,13 @@ func (o GateClientOptions) subject() string {
 
 // GateClientResult is what a gate load generator measured.
 type GateClientResult struct {
-	Sent    int                `json:"sent"`
-	Replies int                `json:"replies"`
+	Sent    int                `json:"sent"`    // to both subjects when paired
+	Replies int                `json:"replies"` // from Subject
 	Elapsed time.Duration      `json:"elapsed_ns"`
 	Latency map[string]float64 `json:"latency_ms"` // p50 p99 p99.9 max
-	Flagged int                `json:"flagged"`    // replies that flagged the request
-	// PairLatency: the PairSubject's requests (p50 p99 p99.9 max).
+	Flagged int                `json:"flagged"`    // of Replies, those that flagged the request
+	// PairReplies and PairLatency: the PairSubject's (p50 p99 p99.9 max).
+	PairReplies int                `json:"pair_replies,omitempty"`
 	PairLatency map[string]float64 `json:"pair_latency_ms,omitempty"`
 	// Events published meanwhile, and over how long.
 	Ingested  int           `json:"ingested"`
@@ -97,8 +98,12 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 			n := sent.Load()
 			req := reqs[n%int64(len(reqs))]
 			subj, into := subject, lat
-			if opts.PairSubject != "" && n%2 == 1 {
-				subj, into = opts.PairSubject, pairLat
+			if opts.PairSubject != "" {
+				// Each request goes to both, one after the other.
+				req = reqs[(n/2)%int64(len(reqs))]
+				if n%2 == 1 {
+					subj, into = opts.PairSubject, pairLat
+				}
 			}
 			wg.Add(1)
 			go func() {
@@ -108,7 +113,7 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 				t0 := time.Now()
 				if m, err := nc.RequestWithContext(rctx, subj, req); err == nil {
 					into.add(float64(time.Since(t0).Microseconds()) / 1000)
-					if bytes.Contains(m.Data, []byte(`"decision":"flag"`)) {
+					if into == lat && bytes.Contains(m.Data, []byte(`"decision":"flag"`)) {
 						flagged.Add(1)
 					}
 				}
@@ -129,7 +134,7 @@ func GateClient(ctx context.Context, opts GateClientOptions) (*GateClientResult,
 	res := &GateClientResult{Sent: int(sent.Load()), Replies: lat.count(), Elapsed: elapsed, Latency: lat.percentiles([]float64{50, 99, 99.9, 100}), Flagged: int(flagged.Load()),
 		Ingested: in.events, IngestFor: in.took}
 	if opts.PairSubject != "" {
-		res.PairLatency = pairLat.percentiles([]float64{50, 99, 99.9, 100})
+		res.PairReplies, res.PairLatency = pairLat.count(), pairLat.percentiles([]float64{50, 99, 99.9, 100})
 	}
 	return res, nil
 }
