@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"time"
 
@@ -14,7 +16,7 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var o bench.Options
-	var skip, output, cpuProfile, memProfile, writeWorkload, profilePhase, sweepDir, gateClient string
+	var skip, output, cpuProfile, memProfile, writeWorkload, profilePhase, sweepDir, gateClient, traceOut string
 	var sweepOrders, memoryLimitMB, ingestOffset int
 	var gateSubject, pairSubject string
 	cmd := &cobra.Command{
@@ -35,26 +37,51 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 					o.Skip[s] = true
 				}
 			}
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
+			if cpuProfile != "" && envProfiling {
+				return usageError{fmt.Errorf("--cpuprofile cannot be used with %s set: that profiles the whole command already", ProfileEnv)}
+			}
+			var cpuFile, traceFile *os.File
+			for _, out := range []struct {
+				path string
+				f    **os.File
+			}{{cpuProfile, &cpuFile}, {traceOut, &traceFile}} {
+				if out.path == "" {
+					continue
+				}
+				f, err := os.Create(out.path)
 				if err != nil {
 					return err
 				}
 				defer f.Close()
-				if profilePhase == "" {
-					if err := pprof.StartCPUProfile(f); err != nil {
-						return err
-					}
-					defer pprof.StopCPUProfile()
-				} else {
-					o.Phase = func(name string, start bool) {
-						switch {
-						case name != profilePhase:
-						case start:
-							_ = pprof.StartCPUProfile(f)
-						default:
-							pprof.StopCPUProfile()
-						}
+				*out.f = f
+			}
+			startProfiles := func() {
+				if cpuFile != nil {
+					_ = pprof.StartCPUProfile(cpuFile)
+				}
+				if traceFile != nil {
+					_ = trace.Start(traceFile)
+				}
+			}
+			stopProfiles := func() {
+				if cpuFile != nil {
+					pprof.StopCPUProfile()
+				}
+				if traceFile != nil {
+					trace.Stop()
+				}
+			}
+			if profilePhase == "" {
+				startProfiles()
+				defer stopProfiles()
+			} else {
+				o.Phase = func(name string, start bool) {
+					switch {
+					case name != profilePhase:
+					case start:
+						startProfiles()
+					default:
+						stopProfiles()
 					}
 				}
 			}
@@ -144,7 +171,8 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, floor, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
-	f.StringVar(&profilePhase, "profile-phase", "", "with --cpuprofile: profile only this step (e2e: from the first publish until every consumer applied everything; gate: the gate under ingest; sweep: the timed sweep of --sweep-orders)")
+	f.StringVar(&traceOut, "trace", "", "write a runtime execution trace of the run (or of --profile-phase) to this file (go tool trace)")
+	f.StringVar(&profilePhase, "profile-phase", "", "with --cpuprofile or --trace: profile only this step (e2e: from the first publish until every consumer applied everything; gate: the gate under ingest; sweep: the timed sweep of --sweep-orders)")
 	f.StringVar(&sweepDir, "sweep-dir", "", "with --sweep-orders: keep the loaded store in this folder; a later run with the same folder sweeps it again without loading or the server phase")
 	f.IntVar(&sweepOrders, "sweep-orders", 0, "instead: load this many orders x 5 systems straight into a store and time one reconciliation sweep")
 	return cmd

@@ -56,19 +56,29 @@ func main() {
 // (serve until it stops, a rebuild, a replay...), for `go tool pprof`.
 const ProfileEnv = "DRIFTWATCH_CPUPROFILE"
 
+// envProfiling is set while ProfileEnv's profile runs: the CPU profiler is
+// taken, for the whole command.
+var envProfiling bool
+
 func startEnvProfile() (stop func()) {
 	path := os.Getenv(ProfileEnv)
 	if path == "" {
 		return func() {}
 	}
+	// A child process (bench --gate-process) must not write the same file.
+	_ = os.Unsetenv(ProfileEnv)
 	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
-	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "driftwatch: %s: %v\n", ProfileEnv, err)
 		return func() {}
 	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(os.Stderr, "driftwatch: %s: %v\n", ProfileEnv, err)
+		f.Close()
+		_ = os.Remove(path)
+		return func() {}
+	}
+	envProfiling = true
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()
