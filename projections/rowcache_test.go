@@ -24,18 +24,6 @@ func evict(s *Store, order, system string) {
 	sh.mu.Unlock()
 }
 
-// openTestStore opens a store in a temporary folder, closed at the end of
-// the test.
-func openTestStore(t *testing.T) *Store {
-	t.Helper()
-	s, err := Open(t.TempDir(), Options{CacheSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 func commitRow(t testing.TB, s *Store, order string, events uint64) {
 	t.Helper()
 	tx := s.NewTx(false)
@@ -50,7 +38,7 @@ func commitRow(t testing.TB, s *Store, order string, events uint64) {
 // TestRowReadFillsCache: a row read from Pebble is cached for the next
 // read, but not while a commit is in flight, whose rows could be newer.
 func TestRowReadFillsCache(t *testing.T) {
-	s := openTestStore(t)
+	s := openStore(t)
 	commitRow(t, s, "o1", 3)
 	commitRow(t, s, "o2", 5)
 	evict(s, "o1", "erp")
@@ -83,7 +71,7 @@ func TestRowReadFillsCache(t *testing.T) {
 // and one that had started before the read. The read returns the row it
 // saw, and the cache ends up with the committed row, never the older one.
 func TestRowFillRacingCommits(t *testing.T) {
-	s := openTestStore(t)
+	s := openStore(t)
 	commitRow(t, s, "o", 1)
 
 	// One commit starts and lands during the read.
@@ -130,7 +118,7 @@ func TestRowFillRacingCommits(t *testing.T) {
 // commit would leave an older row in the cache, and later reads would
 // return it.
 func TestRowFillNeverStale(t *testing.T) {
-	s := openTestStore(t)
+	s := openStore(t)
 	const versions = 3000
 	commitRow(t, s, "o", 1)
 	var committed atomic.Uint64
