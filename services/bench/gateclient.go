@@ -31,9 +31,10 @@ type GateClientOptions struct {
 	// Subject the requests go to (default events.ValidateSubject, the
 	// gate).
 	Subject string
-	// PairSubject, when set, receives every other request (the rate is
-	// the total), and its latencies are kept apart: two responders
-	// compared under exactly the same load and at the same moments.
+	// PairSubject, when set, receives each request right after Subject
+	// does (Rate counts both), and its latencies are kept apart: two
+	// responders compared under exactly the same load and at the same
+	// moments.
 	PairSubject string
 	// IngestOffset shifts the ingested orders' numbers, so a second window
 	// in the same log publishes fresh events rather than duplicates.
