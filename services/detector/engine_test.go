@@ -362,3 +362,23 @@ func TestJudgeDueInRounds(t *testing.T) {
 		t.Fatalf("alerts judged in rounds:\n%s\nall at once:\n%s", got, want)
 	}
 }
+
+// TestReconcileOrderCurrentOrNot reconciles an order with an overdue unmet
+// flow twice: with rows known to be current (judged with them) and with rows
+// that may have changed since they were read (read again). Both raise it.
+func TestReconcileOrderCurrentOrNot(t *testing.T) {
+	for _, current := range []bool{true, false} {
+		tl := newTimeline(t)
+		tl.event(0, 0, "shop", map[string]string{"order": "R-1", "field": "fulfillment_status"}, "fulfilled", "")
+		rows, err := tl.store.Rows("R-1")
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("rows of R-1: %v %v", rows, err)
+		}
+		b := tl.store.NewBatch()
+		v, err := tl.engine.ReconcileOrder(b, "R-1", rows, t0.Add(time.Minute), current)
+		b.Close()
+		if err != nil || v.Raised != 1 {
+			t.Fatalf("current %v: %+v %v, want 1 raised", current, v, err)
+		}
+	}
+}

@@ -26,10 +26,11 @@ type OrderVerdict struct {
 // committed since they were read), and judging uses them instead of
 // reading them again.
 func (e *Engine) ReconcileOrder(b *pebble.Batch, orderID string, rows []projections.Row, now time.Time, current bool) (OrderVerdict, error) {
-	if !current {
-		rows = nil
+	var judgeWith []projections.Row // nil: judging reads the rows again
+	if current {
+		judgeWith = rows
 	}
-	v, _, err := e.reconcileOrder(b, orderID, rows, now, rows)
+	v, _, err := e.reconcileOrder(b, orderID, rows, now, judgeWith)
 	return v, err
 }
 
