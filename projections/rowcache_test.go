@@ -53,6 +53,9 @@ func TestRowReadFillsCache(t *testing.T) {
 	// A commit that has started and not landed: no fill.
 	evict(s, "o2", "erp")
 	s.rowsVersion.Add(1)
+	if _, settled := s.RowsSettled(); settled {
+		t.Fatal("RowsSettled with a commit in flight")
+	}
 	r, err = s.Row("o2", "erp")
 	if err != nil || r.Events != 5 {
 		t.Fatalf("Row(o2) = %+v, %v; want 5 events", r, err)
@@ -61,6 +64,9 @@ func TestRowReadFillsCache(t *testing.T) {
 		t.Fatal("a row read during a commit was cached")
 	}
 	s.rowsLanded.Add(1)
+	if v, settled := s.RowsSettled(); !settled || v != s.RowsVersion() {
+		t.Fatalf("RowsSettled = %d, %v after the commit landed", v, settled)
+	}
 	if _, err := s.Row("o2", "erp"); err != nil || !cached(s, "o2", "erp") {
 		t.Fatalf("after the commit landed the read did not fill the cache (%v)", err)
 	}

@@ -377,11 +377,10 @@ func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
 	}
 	// Read through to Pebble and fill the cache, unless a commit was in
 	// flight at any moment of the read: that commit's rows go to the cache
-	// as it lands, and an older row put there after them would stay.
-	// rowsVersion counts commits as they start and rowsLanded as they end
-	// (their rows in the cache); equal counts before the read and no new
-	// start when the cache shard is locked to insert mean none was.
-	started, landed := s.rowsVersion.Load(), s.rowsLanded.Load()
+	// as it lands, and an older row put there after them would stay. So
+	// the rows must be settled before the read, and no commit may have
+	// started when the cache shard is locked to insert.
+	version, settled := s.RowsSettled()
 	v, err := get(s.db, k)
 	if err != nil {
 		return Row{}, err
@@ -389,8 +388,8 @@ func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
 	if s.afterRowRead != nil {
 		s.afterRowRead()
 	}
-	if started == landed {
-		s.cache.putIf(string(k), v, func() bool { return s.rowsVersion.Load() == started })
+	if settled {
+		s.cache.putIf(string(k), v, func() bool { return s.rowsVersion.Load() == version })
 	}
 	return decodeRowShared(v) // get's copy is the row's and the cache's alone
 }

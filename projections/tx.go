@@ -58,9 +58,19 @@ func (s *Store) CommitTx(tx *Tx, sync bool) error {
 }
 
 // RowsVersion counts the commits that may change rows, each counted before
-// it lands: the same value at two moments means no row changed in between
-// (a sweep judges with the rows it scanned when nothing was committed since).
+// it lands: the same value at two moments means no commit started in
+// between.
 func (s *Store) RowsVersion() uint64 { return s.rowsVersion.Load() }
+
+// RowsSettled returns RowsVersion and whether every commit it counts has
+// landed (its rows in Pebble and the cache). When settled, rows read after
+// this call are the current ones for as long as RowsVersion still returns
+// v: a sweep judges with the rows it scanned, and a read fills the row
+// cache, only then.
+func (s *Store) RowsSettled() (v uint64, settled bool) {
+	v = s.rowsVersion.Load() // first: a commit counted here and not landed shows below
+	return v, s.rowsLanded.Load() == v
+}
 
 // PublishRows puts the Tx's rows in the cache now (a scratch store that
 // reads them before commit). Outside CommitTx it is for a store nobody

@@ -158,16 +158,18 @@ func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	chunks := make(chan *projections.RawChunk, 2*checkWorkers)
-	// Read before the scan's snapshot is taken: while it is unchanged, the
-	// scanned rows are the current ones.
-	rowsVersion := r.opts.Store.RowsVersion()
+	// Read before the scan's snapshot is taken: while no commit was in
+	// flight then and the version is unchanged, the scanned rows are the
+	// current ones.
+	rowsVersion, settled := r.opts.Store.RowsSettled()
+	scannedCurrent := func() bool { return settled && r.opts.Store.RowsVersion() == rowsVersion }
 	var mu sync.Mutex // guards rep's counters
 	var wg sync.WaitGroup
 	for range checkWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.check(ctx, chunks, rowsVersion, rep, &mu); err != nil {
+			if err := r.check(ctx, chunks, scannedCurrent, rep, &mu); err != nil {
 				cancel(err)
 				for range chunks { // let the reader finish
 				}
@@ -196,7 +198,7 @@ func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
 // check checks the orders of each chunk and reconciles those that need it.
 // A chunk's bytes are reused once released: the rows checked share them and
 // are dropped; the IDs and rows of the orders kept for reconciling are copied.
-func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawChunk, rowsVersion uint64, rep *Report, mu *sync.Mutex) error {
+func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawChunk, scannedCurrent func() bool, rep *Report, mu *sync.Mutex) error {
 	e := r.opts.Detector.Engine()
 	var act []orderRows
 	var scratch []projections.Row
@@ -210,7 +212,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 		}
 		raised := 0
 		err := r.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
-			current := r.opts.Store.RowsVersion() == rowsVersion // no row changed since the scan
+			current := scannedCurrent() // no row changed since the scan
 			for _, o := range act {
 				v, err := e.ReconcileOrder(b, o.order, o.rows, now, current)
 				if err != nil {
