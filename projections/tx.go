@@ -138,18 +138,21 @@ func (tx *Tx) markSeen(key []byte, seq uint64) error {
 	return tx.B.Set(key, appendSeq(nil, seq), nil)
 }
 
+// rowCacheShards is how many independently locked parts the row cache has.
+const rowCacheShards = 64
+
 // rowCache is a bounded, sharded cache of committed rows (encoded, a few
 // hundred bytes each) by row key.
 type rowCache struct {
 	perShard int
-	shards   [64]struct { // by shard(key)
+	shards   [rowCacheShards]struct { // by shard(key)
 		mu sync.Mutex
 		m  map[string][]byte
 	}
 }
 
 func newRowCache(total int) *rowCache {
-	c := &rowCache{perShard: max(total/64, 16)}
+	c := &rowCache{perShard: max(total/rowCacheShards, 16)}
 	for i := range c.shards {
 		c.shards[i].m = make(map[string][]byte)
 	}
@@ -163,7 +166,7 @@ func shard[K string | []byte](k K) int {
 	for i := 0; i < len(k); i++ {
 		h = (h ^ uint32(k[i])) * 16777619
 	}
-	return int(h % 64)
+	return int(h % rowCacheShards)
 }
 
 // get returns the cached encoding of a row. Cached encodings are never
