@@ -280,14 +280,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		// The gate gets its own connection: its requests never queue behind
 		// the consumers' message flow on the shared one.
-		gateOpts := []nats.Option{nats.Name("driftwatch-gate")}
-		if b.Server != nil {
-			// In-process: no socket, so a request reaches the handler
-			// without waiting for the network poller, which a busy process
-			// may check only every 10 ms.
-			gateOpts = append(gateOpts, nats.InProcessServer(b.Server))
-		}
-		gateConn, err := nats.Connect(b.ClientURL, gateOpts...)
+		gateConn, err := b.Connect("driftwatch-gate")
 		if err != nil {
 			return fmt.Errorf("gate connection: %w", err)
 		}

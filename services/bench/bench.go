@@ -656,11 +656,7 @@ func gateFloorBench(ctx context.Context, o Options, a *app.App, res *Result) err
 	if err != nil {
 		return err
 	}
-	copts := []nats.Option{nats.Name("driftwatch-bench-floor")}
-	if a.Broker.Server != nil {
-		copts = append(copts, nats.InProcessServer(a.Broker.Server))
-	}
-	nc, err := nats.Connect(a.Broker.ClientURL, copts...)
+	nc, err := a.Broker.Connect("driftwatch-bench-floor") // as the gate's
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,6 @@ func Start(opts Options) (*Broker, error) {
 	if name == "" {
 		name = "driftwatch"
 	}
-	connOpts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
 	if opts.URL == "" {
 		srv, err := startEmbedded(opts)
 		if err != nil {
@@ -72,11 +71,10 @@ func Start(opts Options) (*Broker, error) {
 		}
 		b.Server = srv
 		b.ClientURL = srv.ClientURL()
-		connOpts = append(connOpts, nats.InProcessServer(srv))
 	} else {
 		b.ClientURL = opts.URL
 	}
-	nc, err := nats.Connect(b.ClientURL, connOpts...)
+	nc, err := b.Connect(name, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("connect to NATS %s: %w", b.ClientURL, err)
@@ -89,6 +87,18 @@ func Start(opts Options) (*Broker, error) {
 	}
 	b.JS = js
 	return b, nil
+}
+
+// Connect opens another connection named name: in-process when the
+// server is embedded (no socket, so a message reaches its handler without
+// waiting for the network poller, which a busy process may check only
+// every 10 ms), else to ClientURL.
+func (b *Broker) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.Name(name)}, opts...)
+	if b.Server != nil {
+		opts = append(opts, nats.InProcessServer(b.Server))
+	}
+	return nats.Connect(b.ClientURL, opts...)
 }
 
 func startEmbedded(opts Options) (*server.Server, error) {
