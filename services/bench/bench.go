@@ -92,6 +92,12 @@ type Result struct {
 	RawMsgIDRate        float64            `json:"raw_msgid_publish_per_sec,omitempty"`
 	RatioMsgID          float64            `json:"end_to_end_over_raw_msgid,omitempty"`
 	RatioAtomic         float64            `json:"end_to_end_over_raw_atomic,omitempty"`
+	// HandRolledRate (throughput setting only): the end-to-end rate of
+	// the performance issue's reference pipeline, hand-rolled on the same
+	// payloads (timeHandRolled), and RatioHandRolled driftwatch's
+	// end-to-end rate over it.
+	HandRolledRate  float64 `json:"hand_rolled_end_to_end_per_sec,omitempty"`
+	RatioHandRolled float64 `json:"end_to_end_over_hand_rolled,omitempty"`
 	PublishRate         float64            `json:"publish_per_sec"`
 	EndToEndRate        float64            `json:"end_to_end_per_sec"`
 	Ratio               float64            `json:"end_to_end_over_raw"`
@@ -107,9 +113,9 @@ type Result struct {
 	GCCycles        uint64  `json:"gc_cycles_during_gate"`
 	GateRequests    int     `json:"gate_requests"`
 	GateFlagged     int     `json:"gate_flagged"` // of them, answered flag (each recorded and published)
-	// A second window with the same load (total rate, ingest, client)
-	// sends every other request to the gate (GatePairedLatency) and the
-	// others to a responder served like the gate (micro, in-process
+	// A second window with the same load (rate, ingest, client) sends
+	// each request to the gate (GatePairedLatency) and right after to a
+	// responder served like the gate (micro, in-process
 	// connection, as many instances) that answers with a gate reply made
 	// in advance (GateFloorLatency): what the transport and the machine
 	// cost under that load, and what the gate adds, at the same moments
@@ -205,6 +211,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		o.logf("raw JetStream publish with message ids: %.0f msgs/s", res.RawMsgIDRate)
+		if !o.Skip["handrolled"] {
+			if res.HandRolledRate, err = timeHandRolled(ctx, js, dir, payloads, onSubject); err != nil {
+				return nil, err
+			}
+			o.logf("hand-rolled pipeline end to end: %.0f events/s (%.2fx raw)", res.HandRolledRate, res.HandRolledRate/res.RawRate)
+		}
 	}
 	if cfg.SyncAlways() && !o.PublishEach {
 		// driftwatch publishes in atomic batches here: measure the plain
@@ -272,6 +284,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if res.RawMsgIDRate > 0 {
 		res.RatioMsgID = res.EndToEndRate / res.RawMsgIDRate
+	}
+	if res.HandRolledRate > 0 {
+		res.RatioHandRolled = res.EndToEndRate / res.HandRolledRate
 	}
 	o.logf("driftwatch: publish %.0f/s, end to end %.0f/s (%.2fx raw)", res.PublishRate, res.EndToEndRate, res.Ratio)
 
