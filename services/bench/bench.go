@@ -89,15 +89,15 @@ type Result struct {
 	// RawMsgIDRate (throughput setting only): the plain stream fed the
 	// same payloads, each with its Nats-Msg-Id, as the events stream is,
 	// and RatioMsgID the end-to-end rate over it.
-	RawMsgIDRate        float64            `json:"raw_msgid_publish_per_sec,omitempty"`
-	RatioMsgID          float64            `json:"end_to_end_over_raw_msgid,omitempty"`
-	RatioAtomic         float64            `json:"end_to_end_over_raw_atomic,omitempty"`
+	RawMsgIDRate float64 `json:"raw_msgid_publish_per_sec,omitempty"`
+	RatioMsgID   float64 `json:"end_to_end_over_raw_msgid,omitempty"`
+	RatioAtomic  float64 `json:"end_to_end_over_raw_atomic,omitempty"`
 	// HandRolledRate (throughput setting only): the end-to-end rate of
 	// the performance issue's reference pipeline, hand-rolled on the same
 	// payloads (timeHandRolled), and RatioHandRolled driftwatch's
 	// end-to-end rate over it.
-	HandRolledRate  float64 `json:"hand_rolled_end_to_end_per_sec,omitempty"`
-	RatioHandRolled float64 `json:"end_to_end_over_hand_rolled,omitempty"`
+	HandRolledRate      float64            `json:"hand_rolled_end_to_end_per_sec,omitempty"`
+	RatioHandRolled     float64            `json:"end_to_end_over_hand_rolled,omitempty"`
 	PublishRate         float64            `json:"publish_per_sec"`
 	EndToEndRate        float64            `json:"end_to_end_per_sec"`
 	Ratio               float64            `json:"end_to_end_over_raw"`
