@@ -96,8 +96,13 @@ type Result struct {
 	// the performance issue's reference pipeline, hand-rolled on the same
 	// payloads (timeHandRolled), and RatioHandRolled driftwatch's
 	// end-to-end rate over it.
-	HandRolledRate      float64            `json:"hand_rolled_end_to_end_per_sec,omitempty"`
-	RatioHandRolled     float64            `json:"end_to_end_over_hand_rolled,omitempty"`
+	HandRolledRate  float64 `json:"hand_rolled_end_to_end_per_sec,omitempty"`
+	RatioHandRolled float64 `json:"end_to_end_over_hand_rolled,omitempty"`
+	// CeilingRate (throughput setting only): JetStream alone with
+	// driftwatch's topology and no work per event (timeCeiling), and
+	// RatioCeiling the end-to-end rate over it.
+	CeilingRate         float64            `json:"jetstream_ceiling_per_sec,omitempty"`
+	RatioCeiling        float64            `json:"end_to_end_over_ceiling,omitempty"`
 	PublishRate         float64            `json:"publish_per_sec"`
 	EndToEndRate        float64            `json:"end_to_end_per_sec"`
 	Ratio               float64            `json:"end_to_end_over_raw"`
@@ -217,6 +222,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 			o.logf("hand-rolled pipeline end to end: %.0f events/s (%.2fx raw)", res.HandRolledRate, res.HandRolledRate/res.RawRate)
 		}
+		if !o.Skip["ceiling"] {
+			if res.CeilingRate, err = timeCeiling(ctx, js, payloads, subjects, onSubject); err != nil {
+				return nil, err
+			}
+			o.logf("JetStream ceiling (ids, %d consumers, no work): %.0f msgs/s (%.2fx raw)", len(cfg.Systems)+1, res.CeilingRate, res.CeilingRate/res.RawRate)
+		}
 	}
 	if cfg.SyncAlways() && !o.PublishEach {
 		// driftwatch publishes in atomic batches here: measure the plain
@@ -287,6 +298,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if res.HandRolledRate > 0 {
 		res.RatioHandRolled = res.EndToEndRate / res.HandRolledRate
+	}
+	if res.CeilingRate > 0 {
+		res.RatioCeiling = res.EndToEndRate / res.CeilingRate
 	}
 	o.logf("driftwatch: publish %.0f/s, end to end %.0f/s (%.2fx raw)", res.PublishRate, res.EndToEndRate, res.Ratio)
 

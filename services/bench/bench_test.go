@@ -8,7 +8,8 @@ import (
 
 // TestRunSmall runs the whole load tool on a small workload in both
 // durability modes and checks that every step measured something: the
-// plain-stream baselines, the hand-rolled pipeline, the end-to-end rate, the alerts of the
+// plain-stream baselines, the hand-rolled pipeline, the JetStream ceiling,
+// the end-to-end rate, the alerts of the
 // workload's faults, the gate and its floor, and the rebuild.
 func TestRunSmall(t *testing.T) {
 	if testing.Short() {
@@ -33,6 +34,7 @@ func TestRunSmall(t *testing.T) {
 			} else {
 				positive["raw rate with message ids"] = res.RawMsgIDRate
 				positive["hand-rolled pipeline rate"] = res.HandRolledRate
+				positive["JetStream ceiling"] = res.CeilingRate
 			}
 			for name, v := range positive {
 				if v <= 0 {

@@ -132,6 +132,9 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			if res.HandRolledRate > 0 {
 				printf(os.Stdout, "hand-rolled e2e      %.0f events/s (%.2fx raw; decode, one Pebble write per event, a batch per fetch of 500)\n", res.HandRolledRate, res.HandRolledRate/res.RawRate)
 			}
+			if res.CeilingRate > 0 {
+				printf(os.Stdout, "JetStream ceiling    %.0f msgs/s (%.2fx raw; with msg ids, read by driftwatch's consumers doing nothing)\n", res.CeilingRate, res.CeilingRate/res.RawRate)
+			}
 			printf(os.Stdout, "publish              %.0f events/s\nend to end           %.0f events/s (%.2fx raw", res.PublishRate, res.EndToEndRate, res.Ratio)
 			if res.RatioAtomic > 0 {
 				printf(os.Stdout, ", %.2fx raw atomic batches", res.RatioAtomic)
@@ -141,6 +144,9 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			}
 			if res.RatioHandRolled > 0 {
 				printf(os.Stdout, ", %.2fx hand-rolled", res.RatioHandRolled)
+			}
+			if res.RatioCeiling > 0 {
+				printf(os.Stdout, ", %.2fx ceiling", res.RatioCeiling)
 			}
 			printf(os.Stdout, ")\n")
 			printf(os.Stdout, "detection latency    p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms (%d alerts, up to %d open expectations)\n", res.DetectLatency["p50"], res.DetectLatency["p90"], res.DetectLatency["p99"], res.DetectLatency["max"], res.Alerts, res.MaxOpenExpectations)
@@ -174,7 +180,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&writeWorkload, "write-workload", "", "instead: write the workload of --orders orders to this NDJSON file (for driftwatch publish) and exit")
 	f.IntVar(&memoryLimitMB, "memory-limit-mb", -1, "with --sweep-orders: run the server phase with this memory.limit_mb instead of the configuration's default")
 	f.DurationVar(&o.SLA, "sla", 0, "replace every flow's SLA (3s in the workload); a longer one keeps more expectations open at once")
-	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, floor, replay, handrolled")
+	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, floor, replay, handrolled, ceiling")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	f.StringVar(&traceOut, "trace", "", "write a runtime execution trace of the run (or of --profile-phase) to this file (go tool trace)")

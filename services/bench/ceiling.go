@@ -1,0 +1,111 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/driftwatch/driftwatch/services/consume"
+	"github.com/driftwatch/driftwatch/services/projector"
+)
+
+// timeCeiling times what JetStream alone allows for driftwatch's topology,
+// on the same payloads and storage settings: each message published
+// asynchronously with its Nats-Msg-Id (as "raw with msg ids" does), and
+// read by as many durable consumers as driftwatch runs (one per system,
+// filtered on its subject, and one over the whole stream, as the
+// projectors and the detector are) with the same settings and the same
+// reader (consume.Reader, batches of projector.MaxBatch, acknowledging the
+// last message of each batch), doing nothing with the messages. The rate
+// is messages over the time from the first publish until every consumer
+// has read and acknowledged all of its messages: an end-to-end pipeline
+// of this shape cannot be faster on this machine.
+func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subjects []string, subject func(prefix string) func(int) string) (float64, error) {
+	const name = "BENCH_CEILING"
+	prefix := "bench_ceiling."
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ">"},
+		Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour})
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }()
+
+	// How many messages each consumer reads: one filter per subject, and
+	// the whole stream.
+	// The stream drops the workload's duplicates (same message id).
+	perSubject := map[string]int{}
+	toPlain := subject(prefix)
+	ids := make(map[string]bool, len(payloads))
+	for i, p := range payloads {
+		if id := idOf(p); !ids[id] {
+			ids[id] = true
+			perSubject[toPlain(i)]++
+		}
+	}
+	filters := make([]string, 0, len(perSubject)+1)
+	for s := range perSubject {
+		filters = append(filters, s)
+	}
+	sort.Strings(filters)
+	perSubject[prefix+">"] = len(ids)
+	filters = append(filters, prefix+">")
+
+	readCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(filters))
+	for i, filter := range filters {
+		cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: fmt.Sprintf("ceiling-%d", i),
+			FilterSubject: filter, AckPolicy: jetstream.AckAllPolicy, AckWait: 5 * time.Minute,
+			MaxAckPending: 20000, MemoryStorage: true, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy})
+		if err != nil {
+			return 0, err
+		}
+		r, err := consume.Open(cons, projector.MaxBatch)
+		if err != nil {
+			return 0, err
+		}
+		defer r.Stop()
+		wg.Add(1)
+		go func(r *consume.Reader, want int) {
+			defer wg.Done()
+			errs <- readAll(readCtx, r, want)
+		}(r, perSubject[filter])
+	}
+	start := time.Now()
+	if err := publishAll(ctx, js, payloads, toPlain, true); err != nil {
+		return 0, err
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return 0, err
+		}
+	}
+	return float64(len(payloads)) / time.Since(start).Seconds(), nil
+}
+
+// readAll reads want messages in batches, acknowledging the last of each.
+func readAll(ctx context.Context, r *consume.Reader, want int) error {
+	buf := make([]consume.Msg, 0, projector.MaxBatch)
+	for got := 0; got < want; {
+		msgs, err := r.Batch(ctx, buf)
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return errors.New("bench: an empty batch")
+		}
+		got += len(msgs)
+		if err := msgs[len(msgs)-1].Ack(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
