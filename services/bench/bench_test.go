@@ -9,8 +9,8 @@ import (
 // TestRunSmall runs the whole load tool on a small workload in both
 // durability modes and checks that every step measured something: the
 // plain-stream baselines, the hand-rolled pipeline, the JetStream ceiling,
-// the end-to-end rate, the alerts of the
-// workload's faults, the gate and its floor, and the rebuild.
+// the end-to-end rate, the alerts of the workload's faults, the gate and
+// its floor, and the rebuild.
 func TestRunSmall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the load tool twice (about 15 s)")
