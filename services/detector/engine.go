@@ -832,8 +832,15 @@ func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {
 	}
 	at := projections.FormatTime(now.UnixNano())
 	if found && old.State != StateResolved {
+		// A run of sightings by the same detector is one audit entry, at
+		// the latest; occurrences counts them. An entry per sighting grew
+		// every open mismatch by one entry per reconciliation sweep, and
+		// the sweep, which rewrites each one it finds again, slowed down
+		// with every run (1.68 -> 1.85 s over three on 1M orders).
 		old.Occurrences++
-		if len(old.Audit) < 100 {
+		if n := len(old.Audit); n > 0 && old.Audit[n-1].Action == "repeated" && old.Audit[n-1].By == m.DetectedBy {
+			old.Audit[n-1].At = at
+		} else if n < 100 {
 			old.Audit = append(old.Audit, AuditEntry{At: at, Action: "repeated", By: m.DetectedBy})
 		}
 		return putMismatch(b, key, &old)

@@ -382,3 +382,45 @@ func TestReconcileOrderCurrentOrNot(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedSightings: raising an open mismatch again counts the
+// sighting; a run of sightings by the same detector is one audit entry, at
+// the latest one, so a record found by every sweep does not grow.
+func TestRepeatedSightings(t *testing.T) {
+	tl := newTimeline(t)
+	raise := func(at time.Duration, by string) {
+		m := &Mismatch{Alert: Alert{AlertID: "dw-repeat", OrderID: "R-9", Pattern: MissingEvent, Severity: "high", DetectedBy: by,
+			Source: &Side{System: "shop", Status: "fulfilled"}}}
+		b := tl.store.NewBatch()
+		if err := tl.engine.Raise(b, m, t0.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+		tl.commit(b, t0.Add(at))
+	}
+	for i := 0; i < 5; i++ {
+		raise(time.Duration(i)*time.Minute, ByReconcile)
+	}
+	raise(10*time.Minute, ByValidate)
+	raise(11*time.Minute, ByReconcile)
+	m, found, err := getMismatch(tl.store.DB(), join(prefixMis, "dw-repeat"))
+	if err != nil || !found {
+		t.Fatalf("mismatch: found %v, %v", found, err)
+	}
+	if m.Occurrences != 7 {
+		t.Errorf("occurrences %d, want 7", m.Occurrences)
+	}
+	var got []string
+	for _, a := range m.Audit {
+		got = append(got, a.Action+" "+a.By+" "+a.At)
+	}
+	at := func(d time.Duration) string { return projections.FormatTime(t0.Add(d).UnixNano()) }
+	want := []string{
+		"opened " + ByReconcile + " " + at(0),
+		"repeated " + ByReconcile + " " + at(4*time.Minute),
+		"repeated " + ByValidate + " " + at(10*time.Minute),
+		"repeated " + ByReconcile + " " + at(11*time.Minute),
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
