@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	storedjson "github.com/segmentio/encoding/json"
 	"strings"
 	"sync"
 	"time"
@@ -1016,14 +1017,14 @@ func getMismatch(r projections.Reader, key []byte) (Mismatch, bool, error) {
 	}
 	defer closer.Close()
 	var m Mismatch
-	if err := json.Unmarshal(v, &m); err != nil {
+	if err := storedjson.Unmarshal(v, &m); err != nil {
 		return Mismatch{}, false, fmt.Errorf("decode mismatch %s: %w", key, err)
 	}
 	return m, true, nil
 }
 
 func putMismatch(b *pebble.Batch, key []byte, m *Mismatch) error {
-	v, err := json.Marshal(m)
+	v, err := storedjson.Marshal(m)
 	if err != nil {
 		return err
 	}

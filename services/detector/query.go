@@ -1,8 +1,8 @@
 package detector
 
 import (
-	"encoding/json"
 	"errors"
+	storedjson "github.com/segmentio/encoding/json"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,7 +50,7 @@ func (f *Filter) Match(m *Mismatch) bool {
 func ScanMismatches(s *projections.Store, f Filter, fn func(m *Mismatch) error) error {
 	return scanPrefix(s.DB(), prefixMis, func(k, v []byte) error {
 		m := &Mismatch{}
-		if err := json.Unmarshal(v, m); err != nil {
+		if err := storedjson.Unmarshal(v, m); err != nil {
 			return err
 		}
 		if !f.Match(m) {
