@@ -120,11 +120,11 @@ type Result struct {
 	GateFlagged     int     `json:"gate_flagged"` // of them, answered flag (each recorded and published)
 	// A second window with the same load (rate, ingest, client) sends
 	// each request to the gate (GatePairedLatency) and right after to a
-	// responder served like the gate (micro, in-process
-	// connection, as many instances) that answers with a gate reply made
-	// in advance (GateFloorLatency): what the transport and the machine
-	// cost under that load, and what the gate adds, at the same moments
-	// (p50 p99 p99.9 max, ms).
+	// responder served like the gate (micro, in-process connection, as
+	// many instances) that answers with a gate reply made in advance
+	// (GateFloorLatency): what the transport and the machine cost under
+	// that load, and what the gate adds, at the same moments (p50 p99
+	// p99.9 max, ms).
 	GatePairedLatency map[string]float64 `json:"gate_paired_latency_ms,omitempty"`
 	GateFloorLatency  map[string]float64 `json:"gate_floor_latency_ms,omitempty"`
 	// GateClientProcess: the requests came from a separate process, as a
@@ -223,10 +223,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			o.logf("hand-rolled pipeline end to end: %.0f events/s (%.2fx raw)", res.HandRolledRate, res.HandRolledRate/res.RawRate)
 		}
 		if !o.Skip["ceiling"] {
-			if res.CeilingRate, err = timeCeiling(ctx, js, payloads, subjects, onSubject); err != nil {
+			var consumers int
+			if res.CeilingRate, consumers, err = timeCeiling(ctx, js, payloads, onSubject); err != nil {
 				return nil, err
 			}
-			o.logf("JetStream ceiling (ids, %d consumers, no work): %.0f msgs/s (%.2fx raw)", len(cfg.Systems)+1, res.CeilingRate, res.CeilingRate/res.RawRate)
+			o.logf("JetStream ceiling (message ids, %d consumers, no work): %.0f msgs/s (%.2fx raw)", consumers, res.CeilingRate, res.CeilingRate/res.RawRate)
 		}
 	}
 	if cfg.SyncAlways() && !o.PublishEach {

@@ -24,14 +24,15 @@ import (
 // last message of each batch), doing nothing with the messages. The rate
 // is messages over the time from the first publish until every consumer
 // has read and acknowledged all of its messages: an end-to-end pipeline
-// of this shape cannot be faster on this machine.
-func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subjects []string, subject func(prefix string) func(int) string) (float64, error) {
+// of this shape cannot be faster on this machine. consumers is how many
+// read it.
+func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subject func(prefix string) func(int) string) (rate float64, consumers int, err error) {
 	const name = "BENCH_CEILING"
 	prefix := "bench_ceiling."
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ">"},
 		Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }()
 
@@ -64,11 +65,11 @@ func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte,
 			FilterSubject: filter, AckPolicy: jetstream.AckAllPolicy, AckWait: 5 * time.Minute,
 			MaxAckPending: 20000, MemoryStorage: true, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy})
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		r, err := consume.Open(cons, projector.MaxBatch)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer r.Stop()
 		wg.Add(1)
@@ -79,16 +80,18 @@ func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte,
 	}
 	start := time.Now()
 	if err := publishAll(ctx, js, payloads, toPlain, true); err != nil {
-		return 0, err
+		cancel()
+		wg.Wait()
+		return 0, 0, err
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return float64(len(payloads)) / time.Since(start).Seconds(), nil
+	return float64(len(payloads)) / time.Since(start).Seconds(), len(filters), nil
 }
 
 // readAll reads want messages in batches, acknowledging the last of each.

@@ -59,13 +59,19 @@ func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, pay
 	}
 	defer db.Close()
 
+	// The consumer stops before db closes (defers run last first).
+	consumeCtx, cancel := context.WithCancel(ctx)
 	consumed := make(chan error, 1)
-	go func() { consumed <- consumeHandRolled(ctx, cons, db, len(payloads)) }()
+	go func() { consumed <- consumeHandRolled(consumeCtx, cons, db, len(payloads)) }()
 	start := time.Now()
 	if err := publishAll(ctx, js, payloads, subject(prefix), false); err != nil {
+		cancel()
+		<-consumed
 		return 0, err
 	}
-	if err := <-consumed; err != nil {
+	err = <-consumed
+	cancel()
+	if err != nil {
 		return 0, err
 	}
 	return float64(len(payloads)) / time.Since(start).Seconds(), nil
