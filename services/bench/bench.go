@@ -118,13 +118,13 @@ type Result struct {
 	GCCycles        uint64  `json:"gc_cycles_during_gate"`
 	GateRequests    int     `json:"gate_requests"`
 	GateFlagged     int     `json:"gate_flagged"` // of them, answered flag (each recorded and published)
-	// A second window with the same load (rate, ingest, client) sends
-	// each request to the gate (GatePairedLatency) and right after to a
-	// responder served like the gate (micro, in-process connection, as
-	// many instances) that answers with a gate reply made in advance
-	// (GateFloorLatency): what the transport and the machine cost under
-	// that load, and what the gate adds, at the same moments (p50 p99
-	// p99.9 max, ms).
+	// A second window with the same total load (rate, ingest, client)
+	// sends each request to the gate (GatePairedLatency) and right after
+	// to a responder served like the gate (micro, in-process connection,
+	// as many instances) that answers with a gate reply made in advance
+	// (GateFloorLatency), each at half the rate: what the transport and
+	// the machine cost under that load, and what the gate adds, at the
+	// same moments (p50 p99 p99.9 max, ms).
 	GatePairedLatency map[string]float64 `json:"gate_paired_latency_ms,omitempty"`
 	GateFloorLatency  map[string]float64 `json:"gate_floor_latency_ms,omitempty"`
 	// GateClientProcess: the requests came from a separate process, as a

@@ -23,9 +23,9 @@ import (
 // reader (consume.Reader, batches of projector.MaxBatch, acknowledging the
 // last message of each batch), doing nothing with the messages. The rate
 // is messages over the time from the first publish until every consumer
-// has read and acknowledged all of its messages: an end-to-end pipeline
-// of this shape cannot be faster on this machine. consumers is how many
-// read it.
+// has read and acknowledged all of its messages: the bound, on this
+// machine, for a pipeline of this shape fed by this publisher. consumers
+// is how many read it.
 func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subject func(prefix string) func(int) string) (rate float64, consumers int, err error) {
 	const name = "BENCH_CEILING"
 	prefix := "bench_ceiling."
@@ -56,10 +56,14 @@ func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte,
 	perSubject[prefix+">"] = len(ids)
 	filters = append(filters, prefix+">")
 
-	readCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// The first reader to fail stops the others; every reader has ended
+	// when this returns.
+	readCtx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
-	errs := make(chan error, len(filters))
+	defer func() {
+		cancel(nil)
+		wg.Wait()
+	}()
 	for i, filter := range filters {
 		cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: fmt.Sprintf("ceiling-%d", i),
 			FilterSubject: filter, AckPolicy: jetstream.AckAllPolicy, AckWait: 5 * time.Minute,
@@ -71,25 +75,22 @@ func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte,
 		if err != nil {
 			return 0, 0, err
 		}
-		defer r.Stop()
 		wg.Add(1)
-		go func(r *consume.Reader, want int) {
+		go func(want int) {
 			defer wg.Done()
-			errs <- readAll(readCtx, r, want)
-		}(r, perSubject[filter])
+			defer r.Stop()
+			if err := readAll(readCtx, r, want); err != nil {
+				cancel(err)
+			}
+		}(perSubject[filter])
 	}
 	start := time.Now()
-	if err := publishAll(ctx, js, payloads, toPlain, true); err != nil {
-		cancel()
-		wg.Wait()
-		return 0, 0, err
+	if err := publishAll(readCtx, js, payloads, toPlain, true); err != nil {
+		return 0, 0, errors.Join(err, context.Cause(readCtx))
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			return 0, 0, err
-		}
+	if err := context.Cause(readCtx); err != nil {
+		return 0, 0, err
 	}
 	return float64(len(payloads)) / time.Since(start).Seconds(), len(filters), nil
 }

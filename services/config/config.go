@@ -169,15 +169,17 @@ type Memory struct {
 	// LimitMB is the Go heap's soft limit in MiB (0: none). Near it the
 	// collector runs as often as it must. The GOMEMLIMIT variable wins.
 	LimitMB int `yaml:"limit_mb"`
-	// BlockCacheMB is Pebble's cache in MiB. Pebble counts its live
-	// memtables against it (each reserves its size there), so blocks get
-	// what the memtables leave: at the defaults 16 MiB while one memtable
-	// lives, none while a burst holds two. The row cache carries the hot
-	// reads either way; a cache with room for blocks on top measured no
-	// gain in throughput for 50 MiB more resident (BENCHMARKS.md).
+	// BlockCacheMB is Pebble's cache in MiB. Pebble counts its memtables
+	// against it: each reserves its size there, and so does the one it
+	// keeps for reuse after a flush. Blocks get what is left: at the
+	// defaults (32 and 16) nothing, once ingest has filled a memtable. The
+	// row cache carries the hot reads; a cache with room for blocks on top
+	// measured no gain in throughput, for 50 MiB more resident
+	// (BENCHMARKS.md).
 	BlockCacheMB int `yaml:"block_cache_mb"`
-	// MemtableMB is the size of one Pebble memtable in MiB (up to three
-	// are held while they flush).
+	// MemtableMB is the size of one Pebble memtable in MiB. Up to four
+	// are held: the live one, up to two waiting for their flush, and one
+	// kept for reuse.
 	MemtableMB int `yaml:"memtable_mb"`
 	// RowCache is how many projection rows are cached decoded-ready for
 	// the projector's read-modify-write (a few hundred bytes each).

@@ -385,7 +385,8 @@ func TestReconcileOrderCurrentOrNot(t *testing.T) {
 
 // TestRepeatedSightings: raising an open mismatch again counts the
 // sighting; a run of sightings by the same detector is one audit entry, at
-// the latest one, so a record found by every sweep does not grow.
+// the latest one and noting the first, so a record found by every sweep
+// does not grow.
 func TestRepeatedSightings(t *testing.T) {
 	tl := newTimeline(t)
 	raise := func(at time.Duration, by string) {
@@ -411,12 +412,12 @@ func TestRepeatedSightings(t *testing.T) {
 	}
 	var got []string
 	for _, a := range m.Audit {
-		got = append(got, a.Action+" "+a.By+" "+a.At)
+		got = append(got, strings.TrimSpace(a.Action+" "+a.By+" "+a.At+" "+a.Note))
 	}
 	at := func(d time.Duration) string { return projections.FormatTime(t0.Add(d).UnixNano()) }
 	want := []string{
 		"opened " + ByReconcile + " " + at(0),
-		"repeated " + ByReconcile + " " + at(4*time.Minute),
+		"repeated " + ByReconcile + " " + at(4*time.Minute) + " since " + at(time.Minute),
 		"repeated " + ByValidate + " " + at(10*time.Minute),
 		"repeated " + ByReconcile + " " + at(11*time.Minute),
 	}

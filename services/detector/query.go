@@ -2,10 +2,11 @@ package detector
 
 import (
 	"errors"
-	storedjson "github.com/segmentio/encoding/json"
 	"sort"
 	"strconv"
 	"strings"
+
+	storedjson "github.com/segmentio/encoding/json"
 
 	"github.com/driftwatch/driftwatch/projections"
 )

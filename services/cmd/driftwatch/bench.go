@@ -152,7 +152,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			printf(os.Stdout, "detection latency    p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms (%d alerts, up to %d open expectations)\n", res.DetectLatency["p50"], res.DetectLatency["p90"], res.DetectLatency["p99"], res.DetectLatency["max"], res.Alerts, res.MaxOpenExpectations)
 			printf(os.Stdout, "gate latency         p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (%d requests at %.0f/s, %d flagged, ingesting %.0f events/s)\n", res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.GateLatency["max"], res.GateRequests, res.GateRate, res.GateFlagged, res.IngestDuringGate)
 			if res.GateFloorLatency != nil {
-				printf(os.Stdout, "gate vs floor        gate p50 %.3fms p99 %.3fms p99.9 %.3fms; floor p50 %.3fms p99 %.3fms p99.9 %.3fms (interleaved: each request goes to the gate, then to the floor, a reply-only responder served like the gate)\n",
+				printf(os.Stdout, "gate vs floor        gate p50 %.3fms p99 %.3fms p99.9 %.3fms; floor p50 %.3fms p99 %.3fms p99.9 %.3fms (interleaved at the same total rate: each request goes to the gate, then to the floor, a reply-only responder served like the gate)\n",
 					res.GatePairedLatency["p50"], res.GatePairedLatency["p99"], res.GatePairedLatency["p99.9"], res.GateFloorLatency["p50"], res.GateFloorLatency["p99"], res.GateFloorLatency["p99.9"])
 			}
 			printf(os.Stdout, "reconcile sweep      %.3fs over %d orders\nreplay               %.0f events/s\nrebuild              %.0f events/s\npeak RSS             %.0f MiB\n", res.SweepSeconds, res.SweepOrders, res.ReplayRate, res.RebuildRate, res.PeakRSSMiB)
