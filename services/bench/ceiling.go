@@ -36,9 +36,9 @@ func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte,
 	}
 	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }()
 
-	// How many messages each consumer reads: one filter per subject, and
-	// the whole stream.
-	// The stream drops the workload's duplicates (same message id).
+	// How many messages each consumer reads (one filter per subject, and
+	// the whole stream): the stream drops the workload's duplicates, which
+	// carry the same message id.
 	perSubject := map[string]int{}
 	toPlain := subject(prefix)
 	ids := make(map[string]bool, len(payloads))
