@@ -36,9 +36,10 @@ const handRolledFetch = 500
 // does) while a durable pull consumer fetches 500 at a time, decodes each
 // event with encoding/json, writes one Pebble key per event (order and
 // system) to a Pebble with its default options, commits one unsynced batch
-// per fetch, then acknowledges each message. It does no mapping, no deduplication, no projections, no
-// detection and no index. The rate is events over the time from the first
-// publish until the last batch is committed and acknowledged.
+// per fetch, then acknowledges each message. It does no mapping, no
+// deduplication, no projections, no detection and no index. The rate is
+// events over the time from the first publish until the last batch is
+// committed and acknowledged.
 func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, payloads [][]byte, subject func(prefix string) func(int) string) (float64, error) {
 	const name = "BENCH_HANDROLLED"
 	prefix := "bench_handrolled."
@@ -103,8 +104,8 @@ func consumeHandRolled(ctx context.Context, cons jetstream.Consumer, db *pebble.
 			}
 			msgs = append(msgs, m)
 		}
-		if err := batch.Error(); err != nil { // a fetch that expires short is not an error
-
+		// A fetch that expires short of its count ends without an error.
+		if err := batch.Error(); err != nil {
 			b.Close()
 			return err
 		}
