@@ -639,18 +639,28 @@ func gateBench(ctx context.Context, o Options, a *app.App, res *Result) error {
 	return nil
 }
 
-// timePlainStream creates a plain stream named name with the events
-// stream's storage and deduplication window, times publish (n messages on
-// subjects that start with the prefix it is given) into it, deletes it, and
-// returns the rate in messages per second.
-func timePlainStream(ctx context.Context, js jetstream.JetStream, name string, atomicBatches bool, n int, publish func(prefix string) error) (float64, error) {
-	prefix := strings.ToLower(name) + "."
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ">"},
+// plainStream creates a plain stream named name with the events stream's
+// storage and deduplication window, on the subjects under the prefix it
+// returns (the name in lower case, then a dot), and drop, which deletes it.
+func plainStream(ctx context.Context, js jetstream.JetStream, name string, atomicBatches bool) (st jetstream.Stream, prefix string, drop func(), err error) {
+	prefix = strings.ToLower(name) + "."
+	st, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ">"},
 		Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour, AllowAtomicPublish: atomicBatches})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return st, prefix, func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }, nil
+}
+
+// timePlainStream times publish (n messages on subjects that start with the
+// prefix it is given) into a plainStream, deletes it, and returns the rate
+// in messages per second.
+func timePlainStream(ctx context.Context, js jetstream.JetStream, name string, atomicBatches bool, n int, publish func(prefix string) error) (float64, error) {
+	_, prefix, drop, err := plainStream(ctx, js, name, atomicBatches)
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = js.DeleteStream(ctx, st.CachedInfo().Config.Name) }()
+	defer drop()
 	start := time.Now()
 	if err := publish(prefix); err != nil {
 		return 0, err
@@ -673,9 +683,10 @@ const FloorSubject = "driftwatch.bench.floor"
 // gateFloorBench sends the gate's load (total rate, ingest of fresh
 // orders, client) alternately to the gate and to a responder served
 // exactly like it (micro, an in-process connection, gate.Instances
-// instances) that answers each request with a gate reply made in advance. Both see the same moments of the same load, so the difference
-// between their latencies is the gate's own work; what the floor shows is
-// the transport and the machine under that ingest.
+// instances) that answers each request with a gate reply made in advance.
+// Both see the same moments of the same load, so the difference between
+// their latencies is the gate's own work; what the floor shows is the
+// transport and the machine under that ingest.
 func gateFloorBench(ctx context.Context, o Options, a *app.App, res *Result) error {
 	// A typical allow, the size of the gate's (asking the gate itself
 	// could record a flag).

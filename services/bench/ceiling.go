@@ -27,14 +27,11 @@ import (
 // machine, for a pipeline of this shape fed by this publisher. consumers
 // is how many read it.
 func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subject func(prefix string) func(int) string) (rate float64, consumers int, err error) {
-	const name = "BENCH_CEILING"
-	prefix := "bench_ceiling."
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ">"},
-		Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour})
+	st, prefix, drop, err := plainStream(ctx, js, "BENCH_CEILING", false)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), name) }()
+	defer drop()
 
 	// How many messages each consumer reads (one filter per subject, and
 	// the whole stream): the stream drops the workload's duplicates, which

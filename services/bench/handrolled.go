@@ -41,14 +41,11 @@ const handRolledFetch = 500
 // events over the time from the first publish until the last batch is
 // committed and acknowledged.
 func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, payloads [][]byte, subject func(prefix string) func(int) string) (float64, error) {
-	const name = "BENCH_HANDROLLED"
-	prefix := "bench_handrolled."
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{prefix + ">"},
-		Storage: jetstream.FileStorage, Duplicates: 2 * time.Hour})
+	st, prefix, drop, err := plainStream(ctx, js, "BENCH_HANDROLLED", false)
 	if err != nil {
 		return 0, err
 	}
-	defer func() { _ = js.DeleteStream(context.WithoutCancel(ctx), st.CachedInfo().Config.Name) }()
+	defer drop()
 	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "handrolled",
 		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4 * handRolledFetch})
 	if err != nil {
