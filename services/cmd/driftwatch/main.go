@@ -53,8 +53,10 @@ func main() {
 }
 
 // ProfileEnv names a file that receives a CPU profile of the whole command
-// (serve until it stops, a rebuild, a replay...), for `go tool pprof`.
-const ProfileEnv = "DRIFTWATCH_CPUPROFILE"
+// (serve until it stops, a rebuild, a replay...), for `go tool pprof`. Its
+// name matches no flag: DRIFTWATCH_<FLAG> is every flag's own variable
+// (DRIFTWATCH_CPUPROFILE is bench's --cpuprofile).
+const ProfileEnv = "DRIFTWATCH_PROFILE_CPU"
 
 // envProfiling is set while ProfileEnv's profile runs: the CPU profiler is
 // taken, for the whole command.
