@@ -367,18 +367,35 @@ func TestJudgeDueInRounds(t *testing.T) {
 // flow twice: with rows known to be current (judged with them) and with rows
 // that may have changed since they were read (read again). Both raise it.
 func TestReconcileOrderCurrentOrNot(t *testing.T) {
-	for _, current := range []bool{true, false} {
+	for _, tc := range []struct {
+		current, caughtUp bool
+		want              int
+	}{
+		// The rows read are the storefront's alone and the ERP never
+		// hears of the order: the flow is overdue either way.
+		{current: true, want: 1},
+		{current: false, want: 1},
+		// The ERP and the warehouse catch up after the rows were read:
+		// current trusts the rows given; otherwise judging reads them
+		// again and finds the flows met.
+		{current: true, caughtUp: true, want: 1},
+		{current: false, caughtUp: true, want: 0},
+	} {
 		tl := newTimeline(t)
 		tl.event(0, 0, "shop", map[string]string{"order": "R-1", "field": "fulfillment_status"}, "fulfilled", "")
 		rows, err := tl.store.Rows("R-1")
 		if err != nil || len(rows) != 1 {
 			t.Fatalf("rows of R-1: %v %v", rows, err)
 		}
+		if tc.caughtUp {
+			tl.event(time.Second, time.Second, "erp", map[string]string{"order": "R-1", "field": "status"}, "Billed", "")
+			tl.event(2*time.Second, 2*time.Second, "wms", map[string]string{"order": "R-1", "field": "status"}, "shipped", "")
+		}
 		b := tl.store.NewBatch()
-		v, err := tl.engine.ReconcileOrder(b, "R-1", rows, t0.Add(time.Minute), current)
+		v, err := tl.engine.ReconcileOrder(b, "R-1", rows, t0.Add(time.Minute), tc.current)
 		b.Close()
-		if err != nil || v.Raised != 1 {
-			t.Fatalf("current %v: %+v %v, want 1 raised", current, v, err)
+		if err != nil || v.Raised != tc.want {
+			t.Errorf("current %v, caught up %v: %+v %v, want %d raised", tc.current, tc.caughtUp, v, err, tc.want)
 		}
 	}
 }
