@@ -11,7 +11,7 @@ import (
 
 // cached reports whether the row cache holds the row key of (order, system).
 func cached(s *Store, order, system string) bool {
-	_, ok := s.cache.get(string(rowKey(order, system)))
+	_, ok := s.cache.get(rowKey(order, system))
 	return ok
 }
 

@@ -360,20 +360,9 @@ func seenKey(system, eventID string) []byte {
 // keeps asking for (the gate's) stay cached however many others the
 // projector writes meanwhile.
 func (s *Store) Row(orderID, system string) (Row, error) {
-	return s.RowThrough(s.db, orderID, system)
-}
-
-// RowThrough reads a row from the row cache, or through r.
-func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
 	k := rowKey(orderID, system)
-	if v, ok := s.cache.getBytes(k); ok {
-		return decodeRowShared(v)
-	}
-	if !s.rowed.mayContain(k) {
-		return Row{}, ErrNotFound
-	}
-	if r != Reader(s.db) {
-		return readRow(r, orderID, system)
+	if row, known, err := s.knownRow(k); known {
+		return row, err
 	}
 	// Read through to Pebble and fill the cache, unless a commit was in
 	// flight at any moment of the read: that commit's rows go to the cache
@@ -392,6 +381,30 @@ func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
 		s.cache.putIf(string(k), v, func() bool { return s.rowsVersion.Load() == version })
 	}
 	return decodeRowShared(v) // get's copy is the row's and the cache's alone
+}
+
+// RowThrough reads a row from the row cache, or through r without filling
+// the cache (the fill rule is Row's, for reads of the committed state).
+func (s *Store) RowThrough(r Reader, orderID, system string) (Row, error) {
+	k := rowKey(orderID, system)
+	if row, known, err := s.knownRow(k); known {
+		return row, err
+	}
+	return readRow(r, orderID, system)
+}
+
+// knownRow answers for the row at k without reading Pebble when it can:
+// the row cache holds the committed row, or the key filter says it was
+// never committed (ErrNotFound). known is false when Pebble must be read.
+func (s *Store) knownRow(k []byte) (row Row, known bool, err error) {
+	if v, ok := s.cache.get(k); ok {
+		row, err = decodeRowShared(v)
+		return row, true, err
+	}
+	if !s.rowed.mayContain(k) {
+		return Row{}, true, ErrNotFound
+	}
+	return Row{}, false, nil
 }
 
 // HasAck reports whether ackSystem acknowledged system's event eventID.

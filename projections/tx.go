@@ -99,15 +99,12 @@ func (tx *Tx) reader() reader {
 
 // Row reads a system's row of an order as this Tx sees it.
 func (tx *Tx) Row(orderID, system string) (Row, error) {
-	k := string(rowKey(orderID, system))
-	if r, ok := tx.rows[k]; ok {
+	k := rowKey(orderID, system)
+	if r, ok := tx.rows[string(k)]; ok {
 		return r.row, nil
 	}
-	if v, ok := tx.store.cache.get(k); ok {
-		return decodeRowShared(v)
-	}
-	if !tx.store.rowed.mayContain([]byte(k)) {
-		return Row{}, ErrNotFound // never committed
+	if row, known, err := tx.store.knownRow(k); known {
+		return row, err
 	}
 	return readRow(tx.reader(), orderID, system)
 }
@@ -171,16 +168,7 @@ func shard[K string | []byte](k K) int {
 
 // get returns the cached encoding of a row. Cached encodings are never
 // modified, so rows decoded from them may share their bytes.
-func (c *rowCache) get(k string) ([]byte, bool) {
-	s := &c.shards[shard(k)]
-	s.mu.Lock()
-	r, ok := s.m[k]
-	s.mu.Unlock()
-	return r, ok
-}
-
-// getBytes is get for a key held as bytes.
-func (c *rowCache) getBytes(k []byte) ([]byte, bool) {
+func (c *rowCache) get(k []byte) ([]byte, bool) {
 	s := &c.shards[shard(k)]
 	s.mu.Lock()
 	r, ok := s.m[string(k)]
