@@ -568,8 +568,9 @@ func (c *RawChunk) Release() { rawChunks.Put(c) }
 
 // Rows decodes the order's rows, appending to dst. With share, their
 // strings share the chunk's bytes instead of copying them (no allocation):
-// for rows that are looked at and dropped, since any one of those strings
-// kept anywhere keeps the whole chunk's bytes alive.
+// for rows that are looked at and dropped before the chunk is released,
+// since its bytes are then reused and such a string would change under
+// whoever kept it.
 func (o *RawOrder) Rows(dst []Row, share bool) ([]Row, error) {
 	for _, v := range o.Values {
 		dst = append(dst, Row{})

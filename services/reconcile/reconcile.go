@@ -48,7 +48,9 @@ type Options struct {
 	// ChunkOrders is how many orders are read per chunk (default 2000).
 	ChunkOrders int
 	// ReconcileBatch is how many orders needing a change a checker gathers
-	// before reconciling them in one commit (default 500).
+	// before reconciling them in one commit (default 500). It is checked
+	// after each chunk, so a commit may hold up to ReconcileBatch +
+	// ChunkOrders - 1 orders.
 	ReconcileBatch int
 }
 
@@ -145,8 +147,8 @@ type orderRows struct {
 }
 
 // checkWorkers is how many goroutines check orders while one reads the
-// store; each gathers up to Options.ReconcileBatch orders that need a
-// change before reconciling them in one commit.
+// store; each gathers at least Options.ReconcileBatch orders that need a
+// change (or the last ones) before reconciling them in one commit.
 const checkWorkers = 2
 
 // sweep reads every order's rows in key order (one goroutine) and checks
