@@ -83,7 +83,11 @@ func TestSweepInSmallChunksAndBatches(t *testing.T) {
 		}
 	}
 	rep, err = rec.Run(context.Background())
-	if err != nil || rep.Orders != 100 || rep.OpenMismatches != len(drifted) || rep.OrdersInMismatch != len(drifted) {
+	if err != nil || rep.Orders != 100 || rep.Raised != len(drifted) || rep.OpenMismatches != len(drifted) || rep.OrdersInMismatch != len(drifted) {
 		t.Fatalf("second sweep: %+v %v", rep, err)
+	}
+	m, err := detector.GetMismatch(store, detector.AlertID("S-000", detector.OrderNotAcknowledged, "shop", "erp"))
+	if err != nil || m.Occurrences != 2 {
+		t.Fatalf("S-000 after two sweeps: %+v %v, want 2 occurrences", m, err)
 	}
 }
