@@ -224,3 +224,243 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// res builds an expected Result from canonical names ("" for none).
+func res(t *testing.T, state, payment string) Result {
+	t.Helper()
+	var r Result
+	if state != "" {
+		s, ok := canonical.ParseState(state)
+		if !ok {
+			t.Fatalf("bad state %q in test", state)
+		}
+		r.State = s
+	}
+	if payment != "" {
+		p, ok := canonical.ParsePayment(payment)
+		if !ok {
+			t.Fatalf("bad payment %q in test", payment)
+		}
+		r.Payment = p
+	}
+	return r
+}
+
+// TestReturnAndRefundFields checks the ERP tables' return and refund
+// fields through Lookup: field, raw value and the canonical meaning.
+func TestReturnAndRefundFields(t *testing.T) {
+	set, err := LoadBuiltin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignore := Result{Ignore: true}
+	cases := []struct {
+		name, platform, field, raw string
+		want                       Result
+	}{
+		// NetSuite return authorization: filter code, SOAP enum and label.
+		{"ns RA pending approval code", "netsuite", "return_authorization_status", "RtnAuth:A", res(t, "return_requested", "")},
+		{"ns RA pending approval enum", "netsuite", "return_authorization_status", "_pendingApproval", res(t, "return_requested", "")},
+		{"ns RA pending receipt label", "netsuite", "return_authorization_status", "Pending Receipt", res(t, "return_requested", "")},
+		{"ns RA pending receipt enum", "netsuite", "return_authorization_status", "_pendingReceipt", res(t, "return_requested", "")},
+		{"ns RA partially received", "netsuite", "return_authorization_status", "Partially Received", res(t, "return_requested", "")},
+		{"ns RA pending refund part received", "netsuite", "return_authorization_status", "RtnAuth:E", res(t, "return_requested", "")},
+		{"ns RA pending refund", "netsuite", "return_authorization_status", "Pending Refund", res(t, "returned", "")},
+		{"ns RA pending refund code", "netsuite", "return_authorization_status", "RtnAuth:F", res(t, "returned", "")},
+		{"ns RA refunded", "netsuite", "return_authorization_status", "Refunded", res(t, "returned", "refunded")},
+		{"ns RA refunded code", "netsuite", "return_authorization_status", "RtnAuth:G", res(t, "returned", "refunded")},
+		{"ns RA cancelled", "netsuite", "return_authorization_status", "Cancelled", ignore},
+		{"ns RA closed code", "netsuite", "return_authorization_status", "RtnAuth:H", ignore},
+		{"ns credit memo open", "netsuite", "credit_memo_status", "Open", res(t, "", "partially_refunded")},
+		{"ns credit memo fully applied", "netsuite", "credit_memo_status", "CustCred:B", res(t, "", "partially_refunded")},
+		{"ns credit memo voided", "netsuite", "credit_memo_status", "CustCred:V", ignore},
+		// Business Central return order, credit memo, return credit memo.
+		{"bc return order open", "businesscentral", "return_order_status", "Open", res(t, "return_requested", "")},
+		{"bc return order released", "businesscentral", "return_order_status", "Released", res(t, "return_requested", "")},
+		{"bc return order pending approval wire", "businesscentral", "return_order_status", "Pending_x0020_Approval", res(t, "return_requested", "")},
+		{"bc return order pending prepayment", "businesscentral", "return_order_status", "Pending Prepayment", res(t, "return_requested", "")},
+		{"bc credit memo draft", "businesscentral", "credit_memo_status", "Draft", ignore},
+		{"bc credit memo open", "businesscentral", "credit_memo_status", "Open", ignore},
+		{"bc credit memo paid", "businesscentral", "credit_memo_status", "Paid", res(t, "", "partially_refunded")},
+		{"bc credit memo canceled", "businesscentral", "credit_memo_status", "Canceled", ignore},
+		{"bc credit memo corrective", "businesscentral", "credit_memo_status", "Corrective", ignore},
+		{"bc return credit memo open", "businesscentral", "return_credit_memo_status", "Open", res(t, "returned", "")},
+		{"bc return credit memo paid", "businesscentral", "return_credit_memo_status", "Paid", res(t, "returned", "partially_refunded")},
+		// SAP Business One return request, return, credit memo.
+		{"sap return request open", "sapb1", "return_request_status", "bost_Open", res(t, "return_requested", "")},
+		{"sap return request open letter", "sapb1", "return_request_status", "O", res(t, "return_requested", "")},
+		{"sap return request closed", "sapb1", "return_request_status", "bost_Close", ignore},
+		{"sap return open", "sapb1", "return_status", "bost_Open", res(t, "returned", "")},
+		{"sap return closed letter", "sapb1", "return_status", "C", ignore},
+		{"sap credit memo open", "sapb1", "credit_memo_status", "bost_Open", res(t, "", "partially_refunded")},
+		{"sap credit memo closed", "sapb1", "credit_memo_status", "bost_Close", ignore},
+		// Odoo return picking and credit note.
+		{"odoo return picking confirmed", "odoo", "return_picking_state", "confirmed", res(t, "return_requested", "")},
+		{"odoo return picking assigned", "odoo", "return_picking_state", "assigned", res(t, "return_requested", "")},
+		{"odoo return picking done", "odoo", "return_picking_state", "done", res(t, "returned", "")},
+		{"odoo return picking cancel", "odoo", "return_picking_state", "cancel", ignore},
+		{"odoo credit note draft", "odoo", "credit_note_state", "draft", ignore},
+		{"odoo credit note posted", "odoo", "credit_note_state", "posted", res(t, "", "partially_refunded")},
+		{"odoo credit note paid", "odoo", "credit_note_payment_state", "paid", res(t, "", "partially_refunded")},
+		{"odoo credit note in payment", "odoo", "credit_note_payment_state", "in_payment", res(t, "", "partially_refunded")},
+		{"odoo credit note not paid", "odoo", "credit_note_payment_state", "not_paid", ignore},
+		{"odoo credit note reversed", "odoo", "credit_note_payment_state", "reversed", ignore},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tab, ok := set.Table(c.platform)
+			if !ok {
+				t.Fatalf("no table for %s", c.platform)
+			}
+			got, field, ok := tab.Lookup(c.field, c.raw)
+			if !ok || field != c.field {
+				t.Fatalf("%s %s=%q: unmapped (field %q)", c.platform, c.field, c.raw, field)
+			}
+			if got != c.want {
+				t.Fatalf("%s %s=%q: got %v, want %v", c.platform, c.field, c.raw, got, c.want)
+			}
+		})
+	}
+}
+
+// TestReturnFieldsStayOffTheDefault checks that the return statuses do not
+// leak into the sales order field: "Cancelled" on the NetSuite order is an
+// order cancellation, on its return authorization a withdrawn return.
+func TestReturnFieldsStayOffTheDefault(t *testing.T) {
+	set, _ := LoadBuiltin()
+	cases := []struct {
+		name, platform, raw string
+		want                Result
+	}{
+		{"ns order cancelled", "netsuite", "Cancelled", res(t, "cancelled", "")},
+		{"ns order pending approval", "netsuite", "Pending Approval", res(t, "pending", "")},
+		{"bc api open", "businesscentral", "Open", res(t, "confirmed", "")},
+		{"sap order open", "sapb1", "bost_Open", res(t, "confirmed", "")},
+		{"odoo order cancel", "odoo", "cancel", res(t, "cancelled", "")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tab, _ := set.Table(c.platform)
+			got, _, ok := tab.Lookup("", c.raw)
+			if !ok || got != c.want {
+				t.Fatalf("%s default %q: got %v %v, want %v", c.platform, c.raw, got, ok, c.want)
+			}
+		})
+	}
+	ns, _ := set.Table("netsuite")
+	if _, _, ok := ns.Lookup("", "RtnAuth:G"); ok {
+		t.Fatal("a return authorization code maps on the sales order field")
+	}
+}
+
+// TestGenericTakesBothDimensions: the generic default field takes every
+// canonical name of either dimension; payment_status keeps working.
+func TestGenericTakesBothDimensions(t *testing.T) {
+	set, _ := LoadBuiltin()
+	tab, ok := set.Table("generic")
+	if !ok {
+		t.Fatal("no generic table")
+	}
+	cases := []struct {
+		name, field, raw string
+		want             Result
+	}{
+		{"default paid", "", "paid", res(t, "", "paid")},
+		{"status paid", "status", "paid", res(t, "", "paid")},
+		{"default shipped", "", "shipped", res(t, "shipped", "")},
+		{"status refunded", "status", "refunded", res(t, "", "refunded")},
+		{"payment_status paid", "payment_status", "paid", res(t, "", "paid")},
+		{"payment_status voided", "payment_status", "voided", res(t, "", "voided")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, _, ok := tab.Lookup(c.field, c.raw)
+			if !ok || got != c.want {
+				t.Fatalf("generic %s=%q: got %v %v, want %v", c.field, c.raw, got, ok, c.want)
+			}
+		})
+	}
+	for _, s := range canonical.States {
+		if r, _, ok := tab.Lookup("", s.String()); !ok || r.State != s || r.Payment != canonical.NoPayment {
+			t.Errorf("generic default %q: %v %v", s, r, ok)
+		}
+	}
+	for _, p := range canonical.Payments {
+		for _, field := range []string{"", "payment_status"} {
+			if r, _, ok := tab.Lookup(field, p.String()); !ok || r.Payment != p || r.State != canonical.None {
+				t.Errorf("generic %q %q: %v %v", field, p, r, ok)
+			}
+		}
+	}
+	if _, _, ok := tab.Lookup("payment_status", "shipped"); ok {
+		t.Fatal("payment_status took a fulfilment name")
+	}
+}
+
+// TestERPTablesExpressReturnsAndRefunds: each ERP table can be expected to
+// reflect a return and the refund states it maps, and still cannot express
+// paid (payment flows into it expect only what it can say).
+func TestERPTablesExpressReturnsAndRefunds(t *testing.T) {
+	set, _ := LoadBuiltin()
+	cases := []struct {
+		platform   string
+		delivered  canonical.State // what a delivery elsewhere is expected as
+		payments   []canonical.Payment
+		noPayments []canonical.Payment
+	}{
+		{"netsuite", canonical.Shipped, []canonical.Payment{canonical.PartiallyRefunded, canonical.Refunded}, []canonical.Payment{canonical.Unpaid, canonical.Authorized, canonical.Paid, canonical.Voided, canonical.Failed}},
+		{"businesscentral", canonical.Confirmed, []canonical.Payment{canonical.PartiallyRefunded, canonical.Unpaid}, []canonical.Payment{canonical.Authorized, canonical.Paid, canonical.Refunded, canonical.Voided, canonical.Failed}},
+		{"sapb1", canonical.Shipped, []canonical.Payment{canonical.PartiallyRefunded}, []canonical.Payment{canonical.Unpaid, canonical.Authorized, canonical.Paid, canonical.Refunded, canonical.Voided, canonical.Failed}},
+		{"odoo", canonical.Shipped, []canonical.Payment{canonical.PartiallyRefunded}, []canonical.Payment{canonical.Unpaid, canonical.Authorized, canonical.Paid, canonical.Refunded, canonical.Voided, canonical.Failed}},
+	}
+	for _, c := range cases {
+		t.Run(c.platform, func(t *testing.T) {
+			tab, ok := set.Table(c.platform)
+			if !ok {
+				t.Fatalf("no table for %s", c.platform)
+			}
+			for _, s := range []canonical.State{canonical.ReturnRequested, canonical.Returned} {
+				if !tab.CanExpressState(s) {
+					t.Errorf("cannot express %s", s)
+				}
+				if got := tab.ExpressibleState(s); got != s {
+					t.Errorf("ExpressibleState(%s) = %v", s, got)
+				}
+			}
+			// The return states are side states: they add nothing to the
+			// ranked fallback, so a delivery is still expected as the
+			// highest ranked state the table says.
+			if got := tab.ExpressibleState(canonical.Delivered); got != c.delivered {
+				t.Errorf("ExpressibleState(delivered) = %v, want %v", got, c.delivered)
+			}
+			for _, p := range c.payments {
+				if !tab.CanExpressPayment(p) {
+					t.Errorf("cannot express payment %s", p)
+				}
+			}
+			for _, p := range c.noPayments {
+				if tab.CanExpressPayment(p) {
+					t.Errorf("expresses payment %s", p)
+				}
+			}
+		})
+	}
+}
+
+// TestChangedTableVersions pins the versions of the tables that gained
+// return, refund or payment entries: a table's version is bumped on every
+// change and stamped on every projection row.
+func TestChangedTableVersions(t *testing.T) {
+	set, _ := LoadBuiltin()
+	want := map[string]int{"netsuite": 2, "businesscentral": 2, "sapb1": 2, "odoo": 2, "generic": 2}
+	for p, v := range want {
+		tab, ok := set.Table(p)
+		if !ok {
+			t.Errorf("no table for %s", p)
+			continue
+		}
+		if tab.Version != v {
+			t.Errorf("%s: version %d, want %d", p, tab.Version, v)
+		}
+	}
+}
