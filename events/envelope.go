@@ -54,6 +54,11 @@ type Event struct {
 	Attributes  json.RawMessage `json:"attributes,omitempty"`
 
 	Occurred time.Time `json:"-"`
+	// ZoneAssumed is the zone (an IANA name) occurred_at was read in
+	// because it carried no offset and its system has a configured zone
+	// (CheckZoned); OccurredAt then holds the sent time with that zone's
+	// offset appended. Empty when the event carried its own offset.
+	ZoneAssumed string `json:"-"`
 }
 
 // EffectiveKind is Kind with its default applied.
@@ -362,6 +367,35 @@ func ParseTimestamp(s string) (time.Time, string) {
 		return time.Time{}, fmt.Sprintf("%q is not a valid date and time: %v", s, err)
 	}
 	return t, ""
+}
+
+// lacksOffset reports whether s is an RFC 3339 date and time that only
+// lacks its offset (2026-11-27T10:04:05).
+func lacksOffset(s string) bool {
+	return len(s) >= 19 && s[10] == 'T' && !timestampShape(s) && timestampShape(s+"Z")
+}
+
+// assumeZone clears err when its only problem is an occurred_at without an
+// offset and the event's system has a zone: the time is read in that zone,
+// OccurredAt gets the zone's offset at that instant appended, and
+// ZoneAssumed names the zone. Any other problem keeps err as it is.
+func assumeZone(ev *Event, err error, zones ZoneOf) error {
+	ve, ok := err.(*ValidationError)
+	if !ok || len(ve.Problems) != 1 || ve.Problems[0].Field != "occurred_at" || !lacksOffset(ev.OccurredAt) || !ValidSystemID(ev.System) {
+		return err
+	}
+	loc := zones(ev.System)
+	if loc == nil {
+		return err
+	}
+	t, perr := time.ParseInLocation("2006-01-02T15:04:05.999999999", ev.OccurredAt, loc)
+	if perr != nil {
+		return err
+	}
+	ev.Occurred = t
+	ev.OccurredAt += t.Format("Z07:00")
+	ev.ZoneAssumed = loc.String()
+	return nil
 }
 
 // timestampShape matches

@@ -39,6 +39,11 @@ type Result struct {
 // unknown system).
 type SystemChecker func(system string) bool
 
+// ZoneOf gives a system's configured time zone, in which an occurred_at
+// without an offset is read (the event then records the zone it assumed);
+// a nil ZoneOf, or a nil zone, keeps such a timestamp invalid.
+type ZoneOf func(system string) *time.Location
+
 // Publisher appends events to the log: it validates each event, sets
 // Nats-Msg-Id to <system>:<event_id>, publishes to driftwatch.in.<system>
 // and waits for JetStream's acknowledgement. Invalid input is dead-lettered
@@ -50,6 +55,7 @@ type Publisher struct {
 	nc          *nats.Conn
 	js          jetstream.JetStream
 	known       SystemChecker
+	zones       ZoneOf
 	deadLetter  bool
 	maxInFlight int
 	headers     func(ctx context.Context, h nats.Header)
@@ -67,6 +73,12 @@ type PublisherOption func(*Publisher)
 // WithSystems restricts publishing to configured systems.
 func WithSystems(known SystemChecker) PublisherOption {
 	return func(p *Publisher) { p.known = known }
+}
+
+// WithZones reads an occurred_at without an offset in its system's
+// configured zone instead of rejecting it.
+func WithZones(zones ZoneOf) PublisherOption {
+	return func(p *Publisher) { p.zones = zones }
 }
 
 // WithoutDeadLetter makes the Publisher return validation errors without
@@ -105,8 +117,15 @@ func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
 
 // Check validates raw envelope bytes as the log's front door does: the
 // envelope itself, then the system against the configured ones.
-func Check(data []byte, known SystemChecker) (Event, error) {
+func Check(data []byte, known SystemChecker) (Event, error) { return CheckZoned(data, known, nil) }
+
+// CheckZoned is Check that reads an occurred_at without an offset in the
+// system's zone, when zones gives one (see Event.ZoneAssumed).
+func CheckZoned(data []byte, known SystemChecker, zones ZoneOf) (Event, error) {
 	ev, err := Parse(data)
+	if err != nil && zones != nil {
+		err = assumeZone(&ev, err, zones)
+	}
 	if err != nil {
 		return ev, err
 	}
@@ -131,7 +150,7 @@ func (p *Publisher) Publish(ctx context.Context, ev Event) (Result, error) {
 // validation failure is returned both as a Rejected result and as an error
 // (a *ValidationError); a NATS failure only as an error.
 func (p *Publisher) PublishRaw(ctx context.Context, data []byte) (Result, error) {
-	ev, err := Check(data, p.known)
+	ev, err := CheckZoned(data, p.known, p.zones)
 	if err != nil {
 		return p.reject(ctx, ev, data, err)
 	}
@@ -164,7 +183,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, batch [][]byte) ([]Result,
 	var firstErr error
 	valid := make([]batchItem, 0, len(batch))
 	for i, data := range batch {
-		ev, err := Check(data, p.known)
+		ev, err := CheckZoned(data, p.known, p.zones)
 		if err != nil {
 			res, rerr := p.reject(ctx, ev, data, err)
 			results[i] = res
@@ -304,7 +323,12 @@ func DeadLetterMsg(system string, data []byte, cause error) *nats.Msg {
 // the log by a consumer): everything Check does, plus the rule that the
 // body's system equals the subject's system token.
 func CheckDelivered(subject string, data []byte, known SystemChecker) (Event, error) {
-	ev, err := Check(data, known)
+	return CheckDeliveredZoned(subject, data, known, nil)
+}
+
+// CheckDeliveredZoned is CheckDelivered with the systems' zones (CheckZoned).
+func CheckDeliveredZoned(subject string, data []byte, known SystemChecker, zones ZoneOf) (Event, error) {
+	ev, err := CheckZoned(data, known, zones)
 	subjSys, ok := SystemFromSubject(subject)
 	if ok && ev.System != "" && ev.System != subjSys {
 		ve, isVE := err.(*ValidationError)

@@ -60,12 +60,15 @@ type Outcome struct {
 type Applier struct {
 	tables        map[string]*mapping.Table
 	maxFutureSkew time.Duration
+	zones         events.ZoneOf
 }
 
 // NewApplier returns an Applier. tables maps each configured system id to its
-// platform's mapping table; events of other systems are rejected.
-func NewApplier(tables map[string]*mapping.Table, maxFutureSkew time.Duration) *Applier {
-	return &Applier{tables: tables, maxFutureSkew: maxFutureSkew}
+// platform's mapping table; events of other systems are rejected. zones
+// (may be nil) gives the systems' configured time zones, in which an
+// occurred_at without an offset is read (events.CheckZoned).
+func NewApplier(tables map[string]*mapping.Table, maxFutureSkew time.Duration, zones events.ZoneOf) *Applier {
+	return &Applier{tables: tables, maxFutureSkew: maxFutureSkew, zones: zones}
 }
 
 // Known reports whether a system is configured.
@@ -75,7 +78,7 @@ func (a *Applier) Known(system string) bool { _, ok := a.tables[system]; return 
 // the Tx must be discarded.
 func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 	b := tx.B
-	ev, err := events.CheckDelivered(d.Subject, d.Data, a.Known)
+	ev, err := events.CheckDeliveredZoned(d.Subject, d.Data, a.Known, a.zones)
 	if err != nil {
 		return Outcome{Result: Rejected, Err: err, Event: ev}, nil
 	}
@@ -104,7 +107,14 @@ func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 		Seq: d.Seq, System: ev.System, Kind: string(ev.EffectiveKind()), EventID: ev.EventID,
 		Raw: ev.Status, OccurredAt: ev.OccurredAt, Occurred: ev.Occurred.UnixNano(), Received: recv,
 		Actor: string(ev.EffectiveActor()), AckOf: ev.AckOf, ExternalRef: ev.ExternalRef,
-		ClockSkew: ev.Occurred.After(d.Received.Add(a.maxFutureSkew)),
+		ClockSkew: ev.Occurred.After(d.Received.Add(a.maxFutureSkew)), ZoneAssumed: ev.ZoneAssumed,
+	}
+	if entry.ClockSkew {
+		// A time beyond received + max_future_skew cannot be true: the
+		// event is ordered by when the log received it, so a clock ahead
+		// cannot pin the order's state against real later events.
+		// OccurredAt keeps the claimed time for people.
+		entry.Occurred = recv
 	}
 	entry.Amount, entry.Currency = amountOf(ev.Attributes)
 	row.Events++

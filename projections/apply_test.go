@@ -19,7 +19,7 @@ func testApplier(t *testing.T) *Applier {
 	for sys, plat := range map[string]string{"shop": "shopify", "erp": "netsuite", "wms": "generic"} {
 		tables[sys], _ = set.Table(plat)
 	}
-	return NewApplier(tables, 5*time.Minute)
+	return NewApplier(tables, 5*time.Minute, nil)
 }
 
 func openStore(t *testing.T) *Store {

@@ -253,9 +253,17 @@ type Entry struct {
 	SetPayment bool
 	// PrevRaw is the system's raw status before this event.
 	PrevRaw string
+	// ZoneAssumed names the zone occurred_at was read in when the event
+	// carried no offset (its system's configured timezone); "" otherwise.
+	ZoneAssumed string
 }
 
-const entryVersion = 1
+// Entry encodings: version 2 adds ZoneAssumed at the end; version 1 entries
+// still decode (without it).
+const (
+	entryVersion1 = 1
+	entryVersion  = 2
+)
 
 func (x *Entry) encode() []byte {
 	e := enc{b: make([]byte, 0, 192)}
@@ -286,13 +294,15 @@ func (x *Entry) encode() []byte {
 	e.bool(x.SetState)
 	e.bool(x.SetPayment)
 	e.s(x.PrevRaw)
+	e.s(x.ZoneAssumed)
 	return e.b
 }
 
 func decodeEntry(b []byte) (Entry, error) {
 	d := dec{b: b}
 	var x Entry
-	if v := d.byte1(); v != entryVersion {
+	v := d.byte1()
+	if v != entryVersion && v != entryVersion1 {
 		return x, errCorrupt
 	}
 	x.Seq = d.u()
@@ -321,6 +331,9 @@ func decodeEntry(b []byte) (Entry, error) {
 	x.SetState = d.bool()
 	x.SetPayment = d.bool()
 	x.PrevRaw = d.s()
+	if v >= entryVersion {
+		x.ZoneAssumed = d.s()
+	}
 	return x, d.err
 }
 

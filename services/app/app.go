@@ -294,7 +294,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.opts.HTTPAddr != "" && (a.runs(ServiceAPI) || a.runs(ServiceIngest)) {
 		a.HTTP = api.New(a.log.With().Str("component", "api").Logger())
 		if a.runs(ServiceIngest) {
-			pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known), events.WithHeaders(a.Tracing.Inject))
+			pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known), events.WithZones(a.cfg.Zones()), events.WithHeaders(a.Tracing.Inject))
 			if err != nil {
 				return err
 			}
@@ -315,7 +315,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			a.HTTP.HandleFunc("GET /v1/export/mismatches", a.serveExportMismatches)
 			a.HTTP.RegisterDashboard()
 			if a.runs(ServiceIngest) {
-				pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known))
+				pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known), events.WithZones(a.cfg.Zones()))
 				if err != nil {
 					return err
 				}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	_ "time/tzdata" // systems[].timezone works on hosts without a zoneinfo database
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/mapping"
@@ -97,7 +98,16 @@ type System struct {
 	Platform string `yaml:"platform"`
 	Role     string `yaml:"role"`
 	Record   bool   `yaml:"record"`
+	// Timezone is an IANA zone name (America/New_York). Events from the
+	// system whose occurred_at has no offset are read in it (and marked
+	// as assumed) instead of being rejected. Empty: no offset, no event.
+	Timezone string `yaml:"timezone"`
+
+	zone *time.Location
 }
+
+// Zone is the system's configured time zone (nil when none is set).
+func (s *System) Zone() *time.Location { return s.zone }
 
 // Flow says B (To) must reflect A's (From) state within SLA.
 type Flow struct {
@@ -124,6 +134,10 @@ func (f Flow) Covers(dim string) bool {
 type Detect struct {
 	Settle        Duration `yaml:"settle"`
 	MaxFutureSkew Duration `yaml:"max_future_skew"`
+	// GateFlagExpiry is how long a gate flag on an order that the log has
+	// never shown stays open before it expires (resolved, with an audit
+	// entry saying so).
+	GateFlagExpiry Duration `yaml:"gate_flag_expiry"`
 }
 
 // Webhook is an HTTP notification target for alerts.
@@ -186,6 +200,24 @@ type Memory struct {
 	RowCache int `yaml:"row_cache"`
 }
 
+// Zones gives each system's configured time zone, for reading occurred_at
+// without an offset (events.ZoneOf); nil when no system has one.
+func (c *Config) Zones() func(system string) *time.Location {
+	zoned := false
+	for i := range c.Systems {
+		zoned = zoned || c.Systems[i].zone != nil
+	}
+	if !zoned {
+		return nil
+	}
+	return func(system string) *time.Location {
+		if s, ok := c.byID[system]; ok {
+			return s.zone
+		}
+		return nil
+	}
+}
+
 // Config is the whole configuration file.
 type Config struct {
 	Systems     []System  `yaml:"systems"`
@@ -210,7 +242,7 @@ type Config struct {
 // Defaults are applied to keys the file leaves out.
 func Defaults() Config {
 	return Config{
-		Detect:    Detect{Settle: Duration(2 * time.Second), MaxFutureSkew: Duration(5 * time.Minute)},
+		Detect:    Detect{Settle: Duration(2 * time.Second), MaxFutureSkew: Duration(5 * time.Minute), GateFlagExpiry: Duration(24 * time.Hour)},
 		Alerts:    Alerts{MismatchRate: 0.02, ChannelShare: 0.5, EscalateAfter: Duration(24 * time.Hour), SilentFloor: Duration(15 * time.Minute)},
 		Reconcile: Reconcile{Every: Duration(24 * time.Hour)},
 		Ingest:    Ingest{DedupeWindow: Duration(2 * time.Hour), MaxAge: Duration(90 * 24 * time.Hour), SyncInterval: "always", Replicas: 1},
@@ -319,6 +351,15 @@ func (c *Config) Validate() error {
 		if s.Record {
 			records++
 		}
+		s.zone = nil
+		if s.Timezone != "" {
+			loc, err := time.LoadLocation(s.Timezone)
+			if err != nil || s.Timezone == "Local" {
+				add("systems[%d].timezone: %q is not an IANA time zone name (e.g. America/New_York, Europe/London, UTC)", i, s.Timezone)
+			} else {
+				s.zone = loc
+			}
+		}
 	}
 	if len(c.Systems) > 0 && records != 1 {
 		add("systems: exactly one system must have record: true (found %d)", records)
@@ -352,6 +393,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Detect.MaxFutureSkew <= 0 {
 		add("detect.max_future_skew: must be positive")
+	}
+	if c.Detect.GateFlagExpiry <= 0 {
+		add("detect.gate_flag_expiry: must be positive")
 	}
 	if c.Alerts.MismatchRate <= 0 || c.Alerts.MismatchRate > 1 {
 		add("alerts.mismatch_rate: %v must be in (0, 1]", c.Alerts.MismatchRate)

@@ -68,7 +68,14 @@ type Detector struct {
 	// Bounded; a missing hint falls back to the store.
 	hintMu sync.Mutex
 	hints  map[uint64]hint
+
+	// lastExpiry is when gate flags were last checked for expiry (owned
+	// by the tick loop).
+	lastExpiry time.Time
 }
+
+// expiryEvery is how often the tick loop expires gate flags.
+const expiryEvery = time.Minute
 
 // hint is what the projector applied at one sequence.
 type hint struct {
@@ -363,9 +370,19 @@ func (d *Detector) tickLoop(ctx context.Context) {
 	}
 }
 
-// Tick judges every expectation due by the watermark.
+// Tick judges every expectation due by the watermark, and (once a minute)
+// expires the gate flags on orders that never reached the log.
 func (d *Detector) Tick(ctx context.Context) error {
 	now := d.opts.Now()
+	if now.Sub(d.lastExpiry) >= expiryEvery {
+		d.lastExpiry = now
+		if err := d.Update(func(b *pebble.Batch, e *Engine, now time.Time) error {
+			_, err := e.ExpireGateFlags(b, now, e.cfg.Detect.GateFlagExpiry.D())
+			return err
+		}); err != nil {
+			return fmt.Errorf("expire gate flags: %w", err)
+		}
+	}
 	wm, err := d.Watermark(ctx, now)
 	if err != nil {
 		return err

@@ -7,7 +7,9 @@
 // clock_skew, manual_override) and resolves mismatches when the systems
 // agree again.
 //
-// The Engine is the deterministic core: a function of the order index the
+// Rules (rules.go) are what needs only the configuration: what a flow
+// expects of its target and how an unmet expectation is classified; replay's
+// gaps use them too. The Engine is the deterministic core: a function of the order index the
 // projector wrote, the detector's own state in the store (prefix x/) and an
 // explicit clock. It never reads the wall clock, NATS or timers, so scripted
 // timelines in testdata/ drive it exactly (engine_test.go). The Detector is
@@ -22,6 +24,8 @@
 //	x/o/<order>·<alert_id>                  the order's open mismatches
 //	x/u/<platform>·<field>·<value>          unmapped statuses already reported
 //	x/q/<n>                                 the outbox: alerts to publish
+//	x/g/<alert_id>                          open gate flags that may expire (value: order)
+//	x/k/<system>                            the system's recent event lags (clock.go)
 //
 // Exactly-once effect: the consumer's checkpoint, the expectations, the
 // mismatches and the outbox entries of a batch are committed together; the

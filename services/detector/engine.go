@@ -15,7 +15,6 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/canonical"
-	"github.com/driftwatch/driftwatch/events/mapping"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
 )
@@ -24,14 +23,9 @@ import (
 // current time explicitly and write through the given batch; an Engine is
 // safe for concurrent use, though the detector drives it from one goroutine.
 type Engine struct {
-	store     *projections.Store
-	cfg       *config.Config
-	tables    map[string]*mapping.Table
-	systems   map[string]*config.System
-	flowsFrom map[string][]config.Flow
-	flowsTo   map[string][]config.Flow
-	record    string
-	settle    time.Duration
+	Rules
+	store  *projections.Store
+	settle time.Duration
 
 	mu       sync.Mutex
 	outboxID uint64
@@ -45,6 +39,10 @@ type Engine struct {
 	// raise and Resolve as they write to a batch; after a failed batch the
 	// shell calls ReloadOpen. An order counted too high only costs a scan.
 	openOrders map[string]int
+	// lags caches each system's recent-lag statistic (clock.go); dropped
+	// by ReloadOpen so a failed batch's additions are read back from the
+	// store.
+	lags map[string]*lagRing
 	// Observe, when set, is called for every alert the engine writes to the
 	// outbox (metrics). It must not block.
 	Observe func(a *Mismatch)
@@ -54,20 +52,7 @@ type Engine struct {
 // find the outbox's next id).
 func NewEngine(cfg *config.Config, store *projections.Store) (*Engine, error) {
 	db := store.DB()
-	e := &Engine{store: store, cfg: cfg, tables: map[string]*mapping.Table{}, systems: map[string]*config.System{},
-		flowsFrom: map[string][]config.Flow{}, flowsTo: map[string][]config.Flow{}, settle: cfg.Detect.Settle.D()}
-	for i := range cfg.Systems {
-		s := &cfg.Systems[i]
-		e.systems[s.ID] = s
-		e.tables[s.ID], _ = cfg.Mappings.Table(s.Platform)
-		if s.Record {
-			e.record = s.ID
-		}
-	}
-	for _, f := range cfg.Flows {
-		e.flowsFrom[f.From] = append(e.flowsFrom[f.From], f)
-		e.flowsTo[f.To] = append(e.flowsTo[f.To], f)
-	}
+	e := &Engine{Rules: *NewRules(cfg), store: store, settle: cfg.Detect.Settle.D()}
 	if err := e.ReloadOpen(); err != nil {
 		return nil, err
 	}
@@ -104,6 +89,7 @@ func (e *Engine) ReloadOpen() error {
 	}
 	e.mu.Lock()
 	e.openOrders = counts
+	e.lags = map[string]*lagRing{}
 	e.mu.Unlock()
 	return nil
 }
@@ -117,9 +103,6 @@ func (e *Engine) countOpen(orderID string, delta int) {
 	e.mu.Unlock()
 }
 
-// known reports whether a system is configured.
-func (e *Engine) known(system string) bool { _, ok := e.systems[system]; return ok }
-
 // Key prefixes of the detector (see doc.go).
 var (
 	prefixExp     = []byte("x/e/")
@@ -128,6 +111,7 @@ var (
 	prefixOpen    = []byte("x/o/")
 	prefixUnmap   = []byte("x/u/")
 	prefixOutbox  = []byte("x/q/")
+	prefixGate    = []byte("x/g/")
 	errNotFoundDB = pebble.ErrNotFound
 )
 
@@ -282,11 +266,17 @@ func (e *Engine) OnEntry(b *pebble.Batch, orderID string, x projections.Entry, n
 	if x.Kind == string(events.KindAck) {
 		return nil
 	}
+	claimed := claimedTime(&x)
 	if x.ClockSkew {
 		m := e.eventFinding(orderID, ClockSkew, &x, now)
-		m.Message = fmt.Sprintf("%s's event %s for order %s says it happened at %s, %s after driftwatch received it at %s (limit %s): %s's clock or time zone is wrong; the event still orders by its source time.",
-			sys, x.EventID, orderID, x.OccurredAt, dur(time.Duration(x.Occurred-x.Received)), projections.FormatTime(x.Received), dur(e.cfg.Detect.MaxFutureSkew.D()), sys)
+		m.Message = fmt.Sprintf("%s's event %s for order %s says it happened at %s, %s after driftwatch received it at %s (limit %s): %s's clock or time zone is wrong; the event is ordered by the time driftwatch received it instead.",
+			sys, x.EventID, orderID, x.OccurredAt, dur(time.Duration(claimed.UnixNano()-x.Received)), projections.FormatTime(x.Received), dur(e.cfg.Detect.MaxFutureSkew.D()), sys)
 		if err := e.raise(b, m, now); err != nil {
+			return err
+		}
+	}
+	if x.Kind == string(events.KindStatus) {
+		if err := e.observeLag(b, orderID, &x, claimed, now); err != nil {
 			return err
 		}
 	}
@@ -374,42 +364,33 @@ func (e *Engine) snapshot(b *pebble.Batch, orderID string, x *projections.Entry,
 // row is not the target's state "as of" the event; the judgement, at the
 // deadline, decides with the rows as they are then.
 func (e *Engine) expect(b *pebble.Batch, orderID string, x *projections.Entry) error {
+	s, p := canonical.None, canonical.NoPayment
+	if x.SetState {
+		s = x.State
+	}
+	if x.SetPayment {
+		p = x.Payment
+	}
 	for _, f := range e.flowsFrom[x.System] {
-		target := e.tables[f.To]
-		if x.SetState && x.State.Real() && f.Covers(config.DimFulfilment) {
-			if x.State == canonical.Cancelled {
-				// A cancellation supersedes the flow's forward expectations.
-				old, err := expectationsOf(b, expFlowPrefix(orderID, f.From, f.To, DimFulfilment))
-				if err != nil {
-					return err
-				}
-				for i := range old {
-					if old[i].SourceState != canonical.Cancelled {
-						if err := deleteExpectation(b, &old[i]); err != nil {
-							return err
-						}
+		if s == canonical.Cancelled && f.Covers(config.DimFulfilment) {
+			// A cancellation supersedes the flow's forward expectations.
+			old, err := expectationsOf(b, expFlowPrefix(orderID, f.From, f.To, DimFulfilment))
+			if err != nil {
+				return err
+			}
+			for i := range old {
+				if old[i].SourceState != canonical.Cancelled {
+					if err := deleteExpectation(b, &old[i]); err != nil {
+						return err
 					}
 				}
 			}
-			want := target.ExpressibleState(x.State)
-			if want != canonical.None {
-				if err := putExpectation(b, e.newExpectation(orderID, f, DimFulfilment, x, want, canonical.NoPayment)); err != nil {
-					return err
-				}
-			}
 		}
-		if x.SetPayment && x.Payment.Real() && f.Covers(config.DimPayment) {
-			switch {
-			case target.CanExpressPayment(x.Payment):
-				if err := putExpectation(b, e.newExpectation(orderID, f, DimPayment, x, canonical.None, x.Payment)); err != nil {
-					return err
-				}
-			case f.To == e.record && e.roleOf(f.From) == "payment" && (x.Payment == canonical.Authorized || x.Payment == canonical.Paid):
-				ex := e.newExpectation(orderID, f, DimPayment, x, canonical.None, x.Payment)
-				ex.Presence = true
-				if err := putExpectation(b, ex); err != nil {
-					return err
-				}
+		for _, fx := range e.Expect(f, s, p) {
+			ex := e.newExpectation(orderID, f, fx.Dim, x, fx.State, fx.Payment)
+			ex.Presence = fx.Presence
+			if err := putExpectation(b, ex); err != nil {
+				return err
 			}
 		}
 	}
@@ -417,14 +398,21 @@ func (e *Engine) expect(b *pebble.Batch, orderID string, x *projections.Entry) e
 }
 
 func (e *Engine) newExpectation(orderID string, f config.Flow, dim uint8, x *projections.Entry, s canonical.State, p canonical.Payment) *Expectation {
-	deadline := x.Occurred + int64(f.SLA.D())
+	onset := Onset(x.Occurred, x.Received)
+	deadline := onset + int64(f.SLA.D())
 	return &Expectation{
 		OrderID: orderID, From: f.From, To: f.To, Dim: dim, State: s, Payment: p,
 		SourceState: x.State, SourcePayment: x.Payment, SourceSeq: x.Seq, SourceEventID: x.EventID,
-		Onset: x.Occurred, Deadline: deadline, JudgeAt: max(deadline, x.Received+int64(e.settle)),
+		Onset: onset, Deadline: deadline, JudgeAt: max(deadline, x.Received+int64(e.settle)),
 		Manual: x.Actor == string(events.ActorManual),
 	}
 }
+
+// Onset is when drift can start for an event that occurred at occurred and
+// reached the log at received (Unix ns): its source time, but never later
+// than its arrival. A source clock running ahead (within max_future_skew)
+// would otherwise push deadlines out and make time to detect negative.
+func Onset(occurred, received int64) int64 { return min(occurred, received) }
 
 // expectAfterManual: a person changed the event's system by hand; for every
 // flow into it, the system must still reflect the source's state once the
@@ -439,15 +427,18 @@ func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projectio
 			}
 			continue
 		}
+		// A manual edit is known the moment it arrives: there is no
+		// message in flight to wait for, so it is judged once settled,
+		// not at the flow's deadline.
 		exp := func(dim uint8, facet *projections.Facet, s canonical.State, p canonical.Payment) error {
-			deadline := x.Occurred + int64(f.SLA.D())
+			judgeAt := x.Received + int64(e.settle)
 			ex := &Expectation{OrderID: orderID, From: f.From, To: f.To, Dim: dim, State: s, Payment: p,
 				SourceState: facet.State, SourcePayment: facet.Payment, SourceSeq: x.Seq, SourceEventID: facet.EventID,
-				Onset: x.Occurred, Deadline: deadline, JudgeAt: max(deadline, x.Received+int64(e.settle)), Manual: true}
+				Onset: Onset(x.Occurred, x.Received), Deadline: judgeAt, JudgeAt: judgeAt, Manual: true}
 			return putExpectation(b, ex)
 		}
 		if f.Covers(config.DimFulfilment) && src.State().Real() {
-			if want := table.ExpressibleState(src.State()); want != canonical.None {
+			if want := e.expected(x.System, src.State()); want != canonical.None {
 				if err := exp(DimFulfilment, &src.Fulfilment, want, canonical.NoPayment); err != nil {
 					return err
 				}
@@ -461,6 +452,9 @@ func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projectio
 	}
 	return nil
 }
+
+// Met reports whether the target's row meets an expectation.
+func Met(x *Expectation, target *projections.Row) bool { return met(x, target) }
 
 func met(x *Expectation, target *projections.Row) bool {
 	if x.Presence {
@@ -544,7 +538,8 @@ func (e *Engine) JudgeDueAfter(b *pebble.Batch, watermark, now time.Time, limit 
 }
 
 // judge decides one due expectation: met, superseded, or a mismatch
-// (raised with detectedBy). It reports whether it raised one.
+// (raised with detectedBy). It reports whether it opened one (new or
+// reopened; a repeat of an open mismatch is not).
 func (e *Engine) judge(b *pebble.Batch, x *Expectation, now time.Time, detectedBy string) (bool, error) {
 	return e.judgeWith(b, x, now, detectedBy, nil)
 }
@@ -577,6 +572,14 @@ func (e *Engine) judgeWith(b *pebble.Batch, x *Expectation, now time.Time, detec
 	if met(x, &tgt) {
 		return false, nil
 	}
+	if x.Manual && x.Dim == DimFulfilment && src.State().Real() && src.State() != x.SourceState {
+		// The source moved since the manual edit (the storefront's own
+		// cancellation arrived after the ERP's manual one): judge against
+		// what the source says now.
+		if want := e.expected(x.To, src.State()); want != canonical.None && canonical.ReflectsState(tgt.State(), tgt.HasRecord(), want) {
+			return false, nil
+		}
+	}
 	// The source's event, for the alert's source side. While the source's
 	// facet is still that event, the facet holds the same fields (its
 	// status, times, canonical states; sourceSide reads it when the entry
@@ -597,7 +600,7 @@ func (e *Engine) judgeWith(b *pebble.Batch, x *Expectation, now time.Time, detec
 			return false, err
 		}
 	}
-	pattern, severity := e.classify(x, &src, &tgt, acked)
+	pattern, severity := e.Classify(x, &src, &tgt, acked)
 	m := &Mismatch{ExpState: x.State, ExpPayment: x.Payment, FlowFrom: x.From, FlowTo: x.To}
 	m.AlertID = AlertID(x.OrderID, pattern, x.From, x.To)
 	m.OrderID, m.Pattern, m.Severity, m.DetectedBy = x.OrderID, pattern, severity, detectedBy
@@ -613,92 +616,7 @@ func (e *Engine) judgeWith(b *pebble.Batch, x *Expectation, now time.Time, detec
 	m.Amount, m.Currency = firstNonEmpty(src.Amount, tgt.Amount), firstNonEmpty(src.Currency, tgt.Currency)
 	m.MappingVersions = e.versions(x.From, x.To)
 	m.Message = e.message(m, x, &tgt, now)
-	return true, e.raise(b, m, now)
-}
-
-// classify maps an unmet expectation to a pattern and severity (CONTRACT.md
-// section 6). Precedence: a cancellation or a payment without an order
-// first, then a manual change, then an acknowledgement without effect, then
-// the state-specific patterns.
-func (e *Engine) classify(x *Expectation, src, tgt *projections.Row, acked bool) (string, string) {
-	targetManual := tgt.HasRecord() && lastActor(x.Dim, tgt) == string(events.ActorManual)
-	if x.Presence {
-		return PaymentWithoutOrder, Critical
-	}
-	if x.Dim == DimPayment {
-		if e.roleOf(x.From) == "payment" && (x.SourcePayment == canonical.Authorized || x.SourcePayment == canonical.Paid) && x.To == e.record && !tgt.HasRecord() {
-			return PaymentWithoutOrder, Critical
-		}
-		switch {
-		case x.Manual || targetManual:
-			return ManualOverride, Medium
-		case acked:
-			return AckedNotApplied, High
-		}
-		return StatusNotPropagated, Medium
-	}
-	s := x.SourceState
-	if s == canonical.Cancelled {
-		sev := High
-		switch tgt.State() {
-		case canonical.Picked, canonical.Packed, canonical.PartiallyShipped, canonical.Shipped:
-			sev = Critical
-		}
-		if tgt.Fulfilment.Set() && tgt.Fulfilment.Occurred > x.Onset {
-			sev = Critical // moved after the cancellation
-		}
-		return CancelNotPropagated, sev
-	}
-	switch {
-	case x.Manual || targetManual:
-		return ManualOverride, Medium
-	case acked:
-		return AckedNotApplied, High
-	}
-	rank, ranked := s.Rank()
-	role := e.roleOf(x.From)
-	if ranked && rank >= 1 && (role == "storefront" || role == "marketplace") && x.To == e.record &&
-		(!tgt.HasRecord() || tgt.State() == canonical.Pending || tgt.State() == canonical.None) {
-		return OrderNotAcknowledged, High
-	}
-	switch s {
-	case canonical.PartiallyShipped, canonical.Shipped, canonical.Delivered:
-		if !canonical.ReflectsState(tgt.State(), tgt.HasRecord(), canonical.PartiallyShipped) {
-			return ShipmentNotReflected, Medium
-		}
-	case canonical.ReturnRequested, canonical.Returned:
-		return ReturnNotReflected, High
-	}
-	return StatusNotPropagated, Medium
-}
-
-func lastActor(dim uint8, r *projections.Row) string {
-	if dim == DimPayment {
-		return r.Payment.Actor
-	}
-	if r.Fulfilment.Set() {
-		return r.Fulfilment.Actor
-	}
-	return r.Last.Actor
-}
-
-func (e *Engine) roleOf(sys string) string {
-	if s, ok := e.systems[sys]; ok {
-		return s.Role
-	}
-	return ""
-}
-
-func (e *Engine) versions(systems ...string) map[string]int {
-	out := map[string]int{}
-	for _, s := range systems {
-		if sys, ok := e.systems[s]; ok {
-			if t := e.tables[s]; t != nil {
-				out[sys.Platform] = t.Version
-			}
-		}
-	}
-	return out
+	return e.open(b, m, now)
 }
 
 func firstNonEmpty(a, b string) string {
@@ -826,10 +744,17 @@ func (e *Engine) Raise(b *pebble.Batch, m *Mismatch, now time.Time) error { retu
 // raise stores a mismatch and queues its alert, unless the same alert id is
 // already open (then it only counts the repeat).
 func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {
+	_, err := e.open(b, m, now)
+	return err
+}
+
+// open is raise that also reports whether the mismatch was opened (new, or
+// reopened after a resolution) rather than counted as a repeat of an open one.
+func (e *Engine) open(b *pebble.Batch, m *Mismatch, now time.Time) (bool, error) {
 	key := join(prefixMis, m.AlertID)
 	old, found, err := getMismatch(b, key)
 	if err != nil {
-		return err
+		return false, err
 	}
 	at := projections.FormatTime(now.UnixNano())
 	if found && old.State != StateResolved {
@@ -840,6 +765,16 @@ func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {
 		// rewrites each one it finds again, slowed down with every run
 		// (1.68 -> 1.85 s over three on 1M orders).
 		old.Occurrences++
+		// The record shows the drift as it is now: what the source and
+		// the target show at this sighting (a payment that moved from
+		// authorized to succeeded while the order is still missing).
+		if m.Source != nil {
+			old.Source, old.Target, old.ReplaySeqs = m.Source, m.Target, m.ReplaySeqs
+			old.Message = m.Message
+			if m.Amount != "" {
+				old.Amount, old.Currency = m.Amount, m.Currency
+			}
+		}
 		if n := len(old.Audit); n > 0 && old.Audit[n-1].Action == "repeated" && old.Audit[n-1].By == m.DetectedBy {
 			last := &old.Audit[n-1]
 			if last.Note == "" {
@@ -849,7 +784,7 @@ func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {
 		} else if n < 100 {
 			old.Audit = append(old.Audit, AuditEntry{At: at, Action: "repeated", By: m.DetectedBy})
 		}
-		return putMismatch(b, key, &old)
+		return false, putMismatch(b, key, &old)
 	}
 	m.State = StateOpen
 	m.DetectedAt, m.DetectedNanos = at, now.UnixNano()
@@ -862,18 +797,28 @@ func (e *Engine) raise(b *pebble.Batch, m *Mismatch, now time.Time) error {
 	}
 	m.Audit = append(m.Audit, AuditEntry{At: at, Action: action, By: m.DetectedBy})
 	if err := putMismatch(b, key, m); err != nil {
-		return err
+		return false, err
 	}
 	if err := b.Set(join(prefixOpen, m.OrderID, m.AlertID), nil, nil); err != nil {
-		return err
+		return false, err
+	}
+	if m.GateTarget != "" {
+		if err := b.Set(join(prefixGate, m.AlertID), []byte(m.OrderID), nil); err != nil {
+			return false, err
+		}
 	}
 	e.countOpen(m.OrderID, 1)
-	return e.enqueue(b, m)
+	return true, e.enqueue(b, m)
 }
 
 // Resolve marks an open mismatch resolved (by a person or because the
 // systems agree) and queues the resolved record.
 func (e *Engine) Resolve(b *pebble.Batch, alertID string, now time.Time, by, note string, update ...func(*Mismatch)) (*Mismatch, error) {
+	return e.resolve(b, alertID, now, "resolved", by, note, update...)
+}
+
+// resolve is Resolve with the audit action named (resolved, expired).
+func (e *Engine) resolve(b *pebble.Batch, alertID string, now time.Time, action, by, note string, update ...func(*Mismatch)) (*Mismatch, error) {
 	key := join(prefixMis, alertID)
 	m, found, err := getMismatch(b, key)
 	if err != nil {
@@ -892,12 +837,17 @@ func (e *Engine) Resolve(b *pebble.Batch, alertID string, now time.Time, by, not
 	m.State = StateResolved
 	m.ResolvedAt = &at
 	m.ResolvedNanos = now.UnixNano()
-	m.Audit = append(m.Audit, AuditEntry{At: at, Action: "resolved", By: by, Note: note})
+	m.Audit = append(m.Audit, AuditEntry{At: at, Action: action, By: by, Note: note})
 	if err := putMismatch(b, key, &m); err != nil {
 		return nil, err
 	}
 	if err := b.Delete(join(prefixOpen, m.OrderID, m.AlertID), nil); err != nil {
 		return nil, err
+	}
+	if m.GateTarget != "" {
+		if err := b.Delete(join(prefixGate, m.AlertID), nil); err != nil {
+			return nil, err
+		}
 	}
 	e.countOpen(m.OrderID, -1)
 	return &m, e.enqueue(b, &m)
@@ -948,6 +898,15 @@ func (e *Engine) resolveAgreed(b *pebble.Batch, orderID, sys string, now time.Ti
 		m, found, err := getMismatch(b, join(prefixMis, id))
 		if err != nil || !found {
 			if err != nil {
+				return err
+			}
+			continue
+		}
+		if m.GateTarget != "" && m.FlowTo == "" {
+			if sys != "" && sys != m.GateTarget {
+				continue
+			}
+			if err := e.resolveGateFlag(b, &m, now); err != nil {
 				return err
 			}
 			continue
@@ -1135,4 +1094,91 @@ func (e *Engine) ResolveNowMapped(b *pebble.Batch, now time.Time) (int, error) {
 		}
 	}
 	return len(ids), nil
+}
+
+// resolveGateFlag resolves a gate flag once its target shows a state that
+// reflects the write the gate was asked about: the incoming fulfilment and
+// payment states (a payment without an order: any record of the order).
+// A flag whose incoming state is unknown (unmapped, unknown system) has
+// nothing to agree with and stays open for a person.
+func (e *Engine) resolveGateFlag(b *pebble.Batch, m *Mismatch, now time.Time) error {
+	if !e.known(m.GateTarget) || (!m.ExpState.Real() && !m.ExpPayment.Real()) {
+		return nil
+	}
+	tgt, _, err := e.row(b, m.OrderID, m.GateTarget)
+	if err != nil || !tgt.HasRecord() {
+		return err
+	}
+	agree := true
+	if m.Pattern != PaymentWithoutOrder {
+		if m.ExpState.Real() {
+			agree = canonical.ReflectsState(tgt.State(), true, m.ExpState)
+		}
+		if m.ExpPayment.Real() {
+			agree = agree && canonical.ReflectsPayment(tgt.PaymentState(), m.ExpPayment)
+		}
+	}
+	if !agree {
+		return nil
+	}
+	side := targetSide(DimFulfilment, &tgt)
+	if m.ExpPayment.Real() && !m.ExpState.Real() {
+		side = targetSide(DimPayment, &tgt)
+	}
+	note := fmt.Sprintf("%s now shows %q (%s), which agrees with the flagged write", m.GateTarget, side.Status, side.Canonical)
+	_, err = e.Resolve(b, m.AlertID, now, "driftwatch", note, func(r *Mismatch) {
+		r.Target = side
+		r.ReplaySeqs = replaySeqs(r.Target)
+	})
+	return err
+}
+
+// ExpireGateFlags expires the open gate flags older than expiry whose order
+// no system has ever shown in the log: nothing could ever resolve them.
+// Each is resolved with an "expired" audit entry that says why. Flags on
+// orders the log does know stay open (they resolve by agreement, or a
+// person resolves them). It returns how many expired.
+func (e *Engine) ExpireGateFlags(b *pebble.Batch, now time.Time, expiry time.Duration) (int, error) {
+	type flag struct{ id, order string }
+	var flags []flag
+	if err := scanPrefix(b, prefixGate, func(k, v []byte) error {
+		flags = append(flags, flag{string(k[len(prefixGate):]), string(v)})
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, f := range flags {
+		m, found, err := getMismatch(b, join(prefixMis, f.id))
+		if err != nil {
+			return n, err
+		}
+		if !found || m.State == StateResolved {
+			if err := b.Delete(join(prefixGate, f.id), nil); err != nil {
+				return n, err
+			}
+			continue
+		}
+		if now.UnixNano()-m.DetectedNanos < int64(expiry) {
+			continue
+		}
+		rows, err := e.store.Rows(f.order)
+		if err != nil {
+			return n, err
+		}
+		if len(rows) > 0 {
+			// The log knows the order now: the flag is real drift or
+			// resolves by agreement; it no longer waits to expire.
+			if err := b.Delete(join(prefixGate, f.id), nil); err != nil {
+				return n, err
+			}
+			continue
+		}
+		note := fmt.Sprintf("no system has shown order %s in the log within %s of the flag", f.order, dur(expiry))
+		if _, err := e.resolve(b, f.id, now, "expired", "driftwatch", note); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

@@ -56,6 +56,10 @@ func (e *Engine) message(m *Mismatch, x *Expectation, tgt *projections.Row, now 
 		return fmt.Sprintf("%s acknowledged %s's event %s for order %s, %s at %s, but never applied it: %s %s past the %s SLA.",
 			x.To, x.From, x.SourceEventID, m.OrderID, srcSays, clock(src.OccurredAt), targetShows, late, sla)
 	case ManualOverride:
+		if f := dimFacet(tgt, x.Dim); tgt.HasRecord() && f.Set() && f.Actor == "manual" {
+			return fmt.Sprintf("A manual change in %s left order %s disagreeing: %s says %s (at %s); %s, set by hand at %s.",
+				x.To, m.OrderID, x.From, srcSays, clock(src.OccurredAt), targetShows, clock(f.OccurredAt))
+		}
 		return fmt.Sprintf("A manual change left order %s disagreeing: %s says %s (at %s); %s, %s past the %s SLA.",
 			m.OrderID, x.From, srcSays, clock(src.OccurredAt), targetShows, late, sla)
 	default:

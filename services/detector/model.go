@@ -151,6 +151,11 @@ type Mismatch struct {
 	// per-event findings, which do not resolve by agreement).
 	FlowFrom string `json:"flow_from,omitempty"`
 	FlowTo   string `json:"flow_to,omitempty"`
+	// GateTarget is the system a gate flag was asked about (detected_by
+	// validate); ExpState/ExpPayment then hold the incoming state. The
+	// flag resolves when the target shows a state that reflects it, and
+	// expires when its order never reaches the log.
+	GateTarget string `json:"gate_target,omitempty"`
 }
 
 // AlertID is the stable id of (order_id, pattern, source system, target

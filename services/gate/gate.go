@@ -172,6 +172,10 @@ func joinReasons(rs []string) string {
 func (d *Decider) mismatch(ev *events.Event, target string, row *projections.Row, r *events.ValidateReply, now time.Time) *detector.Mismatch {
 	m := &detector.Mismatch{}
 	m.AlertID, m.OrderID, m.Pattern, m.Severity, m.DetectedBy = r.AlertID, ev.OrderID, r.Pattern, r.Severity, detector.ByValidate
+	// The flag resolves when the target comes to show the incoming state.
+	m.GateTarget = target
+	m.ExpState, _ = canonical.ParseState(r.Incoming.Canonical)
+	m.ExpPayment, _ = canonical.ParsePayment(r.Incoming.Payment)
 	m.Source = &detector.Side{System: ev.System, Status: ev.Status, Field: ev.StatusField, Canonical: r.Incoming.Canonical,
 		Payment: r.Incoming.Payment, OccurredAt: ev.OccurredAt, EventID: ev.EventID, Actor: string(ev.EffectiveActor())}
 	if row != nil && row.HasRecord() {

@@ -133,7 +133,7 @@ func (g *Gate) Validate(body []byte) (*events.ValidateReply, error) {
 	if len(req.Event) == 0 || string(req.Event) == "null" {
 		return nil, &RequestError{"missing_event", "event: is required"}
 	}
-	ev, err := events.Parse(req.Event)
+	ev, err := events.CheckZoned(req.Event, nil, g.opts.Config.Zones())
 	if err != nil {
 		var ve *events.ValidationError
 		if errors.As(err, &ve) {

@@ -455,7 +455,7 @@ func NewApplier(cfg *config.Config) *projections.Applier {
 		t, _ := cfg.Mappings.Table(s.Platform) // validated at load
 		tables[s.ID] = t
 	}
-	return projections.NewApplier(tables, cfg.Detect.MaxFutureSkew.D())
+	return projections.NewApplier(tables, cfg.Detect.MaxFutureSkew.D(), cfg.Zones())
 }
 
 // ConsumerStatus is one consumer's progress.

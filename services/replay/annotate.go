@@ -10,20 +10,26 @@ import (
 	"time"
 
 	"github.com/driftwatch/driftwatch/events/canonical"
-	"github.com/driftwatch/driftwatch/events/mapping"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/api"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 )
 
-// Gap is a flow expectation that was not met in time.
+// Gap is a flow expectation that was not met in time: never (open) or
+// only after it was due (late). Pattern and Severity are the detector's
+// classification of it (detector.Rules), the same as the mismatch it
+// raised or would raise.
 type Gap struct {
 	System   string `json:"system"` // the system that failed to reflect
 	Source   string `json:"source"`
 	AfterSeq uint64 `json:"after_seq"` // the source event
-	Severity string `json:"severity"`  // high when never reflected, medium when late
-	Message  string `json:"message"`
+	Pattern  string `json:"pattern"`
+	Severity string `json:"severity"`
+	AlertID  string `json:"alert_id"`
+	// Late is true when the target reflected the state after it was due.
+	Late    bool   `json:"late"`
+	Message string `json:"message"`
 }
 
 // Event is a timeline event with notes.
@@ -43,10 +49,7 @@ type View struct {
 func Annotate(cfg *config.Config, orderID string, entries []projections.Entry, acks []projections.AckLink, now time.Time) View {
 	tl := api.BuildTimeline(orderID, entries, acks)
 	v := View{OrderID: orderID, Events: make([]Event, len(tl.Events)), Gaps: []Gap{}}
-	tables := map[string]*mapping.Table{}
-	for _, s := range cfg.Systems {
-		tables[s.ID], _ = cfg.Mappings.Table(s.Platform)
-	}
+	rules := detector.NewRules(cfg)
 	for i, te := range tl.Events {
 		ev := Event{TimelineEvent: te, Notes: []string{}}
 		e := &entries[i]
@@ -63,13 +66,22 @@ func Annotate(cfg *config.Config, orderID string, entries []projections.Entry, a
 			ev.Notes = append(ev.Notes, fmt.Sprintf("reached driftwatch %s after it happened", lag.Round(time.Second)))
 		}
 		if e.SetState || e.SetPayment {
+			s, p := canonical.None, canonical.NoPayment
+			if e.SetState {
+				s = e.State
+			}
+			if e.SetPayment {
+				p = e.Payment
+			}
 			for _, f := range cfg.FlowsFrom(e.System) {
-				note, gap := follow(f, tables[f.To], entries, i, acks, now)
-				if note != "" {
-					ev.Notes = append(ev.Notes, note)
-				}
-				if gap != nil {
-					v.Gaps = append(v.Gaps, *gap)
+				for _, fx := range rules.Expect(f, s, p) {
+					note, gap := follow(rules, cfg.Detect.Settle.D(), f, fx, orderID, entries, i, acks, now)
+					if note != "" {
+						ev.Notes = append(ev.Notes, note)
+					}
+					if gap != nil {
+						v.Gaps = append(v.Gaps, *gap)
+					}
 				}
 			}
 		}
@@ -78,70 +90,89 @@ func Annotate(cfg *config.Config, orderID string, entries []projections.Entry, a
 	return v
 }
 
-// follow checks whether and when flow f's target reflected entry i's state.
-func follow(f config.Flow, target *mapping.Table, entries []projections.Entry, i int, acks []projections.AckLink, now time.Time) (string, *Gap) {
+// follow checks whether and when flow f's target met expectation fx of
+// entry i, judged as the detector judges it: due at max(deadline, received
+// + settle), met when the target's row as of then reflects it, classified
+// by the same rules.
+func follow(rules *detector.Rules, settle time.Duration, f config.Flow, fx detector.FlowExpectation, orderID string,
+	entries []projections.Entry, i int, acks []projections.AckLink, now time.Time) (string, *Gap) {
 	e := &entries[i]
-	var want canonical.State
-	var pay canonical.Payment
-	what := ""
-	if e.SetState && e.State.Real() && f.Covers(config.DimFulfilment) {
-		want = target.ExpressibleState(e.State)
-		what = e.State.String()
-	}
-	if want == canonical.None && e.SetPayment && e.Payment.Real() && f.Covers(config.DimPayment) && target.CanExpressPayment(e.Payment) {
-		pay = e.Payment
+	sla := f.SLA.D()
+	onset := detector.Onset(e.Occurred, e.Received)
+	x := &detector.Expectation{OrderID: orderID, From: f.From, To: f.To, Dim: fx.Dim, State: fx.State, Payment: fx.Payment,
+		SourceState: e.State, SourcePayment: e.Payment, SourceSeq: e.Seq, SourceEventID: e.EventID,
+		Onset: onset, Deadline: onset + int64(sla), Manual: e.Actor == "manual", Presence: fx.Presence}
+	x.JudgeAt = max(x.Deadline, e.Received+int64(settle))
+	what := e.State.String()
+	if fx.Dim == detector.DimPayment {
 		what = "payment " + e.Payment.String()
 	}
-	if want == canonical.None && pay == canonical.NoPayment {
-		return "", nil
+	rowOf := func(asOf int64, sys string) projections.Row {
+		for _, r := range projections.FoldAsOf(orderID, entries, asOf) {
+			if r.System == sys {
+				return r
+			}
+		}
+		return projections.Row{System: sys, OrderID: orderID}
 	}
-	sla := f.SLA.D()
-	deadline := e.Occurred + int64(sla)
+	acked := false
+	for _, a := range acks {
+		if a.System == e.System && a.EventID == e.EventID && a.AckSystem == f.To {
+			acked = true
+		}
+	}
+	gap := func(asOf int64, late bool, msg string) *Gap {
+		src, tgt := rowOf(asOf, f.From), rowOf(asOf, f.To)
+		pattern, severity := rules.Classify(x, &src, &tgt, acked && !late)
+		return &Gap{System: f.To, Source: f.From, AfterSeq: e.Seq, Pattern: pattern, Severity: severity,
+			AlertID: detector.AlertID(orderID, pattern, f.From, f.To), Late: late, Message: msg}
+	}
 	// Fold the target's events in log order until it reflects the state.
 	for j := range entries {
 		t := &entries[j]
 		if t.System != f.To || t.Kind == "ack" {
 			continue
 		}
-		rows := projections.FoldAsOf("", entries[:j+1], t.Received)
-		var row *projections.Row
-		for k := range rows {
-			if rows[k].System == f.To {
-				row = &rows[k]
-			}
-		}
-		if row == nil {
+		if !detector.Met(x, ptr(rowOf(t.Received, f.To))) {
 			continue
 		}
-		ok := false
-		if want != canonical.None {
-			ok = canonical.ReflectsState(row.State(), row.HasRecord(), want)
-		} else {
-			ok = canonical.ReflectsPayment(row.PaymentState(), pay)
-		}
-		if !ok {
-			continue
-		}
-		if t.Occurred <= e.Occurred {
+		if t.Received <= e.Received {
 			return fmt.Sprintf("%s already reflected it", f.To), nil
 		}
-		after := time.Duration(t.Occurred - e.Occurred)
-		if t.Occurred > deadline {
-			return fmt.Sprintf("%s reflected it %s later, past the %s SLA", f.To, after.Round(time.Second), sla),
-				&Gap{System: f.To, Source: e.System, AfterSeq: e.Seq, Severity: "medium",
-					Message: fmt.Sprintf("%s %s at %s; %s reflected it only %s later (event %s), past the %s SLA", e.System, what, detector.Clock(e.OccurredAt), f.To, after.Round(time.Second), t.EventID, sla)}
+		after := time.Duration(t.Received - e.Received).Round(time.Second)
+		if t.Received > x.JudgeAt {
+			if src := rowOf(x.JudgeAt, f.From); superseded(x, &src) {
+				return fmt.Sprintf("%s reflected it %s later; a later cancellation superseded it", f.To, after), nil
+			}
+			msg := fmt.Sprintf("%s %s at %s; %s reflected it only %s later (event %s), past the %s SLA", e.System, what, detector.Clock(e.OccurredAt), f.To, after, t.EventID, sla)
+			return fmt.Sprintf("%s reflected it %s later, past the %s SLA", f.To, after, sla), gap(x.JudgeAt, true, msg)
 		}
-		return fmt.Sprintf("%s reflected it %s later (within the %s SLA)", f.To, after.Round(time.Second), sla), nil
+		return fmt.Sprintf("%s reflected it %s later (within the %s SLA)", f.To, after, sla), nil
 	}
-	acked := ""
-	for _, a := range acks {
-		if a.System == e.System && a.EventID == e.EventID && a.AckSystem == f.To {
-			acked = fmt.Sprintf(" (it acknowledged the event at %s but never applied it)", detector.Clock(a.OccurredAt))
-		}
-	}
-	if now.UnixNano() < deadline {
+	if now.UnixNano() < x.JudgeAt {
 		return fmt.Sprintf("%s has not reflected it yet; due within the %s SLA", f.To, sla), nil
 	}
-	msg := fmt.Sprintf("%s %s at %s; %s never acknowledged within the %s SLA%s", e.System, what, detector.Clock(e.OccurredAt), f.To, sla, acked)
-	return msg, &Gap{System: f.To, Source: e.System, AfterSeq: e.Seq, Severity: "high", Message: msg}
+	if src := rowOf(now.UnixNano(), f.From); superseded(x, &src) {
+		return fmt.Sprintf("%s never reflected it; a later cancellation superseded it", f.To), nil
+	}
+	never := "never reflected it"
+	if fx.Presence {
+		never = "never had the order"
+	}
+	ackNote := ""
+	for _, a := range acks {
+		if a.System == e.System && a.EventID == e.EventID && a.AckSystem == f.To {
+			ackNote = fmt.Sprintf(" (it acknowledged the event at %s but never applied it)", detector.Clock(a.OccurredAt))
+		}
+	}
+	msg := fmt.Sprintf("%s %s at %s; %s %s within the %s SLA%s", e.System, what, detector.Clock(e.OccurredAt), f.To, never, sla, ackNote)
+	return msg, gap(now.UnixNano(), false, msg)
 }
+
+// superseded reports whether a later cancellation of the source replaced a
+// forward fulfilment expectation (as the detector does).
+func superseded(x *detector.Expectation, src *projections.Row) bool {
+	return x.Dim == detector.DimFulfilment && src.State() == canonical.Cancelled && x.SourceState != canonical.Cancelled && !x.Manual
+}
+
+func ptr[T any](v T) *T { return &v }

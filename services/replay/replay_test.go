@@ -2,6 +2,7 @@ package replay_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -83,9 +84,35 @@ func TestReplay(t *testing.T) {
 		if status != 200 {
 			t.Fatalf("%d %s", status, body)
 		}
-		for _, want := range []string{`"occurred_at":"`, `"received_at":"`, "-04:00; erp never acknowledged within the 2s SLA", "acknowledged the event", `"lag_ms"`} {
+		for _, want := range []string{`"occurred_at":"`, `"received_at":"`, "-04:00; erp never reflected it within the 2s SLA", "acknowledged the event", `"lag_ms"`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("replay lacks %q: %s", want, body)
+			}
+		}
+		// The gap carries the mismatch's own classification and id.
+		var v replay.View
+		if err := json.Unmarshal([]byte(body), &v); err != nil {
+			t.Fatal(err)
+		}
+		var stored []*detector.Mismatch
+		if err := detector.ScanMismatches(env.App.Store, detector.Filter{}, func(m *detector.Mismatch) error {
+			if m.OrderID == "P-00" && m.FlowTo != "" {
+				stored = append(stored, m)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Gaps) == 0 || len(stored) == 0 {
+			t.Fatalf("gaps %+v, flow mismatches %+v", v.Gaps, stored)
+		}
+		for _, g := range v.Gaps {
+			found := false
+			for _, m := range stored {
+				found = found || (m.AlertID == g.AlertID && m.Pattern == g.Pattern && m.Severity == g.Severity)
+			}
+			if !found {
+				t.Errorf("gap %+v has no stored mismatch with the same id, pattern and severity (%s)", g, keys(stored))
 			}
 		}
 	})

@@ -36,12 +36,13 @@ dead-lettered; the exit status is 1 when any event was rejected.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var known events.SystemChecker
+			var zones events.ZoneOf
 			if configPath != "" {
 				cfg, err := config.LoadFile(configPath)
 				if err != nil {
 					return err
 				}
-				known = cfg.Known
+				known, zones = cfg.Known, cfg.Zones()
 			}
 			var sink batchSink
 			if httpURL != "" {
@@ -52,7 +53,7 @@ dead-lettered; the exit status is 1 when any event was rejected.`,
 					return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
 				}
 				defer nc.Close()
-				pub, err := events.NewPublisher(nc, events.WithSystems(known))
+				pub, err := events.NewPublisher(nc, events.WithSystems(known), events.WithZones(zones))
 				if err != nil {
 					return err
 				}

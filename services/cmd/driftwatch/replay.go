@@ -135,7 +135,11 @@ func printReplay(v replay.View, output string) error {
 	if len(v.Gaps) > 0 {
 		printf(os.Stdout, "\nGAPS\n")
 		for _, g := range v.Gaps {
-			printf(os.Stdout, "  [%s] %s\n", g.Severity, g.Message)
+			state := "open"
+			if g.Late {
+				state = "late"
+			}
+			printf(os.Stdout, "  [%s] %s %s (%s): %s\n", g.Severity, g.Pattern, g.AlertID, state, g.Message)
 		}
 	} else {
 		printf(os.Stdout, "\nno gaps: every flow was reflected within its SLA\n")

@@ -1,0 +1,280 @@
+package detector
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/config"
+)
+
+// A clock that is off by whole hours passes every per-event check: a
+// warehouse that sends its local time labelled Z is hours behind, never in
+// the future, so max_future_skew never sees it, yet its states look stale
+// to every flow. The lag of an event (received_at - occurred_at) is seconds
+// or minutes for a healthy source; a source whose recent lags mostly sit
+// near the same whole, non-zero number of hours has a clock or zone error.
+//
+// Each system keeps the lags of its last lagWindow events in the store
+// (x/k/<system>, written with the batch that processed the event, so the
+// statistic survives a restart and follows the checkpoint).
+const (
+	// lagWindow is how many recent lags are kept per system.
+	lagWindow = 32
+	// lagMinSamples is how many lags a verdict needs.
+	lagMinSamples = 20
+	// lagShare is the share of the kept lags that must sit near the same
+	// whole number of hours for the system to be called skewed; below
+	// lagClearShare the verdict clears.
+	lagShare      = 0.75
+	lagClearShare = 0.5
+	// lagTolerance is how far from a whole hour a lag may be and still
+	// count as near it (delivery latency and small clock drift).
+	lagTolerance = 10 * time.Minute
+)
+
+var prefixLag = []byte("x/k/")
+
+// lagRing is one system's recent lags, in seconds, oldest first.
+type lagRing struct {
+	lags []int32
+	// skewHours is the offset last reported as clock_skew (0: none open).
+	skewHours int8
+}
+
+const lagRingVersion = 1
+
+func (r *lagRing) encode() []byte {
+	b := make([]byte, 0, 3+5*len(r.lags))
+	b = append(b, lagRingVersion, byte(r.skewHours))
+	b = binary.AppendUvarint(b, uint64(len(r.lags)))
+	for _, l := range r.lags {
+		b = binary.AppendVarint(b, int64(l))
+	}
+	return b
+}
+
+func decodeLagRing(b []byte) (*lagRing, error) {
+	if len(b) < 3 || b[0] != lagRingVersion {
+		return nil, errors.New("detector: corrupt lag statistic")
+	}
+	r := &lagRing{skewHours: int8(b[1])}
+	n, k := binary.Uvarint(b[2:])
+	if k <= 0 || n > lagWindow {
+		return nil, errors.New("detector: corrupt lag statistic")
+	}
+	b = b[2+k:]
+	for range n {
+		v, k := binary.Varint(b)
+		if k <= 0 {
+			return nil, errors.New("detector: corrupt lag statistic")
+		}
+		r.lags = append(r.lags, int32(v))
+		b = b[k:]
+	}
+	return r, nil
+}
+
+// add records a lag, dropping the oldest beyond the window.
+func (r *lagRing) add(lag time.Duration) {
+	s := lag / time.Second
+	s = min(max(s, -1<<31+1), 1<<31-1)
+	if len(r.lags) == lagWindow {
+		copy(r.lags, r.lags[1:])
+		r.lags = r.lags[:lagWindow-1]
+	}
+	r.lags = append(r.lags, int32(s))
+}
+
+// LagVerdict is what a system's recent lags say about its clock.
+type LagVerdict struct {
+	// Hours is the whole number of hours most recent lags sit near
+	// (positive: the source's times are behind the log's clock); 0 when
+	// no such offset stands out.
+	Hours int
+	// Near counts the lags near Hours, of Samples kept.
+	Near, Samples int
+	// Median is the median lag.
+	Median time.Duration
+}
+
+// verdict reads the ring: the non-zero whole hour most lags sit near, if
+// it holds share of them.
+func (r *lagRing) verdict(share float64) LagVerdict {
+	v := LagVerdict{Samples: len(r.lags)}
+	if len(r.lags) == 0 {
+		return v
+	}
+	sorted := slices.Clone(r.lags)
+	slices.Sort(sorted)
+	v.Median = time.Duration(sorted[len(sorted)/2]) * time.Second
+	if len(r.lags) < lagMinSamples {
+		return v
+	}
+	near := map[int]int{}
+	for _, l := range r.lags {
+		lag := time.Duration(l) * time.Second
+		h := int((lag + lagSign(lag)*time.Hour/2) / time.Hour) // nearest whole hour
+		if h != 0 && (lag-time.Duration(h)*time.Hour).Abs() <= lagTolerance {
+			near[h]++
+		}
+	}
+	for h, n := range near {
+		if n > v.Near || (n == v.Near && abs(h) < abs(v.Hours)) {
+			v.Hours, v.Near = h, n
+		}
+	}
+	if float64(v.Near) < share*float64(len(r.lags)) {
+		v.Hours = 0
+	}
+	return v
+}
+
+func lagSign(d time.Duration) time.Duration {
+	if d < 0 {
+		return -1
+	}
+	return 1
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+// lagRing reads a system's ring (cached; the cache is dropped by
+// ReloadOpen, after a failed batch).
+func (e *Engine) lagRing(b *pebble.Batch, sys string) (*lagRing, error) {
+	e.mu.Lock()
+	r := e.lags[sys]
+	e.mu.Unlock()
+	if r != nil {
+		return r, nil
+	}
+	v, closer, err := b.Get(join(prefixLag, sys))
+	switch {
+	case errors.Is(err, errNotFoundDB):
+		r = &lagRing{}
+	case err != nil:
+		return nil, err
+	default:
+		r, err = decodeLagRing(v)
+		closer.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	e.mu.Lock()
+	e.lags[sys] = r
+	e.mu.Unlock()
+	return r, nil
+}
+
+// SystemLag is a system's recent-lag verdict (for the API and tests).
+func (e *Engine) SystemLag(sys string) (LagVerdict, error) {
+	b := e.store.NewBatch()
+	defer b.Close()
+	r, err := e.lagRing(b, sys)
+	if err != nil {
+		return LagVerdict{}, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return r.verdict(lagShare), nil
+}
+
+// clockAlertID is the id of a system's whole-hour clock_skew: one per
+// system, whatever order showed it.
+func clockAlertID(sys string) string { return AlertID("", ClockSkew, sys, "hours") }
+
+// observeLag adds a status event's lag to its system's statistic and
+// raises clock_skew (naming the likely offset) when most recent lags sit
+// near the same whole number of hours, or resolves it when they no longer
+// do. claimed is the event's occurred_at as sent.
+func (e *Engine) observeLag(b *pebble.Batch, orderID string, x *projections.Entry, claimed time.Time, now time.Time) error {
+	r, err := e.lagRing(b, x.System)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	r.add(time.Duration(x.Received - claimed.UnixNano()))
+	had := int(r.skewHours)
+	var v LagVerdict
+	if had == 0 {
+		v = r.verdict(lagShare)
+	} else {
+		v = r.verdict(lagClearShare)
+	}
+	r.skewHours = int8(max(min(v.Hours, 127), -127))
+	enc := r.encode()
+	e.mu.Unlock()
+	if err := b.Set(join(prefixLag, x.System), enc, nil); err != nil {
+		return err
+	}
+	switch {
+	case v.Hours != 0 && v.Hours != had:
+		if had != 0 {
+			if err := e.resolveClock(b, x.System, now, fmt.Sprintf("the offset moved from %s to %s", hours(had), hours(v.Hours))); err != nil {
+				return err
+			}
+		}
+		m := e.eventFinding(orderID, ClockSkew, x, now)
+		m.AlertID = clockAlertID(x.System)
+		m.Expected = "offset " + hours(v.Hours)
+		m.Message = lagMessage(x.System, v, e.systems[x.System])
+		return e.raise(b, m, now)
+	case v.Hours == 0 && had != 0:
+		return e.resolveClock(b, x.System, now, fmt.Sprintf("%s's event times agree with the log's clock again (median lag %s)", x.System, dur(v.Median)))
+	}
+	return nil
+}
+
+func (e *Engine) resolveClock(b *pebble.Batch, sys string, now time.Time, note string) error {
+	_, err := e.Resolve(b, clockAlertID(sys), now, "driftwatch", note)
+	if errors.Is(err, ErrMismatchNotFound) || errors.Is(err, ErrAlreadyResolved) {
+		return nil
+	}
+	return err
+}
+
+// hours writes a whole-hour offset with its sign ("+5h", "-2h").
+func hours(h int) string {
+	if h > 0 {
+		return fmt.Sprintf("+%dh", h)
+	}
+	return fmt.Sprintf("%dh", h)
+}
+
+func lagMessage(sys string, v LagVerdict, s *config.System) string {
+	dir, zone := "behind", fmt.Sprintf("UTC%+03d:00", -v.Hours)
+	if v.Hours < 0 {
+		dir = "ahead of"
+	}
+	hint := fmt.Sprintf("a local time (%s) sent with Z or the wrong offset? ", zone)
+	if s != nil && s.Zone() != nil {
+		hint = fmt.Sprintf("its events without an offset are read in %s: is that its zone? ", s.Zone())
+	}
+	return fmt.Sprintf("%s's event times run %s %s the log's clock: %d of its last %d events were received about %s from the time they claim (median lag %s). Its clock or time zone is likely off by %s: %sFix the offset it sends, or set systems[].timezone if it sends local times without one; until then its states look older or newer than they are to every flow.",
+		sys, hours(abs(v.Hours))[1:], dir, v.Near, v.Samples, hours(abs(v.Hours))[1:], dur(v.Median), hours(v.Hours), hint)
+}
+
+// claimedTime is when an entry says it happened: occurred_at as sent (an
+// event beyond max_future_skew is ordered by its received time, but its
+// claim is what the clock check measures).
+func claimedTime(x *projections.Entry) time.Time {
+	if !x.ClockSkew {
+		return time.Unix(0, x.Occurred)
+	}
+	if t, msg := events.ParseTimestamp(x.OccurredAt); msg == "" {
+		return t
+	}
+	return time.Unix(0, x.Occurred)
+}

@@ -1,0 +1,168 @@
+package detector
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/driftwatch/driftwatch/events/canonical"
+)
+
+// gateFlag is the record the gate writes when it flags a write of order to
+// target whose incoming state is s (see gate.Decider.mismatch).
+func gateFlag(order, pattern, source, target string, s canonical.State, p canonical.Payment) *Mismatch {
+	m := &Mismatch{GateTarget: target, ExpState: s, ExpPayment: p}
+	m.AlertID = AlertID(order, pattern, source, target)
+	m.OrderID, m.Pattern, m.Severity, m.DetectedBy = order, pattern, DefaultSeverity(pattern), ByValidate
+	m.Source = &Side{System: source, Status: s.String(), Canonical: s.String()}
+	m.Message = "flagged"
+	return m
+}
+
+func (tl *timeline) record(m *Mismatch, at time.Time) {
+	tl.t.Helper()
+	b := tl.store.NewBatch()
+	if err := tl.engine.Raise(b, m, at); err != nil {
+		tl.t.Fatal(err)
+	}
+	tl.commit(b, at)
+}
+
+func (tl *timeline) mismatch(id string) Mismatch {
+	tl.t.Helper()
+	m, found, err := getMismatch(tl.store.DB(), join(prefixMis, id))
+	if err != nil || !found {
+		tl.t.Fatalf("mismatch %s: found %v, %v", id, found, err)
+	}
+	return m
+}
+
+// TestGateFlagResolvesWhenTargetAgrees: the gate flagged a shipment for an
+// order the ERP had never seen; when the ERP later shows the order shipped
+// the flag resolves. Its twin, an ERP that shows the order only as
+// confirmed, keeps the flag open.
+func TestGateFlagResolvesWhenTargetAgrees(t *testing.T) {
+	for _, tc := range []struct {
+		erpStatus string
+		resolved  bool
+	}{
+		{"Pending Billing", true},      // shipped: agrees with the flagged write
+		{"Pending Fulfillment", false}, // confirmed: does not
+	} {
+		tl := newTimeline(t)
+		flag := gateFlag("G-1", IllegalTransition, "shop", "erp", canonical.Shipped, canonical.NoPayment)
+		tl.record(flag, t0)
+		tl.event(time.Second, time.Second, "erp", map[string]string{"order": "G-1"}, tc.erpStatus, "")
+		m := tl.mismatch(flag.AlertID)
+		if got := m.State == StateResolved; got != tc.resolved {
+			t.Fatalf("erp %q: resolved %v, want %v (%+v)", tc.erpStatus, got, tc.resolved, m.Audit)
+		}
+		if tc.resolved && (m.Target == nil || m.Target.Status != tc.erpStatus || !strings.Contains(m.Audit[len(m.Audit)-1].Note, "agrees")) {
+			t.Fatalf("resolved record: target %+v, audit %+v", m.Target, m.Audit)
+		}
+	}
+}
+
+// TestGateFlagExpires: a flag on an order that no system ever shows in the
+// log expires after the configured time with an audit entry; its twin, on
+// an order the log knows, stays open; and nothing expires early.
+func TestGateFlagExpires(t *testing.T) {
+	tl := newTimeline(t)
+	ghost := gateFlag("G-GHOST", PaymentWithoutOrder, "stripe", "erp", canonical.None, canonical.Paid)
+	known := gateFlag("G-KNOWN", IllegalTransition, "shop", "erp", canonical.Delivered, canonical.NoPayment)
+	tl.record(ghost, t0)
+	tl.record(known, t0)
+	tl.event(time.Second, time.Second, "shop", map[string]string{"order": "G-KNOWN"}, "unfulfilled", "")
+
+	expire := func(at time.Duration) int {
+		b := tl.store.NewBatch()
+		n, err := tl.engine.ExpireGateFlags(b, t0.Add(at), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl.commit(b, t0.Add(at))
+		return n
+	}
+	if n := expire(59 * time.Minute); n != 0 {
+		t.Fatalf("%d flags expired before the expiry", n)
+	}
+	if n := expire(61 * time.Minute); n != 1 {
+		t.Fatalf("%d flags expired, want 1", n)
+	}
+	g := tl.mismatch(ghost.AlertID)
+	last := g.Audit[len(g.Audit)-1]
+	if g.State != StateResolved || last.Action != "expired" || !strings.Contains(last.Note, "G-GHOST") {
+		t.Fatalf("ghost flag: state %s, audit %+v", g.State, g.Audit)
+	}
+	if k := tl.mismatch(known.AlertID); k.State != StateOpen {
+		t.Fatalf("the flag on an order the log knows is %s, want open", k.State)
+	}
+	if n := expire(48 * time.Hour); n != 0 {
+		t.Fatalf("%d more expired", n)
+	}
+	if !strings.Contains(tl.out.String(), "resolved") {
+		t.Fatalf("the expiry published no resolved record:\n%s", tl.out.String())
+	}
+}
+
+// TestRepeatUpdatesSource: an open payment_without_order seen again after
+// the payment moved from authorized to succeeded shows what the source
+// shows now; its twin without a new payment status keeps the first one.
+func TestRepeatUpdatesSource(t *testing.T) {
+	for _, moved := range []bool{true, false} {
+		tl := newTimeline(t)
+		tl.event(0, 0, "stripe", map[string]string{"order": "P-1"}, "requires_capture", "")
+		tl.judge(t0.Add(10 * time.Second))
+		id := AlertID("P-1", PaymentWithoutOrder, "stripe", "erp")
+		if m := tl.mismatch(id); m.Source.Status != "requires_capture" {
+			t.Fatalf("first source %+v", m.Source)
+		}
+		if moved {
+			tl.event(11*time.Second, 11*time.Second, "stripe", map[string]string{"order": "P-1"}, "succeeded", "")
+		}
+		tl.judge(t0.Add(30 * time.Second))
+		want := "requires_capture"
+		if moved {
+			want = "succeeded"
+		}
+		m := tl.mismatch(id)
+		if m.Source.Status != want || m.State != StateOpen {
+			t.Fatalf("moved %v: source %q (%s), want %q open", moved, m.Source.Status, m.State, want)
+		}
+		if moved && (m.Occurrences != 2 || !strings.Contains(m.Message, "succeeded")) {
+			t.Fatalf("repeat: occurrences %d, message %q", m.Occurrences, m.Message)
+		}
+	}
+}
+
+// TestClockLagSurvivesRestart: a system's lag statistic is in the store, so
+// an engine built again on the same store goes on from it: 12 lags of +5h
+// before the restart and 12 after raise clock_skew, which neither half
+// alone would.
+func TestClockLagSurvivesRestart(t *testing.T) {
+	tl := newTimeline(t)
+	send := func(from, to int) {
+		for i := from; i < to; i++ {
+			at := time.Duration(i) * time.Second
+			tl.event(at, at+5*time.Hour, "wms", map[string]string{"order": "W-" + string(rune('a'+i))}, "confirmed", "")
+		}
+	}
+	send(0, 12)
+	if strings.Contains(tl.out.String(), ClockSkew) {
+		t.Fatalf("clock_skew after 12 events:\n%s", tl.out.String())
+	}
+	eng, err := NewEngine(tl.engine.cfg, tl.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl.engine = eng
+	send(12, 24)
+	out := tl.out.String()
+	if !strings.Contains(out, ClockSkew) || !strings.Contains(out, "+5h") {
+		t.Fatalf("no whole-hour clock_skew after the restart:\n%s", out)
+	}
+	v, err := eng.SystemLag("wms")
+	if err != nil || v.Hours != 5 || v.Samples != 24 {
+		t.Fatalf("lag verdict %+v %v", v, err)
+	}
+}
