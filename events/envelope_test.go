@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -206,5 +207,37 @@ func TestFastPathKeepsKeysCaseSensitive(t *testing.T) {
 	}
 	if !lowercaseKeys([]byte(`{"status":"Pending: A","a":{"b":"C"}}`)) || lowercaseKeys([]byte(`{"a":{"Amount":1}}`)) {
 		t.Fatal("lowercaseKeys")
+	}
+}
+
+// TestCheckZoned: an occurred_at without an offset is read in its system's
+// zone when one is given, and rejected with the reason otherwise.
+func TestCheckZoned(t *testing.T) {
+	tokyo, err := time.LoadLocation("Asia/Tokyo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zones := func(sys string) *time.Location {
+		if sys == "wms" {
+			return tokyo
+		}
+		return nil
+	}
+	body := []byte(`{"event_id":"e1","order_id":"O1","system":"wms","status":"picked","occurred_at":"2026-11-28T00:00:00.5"}`)
+	ev, err := CheckZoned(body, nil, zones)
+	if err != nil || ev.ZoneAssumed != "Asia/Tokyo" || ev.OccurredAt != "2026-11-28T00:00:00.5+09:00" ||
+		!ev.Occurred.Equal(time.Date(2026, 11, 27, 15, 0, 0, 5e8, time.UTC)) {
+		t.Fatalf("zoned: %+v %v", ev, err)
+	}
+	if _, err := Check(body, nil); err == nil || !strings.Contains(err.Error(), "has no offset") {
+		t.Fatalf("without zones: %v", err)
+	}
+	other := []byte(`{"event_id":"e1","order_id":"O1","system":"shop","status":"picked","occurred_at":"2026-11-28T00:00:00"}`)
+	if _, err := CheckZoned(other, nil, zones); err == nil {
+		t.Fatal("a system without a zone accepted a time without an offset")
+	}
+	withOffset := []byte(`{"event_id":"e1","order_id":"O1","system":"wms","status":"picked","occurred_at":"2026-11-28T00:00:00Z"}`)
+	if ev, err := CheckZoned(withOffset, nil, zones); err != nil || ev.ZoneAssumed != "" {
+		t.Fatalf("an offset sent is kept: %+v %v", ev, err)
 	}
 }

@@ -212,3 +212,67 @@ func TestRowsAsOf(t *testing.T) {
 		t.Fatalf("as of now differs from the projection: %+v vs %+v", rows[0], now)
 	}
 }
+
+// TestFutureDatedOrdersByReceived: an event that claims a time beyond
+// received + max_future_skew is ordered by its received time, so the
+// system's real later event becomes its current state; its twin within
+// the limit keeps source-time order.
+func TestFutureDatedOrdersByReceived(t *testing.T) {
+	for _, tc := range []struct {
+		ahead   string
+		current canonical.State
+	}{
+		{"2026-11-27T16:00:00Z", canonical.Packed},    // an hour ahead: skew, ordered by received
+		{"2026-11-27T15:03:00Z", canonical.Confirmed}, // three minutes ahead: within the limit, source time wins
+	} {
+		s, a := openStore(t), testApplier(t)
+		outs := applyAll(t, s, a,
+			status("e1", "wms", "confirmed", "", tc.ahead),
+			status("e2", "wms", "packed", "", "2026-11-27T15:00:05Z"), // received at +1s
+		)
+		wms, _ := s.Row("O1", "wms")
+		if wms.State() != tc.current {
+			t.Fatalf("first event at %s: current %s, want %s", tc.ahead, wms.State(), tc.current)
+		}
+		skewed := tc.current == canonical.Packed
+		if outs[0].Entry.ClockSkew != skewed || (skewed && outs[0].Entry.Occurred != recv0.UnixNano()) || outs[0].Entry.OccurredAt != tc.ahead {
+			t.Fatalf("entry %+v", outs[0].Entry)
+		}
+	}
+}
+
+// TestZoneAssumed: with a zone configured for its system, an occurred_at
+// without an offset is read in that zone and marked; without one it is
+// rejected as before.
+func TestZoneAssumed(t *testing.T) {
+	chicago, err := time.LoadLocation("America/Chicago")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := testApplier(t)
+	zoned := NewApplier(base.tables, 5*time.Minute, func(sys string) *time.Location {
+		if sys == "wms" {
+			return chicago
+		}
+		return nil
+	})
+	body := status("e1", "wms", "picked", "", "2026-11-27T09:00:00")
+	out := applyAll(t, openStore(t), zoned, body)[0]
+	if out.Result != Applied || out.Entry.ZoneAssumed != "America/Chicago" || out.Entry.OccurredAt != "2026-11-27T09:00:00-06:00" ||
+		out.Entry.Occurred != time.Date(2026, 11, 27, 15, 0, 0, 0, time.UTC).UnixNano() {
+		t.Fatalf("zoned: %v %+v", out.Err, out.Entry)
+	}
+	for _, tc := range []struct {
+		a    *Applier
+		body string
+	}{
+		{base, body}, // no zone configured
+		{zoned, status("e1", "shop", "unfulfilled", "", "2026-11-27T09:00:00")},                         // another system's zone is none
+		{zoned, status("e1", "wms", "picked", "", "2026-11-27T09:00")},                                  // not a date and time without offset
+		{zoned, `{"event_id":"e1","order_id":"O1","system":"wms","occurred_at":"2026-11-27T09:00:00"}`}, // a second problem
+	} {
+		if out := applyAll(t, openStore(t), tc.a, tc.body)[0]; out.Result != Rejected || !strings.Contains(out.Err.Error(), "occurred_at") {
+			t.Fatalf("%s: %v %v", tc.body, out.Result, out.Err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
@@ -94,9 +95,12 @@ type TimelineEvent struct {
 	Current     bool      `json:"current"`
 	Late        bool      `json:"late,omitempty"`
 	ClockSkew   bool      `json:"clock_skew,omitempty"`
-	ExternalRef string    `json:"external_ref,omitempty"`
-	Amount      string    `json:"amount,omitempty"`
-	Currency    string    `json:"currency,omitempty"`
+	// ZoneAssumed names the zone occurred_at was read in when the event
+	// carried no offset (its system's configured timezone).
+	ZoneAssumed string `json:"zone_assumed,omitempty"`
+	ExternalRef string `json:"external_ref,omitempty"`
+	Amount      string `json:"amount,omitempty"`
+	Currency    string `json:"currency,omitempty"`
 }
 
 // TimelineView is GET /v1/orders/{order_id}/timeline.
@@ -166,15 +170,27 @@ func BuildOrderView(cfg *config.Config, orderID string, rows []projections.Row, 
 	return v
 }
 
+// claimedNanos is when an entry says it happened: an event beyond
+// max_future_skew is ordered by its received time, but its lag is shown
+// against the time it claims.
+func claimedNanos(e *projections.Entry) int64 {
+	if e.ClockSkew {
+		if t, msg := events.ParseTimestamp(e.OccurredAt); msg == "" {
+			return t.UnixNano()
+		}
+	}
+	return e.Occurred
+}
+
 // BuildTimeline turns index entries into the timeline, linking acks.
 func BuildTimeline(orderID string, entries []projections.Entry, acks []projections.AckLink) TimelineView {
 	v := TimelineView{OrderID: orderID, Events: make([]TimelineEvent, 0, len(entries))}
 	for _, e := range entries {
 		te := TimelineEvent{Seq: e.Seq, System: e.System, Kind: e.Kind, EventID: e.EventID, Status: e.Raw,
 			StatusField: e.Field, Unmapped: e.Unmapped, Ignored: e.Ignored, OccurredAt: e.OccurredAt,
-			ReceivedAt: FormatTime(e.Received), LagMillis: (e.Received - e.Occurred) / int64(time.Millisecond),
+			ReceivedAt: FormatTime(e.Received), LagMillis: (e.Received - claimedNanos(&e)) / int64(time.Millisecond),
 			Actor: e.Actor, AckOf: e.AckOf, Current: e.Current, Late: e.Late, ClockSkew: e.ClockSkew,
-			ExternalRef: e.ExternalRef, Amount: e.Amount, Currency: e.Currency}
+			ZoneAssumed: e.ZoneAssumed, ExternalRef: e.ExternalRef, Amount: e.Amount, Currency: e.Currency}
 		if e.State != canonical.None {
 			te.Canonical = e.State.String()
 		}

@@ -58,6 +58,9 @@ func TestInvalidConfigsNameTheKey(t *testing.T) {
 		{"tiny row cache", base + "memory:\n  row_cache: 10\n", "memory.row_cache: 10"},
 		{"empty", "", "the file is empty"},
 		{"mappings dir missing", base + "mappings_dir: /nonexistent/maps\n", "mappings_dir"},
+		{"bad timezone", strings.Replace(base, "role: storefront}", "role: storefront, timezone: Mars/Olympus}", 1), `systems[0].timezone: "Mars/Olympus" is not an IANA time zone name`},
+		{"local timezone", strings.Replace(base, "role: storefront}", "role: storefront, timezone: Local}", 1), `systems[0].timezone: "Local"`},
+		{"bad gate expiry", base + "detect:\n  gate_flag_expiry: 0s\n", "detect.gate_flag_expiry"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -138,4 +141,25 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("accepted config without a record system or mappings")
 		}
 	})
+}
+
+func TestTimezones(t *testing.T) {
+	cfg, err := Parse("test.yaml", []byte(strings.Replace(base, "role: storefront}", "role: storefront, timezone: America/Chicago}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zones := cfg.Zones()
+	if zones == nil {
+		t.Fatal("no zone function for a configuration with a zone")
+	}
+	if zones("shop") == nil || zones("shop").String() != "America/Chicago" || zones("erp") != nil || zones("nope") != nil {
+		t.Fatalf("zones of a configuration with shop in America/Chicago: shop %v, erp %v", zones("shop"), zones("erp"))
+	}
+	plain, err := Parse("test.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Zones() != nil {
+		t.Fatal("a configuration without zones gives a zone function")
+	}
 }

@@ -57,7 +57,10 @@ func Annotate(cfg *config.Config, orderID string, entries []projections.Entry, a
 			ev.Notes = append(ev.Notes, "arrived late: older than the state "+e.System+" already had, so it only entered the history")
 		}
 		if e.ClockSkew {
-			ev.Notes = append(ev.Notes, "clock skew: occurred_at is later than driftwatch received it")
+			ev.Notes = append(ev.Notes, "clock skew: occurred_at is later than driftwatch received it; ordered by its received time")
+		}
+		if e.ZoneAssumed != "" {
+			ev.Notes = append(ev.Notes, fmt.Sprintf("occurred_at had no offset: read in %s (the system's configured timezone), an assumption", e.ZoneAssumed))
 		}
 		if e.Unmapped {
 			ev.Notes = append(ev.Notes, fmt.Sprintf("unmapped: %q is not in %s's mapping table", e.Raw, e.System))
