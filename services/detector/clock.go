@@ -100,33 +100,33 @@ type LagVerdict struct {
 	Hours int
 	// Near counts the lags near Hours, of Samples kept.
 	Near, Samples int
-	// Median is the median lag.
+	// Median is the median lag (set where a message needs it).
 	Median time.Duration
 }
 
+// maxOffsetHours bounds the whole-hour offsets looked for (UTC-12 to
+// UTC+14, and a day's error either way).
+const maxOffsetHours = 26
+
 // verdict reads the ring: the non-zero whole hour most lags sit near, if
-// it holds share of them.
+// it holds share of them. It runs once per status event: no allocation,
+// no sort (the median is computed only for a message, by median).
 func (r *lagRing) verdict(share float64) LagVerdict {
 	v := LagVerdict{Samples: len(r.lags)}
-	if len(r.lags) == 0 {
-		return v
-	}
-	sorted := slices.Clone(r.lags)
-	slices.Sort(sorted)
-	v.Median = time.Duration(sorted[len(sorted)/2]) * time.Second
 	if len(r.lags) < lagMinSamples {
 		return v
 	}
-	near := map[int]int{}
+	var near [2*maxOffsetHours + 1]int
 	for _, l := range r.lags {
 		lag := time.Duration(l) * time.Second
 		h := int((lag + lagSign(lag)*time.Hour/2) / time.Hour) // nearest whole hour
-		if h != 0 && (lag-time.Duration(h)*time.Hour).Abs() <= lagTolerance {
-			near[h]++
+		if h != 0 && abs(h) <= maxOffsetHours && (lag-time.Duration(h)*time.Hour).Abs() <= lagTolerance {
+			near[h+maxOffsetHours]++
 		}
 	}
-	for h, n := range near {
-		if n > v.Near || (n == v.Near && abs(h) < abs(v.Hours)) {
+	for i, n := range near {
+		h := i - maxOffsetHours
+		if n > v.Near || (n > 0 && n == v.Near && abs(h) < abs(v.Hours)) {
 			v.Hours, v.Near = h, n
 		}
 	}
@@ -134,6 +134,16 @@ func (r *lagRing) verdict(share float64) LagVerdict {
 		v.Hours = 0
 	}
 	return v
+}
+
+// median is the ring's median lag.
+func (r *lagRing) median() time.Duration {
+	if len(r.lags) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(r.lags)
+	slices.Sort(sorted)
+	return time.Duration(sorted[len(sorted)/2]) * time.Second
 }
 
 func lagSign(d time.Duration) time.Duration {
@@ -188,7 +198,9 @@ func (e *Engine) SystemLag(sys string) (LagVerdict, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return r.verdict(lagShare), nil
+	v := r.verdict(lagShare)
+	v.Median = r.median()
+	return v, nil
 }
 
 // clockAlertID is the id of a system's whole-hour clock_skew: one per
@@ -213,7 +225,10 @@ func (e *Engine) observeLag(b *pebble.Batch, orderID string, x *projections.Entr
 	} else {
 		v = r.verdict(lagClearShare)
 	}
-	r.skewHours = int8(max(min(v.Hours, 127), -127))
+	r.skewHours = int8(v.Hours) // |Hours| <= maxOffsetHours
+	if v.Hours != had {
+		v.Median = r.median()
+	}
 	enc := r.encode()
 	e.mu.Unlock()
 	if err := b.Set(join(prefixLag, x.System), enc, nil); err != nil {

@@ -166,3 +166,45 @@ func TestClockLagSurvivesRestart(t *testing.T) {
 		t.Fatalf("lag verdict %+v %v", v, err)
 	}
 }
+
+// TestLagVerdict: the whole-hour offset most recent lags sit near, ahead or
+// behind, and nothing for mixed, off-hour or too few lags.
+func TestLagVerdict(t *testing.T) {
+	ring := func(lags ...time.Duration) *lagRing {
+		r := &lagRing{}
+		for _, l := range lags {
+			r.add(l)
+		}
+		return r
+	}
+	repeat := func(n int, d time.Duration) []time.Duration {
+		out := make([]time.Duration, n)
+		for i := range out {
+			out[i] = d + time.Duration(i)*time.Second
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		lags  []time.Duration
+		hours int
+	}{
+		{"five hours behind", repeat(24, 5*time.Hour), 5},
+		{"three hours ahead", repeat(24, -3*time.Hour+2*time.Second), -3},
+		{"within the tolerance", repeat(24, 2*time.Hour+8*time.Minute), 2},
+		{"off the hour", repeat(24, 5*time.Hour+20*time.Minute), 0},
+		{"seconds", repeat(24, 3*time.Second), 0},
+		{"too few", repeat(19, 5*time.Hour), 0},
+		{"mixed", append(repeat(14, 3*time.Second), repeat(10, 5*time.Hour)...), 0},
+		{"the window keeps the last 32", append(repeat(30, 5*time.Hour), repeat(32, 4*time.Second)...), 0},
+	} {
+		if v := ring(tc.lags...).verdict(lagShare); v.Hours != tc.hours {
+			t.Errorf("%s: %+v, want %d hours", tc.name, v, tc.hours)
+		}
+	}
+	r := ring(repeat(24, 5*time.Hour)...)
+	back, err := decodeLagRing(r.encode())
+	if err != nil || len(back.lags) != 24 || back.lags[3] != r.lags[3] {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+}
