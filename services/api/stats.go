@@ -11,12 +11,17 @@ import (
 	"github.com/driftwatch/driftwatch/services/httpjson"
 )
 
-// Bucket is one interval of the drift chart.
+// Bucket is one interval of the drift chart. TTDMeanSeconds is the mean
+// time to detect of the mismatches detected in it (detector.TimeToDetect),
+// over TTDCount of them; TTDSkewed counts those left out because their
+// onset is after their detection.
 type Bucket struct {
 	Start          string  `json:"start"`
 	Detected       int     `json:"detected"`
 	Resolved       int     `json:"resolved"`
 	TTDMeanSeconds float64 `json:"ttd_mean_seconds"`
+	TTDCount       int     `json:"ttd_count"`
+	TTDSkewed      int     `json:"ttd_skewed"`
 }
 
 // Stats is GET /v1/stats: drift over time and the open mismatches by
@@ -56,7 +61,6 @@ func (h *StatsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := Stats{Window: window.String(), Bucket: bucket.String(), Buckets: make([]Bucket, n),
 		OpenBySystem: map[string]int{}, OpenByPattern: map[string]int{}, OpenBySeverity: map[string]int{}, Patterns: detector.Patterns}
 	ttdSum := make([]float64, n)
-	ttdN := make([]int, n)
 	for i := range st.Buckets {
 		st.Buckets[i].Start = start.Add(time.Duration(i) * bucket).UTC().Format(time.RFC3339)
 	}
@@ -73,9 +77,12 @@ func (h *StatsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err = detector.ScanMismatches(h.Store, detector.Filter{}, func(m *detector.Mismatch) error {
 		if i := idx(m.DetectedNanos); i >= 0 {
 			st.Buckets[i].Detected++
-			if m.OnsetNanos > 0 {
-				ttdSum[i] += time.Duration(m.DetectedNanos - m.OnsetNanos).Seconds()
-				ttdN[i]++
+			switch d, outcome := detector.TimeToDetect(m); outcome {
+			case detector.TTDMeasured:
+				ttdSum[i] += d.Seconds()
+				st.Buckets[i].TTDCount++
+			case detector.TTDSkewed:
+				st.Buckets[i].TTDSkewed++
 			}
 		}
 		if m.State == detector.StateResolved {
@@ -97,8 +104,8 @@ func (h *StatsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i := range st.Buckets {
-		if ttdN[i] > 0 {
-			st.Buckets[i].TTDMeanSeconds = ttdSum[i] / float64(ttdN[i])
+		if c := st.Buckets[i].TTDCount; c > 0 {
+			st.Buckets[i].TTDMeanSeconds = ttdSum[i] / float64(c)
 		}
 	}
 	for _, s := range h.Config.Systems {

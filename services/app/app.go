@@ -200,7 +200,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.Notifier.Start(notifyCtx)
 	if a.runs(ServicePolicy) {
 		a.Policy = policy.New(policy.Options{Config: a.cfg, Store: a.Store, JS: b.JS, Notifier: a.Notifier,
-			Logger: a.log.With().Str("component", "policy").Logger(), OpenOrders: a.latestOpenOrders})
+			Logger: a.log.With().Str("component", "policy").Logger()})
 	}
 	if a.runs(ServiceProjector) {
 		systems := make([]string, len(a.cfg.Systems))

@@ -13,17 +13,14 @@ import (
 // it, and the time-to-detect histograms, up to date from the engine.
 func (a *App) observeMismatches(eng *detector.Engine) error {
 	err := detector.ScanMismatches(a.Store, detector.Filter{State: detector.StateOpen}, func(m *detector.Mismatch) error {
-		a.Metrics.OpenDelta(m.Pattern, m.Severity, m.Source.System, 1)
+		a.Metrics.OpenDelta(m.Pattern, m.Severity, sourceSystem(m), 1)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("count open mismatches: %w", err)
 	}
 	eng.Observe = func(m *detector.Mismatch) {
-		sys := ""
-		if m.Source != nil {
-			sys = m.Source.System
-		}
+		sys := sourceSystem(m)
 		switch m.State {
 		case detector.StateOpen:
 			a.Metrics.OpenDelta(m.Pattern, m.Severity, sys, 1)
@@ -31,12 +28,33 @@ func (a *App) observeMismatches(eng *detector.Engine) error {
 			if m.DeadlineNanos != 0 {
 				deadline = time.Unix(0, m.DeadlineNanos)
 			}
-			a.Metrics.Detected(m.Pattern, sys, time.Unix(0, m.OnsetNanos), deadline, time.Unix(0, m.DetectedNanos))
+			ttd, how := detectionOf(m)
+			a.Metrics.Detected(m.Pattern, sys, deadline, time.Unix(0, m.DetectedNanos), ttd, how)
 		case detector.StateResolved:
 			a.Metrics.OpenDelta(m.Pattern, m.Severity, sys, -1)
 		}
 	}
 	return nil
+}
+
+// detectionOf applies the detector's time-to-detect rule for the metrics.
+func detectionOf(m *detector.Mismatch) (time.Duration, telemetry.Detection) {
+	ttd, outcome := detector.TimeToDetect(m)
+	switch outcome {
+	case detector.TTDMeasured:
+		return ttd, telemetry.Measured
+	case detector.TTDSkewed:
+		return 0, telemetry.Skewed
+	default:
+		return 0, telemetry.NoOnset
+	}
+}
+
+func sourceSystem(m *detector.Mismatch) string {
+	if m.Source == nil {
+		return ""
+	}
+	return m.Source.System
 }
 
 // observeStatus exports the log position, every consumer's applied sequence

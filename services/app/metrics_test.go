@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/detector"
 )
 
 func TestMetricsParseAsPrometheusText(t *testing.T) {
@@ -43,6 +45,76 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 		}
 		if testing.Verbose() {
 			t.Logf("%s", data)
+		}
+		return nil
+	})
+}
+
+// TestMetricsTimeToDetectNeverNegative: mismatches whose onset is an hour
+// after their detection (a source clock running ahead, as stored findings
+// and gate flags may still carry) never make the time-to-detect histogram
+// negative: bounded by the source's received_at, the onset gives a true
+// time (clock_skew here); with no received time to bound it, the alert is
+// counted in driftwatch_detect_skewed_total instead (illegal_transition).
+// The healthy twin (missing_event, onset 30 s before) is measured as usual.
+func TestMetricsTimeToDetectNeverNegative(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	now := time.Now()
+	mk := func(order, pattern string, onset time.Time, received string) *detector.Mismatch {
+		m := &detector.Mismatch{}
+		m.AlertID = detector.AlertID(order, pattern, "shop", "erp")
+		m.OrderID, m.Pattern, m.Severity, m.DetectedBy = order, pattern, detector.DefaultSeverity(pattern), detector.ByValidate
+		m.Source = &detector.Side{System: "shop", ReceivedAt: received}
+		m.OnsetNanos = onset.UnixNano()
+		return m
+	}
+	err := env.App.Detector.Record([]*detector.Mismatch{
+		mk("AHEAD-1", detector.ClockSkew, now.Add(time.Hour), now.Add(-time.Second).UTC().Format(time.RFC3339Nano)),
+		mk("AHEAD-2", detector.IllegalTransition, now.Add(time.Hour), ""),
+		mk("TWIN-1", detector.MissingEvent, now.Add(-30*time.Second), now.Add(-30*time.Second).UTC().Format(time.RFC3339Nano)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		resp, err := http.Get(env.BaseURL + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			t.Fatalf("/metrics does not parse: %v", err)
+		}
+		byPattern := func(family string) map[string]*dto.Metric {
+			out := map[string]*dto.Metric{}
+			for _, m := range families[family].GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "pattern" {
+						out[l.GetValue()] = m
+					}
+				}
+			}
+			return out
+		}
+		ttd, skewed := byPattern("driftwatch_detect_after_onset_seconds"), byPattern("driftwatch_detect_skewed_total")
+		for pattern, m := range ttd {
+			if h := m.GetHistogram(); h.GetSampleSum() < 0 {
+				t.Fatalf("%s: time to detect sums to %v s over %d alerts", pattern, h.GetSampleSum(), h.GetSampleCount())
+			}
+		}
+		if ttd[detector.ClockSkew].GetHistogram().GetSampleCount() != 1 || ttd[detector.MissingEvent].GetHistogram().GetSampleCount() != 1 {
+			return fmt.Errorf("time to detect of clock_skew and missing_event not recorded yet: %v", ttd)
+		}
+		if sum := ttd[detector.MissingEvent].GetHistogram().GetSampleSum(); sum < 30 {
+			t.Fatalf("missing_event detected after %v s, want at least 30", sum)
+		}
+		if _, ok := ttd[detector.IllegalTransition]; ok {
+			t.Fatalf("a skewed alert in the time-to-detect histogram: %v", ttd[detector.IllegalTransition])
+		}
+		if n := skewed[detector.IllegalTransition].GetCounter().GetValue(); n != 1 {
+			return fmt.Errorf("skewed illegal_transition counted %v times", n)
 		}
 		return nil
 	})

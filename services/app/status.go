@@ -7,7 +7,6 @@ import (
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/httpjson"
 	"github.com/driftwatch/driftwatch/services/projector"
-	"github.com/driftwatch/driftwatch/services/reconcile"
 )
 
 // StreamStatus is the log's state in GET /v1/status.
@@ -60,13 +59,4 @@ func (a *App) serveStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, st)
-}
-
-// latestOpenOrders is the open-order count of the last reconciliation.
-func (a *App) latestOpenOrders() int {
-	rep, err := reconcile.Latest(a.Store)
-	if err != nil {
-		return 0
-	}
-	return rep.OpenOrders
 }

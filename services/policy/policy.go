@@ -1,8 +1,8 @@
 // Package policy turns drift into operational alerts on
 // driftwatch.alerts.ops.<kind>:
 //
-//   - mismatch_rate: the share of open orders in mismatch crosses
-//     alerts.mismatch_rate;
+//   - mismatch_rate: the share of active orders in mismatch crosses
+//     alerts.mismatch_rate (the live rate: see Evaluate);
 //   - channel_share: one system accounts for more than alerts.channel_share
 //     of the mismatches detected in the period (reconcile.every), with at
 //     least MinShareCount of them: that channel needs an audit;
@@ -13,8 +13,20 @@
 //     far longer than its usual gap (learned from its recent arrivals, never
 //     less than alerts.silent_floor).
 //
-// Each condition fires once per crossing and clears when it clears; every
-// firing and clearing is stored (o/<kind>/<subject>) and published.
+// Each condition fires once per crossing and clears when it clears, with a
+// message that says which; every firing and clearing is stored and
+// published.
+//
+// Store keys (inside the projections store, under the policy's prefix o/):
+//
+//	o/<kind>/<subject>       an ops alert record (OpsAlert, JSON)
+//	o/~arrivals/<system>     a source's recent arrivals (JSON, "v": 1), written
+//	                         by each policy round that saw new arrivals and
+//	                         on Stop, read by New: source_silent survives a
+//	                         restart
+//
+// "~" sorts after every kind, so the ops alert records are the keys from
+// o/ up to o/~ and the arrivals the keys under o/~arrivals/.
 package policy
 
 import (
@@ -36,6 +48,7 @@ import (
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/notify"
+	"github.com/driftwatch/driftwatch/services/reconcile"
 )
 
 // Ops alert kinds.
@@ -85,10 +98,16 @@ type Transit struct {
 
 // Inputs are the figures a policy round judges.
 type Inputs struct {
-	OpenOrders       int // from the latest reconciliation (0: unknown)
+	// ActiveOrders is the live rate's denominator and OrdersInMismatch its
+	// numerator (see Evaluate); ActiveOrders 0: no rate to judge.
+	ActiveOrders     int
 	OrdersInMismatch int
-	PeriodBySystem   map[string]int
-	PeriodTotal      int
+	// ReportActive is the latest report's active orders, NewInMismatch the
+	// orders in mismatch added to them (part of ActiveOrders).
+	ReportActive   int
+	NewInMismatch  int
+	PeriodBySystem map[string]int
+	PeriodTotal    int
 }
 
 // Options configures the policy.
@@ -102,29 +121,48 @@ type Options struct {
 	Now      func() time.Time
 	// Every is how often the policy is evaluated (default 15s).
 	Every time.Duration
-	// OpenOrders returns the open orders of the latest reconciliation
-	// (0 when none ran).
-	OpenOrders func() int
 }
 
 // Policy evaluates the thresholds.
 type Policy struct {
 	opts   Options
-	mu     sync.Mutex
+	mu     sync.Mutex // guards arrive and dirty
 	arrive map[string]*arrivals
+	dirty  map[string]bool // systems with arrivals not yet stored
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
+// arrivalsSize is how many batch arrival times a source's ring keeps.
+const arrivalsSize = 64
+
 // arrivals keeps a source's recent arrival times.
 type arrivals struct {
-	times []int64 // ring of the last 64 batch arrival times
+	times []int64 // ring of the last arrivalsSize batch arrival times (Unix ns; 0: empty)
 	next  int
-	count int
-	last  int64
+	count int   // events that arrived
+	last  int64 // the latest arrival (Unix ns)
 }
 
-// New returns a policy.
+// storedArrivals is how arrivals are stored (o/~arrivals/<system>).
+type storedArrivals struct {
+	V     int     `json:"v"` // arrivalsVersion
+	Times []int64 `json:"times"`
+	Next  int     `json:"next"`
+	Count int     `json:"count"`
+	Last  int64   `json:"last"`
+}
+
+const arrivalsVersion = 1
+
+var (
+	arrivalsPrefix = []byte("o/~arrivals/")
+	opsLower       = []byte("o/")
+	opsUpper       = []byte("o/~") // ops alert records sort before the arrivals
+)
+
+// New returns a policy, with the sources' arrival history read back from
+// the store (a history that cannot be read is logged and learned afresh).
 func New(opts Options) *Policy {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -132,7 +170,70 @@ func New(opts Options) *Policy {
 	if opts.Every == 0 {
 		opts.Every = 15 * time.Second
 	}
-	return &Policy{opts: opts, arrive: map[string]*arrivals{}}
+	p := &Policy{opts: opts, arrive: map[string]*arrivals{}, dirty: map[string]bool{}}
+	if opts.Store != nil {
+		if err := p.loadArrivals(); err != nil {
+			opts.Logger.Warn().Err(err).Msg("arrival history unreadable; learning it afresh")
+			p.arrive = map[string]*arrivals{}
+		}
+	}
+	return p
+}
+
+// loadArrivals reads the stored arrival history of every configured system
+// (a system no longer configured is not judged).
+func (p *Policy) loadArrivals() error {
+	known := map[string]bool{}
+	for _, s := range p.opts.Config.Systems {
+		known[s.ID] = true
+	}
+	it, err := p.opts.Store.DB().NewIter(&pebble.IterOptions{LowerBound: arrivalsPrefix, UpperBound: projections.PrefixEnd(arrivalsPrefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		sys := string(it.Key()[len(arrivalsPrefix):])
+		if !known[sys] {
+			continue
+		}
+		var st storedArrivals
+		if err := json.Unmarshal(it.Value(), &st); err != nil {
+			return fmt.Errorf("arrivals of %s: %w", sys, err)
+		}
+		if st.V != arrivalsVersion || len(st.Times) != arrivalsSize || st.Next < 0 || st.Next >= arrivalsSize {
+			return fmt.Errorf("arrivals of %s: version %d with %d times, want version %d with %d", sys, st.V, len(st.Times), arrivalsVersion, arrivalsSize)
+		}
+		p.arrive[sys] = &arrivals{times: st.Times, next: st.Next, count: st.Count, last: st.Last}
+	}
+	return it.Error()
+}
+
+// saveArrivals stores the arrival histories that changed since the last
+// save, in one batch without fsync: losing the last round's arrivals to a
+// power cut costs a source_silent judgement a few samples, nothing more.
+func (p *Policy) saveArrivals() error {
+	if p.opts.Store == nil {
+		return nil
+	}
+	p.mu.Lock()
+	b := p.opts.Store.DB().NewBatch()
+	for sys := range p.dirty {
+		a := p.arrive[sys]
+		data, err := json.Marshal(storedArrivals{V: arrivalsVersion, Times: a.times, Next: a.next, Count: a.count, Last: a.last})
+		if err != nil {
+			p.mu.Unlock()
+			b.Close()
+			return err
+		}
+		_ = b.Set(append(append([]byte(nil), arrivalsPrefix...), sys...), data, nil)
+	}
+	clear(p.dirty)
+	p.mu.Unlock()
+	if b.Empty() {
+		return b.Close()
+	}
+	return b.Commit(pebble.NoSync)
 }
 
 // SetDetector sets the detector escalations go through (started after the
@@ -148,13 +249,14 @@ func (p *Policy) Arrived(system string, n int, t time.Time) {
 	defer p.mu.Unlock()
 	a := p.arrive[system]
 	if a == nil {
-		a = &arrivals{times: make([]int64, 64)}
+		a = &arrivals{times: make([]int64, arrivalsSize)}
 		p.arrive[system] = a
 	}
 	a.times[a.next] = t.UnixNano()
 	a.next = (a.next + 1) % len(a.times)
 	a.count += n
 	a.last = t.UnixNano()
+	p.dirty[system] = true
 }
 
 // usualGap is the mean gap between the recent arrivals.
@@ -194,26 +296,54 @@ func (p *Policy) Start() {
 	}()
 }
 
-// Stop stops the schedule.
+// Stop stops the schedule and stores the arrival histories.
 func (p *Policy) Stop() {
 	if p.cancel != nil {
 		p.cancel()
 	}
 	p.wg.Wait()
+	if err := p.saveArrivals(); err != nil {
+		p.opts.Logger.Error().Err(err).Msg("storing the arrival history failed")
+	}
 }
 
-// Evaluate runs one round: reads the figures and judges every condition.
+// Evaluate runs one round: reads the figures, judges every condition and
+// stores the arrival histories that changed.
+//
+// The live mismatch rate. Its numerator is the orders with an open (or
+// escalated) mismatch now. Its denominator is the latest reconciliation
+// report's active orders plus the orders in mismatch now whose open
+// mismatches were all detected at or after that report's end: an order
+// with an open mismatch detected before the report's end was open when the
+// report counted, and every order the report found in mismatch it counted
+// as active (reconcile.Run stores every mismatch detected before its end
+// before it counts). So every order in the numerator is in the denominator
+// once and the rate is at most 1. Orders that turned healthy and active
+// after the report are not counted until the next one; an order the report
+// counted healthy that fell into mismatch since counts twice, which can
+// only lower the rate. Without a report with active orders, the rate is
+// not judged.
 func (p *Policy) Evaluate(ctx context.Context) error {
 	now := p.opts.Now()
 	in := Inputs{PeriodBySystem: map[string]int{}}
-	if p.opts.OpenOrders != nil {
-		in.OpenOrders = p.opts.OpenOrders()
+	rep, err := reconcile.Latest(p.opts.Store)
+	if err != nil && !errors.Is(err, reconcile.ErrNoReport) {
+		return err
 	}
+	cut := int64(0) // the report's end: mismatches detected before it are in the report
+	if rep != nil {
+		cut = parseNanos(rep.PeriodEnd)
+	}
+	// Per order in mismatch: whether one of its open mismatches was
+	// detected before the report's end.
 	orders := map[string]bool{}
+	inMismatch := func(m *detector.Mismatch) {
+		orders[m.OrderID] = orders[m.OrderID] || m.DetectedNanos < cut
+	}
 	var overdue []*detector.Mismatch
 	var resolvedEscalations []string
 	since := now.Add(-p.opts.Config.Reconcile.Every.D()).UnixNano()
-	err := detector.ScanMismatches(p.opts.Store, detector.Filter{}, func(m *detector.Mismatch) error {
+	err = detector.ScanMismatches(p.opts.Store, detector.Filter{}, func(m *detector.Mismatch) error {
 		if m.DetectedNanos >= since {
 			src := ""
 			if m.Source != nil {
@@ -224,12 +354,12 @@ func (p *Policy) Evaluate(ctx context.Context) error {
 		}
 		switch m.State {
 		case detector.StateOpen:
-			orders[m.OrderID] = true
+			inMismatch(m)
 			if now.Sub(time.Unix(0, m.DetectedNanos)) >= p.escalateAfter(m.Pattern) {
 				overdue = append(overdue, m)
 			}
 		case detector.StateEscalated:
-			orders[m.OrderID] = true
+			inMismatch(m)
 		case detector.StateResolved:
 			if m.EscalatedAt != "" {
 				resolvedEscalations = append(resolvedEscalations, m.AlertID)
@@ -240,14 +370,39 @@ func (p *Policy) Evaluate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	in.OrdersInMismatch = len(orders)
+	inReport := 0
+	for _, before := range orders {
+		if before {
+			inReport++
+		} else {
+			in.NewInMismatch++
+		}
+	}
+	if rep != nil && rep.ActiveOrders > 0 && inReport <= rep.ActiveOrders {
+		// inReport > ActiveOrders only for a report written before active
+		// orders were counted: its figures cannot be combined.
+		in.ReportActive = rep.ActiveOrders
+		in.ActiveOrders = rep.ActiveOrders + in.NewInMismatch
+		in.OrdersInMismatch = len(orders)
+	}
 	if err := p.judgeRates(ctx, in, now); err != nil {
 		return err
 	}
 	if err := p.escalate(ctx, overdue, resolvedEscalations, now); err != nil {
 		return err
 	}
-	return p.judgeSilence(ctx, now)
+	if err := p.judgeSilence(ctx, now); err != nil {
+		return err
+	}
+	return p.saveArrivals()
+}
+
+func parseNanos(s string) int64 {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0
+	}
+	return t.UnixNano()
 }
 
 func (p *Policy) escalateAfter(pattern string) time.Duration {
@@ -257,13 +412,21 @@ func (p *Policy) escalateAfter(pattern string) time.Duration {
 	return p.opts.Config.Alerts.EscalateAfter.D()
 }
 
-// judgeRates judges mismatch_rate and channel_share.
+// judgeRates judges mismatch_rate and channel_share. Each message says
+// where the value stands against its threshold now: above it when firing,
+// back at or below it when clearing.
 func (p *Policy) judgeRates(ctx context.Context, in Inputs, now time.Time) error {
 	a := p.opts.Config.Alerts
-	if in.OpenOrders > 0 {
-		rate := float64(in.OrdersInMismatch) / float64(in.OpenOrders)
-		msg := fmt.Sprintf("%.1f%% of open orders are in mismatch (%d of %d), above the %.1f%% threshold.", 100*rate, in.OrdersInMismatch, in.OpenOrders, 100*a.MismatchRate)
-		if err := p.set(ctx, KindMismatchRate, "all", rate > a.MismatchRate, rate, a.MismatchRate, msg, now); err != nil {
+	if in.ActiveOrders > 0 {
+		rate := float64(in.OrdersInMismatch) / float64(in.ActiveOrders)
+		over := rate > a.MismatchRate
+		where := "above"
+		if !over {
+			where = "back at or below"
+		}
+		msg := fmt.Sprintf("%.1f%% of active orders are in mismatch (%d of %d: the last reconciliation's %d active orders and %d in mismatch since), %s the %.1f%% threshold.",
+			100*rate, in.OrdersInMismatch, in.ActiveOrders, in.ReportActive, in.NewInMismatch, where, 100*a.MismatchRate)
+		if err := p.set(ctx, KindMismatchRate, "all", over, rate, a.MismatchRate, msg, now); err != nil {
 			return err
 		}
 	}
@@ -278,8 +441,16 @@ func (p *Policy) judgeRates(ctx context.Context, in Inputs, now time.Time) error
 			share = float64(n) / float64(in.PeriodTotal)
 		}
 		over := in.PeriodTotal >= MinShareCount && share > a.ChannelShare
-		msg := fmt.Sprintf("%s accounts for %.0f%% of the mismatches of the last %s (%d of %d), above the %.0f%% threshold: audit that channel before more volume goes to it.",
-			sys, 100*share, p.opts.Config.Reconcile.Every.D(), n, in.PeriodTotal, 100*a.ChannelShare)
+		head := fmt.Sprintf("%s accounts for %.0f%% of the mismatches of the last %s (%d of %d)", sys, 100*share, p.opts.Config.Reconcile.Every.D(), n, in.PeriodTotal)
+		var msg string
+		switch {
+		case over:
+			msg = fmt.Sprintf("%s, above the %.0f%% threshold: audit that channel before more volume goes to it.", head, 100*a.ChannelShare)
+		case share > a.ChannelShare:
+			msg = fmt.Sprintf("%s, but %d mismatches in all are fewer than the %d needed to judge a share against the %.0f%% threshold.", head, in.PeriodTotal, MinShareCount, 100*a.ChannelShare)
+		default:
+			msg = fmt.Sprintf("%s, back at or below the %.0f%% threshold.", head, 100*a.ChannelShare)
+		}
 		if err := p.set(ctx, KindChannelShare, sys, over, share, a.ChannelShare, msg, now); err != nil {
 			return err
 		}
@@ -340,6 +511,9 @@ func (p *Policy) judgeSilence(ctx context.Context, now time.Time) error {
 	for _, v := range vs {
 		msg := fmt.Sprintf("%s has sent no event for %s; it usually sends every %s (limit %s): check its webhooks and the middleware, a silent source produces no drift to detect.",
 			v.sys, v.quiet.Round(time.Second), (v.limit / silentFactor).Round(time.Millisecond), v.limit.Round(time.Second))
+		if !v.silent {
+			msg = fmt.Sprintf("%s is sending again: its last event came %s ago, within its limit of %s.", v.sys, v.quiet.Round(time.Second), v.limit.Round(time.Second))
+		}
 		if err := p.set(ctx, KindSourceSilent, v.sys, v.silent, v.quiet.Seconds(), v.limit.Seconds(), msg, now); err != nil {
 			return err
 		}
@@ -350,6 +524,8 @@ func (p *Policy) judgeSilence(ctx context.Context, now time.Time) error {
 func opsKey(kind, subject string) []byte { return []byte("o/" + kind + "/" + subject) }
 
 // set moves an ops alert to firing or cleared, publishing only on a change.
+// msg describes the state it moves to (a cleared record's message is
+// "cleared: " + msg, so msg must say why it cleared).
 func (p *Policy) set(ctx context.Context, kind, subject string, on bool, value, threshold float64, msg string, now time.Time) error {
 	key := opsKey(kind, subject)
 	var cur OpsAlert
@@ -403,7 +579,7 @@ func (p *Policy) set(ctx context.Context, kind, subject string, on bool, value, 
 
 // List returns every ops alert record.
 func List(s *projections.Store) ([]OpsAlert, error) {
-	it, err := s.DB().NewIter(&pebble.IterOptions{LowerBound: []byte("o/"), UpperBound: []byte("o0")})
+	it, err := s.DB().NewIter(&pebble.IterOptions{LowerBound: opsLower, UpperBound: opsUpper})
 	if err != nil {
 		return nil, err
 	}

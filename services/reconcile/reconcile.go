@@ -1,7 +1,7 @@
 // Package reconcile catches the drift that never produced an event: a
-// scheduled (and on-demand) sweep compares every open order across all
-// systems along every flow, with event-time awareness, raising what is
-// overdue (detected_by reconcile) and resolving what agrees again; each run
+// scheduled (and on-demand) sweep compares every order across all systems
+// along every flow, with event-time awareness, opening what is overdue
+// (detected_by reconcile) and resolving what agrees again; each run
 // produces a report (rates, patterns, system shares, oldest unresolved,
 // time to detect and to resolve, value at risk), stored, published on
 // driftwatch.reports.reconcile and served by GET /v1/reconcile/latest.
@@ -9,7 +9,36 @@
 // snapshot events in the log.
 //
 // A sweep streams the projections in key order and holds one order's rows
-// at a time; memory stays bounded whatever the number of orders.
+// at a time; memory stays bounded whatever the number of orders. It keeps
+// only the ids of the orders it reconciles (those with an overdue flow or
+// open mismatches), which the report needs to count every order in
+// mismatch among the active orders exactly once.
+//
+// # The report's figures
+//
+// The period is from reconcile.every before the run started to the run's
+// end (consecutive scheduled runs overlap by a sweep's duration, never
+// leave a gap).
+//
+//   - An order is closed when it reached a closing state that every system
+//     with a record of it agrees on, as far as its platform can say so
+//     (detector: closedOrder). open_orders counts the orders with rows that
+//     are not closed.
+//   - An order is active in the period when it is not closed, or one of its
+//     systems' rows took an event received in the period (an order closed
+//     during the period was active in it), or it has an overdue flow or an
+//     open mismatch (an order only the gate saw, with no rows, included).
+//     A row shows the received time of the events that set its current
+//     fulfilment, payment and overall status, so a late event older than
+//     the row's state, or an acknowledgement, does not by itself make an
+//     order active.
+//   - mismatch_rate is orders_in_mismatch / active_orders: every order with
+//     an open mismatch is active, so the rate is at most 1 by construction.
+//   - Time to detect follows detector.TimeToDetect; skewed mismatches are
+//     counted apart, never averaged.
+//   - Value at risk counts each order in mismatch once per currency, with
+//     the largest amount in that currency that any of its systems' rows or
+//     its open mismatches carries.
 package reconcile
 
 import (
@@ -111,12 +140,22 @@ func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := r.opts.Now()
+	from := start.Add(-r.opts.Every)
 	rep := &Report{ID: start.UTC().Format("20060102T150405.000Z"), StartedAt: fmtTime(start)}
-	if err := r.sweep(ctx, rep); err != nil {
+	if err := r.sweep(ctx, rep, from); err != nil {
 		return nil, fmt.Errorf("reconcile sweep: %w", err)
 	}
 	end := r.opts.Now()
-	if err := Summarise(r.opts.Store, rep, end.Add(-r.opts.Every), end); err != nil {
+	// Every mismatch is stamped and committed under the detector's lock:
+	// taking it once after end is read means every mismatch detected
+	// before end (the detector and this reconciler read the same clock) is
+	// stored by the time Summarise reads them. The alert
+	// policy's live rate relies on it (a mismatch detected before a
+	// report's end is counted in that report).
+	if err := r.opts.Detector.Update(func(*pebble.Batch, *detector.Engine, time.Time) error { return nil }); err != nil {
+		return nil, err
+	}
+	if err := Summarise(r.opts.Store, rep, from, end); err != nil {
 		return nil, err
 	}
 	rep.FinishedAt = fmtTime(end)
@@ -134,7 +173,7 @@ func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
 	if r.opts.OnReport != nil {
 		r.opts.OnReport(rep)
 	}
-	r.opts.Logger.Info().Int("orders", rep.Orders).Int("open_orders", rep.OpenOrders).Int("raised", rep.Raised).
+	r.opts.Logger.Info().Int("orders", rep.Orders).Int("active_orders", rep.ActiveOrders).Int("opened", rep.Opened).
 		Int("open_mismatches", rep.OpenMismatches).Int64("duration_ms", rep.DurationMillis).Msg("reconciliation finished")
 	return rep, nil
 }
@@ -146,6 +185,17 @@ type orderRows struct {
 	open  bool // had open mismatches when checked
 }
 
+// lastReceived is the latest received time (Unix ns) among the events that
+// set the rows' current states.
+func lastReceived(rows []projections.Row) int64 {
+	var last int64
+	for i := range rows {
+		r := &rows[i]
+		last = max(last, r.Last.Received, r.Fulfilment.Received, r.Payment.Received)
+	}
+	return last
+}
+
 // checkWorkers is how many goroutines check orders while one reads the
 // store; each gathers at least Options.ReconcileBatch orders that need a
 // change (or the last ones) before reconciling them in one commit.
@@ -155,8 +205,9 @@ const checkWorkers = 2
 // them (checkWorkers goroutines, outside the detector's lock: most orders
 // need nothing). Orders that need a change (an overdue unmet flow, open
 // mismatches that may now agree) are reconciled in batches under the lock,
-// through Detector.Update, exactly as before the check.
-func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
+// through Detector.Update, exactly as before the check. from is the
+// period's start, for counting the active orders.
+func (r *Reconciler) sweep(ctx context.Context, rep *Report, from time.Time) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	chunks := make(chan *projections.RawChunk, 2*checkWorkers)
@@ -167,11 +218,12 @@ func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
 	scannedCurrent := func() bool { return settled && r.opts.Store.RowsVersion() == rowsVersion }
 	var mu sync.Mutex // guards rep's counters
 	var wg sync.WaitGroup
+	rep.reconciled = map[string]struct{}{}
 	for range checkWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := r.check(ctx, chunks, scannedCurrent, rep, &mu); err != nil {
+			if err := r.check(ctx, chunks, scannedCurrent, from.UnixNano(), rep, &mu); err != nil {
 				cancel(err)
 				for range chunks { // let the reader finish
 				}
@@ -197,10 +249,13 @@ func (r *Reconciler) sweep(ctx context.Context, rep *Report) error {
 	return err
 }
 
-// check checks the orders of each chunk and reconciles those that need it.
+// check checks the orders of each chunk and reconciles those that need it,
+// counting the open and the active orders (active since from, Unix ns).
+// Every order kept for reconciling is active and its id is recorded in
+// rep.reconciled, so Summarise counts each order in mismatch as active once.
 // A chunk's bytes are reused once released: the rows checked share them and
 // are dropped; the IDs and rows of the orders kept for reconciling are copied.
-func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawChunk, scannedCurrent func() bool, rep *Report, mu *sync.Mutex) error {
+func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawChunk, scannedCurrent func() bool, from int64, rep *Report, mu *sync.Mutex) error {
 	e := r.opts.Detector.Engine()
 	var act []orderRows
 	var scratch []projections.Row
@@ -212,7 +267,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 		if len(act) == 0 {
 			return nil
 		}
-		raised := 0
+		opened := 0
 		err := r.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
 			current := scannedCurrent() // no row changed since the scan
 			for _, o := range act {
@@ -220,7 +275,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 				if err != nil {
 					return err
 				}
-				raised += v.Raised
+				opened += v.Raised
 				if !o.open {
 					continue // what was just raised disagrees by construction
 				}
@@ -230,10 +285,15 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 			}
 			return nil
 		})
-		act = act[:0]
 		mu.Lock()
-		rep.Raised += raised
+		if err == nil {
+			rep.Opened += opened
+		}
+		for _, o := range act {
+			rep.reconciled[o.order] = struct{}{}
+		}
 		mu.Unlock()
+		act = act[:0]
 		return err
 	}
 	for chunk := range chunks {
@@ -241,7 +301,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 			return err
 		}
 		raw := chunk.Orders
-		open, inFlight := 0, 0
+		open, active, inFlight := 0, 0, 0
 		now := r.opts.Detector.Now() // the clock Update judges by
 		for i := range raw {
 			rows, err := raw[i].Rows(scratch[:0], true) // checked, then dropped
@@ -250,8 +310,11 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 			}
 			scratch = rows
 			v, overdue, hasOpen := e.CheckOrder(raw[i].OrderID, rows, now)
-			if v.Open {
+			if !v.Closed {
 				open++
+			}
+			if !v.Closed || overdue || hasOpen || lastReceived(rows) >= from {
+				active++
 			}
 			inFlight += v.InFlight
 			if overdue || hasOpen {
@@ -265,6 +328,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 		chunk.Release()
 		mu.Lock()
 		rep.OpenOrders += open
+		rep.ActiveOrders += active
 		rep.InFlight += inFlight
 		mu.Unlock()
 		if len(act) >= r.opts.ReconcileBatch {

@@ -1,8 +1,10 @@
 package reconcile
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
@@ -34,7 +36,7 @@ func testStore(t *testing.T, cfg *config.Config) (*projections.Store, *detector.
 // so chunks are released and reused, and kept orders are reconciled in
 // batches gathered across chunks: every order that drifted (the ERP never
 // confirmed it) is raised, no other, and a second sweep finds the same
-// open mismatches (it raises them again as repeats, not new ones).
+// open mismatches as repeats: it opens none, and its report says so.
 func TestSweepInSmallChunksAndBatches(t *testing.T) {
 	cfg, err := config.Parse("sweep.yaml", []byte(config.SixSystems+"flows:\n  - {from: shop, to: erp, sla: 5m, dimensions: [fulfilment]}\n"))
 	if err != nil {
@@ -72,8 +74,8 @@ func TestSweepInSmallChunksAndBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Orders != 100 || rep.Raised != len(drifted) || rep.OpenMismatches != len(drifted) {
-		t.Fatalf("first sweep: %d orders, %d raised, %d open (want 100 and %d)", rep.Orders, rep.Raised, rep.OpenMismatches, len(drifted))
+	if rep.Orders != 100 || rep.Opened != len(drifted) || rep.Raised != rep.Opened || rep.OpenMismatches != len(drifted) {
+		t.Fatalf("first sweep: %d orders, %d opened (raised %d), %d open (want 100 and %d)", rep.Orders, rep.Opened, rep.Raised, rep.OpenMismatches, len(drifted))
 	}
 	for i := 0; i < 100; i++ {
 		order := fmt.Sprintf("S-%03d", i)
@@ -83,8 +85,12 @@ func TestSweepInSmallChunksAndBatches(t *testing.T) {
 		}
 	}
 	rep, err = rec.Run(context.Background())
-	if err != nil || rep.Orders != 100 || rep.Raised != len(drifted) || rep.OpenMismatches != len(drifted) || rep.OrdersInMismatch != len(drifted) {
+	if err != nil || rep.Orders != 100 || rep.Opened != 0 || rep.Raised != 0 || rep.OpenMismatches != len(drifted) || rep.OrdersInMismatch != len(drifted) {
 		t.Fatalf("second sweep: %+v %v", rep, err)
+	}
+	var text bytes.Buffer
+	if err := rep.WriteText(&text); err != nil || !regexp.MustCompile(`(?m)^opened by this run +0$`).MatchString(text.String()) {
+		t.Fatalf("second sweep's text report:\n%s", text.String())
 	}
 	m, err := detector.GetMismatch(store, detector.AlertID("S-000", detector.OrderNotAcknowledged, "shop", "erp"))
 	if err != nil || m.Occurrences != 2 {

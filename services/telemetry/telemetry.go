@@ -29,6 +29,7 @@ type Metrics struct {
 	eventsIn         metric.Int64Counter
 	detectAfterDL    metric.Float64Histogram
 	detectAfterOnset metric.Float64Histogram
+	detectSkewed     metric.Int64Counter
 	alertsPublished  metric.Int64Counter
 	gateLatency      metric.Float64Histogram
 	gateDecisions    metric.Int64Counter
@@ -52,7 +53,7 @@ func New() (*Metrics, error) {
 	m := &Metrics{registry: reg, open: map[[3]string]int64{}}
 	m.provider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp),
 		sdkmetric.WithView(
-			sdkmetric.NewView(sdkmetric.Instrument{Name: "driftwatch.detect.*"}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: detectBuckets}}),
+			sdkmetric.NewView(sdkmetric.Instrument{Name: "driftwatch.detect.after_*"}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: detectBuckets}}),
 			sdkmetric.NewView(sdkmetric.Instrument{Name: "driftwatch.gate.latency"}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: latencyBuckets}}),
 		))
 	m.meter = m.provider.Meter("driftwatch")
@@ -62,7 +63,10 @@ func New() (*Metrics, error) {
 	if m.detectAfterDL, err = m.meter.Float64Histogram("driftwatch.detect.after_deadline", metric.WithUnit("s"), metric.WithDescription("Time from an expectation's deadline to the alert (detected_at - deadline)")); err != nil {
 		return nil, err
 	}
-	if m.detectAfterOnset, err = m.meter.Float64Histogram("driftwatch.detect.after_onset", metric.WithUnit("s"), metric.WithDescription("Time to detect: detected_at - onset_at")); err != nil {
+	if m.detectAfterOnset, err = m.meter.Float64Histogram("driftwatch.detect.after_onset", metric.WithUnit("s"), metric.WithDescription("Time to detect: detected_at - onset_at, the onset taken no later than the source event's received_at; skewed alerts are counted in driftwatch.detect.skewed instead")); err != nil {
+		return nil, err
+	}
+	if m.detectSkewed, err = m.meter.Int64Counter("driftwatch.detect.skewed", metric.WithDescription("Opened alerts whose onset is after their detection even bounded by the source event's received_at: left out of the time to detect")); err != nil {
 		return nil, err
 	}
 	if m.alertsPublished, err = m.meter.Int64Counter("driftwatch.alerts.published", metric.WithDescription("Alert records published, per pattern, severity and state")); err != nil {
@@ -119,8 +123,20 @@ func (m *Metrics) EventIn(stage, system, outcome string, n int64) {
 	m.eventsIn.Add(context.Background(), n, metric.WithAttributes(attribute.String("stage", stage), attribute.String("system", system), attribute.String("outcome", outcome)))
 }
 
-// Detected records the time to detect of a newly opened alert.
-func (m *Metrics) Detected(pattern, system string, onset, deadline, detected time.Time) {
+// Detection is how a newly opened alert counts in time to detect (the
+// caller applies the detector's rule, detector.TimeToDetect).
+type Detection uint8
+
+// Detections.
+const (
+	NoOnset  Detection = iota // no onset: not counted
+	Measured                  // the time to detect is recorded
+	Skewed                    // counted in driftwatch.detect.skewed, not in the histogram
+)
+
+// Detected records a newly opened alert: its time after the deadline (when
+// it has one) and its time to detect ttd as the detection says.
+func (m *Metrics) Detected(pattern, system string, deadline, detected time.Time, ttd time.Duration, how Detection) {
 	if m == nil {
 		return
 	}
@@ -128,8 +144,11 @@ func (m *Metrics) Detected(pattern, system string, onset, deadline, detected tim
 	if !deadline.IsZero() {
 		m.detectAfterDL.Record(context.Background(), detected.Sub(deadline).Seconds(), attrs)
 	}
-	if !onset.IsZero() {
-		m.detectAfterOnset.Record(context.Background(), detected.Sub(onset).Seconds(), attrs)
+	switch how {
+	case Measured:
+		m.detectAfterOnset.Record(context.Background(), ttd.Seconds(), attrs)
+	case Skewed:
+		m.detectSkewed.Add(context.Background(), 1, attrs)
 	}
 }
 

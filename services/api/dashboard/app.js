@@ -821,7 +821,7 @@
 
   /**
    * GET /v1/stats?window=24h&bucket=1h -> {buckets: [{start, detected,
-   * resolved, ttd_mean_seconds}], open_total, open_by_system,
+   * resolved, ttd_mean_seconds, ttd_count, ttd_skewed}], open_total, open_by_system,
    * open_by_pattern, open_by_severity, patterns, systems}
    */
   async function loadStats() {
@@ -967,18 +967,27 @@
       key: 'ttd', label: 'mean time to detect', cls: 'bar-ttd',
       value: (b) => b.ttd_mean_seconds, fmt: fmtDuration,
     }];
-    const withData = buckets.filter((b) => Number(b.ttd_mean_seconds) > 0);
+    // ttd_mean_seconds follows the server's rule: the onset is taken no
+    // later than the source's received_at, and mismatches whose onset is
+    // still after their detection (ttd_skewed) are left out of the mean.
+    const withData = buckets.filter((b) => Number(b.ttd_count) > 0 || Number(b.ttd_mean_seconds) > 0);
     const mean = withData.length
       ? withData.reduce((a, b) => a + Number(b.ttd_mean_seconds), 0) / withData.length : 0;
-    box.replaceChildren(
+    const skewed = buckets.reduce((a, b) => a + (Number(b.ttd_skewed) || 0), 0);
+    const skewedText = skewed ? `; ${fmtInt(skewed)} skewed (onset after detection) left out` : '';
+    const nodes = [
       barChart(buckets, series, {
         ariaLabel: withData.length
-          ? `Mean time to detect per hour; average of hourly means ${fmtDuration(mean)}`
-          : 'Mean time to detect per hour: no detections in the window',
+          ? `Mean time to detect per hour; average of hourly means ${fmtDuration(mean)}${skewedText}`
+          : `Mean time to detect per hour: no detections in the window${skewedText}`,
         yFmt: (v) => fmtDuration(v),
         emptyText: 'no detections in this window',
       }),
-      legend(series));
+      legend(series)];
+    if (skewed) {
+      nodes.push(h('p', { class: 'muted small ttd-skewed', text: `${fmtInt(skewed)} skewed (onset after detection) left out of the mean.` }));
+    }
+    box.replaceChildren(...nodes);
   }
 
   /**
@@ -1042,15 +1051,20 @@
   }
 
   function reportNodes(r) {
+    // Reports before active_orders divided by open_orders: say which.
+    const hasActive = r.active_orders !== undefined && r.active_orders !== null;
     const kpis = h('div', { class: 'report-kpis' },
       kpi('Orders', fmtInt(r.orders)),
-      kpi('Open orders', fmtInt(r.open_orders)),
+      hasActive
+        ? kpi('Active orders', fmtInt(r.active_orders), 'Orders active in the period: not closed, an event received in the period, an overdue flow or an open mismatch')
+        : kpi('Open orders', fmtInt(r.open_orders)),
       kpi('In mismatch', fmtInt(r.orders_in_mismatch)),
-      kpi('Mismatch rate', fmtPct(r.mismatch_rate)),
+      kpi('Mismatch rate', fmtPct(r.mismatch_rate), hasActive ? 'Orders in mismatch / active orders' : 'Orders in mismatch / open orders'),
       kpi('In flight', fmtInt(r.in_flight)),
       kpi('Open mismatches', fmtInt(r.open_mismatches)));
 
     const ttd = r.time_to_detect || {};
+    const ttdSkewed = Number(ttd.skewed) > 0 ? `; ${fmtInt(ttd.skewed)} skewed (onset after detection) left out` : '';
     const ttr = r.time_to_resolve || {};
     const var_ = r.value_at_risk || {};
     const varText = Object.keys(var_).length
@@ -1059,7 +1073,7 @@
     const facts = factList([
       ['Finished', timeEl(r.finished_at)],
       ['Duration', r.duration_ms !== undefined ? fmtLag(r.duration_ms) : ''],
-      ['Time to detect', `mean ${fmtDuration(ttd.mean_seconds)}, p90 ${fmtDuration(ttd.p90_seconds)} (${fmtInt(ttd.count || 0)})`],
+      ['Time to detect', `mean ${fmtDuration(ttd.mean_seconds)}, p90 ${fmtDuration(ttd.p90_seconds)} (${fmtInt(ttd.count || 0)})${ttdSkewed}`],
       ['Time to resolve', `mean ${fmtDuration(ttr.mean_seconds)}, p90 ${fmtDuration(ttr.p90_seconds)} (${fmtInt(ttr.count || 0)})`],
       ['Value at risk', varText],
       ['Oldest unresolved', oldest
@@ -1077,20 +1091,20 @@
     const top = Array.isArray(r.top_at_risk) ? r.top_at_risk.slice(0, 5) : [];
     if (top.length) {
       nodes.push(h('div', { class: 'report-top' },
-        h('h3', { text: 'Most value at risk' }),
+        h('h3', { text: 'Orders with the most value at risk' }),
         h('table', { class: 'data-table compact' },
-          h('thead', null, h('tr', null, ['Order', 'Pattern', 'Severity', 'At risk'].map((t) => h('th', { scope: 'col', text: t })))),
+          h('thead', null, h('tr', null, ['Order', 'Patterns', 'Severity', 'At risk'].map((t) => h('th', { scope: 'col', text: t })))),
           h('tbody', null, top.map((t) => h('tr', null,
             h('td', null, orderLink(t.order_id)),
-            h('td', { text: t.pattern }),
+            h('td', { text: Array.isArray(t.patterns) && t.patterns.length ? t.patterns.join(', ') : t.pattern }),
             h('td', null, sevChip(t.severity)),
             h('td', { class: 'num', text: fmtMoney(t.amount, t.currency) })))))));
     }
     return nodes;
   }
 
-  function kpi(label, value) {
-    return h('div', { class: 'mini-kpi' },
+  function kpi(label, value, hint) {
+    return h('div', { class: 'mini-kpi', title: hint },
       h('span', { class: 'mini-kpi-value', text: value }),
       h('span', { class: 'mini-kpi-label', text: label }));
   }
@@ -1523,7 +1537,7 @@
    * replay: {events: [{seq, system, kind, event_id, status, status_field,
    * canonical, payment, unmapped, ignored, occurred_at, received_at, lag_ms,
    * actor, ack_of, acked_by, current, late, clock_skew, notes}],
-   * gaps: [{system, source, after_seq, severity, message}]}
+   * gaps: [{system, source, after_seq, pattern, severity, alert_id, late, message}]}
    */
   function renderReplay(v, data) {
     const events = Array.isArray(data.events) ? data.events : [];
@@ -1539,7 +1553,7 @@
     v.el.gapCount.textContent = `(${gaps.length})`;
     v.el.gaps.closest('.card').classList.toggle('has-gaps', gaps.length > 0);
     if (!gaps.length) {
-      v.el.gaps.replaceChildren(h('p', { class: 'ok-text', text: 'No gaps: every expected acknowledgement arrived.' }));
+      v.el.gaps.replaceChildren(h('p', { class: 'ok-text', text: 'No gaps: every flow was reflected within its SLA.' }));
       return;
     }
     v.el.gaps.replaceChildren(h('ul', { class: 'gap-list' }, gaps.map((g) => h('li', {
@@ -1548,6 +1562,7 @@
     },
     sevChip(g.severity),
     h('strong', { text: g.system || '?' }),
+    h('span', { class: 'muted small', text: ` ${g.pattern || ''}${g.late ? ' (reflected late)' : ''}` }),
     h('span', { class: 'gap-msg', text: ` ${g.message || ''}` }),
     g.after_seq ? h('span', { class: 'muted small' }, ' after ', seqButton(g.after_seq, `event #${g.after_seq}`)) : null))));
   }
