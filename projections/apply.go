@@ -145,22 +145,32 @@ func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 			EventID: ev.EventID, Actor: entry.Actor, Kind: entry.Kind, ClockSkew: entry.ClockSkew,
 			MappingVer: table.Version, ExternalRef: ev.ExternalRef,
 		}
-		if f.newerThan(&row.Last) {
+		if mapped && res.State != canonical.None && f.newerThan(&row.Fulfilment) {
+			if leavesSeparateRecord(&row.Fulfilment, field, canonical.FulfilmentTransition(row.Fulfilment.State, res.State), row.Fulfilment.State.Side()) {
+				entry.Shadowed = true
+			} else {
+				row.Fulfilment = f
+				entry.Current, entry.SetState = true, true
+			}
+		}
+		if mapped && res.Payment != canonical.NoPayment && f.newerThan(&row.Payment) {
+			if leavesSeparateRecord(&row.Payment, field, canonical.PaymentTransition(row.Payment.Payment, res.Payment), row.Payment.Payment.Refund()) {
+				entry.Shadowed = true
+			} else {
+				row.Payment = f
+				entry.Current, entry.SetPayment = true, true
+			}
+		}
+		// Last is what the system shows now in its own words, unless the
+		// event was shadowed in every dimension it speaks of.
+		if f.newerThan(&row.Last) && !(entry.Shadowed && !entry.SetState && !entry.SetPayment) {
 			row.Last = f
 			entry.Current = true
 			if entry.Amount != "" {
 				row.Amount, row.Currency = entry.Amount, entry.Currency
 			}
 		}
-		if mapped && res.State != canonical.None && f.newerThan(&row.Fulfilment) {
-			row.Fulfilment = f
-			entry.Current, entry.SetState = true, true
-		}
-		if mapped && res.Payment != canonical.NoPayment && f.newerThan(&row.Payment) {
-			row.Payment = f
-			entry.Current, entry.SetPayment = true, true
-		}
-		entry.Late = !entry.Current
+		entry.Late = !entry.Current && !entry.Shadowed
 		entry.PrevState, entry.PrevPayment, entry.PrevRaw = out.Before.Fulfilment.State, out.Before.Payment.Payment, out.Before.Last.Raw
 		if entry.Current {
 			out.Result = Applied
@@ -180,6 +190,18 @@ func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 	out.After = row
 	out.Entry = entry
 	return out, nil
+}
+
+// leavesSeparateRecord reports whether an event of field would move a
+// system's state out of a return or a refund that another of its fields
+// (another record: NetSuite's return authorization beside its sales order,
+// Shopify's return beside the order's fulfilment status) put it in, along
+// an undocumented transition. Such an event is kept in the history but
+// does not override the state: platforms send the order record's status
+// again while the return record moves on (an orders/updated webhook still
+// says fulfilled, a sales order stays Billed).
+func leavesSeparateRecord(cur *Facet, field string, t canonical.Transition, curIsSeparate bool) bool {
+	return curIsSeparate && cur.Set() && cur.Field != field && t == canonical.Undocumented
 }
 
 // amountOf reads attributes.amount and attributes.currency, if any. The

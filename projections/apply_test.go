@@ -276,3 +276,50 @@ func TestZoneAssumed(t *testing.T) {
 		}
 	}
 }
+
+// TestSeparateRecordKeepsReturn: a status of the order record sent again
+// after another record of the same system started a return (or refund)
+// does not move the system back out of it; it stays in the history,
+// shadowed, and the as-of fold agrees. Its twin, the return record itself
+// withdrawing the return, is a documented transition and applies.
+func TestSeparateRecordKeepsReturn(t *testing.T) {
+	s, a := openStore(t), testApplier(t)
+	outs := applyAll(t, s, a,
+		status("e1", "shop", "fulfilled", "fulfillment_status", "2026-11-27T15:00:00Z"),
+		status("e2", "shop", "REQUESTED", "return.status", "2026-11-27T15:01:00Z"),
+		status("e3", "shop", "fulfilled", "fulfillment_status", "2026-11-27T15:02:00Z"), // orders/updated repeats it
+		status("e4", "erp", "Billed", "", "2026-11-27T15:00:00Z"),
+		status("e5", "erp", "Refunded", "return_authorization_status", "2026-11-27T15:01:00Z"),
+		status("e6", "erp", "Fully Applied", "credit_memo_status", "2026-11-27T15:02:00Z"), // its credit memo
+		status("e7", "erp", "Billed", "", "2026-11-27T15:03:00Z"),
+	)
+	shop, _ := s.Row("O1", "shop")
+	erp, _ := s.Row("O1", "erp")
+	if shop.State() != canonical.ReturnRequested || erp.State() != canonical.Returned || erp.PaymentState() != canonical.Refunded {
+		t.Fatalf("shop %s, erp %s/%s: a repeated order record moved a system out of its return", shop.State(), erp.State(), erp.PaymentState())
+	}
+	for _, i := range []int{2, 5, 6} {
+		if x := outs[i].Entry; !x.Shadowed || x.Late || x.Current {
+			t.Fatalf("event %s: shadowed %v late %v current %v", x.EventID, x.Shadowed, x.Late, x.Current)
+		}
+	}
+	entries, err := s.Timeline("O1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range FoldAsOf("O1", entries, recv0.Add(time.Hour).UnixNano()) {
+		if want, _ := s.Row("O1", r.System); r.State() != want.State() || r.PaymentState() != want.PaymentState() {
+			t.Fatalf("as-of fold of %s: %s/%s, live %s/%s", r.System, r.State(), r.PaymentState(), want.State(), want.PaymentState())
+		}
+	}
+
+	twin, a2 := openStore(t), testApplier(t)
+	applyAll(t, twin, a2,
+		status("e1", "shop", "fulfilled", "fulfillment_status", "2026-11-27T15:00:00Z"),
+		status("e2", "shop", "REQUESTED", "return.status", "2026-11-27T15:01:00Z"),
+		status("e3", "shop", "CANCELED", "return.status", "2026-11-27T15:02:00Z"), // the return withdrawn
+	)
+	if r, _ := twin.Row("O1", "shop"); r.State() != canonical.Delivered {
+		t.Fatalf("withdrawn return: %s, want delivered", r.State())
+	}
+}

@@ -42,17 +42,19 @@ func FoldAsOf(orderID string, entries []Entry, asOf int64) []Row {
 		if f.Unmapped {
 			f.State = canonical.None
 		}
-		if f.newerThan(&r.Last) {
+		if !e.Unmapped && f.State != canonical.None && f.newerThan(&r.Fulfilment) &&
+			!leavesSeparateRecord(&r.Fulfilment, f.Field, canonical.FulfilmentTransition(r.Fulfilment.State, f.State), r.Fulfilment.State.Side()) {
+			r.Fulfilment = f
+		}
+		if !e.Unmapped && f.Payment != canonical.NoPayment && f.newerThan(&r.Payment) &&
+			!leavesSeparateRecord(&r.Payment, f.Field, canonical.PaymentTransition(r.Payment.Payment, f.Payment), r.Payment.Payment.Refund()) {
+			r.Payment = f
+		}
+		if f.newerThan(&r.Last) && !(e.Shadowed && !e.SetState && !e.SetPayment) {
 			r.Last = f
 			if e.Amount != "" {
 				r.Amount, r.Currency = e.Amount, e.Currency
 			}
-		}
-		if !e.Unmapped && f.State != canonical.None && f.newerThan(&r.Fulfilment) {
-			r.Fulfilment = f
-		}
-		if !e.Unmapped && f.Payment != canonical.NoPayment && f.newerThan(&r.Payment) {
-			r.Payment = f
 		}
 	}
 	out := make([]Row, 0, len(order))

@@ -256,9 +256,13 @@ type Entry struct {
 	// ZoneAssumed names the zone occurred_at was read in when the event
 	// carried no offset (its system's configured timezone); "" otherwise.
 	ZoneAssumed string
+	// Shadowed is true when the event would have moved the system out of a
+	// return or refund that another of its records set (see
+	// leavesSeparateRecord): it only entered the history.
+	Shadowed bool
 }
 
-// Entry encodings: version 2 adds ZoneAssumed at the end; version 1 entries
+// Entry encodings: version 2 adds ZoneAssumed and Shadowed at the end; version 1 entries
 // still decode (without it).
 const (
 	entryVersion1 = 1
@@ -295,6 +299,7 @@ func (x *Entry) encode() []byte {
 	e.bool(x.SetPayment)
 	e.s(x.PrevRaw)
 	e.s(x.ZoneAssumed)
+	e.bool(x.Shadowed)
 	return e.b
 }
 
@@ -333,6 +338,7 @@ func decodeEntry(b []byte) (Entry, error) {
 	x.PrevRaw = d.s()
 	if v >= entryVersion {
 		x.ZoneAssumed = d.s()
+		x.Shadowed = d.bool()
 	}
 	return x, d.err
 }

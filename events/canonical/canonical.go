@@ -70,6 +70,10 @@ func (s State) Ranked() bool { _, ok := s.Rank(); return ok }
 // Terminal reports whether no documented transition leaves the state.
 func (s State) Terminal() bool { return s == Returned || s == Cancelled }
 
+// Side reports whether s is a return state (return_requested, returned):
+// off the fulfilment ranks, usually kept on a record of its own.
+func (s State) Side() bool { return s == ReturnRequested || s == Returned }
+
 // Real reports whether s is a fulfilment state (not None or Unknown).
 func (s State) Real() bool { return s >= Pending && s <= Cancelled }
 
@@ -112,6 +116,10 @@ func ParsePayment(name string) (Payment, bool) {
 
 // Real reports whether p is a payment state (not NoPayment).
 func (p Payment) Real() bool { return p >= Unpaid && p <= Failed }
+
+// Refund reports whether p is a refund state (partially_refunded,
+// refunded).
+func (p Payment) Refund() bool { return p == PartiallyRefunded || p == Refunded }
 
 // Transition classifies a move from one state to another.
 type Transition uint8

@@ -100,6 +100,18 @@ func (t *Table) CanExpressPayment(p canonical.Payment) bool {
 	return int(p) < len(t.payments) && t.payments[p]
 }
 
+// FieldCanExpressPayment reports whether some raw status of one field maps
+// to payment p (a credit memo's field may say partially_refunded and never
+// refunded, while the platform's return record can).
+func (t *Table) FieldCanExpressPayment(field string, p canonical.Payment) bool {
+	for _, r := range t.fields[field] {
+		if r.Payment == p {
+			return true
+		}
+	}
+	return false
+}
+
 // ExpressibleState is the state a system on this platform can be expected
 // to reach when another system is at s (CONTRACT.md section 6): s itself if
 // the table can express it; for a ranked s, the highest ranked state at or

@@ -179,12 +179,18 @@ func (e *Engine) lagRing(b *pebble.Batch, sys string) (*lagRing, error) {
 		r, err = decodeLagRing(v)
 		closer.Close()
 		if err != nil {
-			return nil, err
+			// The statistic is derived and rebuilt by the next 32
+			// events; a record that cannot be read must not stop
+			// detection.
+			r = &lagRing{}
 		}
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	if cached := e.lags[sys]; cached != nil {
+		return cached, nil // filled meanwhile: keep what it holds
+	}
 	e.lags[sys] = r
-	e.mu.Unlock()
 	return r, nil
 }
 
@@ -243,6 +249,11 @@ func (e *Engine) observeLag(b *pebble.Batch, orderID string, x *projections.Entr
 		}
 		m := e.eventFinding(orderID, ClockSkew, x, now)
 		m.AlertID = clockAlertID(x.System)
+		// A finding about the system, not the order it arrived with: it
+		// starts when the log saw it and carries no order value.
+		m.Scope = ScopeSystem
+		m.OnsetNanos, m.DeadlineNanos = x.Received, x.Received
+		m.Amount, m.Currency = "", ""
 		m.Expected = "offset " + hours(v.Hours)
 		m.Message = lagMessage(x.System, v, e.systems[x.System])
 		return e.raise(b, m, now)

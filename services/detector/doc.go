@@ -26,6 +26,7 @@
 //	x/q/<n>                                 the outbox: alerts to publish
 //	x/g/<alert_id>                          open gate flags that may expire (value: order)
 //	x/k/<system>                            the system's recent event lags (clock.go)
+//	x/v/<migration>                         migrations done on this store (x/v/gate-flags)
 //
 // Exactly-once effect: the consumer's checkpoint, the expectations, the
 // mismatches and the outbox entries of a batch are committed together; the

@@ -67,8 +67,60 @@ func NewEngine(cfg *config.Config, store *projections.Store) (*Engine, error) {
 		if err := it.Close(); err != nil {
 			return nil, err
 		}
+		if err := e.migrateGateFlags(); err != nil {
+			return nil, fmt.Errorf("detector: migrate gate flags: %w", err)
+		}
 	}
 	return e, nil
+}
+
+// keyGateFlagsMigrated marks a store whose open gate flags carry their
+// target and incoming states (GateTarget) and sit in the x/g/ index.
+var keyGateFlagsMigrated = []byte("x/v/gate-flags")
+
+// migrateGateFlags gives the open gate flags stored before flags could
+// resolve or expire their target and incoming states, once per store: the
+// target is the system whose alert id matches (the record system when the
+// flag named none), the incoming states are the flag's source side.
+func (e *Engine) migrateGateFlags() error {
+	db := e.store.DB()
+	if _, closer, err := db.Get(keyGateFlagsMigrated); err == nil {
+		return closer.Close()
+	} else if !errors.Is(err, errNotFoundDB) {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	err := scanPrefix(db, prefixMis, func(k, v []byte) error {
+		var m Mismatch
+		if err := storedjson.Unmarshal(v, &m); err != nil {
+			return err
+		}
+		if m.DetectedBy != ByValidate || m.State == StateResolved || m.GateTarget != "" || m.FlowTo != "" || m.Source == nil {
+			return nil
+		}
+		for sys := range e.systems {
+			if AlertID(m.OrderID, m.Pattern, m.Source.System, sys) == m.AlertID {
+				m.GateTarget = sys
+			}
+		}
+		if m.GateTarget == "" {
+			return nil // a flag about an unknown target: nothing to resolve against
+		}
+		m.ExpState, _ = canonical.ParseState(m.Source.Canonical)
+		m.ExpPayment, _ = canonical.ParsePayment(m.Source.Payment)
+		if err := putMismatch(b, k, &m); err != nil {
+			return err
+		}
+		return b.Set(join(prefixGate, m.AlertID), []byte(m.OrderID), nil)
+	})
+	if err != nil {
+		return err
+	}
+	if err := b.Set(keyGateFlagsMigrated, []byte{1}, nil); err != nil {
+		return err
+	}
+	return b.Commit(pebble.Sync)
 }
 
 // ReloadOpen recounts the open mismatches per order from the store.
@@ -427,14 +479,17 @@ func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projectio
 			}
 			continue
 		}
-		// A manual edit is known the moment it arrives: there is no
-		// message in flight to wait for, so it is judged once settled,
-		// not at the flow's deadline.
+		// A manual edit is known the moment it arrives: nothing of it is
+		// in flight, so it is judged once settled, not a whole SLA after
+		// the edit. The source's own state may still be in flight to the
+		// target, though: then the judgement waits for the source's
+		// deadline (a shipment the ERP is still to hear of is not the
+		// edit's fault).
 		exp := func(dim uint8, facet *projections.Facet, s canonical.State, p canonical.Payment) error {
-			judgeAt := x.Received + int64(e.settle)
+			deadline := Onset(facet.Occurred, facet.Received) + int64(f.SLA.D())
 			ex := &Expectation{OrderID: orderID, From: f.From, To: f.To, Dim: dim, State: s, Payment: p,
 				SourceState: facet.State, SourcePayment: facet.Payment, SourceSeq: x.Seq, SourceEventID: facet.EventID,
-				Onset: Onset(x.Occurred, x.Received), Deadline: judgeAt, JudgeAt: judgeAt, Manual: true}
+				Onset: Onset(x.Occurred, x.Received), Deadline: deadline, JudgeAt: max(deadline, x.Received+int64(e.settle)), Manual: true}
 			return putExpectation(b, ex)
 		}
 		if f.Covers(config.DimFulfilment) && src.State().Real() {
@@ -454,16 +509,28 @@ func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projectio
 }
 
 // Met reports whether the target's row meets an expectation.
-func Met(x *Expectation, target *projections.Row) bool { return met(x, target) }
-
-func met(x *Expectation, target *projections.Row) bool {
+func (r *Rules) Met(x *Expectation, target *projections.Row) bool {
 	if x.Presence {
 		return target.HasRecord()
 	}
 	if x.Dim == DimPayment {
-		return canonical.ReflectsPayment(target.PaymentState(), x.Payment)
+		return r.reflectsPayment(x.To, target, x.Payment)
 	}
 	return canonical.ReflectsState(target.State(), target.HasRecord(), x.State)
+}
+
+// reflectsPayment reports whether the target's payment state reflects p
+// (canonical.ReflectsPayment), counting a partial refund as all a record
+// can say when the field that set it can never say refunded: an ERP's
+// credit memo does not tell whether it covers the whole order.
+func (r *Rules) reflectsPayment(to string, target *projections.Row, p canonical.Payment) bool {
+	got := target.PaymentState()
+	if canonical.ReflectsPayment(got, p) {
+		return true
+	}
+	t := r.tables[to]
+	return p == canonical.Refunded && got == canonical.PartiallyRefunded && t != nil &&
+		!t.FieldCanExpressPayment(target.Payment.Field, canonical.Refunded)
 }
 
 // row reads a system's row of an order (a zero row when it has none).
@@ -569,7 +636,7 @@ func (e *Engine) judgeWith(b *pebble.Batch, x *Expectation, now time.Time, detec
 	if err != nil {
 		return false, err
 	}
-	if met(x, &tgt) {
+	if e.Met(x, &tgt) {
 		return false, nil
 	}
 	if x.Manual && x.Dim == DimFulfilment && src.State().Real() && src.State() != x.SourceState {
@@ -719,6 +786,7 @@ func (e *Engine) unmapped(b *pebble.Batch, orderID string, x *projections.Entry,
 	}
 	m := e.eventFinding(orderID, UnmappedStatus, x, now)
 	m.AlertID = AlertID(sys.Platform+"\x00"+x.Field+"\x00"+x.Raw, UnmappedStatus, sys.Platform, "")
+	m.Scope = ScopeSystem
 	table := e.tables[x.System]
 	m.Message = fmt.Sprintf("%s sent status %q (field %s) for order %s, which the %s mapping table v%d lacks: the event is kept with canonical state unknown; add the status to the table and rebuild.",
 		x.System, x.Raw, x.Field, orderID, sys.Platform, table.Version)
@@ -770,9 +838,15 @@ func (e *Engine) open(b *pebble.Batch, m *Mismatch, now time.Time) (bool, error)
 		// authorized to succeeded while the order is still missing).
 		if m.Source != nil {
 			old.Source, old.Target, old.ReplaySeqs = m.Source, m.Target, m.ReplaySeqs
-			old.Message = m.Message
+			old.Message, old.Expected = m.Message, m.Expected
+			old.ExpState, old.ExpPayment = m.ExpState, m.ExpPayment
 			if m.Amount != "" {
 				old.Amount, old.Currency = m.Amount, m.Currency
+			}
+			if SeverityRank(m.Severity) < SeverityRank(old.Severity) {
+				// Raised in place: the published subject of this record
+				// keeps its first severity until its next state change.
+				old.Severity = m.Severity
 			}
 		}
 		if n := len(old.Audit); n > 0 && old.Audit[n-1].Action == "repeated" && old.Audit[n-1].By == m.DetectedBy {
@@ -954,11 +1028,11 @@ func (e *Engine) agrees(b *pebble.Batch, m *Mismatch) (bool, error) {
 		return tgt.HasRecord(), nil
 	}
 	if m.Dimension == "payment" {
-		if canonical.ReflectsPayment(tgt.PaymentState(), m.ExpPayment) {
+		if e.reflectsPayment(target, &tgt, m.ExpPayment) {
 			return true, nil
 		}
 		p := src.PaymentState()
-		return p.Real() && p != m.ExpPayment && table.CanExpressPayment(p) && canonical.ReflectsPayment(tgt.PaymentState(), p), nil
+		return p.Real() && p != m.ExpPayment && table.CanExpressPayment(p) && e.reflectsPayment(target, &tgt, p), nil
 	}
 	if canonical.ReflectsState(tgt.State(), tgt.HasRecord(), m.ExpState) {
 		return true, nil
@@ -1096,29 +1170,24 @@ func (e *Engine) ResolveNowMapped(b *pebble.Batch, now time.Time) (int, error) {
 	return len(ids), nil
 }
 
-// resolveGateFlag resolves a gate flag once its target shows a state that
-// reflects the write the gate was asked about: the incoming fulfilment and
-// payment states (a payment without an order: any record of the order).
-// A flag whose incoming state is unknown (unmapped, unknown system) has
-// nothing to agree with and stays open for a person.
+// resolveGateFlag resolves a gate flag once its target shows, after the
+// flag, a state that agrees with the write the gate was asked about: the
+// incoming fulfilment and payment states (a payment without an order: any
+// record of the order). When the target already reflected the incoming
+// state as the gate saw it (a backward write: shipped asked to go back to
+// confirmed), only that very state agrees: a target moving further on is
+// no sign the flagged write happened. A flag whose incoming state is
+// unknown (unmapped, unknown system) has nothing to agree with and stays
+// open for a person.
 func (e *Engine) resolveGateFlag(b *pebble.Batch, m *Mismatch, now time.Time) error {
 	if !e.known(m.GateTarget) || (!m.ExpState.Real() && !m.ExpPayment.Real()) {
 		return nil
 	}
 	tgt, _, err := e.row(b, m.OrderID, m.GateTarget)
-	if err != nil || !tgt.HasRecord() {
-		return err
+	if err != nil || !tgt.HasRecord() || tgt.Last.Received <= m.DetectedNanos {
+		return err // nothing new from the target since the flag
 	}
-	agree := true
-	if m.Pattern != PaymentWithoutOrder {
-		if m.ExpState.Real() {
-			agree = canonical.ReflectsState(tgt.State(), true, m.ExpState)
-		}
-		if m.ExpPayment.Real() {
-			agree = agree && canonical.ReflectsPayment(tgt.PaymentState(), m.ExpPayment)
-		}
-	}
-	if !agree {
+	if m.Pattern != PaymentWithoutOrder && !gateAgrees(m, &tgt) {
 		return nil
 	}
 	side := targetSide(DimFulfilment, &tgt)
@@ -1131,6 +1200,36 @@ func (e *Engine) resolveGateFlag(b *pebble.Batch, m *Mismatch, now time.Time) er
 		r.ReplaySeqs = replaySeqs(r.Target)
 	})
 	return err
+}
+
+// gateAgrees reports whether the target's row agrees with a gate flag's
+// incoming states (see resolveGateFlag); m.Target is the target as the
+// gate saw it.
+func gateAgrees(m *Mismatch, tgt *projections.Row) bool {
+	if m.ExpState.Real() {
+		before := canonical.None
+		if m.Target != nil {
+			before, _ = canonical.ParseState(m.Target.Canonical)
+		}
+		if canonical.ReflectsState(before, m.Target != nil, m.ExpState) {
+			if tgt.State() != m.ExpState {
+				return false
+			}
+		} else if !canonical.ReflectsState(tgt.State(), true, m.ExpState) {
+			return false
+		}
+	}
+	if m.ExpPayment.Real() {
+		before := canonical.NoPayment
+		if m.Target != nil {
+			before, _ = canonical.ParsePayment(m.Target.Payment)
+		}
+		if canonical.ReflectsPayment(before, m.ExpPayment) {
+			return tgt.PaymentState() == m.ExpPayment
+		}
+		return canonical.ReflectsPayment(tgt.PaymentState(), m.ExpPayment)
+	}
+	return true
 }
 
 // ExpireGateFlags expires the open gate flags older than expiry whose order

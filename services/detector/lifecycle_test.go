@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/driftwatch/driftwatch/events/canonical"
 )
 
@@ -206,5 +208,51 @@ func TestLagVerdict(t *testing.T) {
 	back, err := decodeLagRing(r.encode())
 	if err != nil || len(back.lags) != 24 || back.lags[3] != r.lags[3] {
 		t.Fatalf("round trip: %+v %v", back, err)
+	}
+}
+
+// TestGateFlagBackwardWrite: the gate flagged a write that would move the
+// ERP back from shipped to confirmed. The ERP's next shipped-or-later
+// status already "reflects" confirmed by rank, but it is no sign the
+// flagged write happened: the flag stays open until the ERP shows
+// confirmed itself.
+func TestGateFlagBackwardWrite(t *testing.T) {
+	tl := newTimeline(t)
+	tl.event(0, 0, "erp", map[string]string{"order": "B-1"}, "Pending Billing", "")
+	flag := gateFlag("B-1", IllegalTransition, "shop", "erp", canonical.Confirmed, canonical.NoPayment)
+	flag.Target = &Side{System: "erp", Status: "Pending Billing", Canonical: "shipped"}
+	tl.record(flag, t0.Add(time.Second))
+	tl.event(2*time.Second, 2*time.Second, "erp", map[string]string{"order": "B-1"}, "Billed", "")
+	if m := tl.mismatch(flag.AlertID); m.State != StateOpen {
+		t.Fatalf("resolved by a status that only reflects it by rank: %+v", m.Audit)
+	}
+	tl.event(3*time.Second, 3*time.Second, "erp", map[string]string{"order": "B-1"}, "Pending Fulfillment", "")
+	if m := tl.mismatch(flag.AlertID); m.State != StateResolved {
+		t.Fatalf("the flagged write happened, the flag is %s", m.State)
+	}
+}
+
+// TestGateFlagMigration: an open gate flag stored before flags carried
+// their target gets it (found by its alert id) when the engine opens the
+// store, and then resolves by agreement like a new one.
+func TestGateFlagMigration(t *testing.T) {
+	tl := newTimeline(t)
+	old := gateFlag("M-1", IllegalTransition, "shop", "erp", canonical.Shipped, canonical.NoPayment)
+	old.GateTarget, old.ExpState = "", canonical.None // as stored before
+	tl.record(old, t0)
+	if err := tl.store.DB().Delete(keyGateFlagsMigrated, pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := NewEngine(tl.engine.cfg, tl.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl.engine = eng
+	if m := tl.mismatch(old.AlertID); m.GateTarget != "erp" || m.ExpState != canonical.Shipped {
+		t.Fatalf("migrated flag: target %q, incoming %s", m.GateTarget, m.ExpState)
+	}
+	tl.event(time.Second, time.Second, "erp", map[string]string{"order": "M-1"}, "Billed", "")
+	if m := tl.mismatch(old.AlertID); m.State != StateResolved {
+		t.Fatalf("migrated flag is %s after the ERP shipped", m.State)
 	}
 }

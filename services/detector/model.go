@@ -122,7 +122,19 @@ type Alert struct {
 	Currency string `json:"currency,omitempty"`
 	// Occurrences counts detections of this alert id while open.
 	Occurrences int `json:"occurrences,omitempty"`
+	// Scope is "system" for a finding about a system or a platform rather
+	// than the order it arrived with (an unmapped status, a clock off by
+	// whole hours); OrderID then names the first order that showed it, and
+	// per-order figures (mismatch rate, value at risk) leave it out.
+	Scope string `json:"scope,omitempty"`
 }
+
+// ScopeSystem marks a finding about a system, not an order (Alert.Scope).
+const ScopeSystem = "system"
+
+// PerOrder reports whether the alert is about its order (it counts in
+// per-order figures such as the mismatch rate and the value at risk).
+func (a *Alert) PerOrder() bool { return a.Scope != ScopeSystem }
 
 // AuditEntry is one step in a mismatch's life.
 type AuditEntry struct {

@@ -90,7 +90,7 @@ func (e *Engine) reconcileOrder(b *pebble.Batch, orderID string, rows []projecti
 				Onset: onset, Deadline: onset + int64(f.SLA.D()), Presence: fx.Presence,
 				Manual: facet.Actor == "manual"}
 			x.JudgeAt = max(x.Deadline, facet.Received+int64(e.settle))
-			if met(x, tgt) {
+			if e.Met(x, tgt) {
 				continue
 			}
 			if now.UnixNano() < x.JudgeAt {

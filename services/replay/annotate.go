@@ -59,6 +59,9 @@ func Annotate(cfg *config.Config, orderID string, entries []projections.Entry, a
 		if e.ClockSkew {
 			ev.Notes = append(ev.Notes, "clock skew: occurred_at is later than driftwatch received it; ordered by its received time")
 		}
+		if e.Shadowed {
+			ev.Notes = append(ev.Notes, fmt.Sprintf("kept in the history only: %s's return or refund, set by another of its records, stands (%s cannot move it back)", e.System, e.Field))
+		}
 		if e.ZoneAssumed != "" {
 			ev.Notes = append(ev.Notes, fmt.Sprintf("occurred_at had no offset: read in %s (the system's configured timezone), an assumption", e.ZoneAssumed))
 		}
@@ -136,7 +139,7 @@ func follow(rules *detector.Rules, settle time.Duration, f config.Flow, fx detec
 		if t.System != f.To || t.Kind == "ack" {
 			continue
 		}
-		if !detector.Met(x, ptr(rowOf(t.Received, f.To))) {
+		if !rules.Met(x, ptr(rowOf(t.Received, f.To))) {
 			continue
 		}
 		if t.Received <= e.Received {
