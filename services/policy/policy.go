@@ -204,7 +204,10 @@ func (p *Policy) loadArrivals() error {
 		if st.V != arrivalsVersion || len(st.Times) != arrivalsSize || st.Next < 0 || st.Next >= arrivalsSize {
 			return fmt.Errorf("arrivals of %s: version %d with %d times, want version %d with %d", sys, st.V, len(st.Times), arrivalsVersion, arrivalsSize)
 		}
-		p.arrive[sys] = &arrivals{times: st.Times, next: st.Next, count: st.Count, last: st.Last}
+		// Silence is counted from the later of the last arrival and this
+		// start: while driftwatch itself was down, no source could reach
+		// it, and that is not the source's silence.
+		p.arrive[sys] = &arrivals{times: st.Times, next: st.Next, count: st.Count, last: max(st.Last, p.opts.Now().UnixNano())}
 	}
 	return it.Error()
 }
@@ -338,7 +341,9 @@ func (p *Policy) Evaluate(ctx context.Context) error {
 	// detected before the report's end.
 	orders := map[string]bool{}
 	inMismatch := func(m *detector.Mismatch) {
-		orders[m.OrderID] = orders[m.OrderID] || m.DetectedNanos < cut
+		if m.PerOrder() { // a finding about a system is no order in mismatch
+			orders[m.OrderID] = orders[m.OrderID] || m.DetectedNanos < cut
+		}
 	}
 	var overdue []*detector.Mismatch
 	var resolvedEscalations []string

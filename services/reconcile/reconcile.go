@@ -112,6 +112,11 @@ func (r *Reconciler) Start() {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		if r.dueAtStart() {
+			if _, err := r.Run(ctx); err != nil && ctx.Err() == nil {
+				r.opts.Logger.Error().Err(err).Msg("reconciliation at start failed")
+			}
+		}
 		t := time.NewTicker(r.opts.Every)
 		defer t.Stop()
 		for {
@@ -125,6 +130,20 @@ func (r *Reconciler) Start() {
 			}
 		}
 	}()
+}
+
+// dueAtStart reports whether a sweep runs at once on Start: the latest
+// report is older than a period (one was missed while driftwatch was
+// down), or was written before reports counted active orders (the live
+// mismatch rate has no denominator until the next sweep). A store without
+// any report waits for the schedule, as before.
+func (r *Reconciler) dueAtStart() bool {
+	rep, err := Latest(r.opts.Store)
+	if err != nil {
+		return false
+	}
+	end := parseNanos(rep.PeriodEnd)
+	return (rep.ActiveOrders == 0 && rep.Orders > 0) || r.opts.Now().UnixNano()-end > int64(r.opts.Every)
 }
 
 // Stop stops the schedule and waits for a running sweep.

@@ -117,7 +117,7 @@ type amount struct {
 
 // offer keeps a if it is the largest in its currency so far.
 func offer(amounts map[string]amount, text, currency string) {
-	if text == "" || currency == "" {
+	if text == "" {
 		return
 	}
 	v, ok := new(big.Rat).SetString(text)
@@ -177,17 +177,19 @@ func Summarise(s *projections.Store, rep *Report, from, to time.Time) error {
 		}
 		rep.BySystemPair[src+"->"+tgt]++
 		bySystem[src]++
-		o := orders[m.OrderID]
-		if o == nil {
-			o = &inMismatch{patterns: map[string]struct{}{}, amounts: map[string]amount{}}
-			orders[m.OrderID] = o
+		if m.PerOrder() { // a finding about a system has no order figures
+			o := orders[m.OrderID]
+			if o == nil {
+				o = &inMismatch{patterns: map[string]struct{}{}, amounts: map[string]amount{}}
+				orders[m.OrderID] = o
+			}
+			o.n++
+			o.patterns[m.Pattern] = struct{}{}
+			if o.worst == nil || moreSevere(m, o.worst) {
+				o.worst = m
+			}
+			offer(o.amounts, m.Amount, m.Currency)
 		}
-		o.n++
-		o.patterns[m.Pattern] = struct{}{}
-		if o.worst == nil || moreSevere(m, o.worst) {
-			o.worst = m
-		}
-		offer(o.amounts, m.Amount, m.Currency)
 		if rep.Oldest == nil || m.DetectedNanos < parseNanos(rep.Oldest.DetectedAt) {
 			rep.Oldest = &Oldest{AlertID: m.AlertID, OrderID: m.OrderID, Pattern: m.Pattern, DetectedAt: m.DetectedAt,
 				AgeSeconds: round3(time.Duration(toN - m.DetectedNanos).Seconds())}
@@ -329,7 +331,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		p("oldest unresolved\t%s %s on %s, %s old\n", r.Oldest.AlertID, r.Oldest.Pattern, r.Oldest.OrderID, fmtSeconds(r.Oldest.AgeSeconds))
 	}
 	for _, c := range sortedKeys(r.ValueAtRisk) {
-		p("value at risk\t%s %s\n", r.ValueAtRisk[c], c)
+		cur := c
+		if cur == "" {
+			cur = "(no currency given)"
+		}
+		p("value at risk\t%s %s\n", r.ValueAtRisk[c], cur)
 	}
 	section := func(title string, m map[string]int) {
 		if len(m) == 0 {

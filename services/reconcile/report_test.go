@@ -163,3 +163,35 @@ func TestFmtSeconds(t *testing.T) {
 		}
 	}
 }
+
+// TestDueAtStart: a sweep runs at start when the latest report is older
+// than a period or predates active orders; not with a fresh report, and
+// not on a store without any.
+func TestDueAtStart(t *testing.T) {
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		rep  *Report
+		due  bool
+	}{
+		{"no report", nil, false},
+		{"fresh", &Report{ID: "a", PeriodEnd: fmtTime(now.Add(-time.Hour)), Orders: 5, ActiveOrders: 3}, false},
+		{"missed while down", &Report{ID: "b", PeriodEnd: fmtTime(now.Add(-25 * time.Hour)), Orders: 5, ActiveOrders: 3}, true},
+		{"older format", &Report{ID: "c", PeriodEnd: fmtTime(now.Add(-time.Hour)), Orders: 5}, true},
+	} {
+		store, err := projections.Open(t.TempDir(), projections.Options{CacheSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.rep != nil {
+			if err := Save(store, tc.rep); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := New(Options{Store: store, Every: 24 * time.Hour, Now: func() time.Time { return now }})
+		if got := r.dueAtStart(); got != tc.due {
+			t.Errorf("%s: due %v, want %v", tc.name, got, tc.due)
+		}
+		store.Close()
+	}
+}
