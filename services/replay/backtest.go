@@ -109,7 +109,7 @@ func Backtest(ctx context.Context, o BacktestOptions) (*BacktestResult, error) {
 			if err != nil {
 				return nil, err
 			}
-			ev, perr := events.Parse(msg.Data())
+			ev, perr := events.CheckZoned(msg.Data(), nil, o.Config.Zones())
 			if perr == nil && ev.EffectiveKind() != events.KindAck {
 				if sys, ok := o.Config.System(ev.System); ok {
 					cur, _ := o.Config.Mappings.Table(sys.Platform)

@@ -1553,7 +1553,7 @@
     v.el.gapCount.textContent = `(${gaps.length})`;
     v.el.gaps.closest('.card').classList.toggle('has-gaps', gaps.length > 0);
     if (!gaps.length) {
-      v.el.gaps.replaceChildren(h('p', { class: 'ok-text', text: 'No gaps: every flow was reflected within its SLA.' }));
+      v.el.gaps.replaceChildren(h('p', { class: 'ok-text', text: 'No flow gaps: every flow was reflected within its SLA. Findings that are not flow gaps (a manual override, an illegal transition, clock skew, a gate flag) are listed with the open mismatches.' }));
       return;
     }
     v.el.gaps.replaceChildren(h('ul', { class: 'gap-list' }, gaps.map((g) => h('li', {

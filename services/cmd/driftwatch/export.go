@@ -16,10 +16,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/config"
 )
 
 func newExportCmd() *cobra.Command {
-	var since, until, format, system, natsURL, httpAddr string
+	var since, until, format, system, natsURL, httpAddr, configPath string
 	cmd := &cobra.Command{
 		Use:   "export events|mismatches --since T",
 		Short: "Stream the log or the mismatch history as CSV or NDJSON (both timestamps always)",
@@ -38,12 +39,20 @@ func newExportCmd() *cobra.Command {
 			}
 			switch args[0] {
 			case "events":
+				var zones events.ZoneOf
+				if configPath != "" {
+					cfg, err := config.LoadFile(configPath)
+					if err != nil {
+						return err
+					}
+					zones = cfg.Zones()
+				}
 				js, nc, err := connectJS(natsURL, "driftwatch-export")
 				if err != nil {
 					return err
 				}
 				defer nc.Close()
-				return exportEvents(cmd.Context(), js, os.Stdout, from, to, system, format)
+				return exportEvents(cmd.Context(), js, os.Stdout, from, to, system, format, zones)
 			case "mismatches":
 				q := url.Values{"format": {format}, "state": {""}}
 				if !from.IsZero() {
@@ -76,6 +85,7 @@ func newExportCmd() *cobra.Command {
 	f.StringVar(&system, "system", "", "only this system")
 	f.StringVar(&natsURL, "nats-url", nats.DefaultURL, "NATS holding the log (events)")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address (mismatches)")
+	f.StringVar(&configPath, "config", "", "configuration file (events): systems' timezones, for times sent without an offset")
 	return cmd
 }
 
@@ -83,7 +93,9 @@ func newExportCmd() *cobra.Command {
 var EventCSVHeader = []string{"seq", "received_at", "occurred_at", "system", "order_id", "event_id", "kind", "status", "status_field", "actor", "ack_of", "external_ref", "attributes"}
 
 // exportEvents streams the log from from (by the log's timestamp) until to.
-func exportEvents(ctx context.Context, js jetstream.JetStream, w io.Writer, from, to time.Time, system, format string) error {
+// zones (may be nil) reads an occurred_at without an offset in its system's
+// configured zone, as the projector does.
+func exportEvents(ctx context.Context, js jetstream.JetStream, w io.Writer, from, to time.Time, system, format string, zones events.ZoneOf) error {
 	stream, err := js.Stream(ctx, events.EventsStream)
 	if err != nil {
 		return err
@@ -126,7 +138,7 @@ func exportEvents(ctx context.Context, js jetstream.JetStream, w io.Writer, from
 		if !to.IsZero() && meta.Timestamp.After(to) {
 			return nil
 		}
-		ev, perr := events.Parse(msg.Data())
+		ev, perr := events.CheckZoned(msg.Data(), nil, zones)
 		recv := meta.Timestamp.UTC().Format(time.RFC3339Nano)
 		if format == "ndjson" {
 			rec := map[string]any{"seq": meta.Sequence.Stream, "received_at": recv, "subject": msg.Subject()}
