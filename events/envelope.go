@@ -393,7 +393,13 @@ func assumeZone(ev *Event, err error, zones ZoneOf) error {
 		return err
 	}
 	ev.Occurred = t
-	ev.OccurredAt += t.Format("Z07:00")
+	if strings.HasPrefix(ev.OccurredAt, t.Format("2006-01-02T15:04:05")) {
+		ev.OccurredAt += t.Format("Z07:00")
+	} else {
+		// A wall time the zone skips (the hour a change to daylight
+		// saving time removes) reads as a time after the gap: say which.
+		ev.OccurredAt = t.Format(time.RFC3339Nano)
+	}
 	ev.ZoneAssumed = loc.String()
 	return nil
 }

@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // FuzzParse checks the envelope decoder never panics, that every failure is
@@ -31,6 +32,51 @@ func FuzzParse(f *testing.F) {
 		}
 		if back.EventID != ev.EventID || back.OrderID != ev.OrderID || back.Status != ev.Status || !back.Occurred.Equal(ev.Occurred) {
 			t.Fatalf("round trip changed the event: %+v vs %+v", back, ev)
+		}
+	})
+}
+
+// FuzzCheckZoned checks that reading times in a system's zone never panics,
+// never accepts what Parse rejects for another reason, and that an accepted
+// event's occurred_at (with the zone's offset appended where one was
+// assumed) parses to the same instant on its own.
+func FuzzCheckZoned(f *testing.F) {
+	for _, c := range envelopeCases() {
+		f.Add([]byte(c.json))
+	}
+	f.Add([]byte(`{"event_id":"e1","order_id":"O1","system":"wms","status":"picked","occurred_at":"2026-03-29T02:30:00"}`))
+	f.Add([]byte(`{"event_id":"e1","order_id":"O1","system":"wms","status":"picked","occurred_at":"2026-11-27T09:00:00.123456789"}`))
+	f.Add([]byte(`{"event_id":"e1","order_id":"O1","system":"wms","occurred_at":"2026-11-27T09:00:00"}`))
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		f.Fatal(err)
+	}
+	zones := func(string) *time.Location { return berlin }
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ev, err := CheckZoned(data, nil, zones)
+		_, plainErr := Parse(data)
+		if err != nil {
+			var ve *ValidationError
+			if !errors.As(err, &ve) || len(ve.Problems) == 0 {
+				t.Fatalf("error without problems: %v", err)
+			}
+			if plainErr == nil {
+				t.Fatalf("rejected with a zone what is valid without one: %v", err)
+			}
+			return
+		}
+		if plainErr == nil {
+			if ev.ZoneAssumed != "" {
+				t.Fatalf("assumed a zone for a time with an offset: %q", ev.OccurredAt)
+			}
+			return
+		}
+		if ev.ZoneAssumed != "Europe/Berlin" {
+			t.Fatalf("accepted %q without an assumed zone", ev.OccurredAt)
+		}
+		at, msg := ParseTimestamp(ev.OccurredAt)
+		if msg != "" || !at.Equal(ev.Occurred) {
+			t.Fatalf("occurred_at %q reads %v (%s), the event says %v", ev.OccurredAt, at, msg, ev.Occurred)
 		}
 	})
 }

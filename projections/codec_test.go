@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/driftwatch/driftwatch/events/canonical"
 )
 
 // TestRowDecodeRoundTripAndTruncation checks that a row decodes to what was
@@ -124,5 +126,47 @@ func TestScanOrdersRawChunks(t *testing.T) {
 		if err != nil || !reflect.DeepEqual(rows, want) {
 			t.Fatalf("%s: scanned %+v, stored %+v (%v)", id, rows, want, err)
 		}
+	}
+}
+
+// TestEntryVersion1Decodes: an order index entry written before version 2
+// (no assumed zone, no shadowed flag) still reads, field for field.
+func TestEntryVersion1Decodes(t *testing.T) {
+	x := Entry{Seq: 7, System: "shop", Kind: "status", EventID: "e7", Raw: "fulfilled", Field: "fulfillment_status",
+		State: canonical.Shipped, OccurredAt: "2026-11-27T10:04:05-04:00", Occurred: 11, Received: 12, Actor: "integration",
+		Current: true, SetState: true, PrevState: canonical.Confirmed, PrevRaw: "unfulfilled", Amount: "10.00", Currency: "EUR"}
+	e := enc{}
+	e.byte1(entryVersion1)
+	e.u(x.Seq)
+	for _, s := range []string{x.System, x.Kind, x.EventID, x.Raw, x.Field} {
+		e.s(s)
+	}
+	e.byte1(uint8(x.State))
+	e.byte1(uint8(x.Payment))
+	e.bool(x.Unmapped)
+	e.bool(x.Ignored)
+	e.s(x.OccurredAt)
+	e.i(x.Occurred)
+	e.i(x.Received)
+	for _, s := range []string{x.Actor, x.AckOf, x.ExternalRef} {
+		e.s(s)
+	}
+	e.bool(x.Current)
+	e.bool(x.Late)
+	e.bool(x.ClockSkew)
+	e.s(x.Amount)
+	e.s(x.Currency)
+	e.byte1(uint8(x.PrevState))
+	e.byte1(uint8(x.PrevPayment))
+	e.bool(x.SetState)
+	e.bool(x.SetPayment)
+	e.s(x.PrevRaw)
+	got, err := decodeEntry(e.b)
+	if err != nil || got != x {
+		t.Fatalf("version 1 entry: %+v %v, want %+v", got, err, x)
+	}
+	x.ZoneAssumed, x.Shadowed = "America/Chicago", true
+	if back, err := decodeEntry(x.encode()); err != nil || back != x {
+		t.Fatalf("version 2 round trip: %+v %v", back, err)
 	}
 }

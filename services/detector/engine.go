@@ -760,7 +760,7 @@ func (e *Engine) eventFinding(orderID, pattern string, x *projections.Entry, now
 	m := &Mismatch{}
 	m.AlertID = AlertID(orderID, pattern, x.System, x.System)
 	m.OrderID, m.Pattern, m.Severity, m.DetectedBy = orderID, pattern, DefaultSeverity(pattern), ByIngest
-	m.OnsetNanos, m.DeadlineNanos = x.Occurred, x.Received
+	m.OnsetNanos, m.DeadlineNanos = Onset(x.Occurred, x.Received), x.Received
 	m.Source = &Side{System: x.System, Status: x.Raw, Field: x.Field, Canonical: canonName(x.State, x.Unmapped), OccurredAt: x.OccurredAt,
 		ReceivedAt: projections.FormatTime(x.Received), Seq: x.Seq, EventID: x.EventID, Actor: x.Actor}
 	if x.Payment != canonical.NoPayment {
