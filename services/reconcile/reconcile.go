@@ -12,7 +12,10 @@
 // at a time; memory stays bounded whatever the number of orders. It keeps
 // only the ids of the orders it reconciles (those with an overdue flow or
 // open mismatches), which the report needs to count every order in
-// mismatch among the active orders exactly once.
+// mismatch among the active orders. An order the sweep counted active
+// that falls into mismatch before the report is summed counts twice:
+// the active orders may be overcounted by the few such orders (the rate
+// reads lower), never undercounted (the rate never exceeds 1).
 //
 // # The report's figures
 //
