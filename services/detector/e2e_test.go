@@ -34,6 +34,22 @@ func (r *received) add(m *nats.Msg) {
 	r.msgIDs[m.Header.Get(events.HeaderMsgID)]++
 }
 
+// subscribeAlerts collects every alert published on driftwatch.alerts.>
+// from now on.
+func subscribeAlerts(t *testing.T, env *apptest.Env) *received {
+	t.Helper()
+	sub := &received{msgIDs: map[string]int{}}
+	s, err := env.NC.Subscribe("driftwatch.alerts.>", sub.add)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Unsubscribe() })
+	if err := env.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
 func (r *received) pairs(state string) map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -52,15 +68,7 @@ func (r *received) pairs(state string) map[string]int {
 // pairs, each once, and a resolved record for the faults that heal late.
 func TestEndToEndFaults(t *testing.T) {
 	env := apptest.Start(t, apptest.Config(t, ""), "")
-	sub := &received{msgIDs: map[string]int{}}
-	s, err := env.NC.Subscribe("driftwatch.alerts.>", sub.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Unsubscribe()
-	if err := env.NC.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub := subscribeAlerts(t, env)
 	pub, err := events.NewPublisher(env.NC)
 	if err != nil {
 		t.Fatal(err)

@@ -27,15 +27,7 @@ func TestSeedPatternsOnExampleConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := apptest.Start(t, cfg, "")
-	sub := &received{msgIDs: map[string]int{}}
-	s, err := env.NC.Subscribe("driftwatch.alerts.>", sub.add)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Unsubscribe()
-	if err := env.NC.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	sub := subscribeAlerts(t, env)
 	pub, err := events.NewPublisher(env.NC, events.WithSystems(cfg.Known))
 	if err != nil {
 		t.Fatal(err)
