@@ -27,13 +27,16 @@ type usageError struct{ error }
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
 
 func main() {
-	// driftwatch spends much of its time in fsyncs and network I/O, and
-	// Go preempts a busy goroutine only every 10ms: with one P per core a
-	// gate request can wait behind a projector batch that long. Twice the
-	// cores (at least 4) measured p99 gate latency 79 ms -> 9 ms and end to
-	// end +25% on the 2-core VM (BENCHMARKS.md). GOMAXPROCS still wins.
+	// driftwatch spends much of its time in fsyncs and network I/O, and Go
+	// preempts a busy goroutine only every 10ms: with one P per CPU a gate
+	// request or a consumer's batch waits behind a projector batch. Twice
+	// Go's own default (one per CPU, or the container's CPU limit: it is
+	// cgroup-aware), at least 4, measured 36k against 23-25k events/s end
+	// to end on the 2-core VM (BENCHMARKS.md). Scaling Go's default keeps a
+	// container's limit in proportion; a limit changed while running takes
+	// effect at the next start. GOMAXPROCS, when set, wins.
 	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(max(2*runtime.NumCPU(), 4))
+		runtime.GOMAXPROCS(max(2*runtime.GOMAXPROCS(0), 4))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
