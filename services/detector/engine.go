@@ -927,12 +927,19 @@ func (e *Engine) resolve(b *pebble.Batch, alertID string, now time.Time, action,
 	return &m, e.enqueue(b, &m)
 }
 
-// Escalate marks an open mismatch escalated and queues the record.
+// Escalate marks an open mismatch escalated and queues the record. A
+// mismatch that is gone is ErrMismatchNotFound; one no longer open
+// (resolved, or escalated already) is ErrNotOpen, and nothing is written.
 func (e *Engine) Escalate(b *pebble.Batch, alertID string, now time.Time, note string) (*Mismatch, error) {
 	key := join(prefixMis, alertID)
 	m, found, err := getMismatch(b, key)
-	if err != nil || !found || m.State != StateOpen {
+	switch {
+	case err != nil:
 		return nil, err
+	case !found:
+		return nil, ErrMismatchNotFound
+	case m.State != StateOpen:
+		return &m, ErrNotOpen
 	}
 	at := projections.FormatTime(now.UnixNano())
 	m.State = StateEscalated
@@ -948,6 +955,7 @@ func (e *Engine) Escalate(b *pebble.Batch, alertID string, now time.Time, note s
 var (
 	ErrMismatchNotFound = errors.New("detector: mismatch not found")
 	ErrAlreadyResolved  = errors.New("detector: mismatch already resolved")
+	ErrNotOpen          = errors.New("detector: mismatch is not open")
 )
 
 // resolveAgreed resolves the order's open flow mismatches that involve sys

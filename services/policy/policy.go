@@ -467,17 +467,27 @@ func (p *Policy) judgeRates(ctx context.Context, in Inputs, now time.Time) error
 // alert for each; escalations whose mismatch was resolved clear.
 func (p *Policy) escalate(ctx context.Context, overdue []*detector.Mismatch, resolved []string, now time.Time) error {
 	if len(overdue) > 0 && p.opts.Detector != nil {
+		// overdue was read before this batch: a mismatch resolved (or
+		// escalated) since is no longer escalated, and fires nothing.
+		var escalated []*detector.Mismatch
 		err := p.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
+			escalated = escalated[:0]
 			for _, m := range overdue {
-				if _, err := e.Escalate(b, m.AlertID, now, "open past "+p.escalateAfter(m.Pattern).String()); err != nil {
+				_, err := e.Escalate(b, m.AlertID, now, "open past "+p.escalateAfter(m.Pattern).String())
+				switch {
+				case errors.Is(err, detector.ErrMismatchNotFound) || errors.Is(err, detector.ErrNotOpen):
+					continue
+				case err != nil:
 					return err
 				}
+				escalated = append(escalated, m)
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
+		overdue = escalated
 	}
 	for _, m := range overdue {
 		age := now.Sub(time.Unix(0, m.DetectedNanos)).Round(time.Second)

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -288,5 +289,58 @@ func TestListSkipsArrivals(t *testing.T) {
 	all, err := List(store)
 	if err != nil || len(all) != 1 || all[0].Kind != KindSourceSilent {
 		t.Fatalf("List: %+v %v", all, err)
+	}
+}
+
+// TestEscalationSkipsWhatWasResolved: two mismatches were overdue when the
+// policy read them; one is resolved before the escalation's batch. Only the
+// other is escalated and fires an ops escalation; the resolved one fires
+// nothing (it used to fire for a mismatch nobody had open).
+func TestEscalationSkipsWhatWasResolved(t *testing.T) {
+	cfg := testConfig(t)
+	store := openStore(t, t.TempDir())
+	t.Cleanup(func() { store.Close() })
+	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	eng, err := detector.NewEngine(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	det := detector.New(detector.Options{Store: store, Engine: eng, Now: c.now, Logger: zerolog.Nop()})
+	p := newPolicy(cfg, store, c)
+	p.SetDetector(det)
+	var overdue []*detector.Mismatch
+	for _, order := range []string{"E-1", "E-2"} {
+		m := &detector.Mismatch{}
+		m.AlertID = detector.AlertID(order, detector.OrderNotAcknowledged, "shop", "erp")
+		m.OrderID, m.Pattern, m.Severity, m.DetectedBy = order, detector.OrderNotAcknowledged, detector.High, detector.BySLA
+		m.Source = &detector.Side{System: "shop", Status: "unfulfilled"}
+		if err := det.Record([]*detector.Mismatch{m}); err != nil {
+			t.Fatal(err)
+		}
+		overdue = append(overdue, m)
+	}
+	if _, err := det.Resolve(overdue[1].AlertID, "ops", "fixed meanwhile"); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(48 * time.Hour)
+	if err := p.escalate(context.Background(), overdue, nil, c.t); err != nil {
+		t.Fatal(err)
+	}
+	if a := alert(t, store, KindEscalation, overdue[0].AlertID); a.State != Firing {
+		t.Fatalf("the open mismatch's escalation: %+v", a)
+	}
+	if a := alert(t, store, KindEscalation, overdue[1].AlertID); a.State != "" {
+		t.Fatalf("a resolved mismatch fired an escalation: %+v", a)
+	}
+	var states []string
+	if err := detector.ScanMismatches(store, detector.Filter{}, func(m *detector.Mismatch) error {
+		states = append(states, m.OrderID+" "+m.State)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(states)
+	if strings.Join(states, ",") != "E-1 escalated,E-2 resolved" {
+		t.Fatalf("mismatch states %v", states)
 	}
 }
