@@ -255,11 +255,22 @@ func (p *Publisher) publishEach(ctx context.Context, items []batchItem, results 
 	return firstErr
 }
 
+// ErrDeadLetterFailed: input that had to be rejected could not be kept in
+// the dead-letter stream. Nothing of it was kept, so it is a server
+// failure, not a rejection: the caller must not report the input as kept,
+// and retries it (HTTP answers 503).
+var ErrDeadLetterFailed = errors.New("events: the dead-letter stream did not take rejected input")
+
+// reject dead-letters invalid input and returns it as a Rejected result
+// with its validation error. When the dead-letter write fails the result
+// has no outcome and the error is ErrDeadLetterFailed (it does not match
+// ErrInvalidEvent): the input was neither stored nor kept.
 func (p *Publisher) reject(ctx context.Context, ev Event, data []byte, cause error) (Result, error) {
 	res := RejectedResult(ev, cause)
 	if p.deadLetter {
 		if err := DeadLetter(ctx, p.js, ev.System, data, cause); err != nil {
-			return res, fmt.Errorf("%w (and dead-lettering it failed: %v)", cause, err)
+			err = fmt.Errorf("%w: %v (the input was invalid: %v)", ErrDeadLetterFailed, err, cause)
+			return Result{EventID: ev.EventID, System: ev.System, Error: err.Error()}, err
 		}
 	}
 	return res, cause

@@ -173,3 +173,26 @@ func assertStored(t *testing.T, env *apptest.Env, want uint64) {
 		t.Fatalf("stream config: %v dedupe %v", info.Config.Storage, info.Config.Duplicates)
 	}
 }
+
+// TestDeadLetterFailureIsAServerError: when the dead-letter stream cannot
+// take rejected input, the input was kept nowhere; POST /v1/events answers
+// 503 (for one event and for a batch holding it), never an ordinary
+// rejection the caller would take for "kept with its reason". Its twin, a
+// good event, is accepted as usual.
+func TestDeadLetterFailureIsAServerError(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	if err := env.JS.DeleteStream(context.Background(), events.DLQStream); err != nil {
+		t.Fatal(err)
+	}
+	bad := `{"event_id":"dl1","order_id":"o","system":"shop","status":"paid"}` // no occurred_at
+	if status, body := env.Do(t, "POST", "/v1/events", "application/json", bad); status != 503 || !strings.Contains(body, "dead-letter") {
+		t.Fatalf("one bad event with the dead-letter stream gone: %d %s", status, body)
+	}
+	batch := ev("dl2", "shop", "paid") + "\n" + bad + "\n"
+	if status, body := env.Do(t, "POST", "/v1/events", "application/x-ndjson", batch); status != 503 {
+		t.Fatalf("a batch holding it: %d %s", status, body)
+	}
+	if status, body := env.Do(t, "POST", "/v1/events", "application/json", ev("dl3", "shop", "paid")); status != 202 {
+		t.Fatalf("a good event: %d %s", status, body)
+	}
+}
