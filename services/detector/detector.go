@@ -51,7 +51,7 @@ type Detector struct {
 	opts   Options
 	log    zerolog.Logger
 	stream jetstream.Stream
-	cons   jetstream.Consumer
+	cons   consume.Handle // recreated by the consume loop, read by Status
 
 	// mu serialises every read-modify-write of the detector's keys (the
 	// consumer, the ticker and the API's resolve use separate batches).
@@ -191,7 +191,7 @@ func (d *Detector) resetConsumer(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", ConsumerName, err)
 	}
-	d.cons = cons
+	d.cons.Set(cons)
 	return nil
 }
 
@@ -219,7 +219,7 @@ func (d *Detector) consumeLoop(ctx context.Context) {
 const maxBatch = 1000
 
 func (d *Detector) session(ctx context.Context) error {
-	r, err := consume.Open(d.cons, maxBatch)
+	r, err := consume.Open(d.cons.Get(), maxBatch)
 	if err != nil {
 		return err
 	}
@@ -542,8 +542,10 @@ func (d *Detector) Settled() (bool, error) {
 // consumer shape.
 func (d *Detector) Status(ctx context.Context) projector.ConsumerStatus {
 	st := projector.ConsumerStatus{Name: ConsumerName, Filter: events.InPrefix + ">", AppliedSeq: d.applied.Load()}
-	if info, err := d.cons.Info(ctx); err == nil {
-		st.Pending = info.NumPending + uint64(info.NumAckPending)
+	if cons := d.cons.Get(); cons != nil {
+		if info, err := cons.Info(ctx); err == nil {
+			st.Pending = info.NumPending + uint64(info.NumAckPending)
+		}
 	}
 	return st
 }

@@ -164,7 +164,7 @@ func (p *Projector) checkStream(ctx context.Context) error {
 // worker is one durable consumer and its apply loop.
 type worker struct {
 	name, filter, system string
-	cons                 jetstream.Consumer
+	cons                 consume.Handle        // recreated by the worker, read by Status
 	applied              atomic.Uint64         // checkpoint
 	outcomes             []projections.Outcome // reused by each batch (the worker's goroutine only)
 	deadLettered         atomic.Uint64
@@ -215,7 +215,8 @@ func (p *Projector) startWorker(ctx, runCtx context.Context, name, filter, syste
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{name: name, filter: filter, system: system, cons: cons}
+	w := &worker{name: name, filter: filter, system: system}
+	w.cons.Set(cons)
 	w.applied.Store(ckpt)
 	w.deadLettered.Store(counter(p.opts.Store, name, "dead_lettered"))
 	w.duplicates.Store(counter(p.opts.Store, name, "duplicates"))
@@ -264,13 +265,13 @@ func (p *Projector) run(ctx context.Context, w *worker) error {
 			}
 			continue
 		}
-		w.cons = cons
+		w.cons.Set(cons)
 	}
 }
 
 // session is one Consume subscription and its consume-apply-commit-ack loop.
 func (p *Projector) session(ctx context.Context, w *worker) error {
-	r, err := consume.Open(w.cons, MaxBatch)
+	r, err := consume.Open(w.cons.Get(), MaxBatch)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", w.name, err)
 	}
@@ -482,8 +483,10 @@ func (p *Projector) Status(ctx context.Context) []ConsumerStatus {
 	for _, w := range ws {
 		st := ConsumerStatus{Name: w.name, System: w.system, Filter: w.filter, AppliedSeq: w.applied.Load(),
 			DeadLettered: w.deadLettered.Load(), Duplicates: w.duplicates.Load()}
-		if info, err := w.cons.Info(ctx); err == nil {
-			st.Pending = info.NumPending + uint64(info.NumAckPending)
+		if cons := w.cons.Get(); cons != nil {
+			if info, err := cons.Info(ctx); err == nil {
+				st.Pending = info.NumPending + uint64(info.NumAckPending)
+			}
 		}
 		out = append(out, st)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/rebuild"
 )
@@ -229,4 +230,46 @@ func publishMix(t *testing.T, env *apptest.Env, from, to int) {
 			rawPublish(t, env, "driftwatch.in.shop", b, "")
 		}
 	}
+}
+
+// TestFailedSessionWhileStatusIsRead: the projector's and the detector's
+// consumers are deleted under them, so their sessions fail and each
+// recreates its consumer, while status requests read the consumers all
+// along (as GET /v1/status and a metrics scrape do). Under the race
+// detector this fails if the handle is replaced unguarded; and both must
+// go on applying from their checkpoints afterwards.
+func TestFailedSessionWhileStatusIsRead(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			env.App.Projector.Status(ctx)
+			env.App.Detector.Status(ctx)
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	stream, err := env.JS.Stream(ctx, events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"dw-proj-shop", detector.ConsumerName} {
+		if err := stream.DeleteConsumer(ctx, name); err != nil {
+			t.Fatalf("delete %s: %v", name, err)
+		}
+	}
+	rawPublish(t, env, "driftwatch.in.shop", []byte(`{"event_id":"fs1","order_id":"FS-1","system":"shop","status":"unfulfilled","occurred_at":"2026-11-27T10:04:05Z"}`), "shop:fs1")
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if env.App.Detector.Applied() == 0 {
+			return fmt.Errorf("the detector has not resumed")
+		}
+		for _, st := range env.App.Projector.Status(ctx) {
+			if st.System == "shop" && st.AppliedSeq == 0 {
+				return fmt.Errorf("the shop projector has not resumed")
+			}
+		}
+		return nil
+	})
 }
