@@ -329,15 +329,32 @@ func (d *Detector) applyItems(items []item, fn func(*pebble.Batch, item) error, 
 	b := d.opts.Store.NewBatch()
 	for _, it := range items {
 		if err := fn(b, it); err != nil {
-			b.Close()
-			return err
+			return d.finish(b, err)
 		}
 	}
-	if err := projections.SetCheckpoint(b, ConsumerName, ckpt); err != nil {
+	return d.finish(b, projections.SetCheckpoint(b, ConsumerName, ckpt))
+}
+
+// finish ends a batch of the engine's writes (under d.mu): it commits b
+// when err is nil, then lets the engine report what the batch queued
+// (metrics count committed alerts only: a redelivered batch counts
+// nothing twice). When err is set or the commit fails, b is dropped and
+// the engine forgets what it counted in it (its open mismatches per order
+// are recounted from the store), so nothing of a lost batch outlives it.
+func (d *Detector) finish(b *pebble.Batch, err error) error {
+	if err == nil {
+		err = d.opts.Store.Commit(b)
+	} else {
 		b.Close()
+	}
+	if err != nil {
+		if rerr := d.opts.Engine.Discard(); rerr != nil {
+			d.log.Error().Err(rerr).Msg("detector: recount open mismatches failed")
+		}
 		return err
 	}
-	return d.opts.Store.Commit(b)
+	d.opts.Engine.Committed()
+	return nil
 }
 
 // Watermark is the time up to which every received event has been
@@ -392,17 +409,12 @@ func (d *Detector) Tick(ctx context.Context) error {
 		d.mu.Lock()
 		b := d.opts.Store.NewBatch()
 		n, next, err := d.opts.Engine.JudgeDueAfter(b, wm, now, 2000, cursor)
-		if err != nil {
-			b.Close()
-			d.mu.Unlock()
-			return err
-		}
-		if n == 0 {
+		if err == nil && n == 0 {
 			b.Close()
 			d.mu.Unlock()
 			return nil
 		}
-		err = d.opts.Store.Commit(b)
+		err = d.finish(b, err)
 		d.mu.Unlock()
 		if err != nil {
 			return err
@@ -508,10 +520,10 @@ func (d *Detector) Resolve(alertID, by, note string) (*Mismatch, error) {
 	b := d.opts.Store.NewBatch()
 	m, err := d.opts.Engine.Resolve(b, alertID, d.opts.Now(), by, note)
 	if err != nil {
-		b.Close()
+		_ = d.finish(b, err)
 		return m, err
 	}
-	if err := d.opts.Store.Commit(b); err != nil {
+	if err := d.finish(b, nil); err != nil {
 		return nil, err
 	}
 	d.wakeOutbox()
@@ -570,16 +582,12 @@ func (d *Detector) Update(fn func(b *pebble.Batch, e *Engine, now time.Time) err
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := d.opts.Store.NewBatch()
-	if err := fn(b, d.opts.Engine, d.opts.Now()); err != nil {
-		b.Close()
-		_ = d.opts.Engine.ReloadOpen()
-		return err
-	}
-	if b.Empty() {
+	err := fn(b, d.opts.Engine, d.opts.Now())
+	if err == nil && b.Empty() {
 		b.Close()
 		return nil
 	}
-	if err := d.opts.Store.Commit(b); err != nil {
+	if err := d.finish(b, err); err != nil {
 		return err
 	}
 	d.wakeOutbox()
@@ -595,11 +603,10 @@ func (d *Detector) Record(ms []*Mismatch) error {
 	now := d.opts.Now()
 	for _, m := range ms {
 		if err := d.opts.Engine.Raise(b, m, now); err != nil {
-			b.Close()
-			return err
+			return d.finish(b, err)
 		}
 	}
-	if err := d.opts.Store.Commit(b); err != nil {
+	if err := d.finish(b, nil); err != nil {
 		return err
 	}
 	d.wakeOutbox()

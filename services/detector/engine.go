@@ -43,9 +43,37 @@ type Engine struct {
 	// by ReloadOpen so a failed batch's additions are read back from the
 	// store.
 	lags map[string]*lagRing
-	// Observe, when set, is called for every alert the engine writes to the
-	// outbox (metrics). It must not block.
+	// observed are the alerts queued in the batch being written, reported
+	// to Observe once it is committed (Committed) or forgotten (Discard).
+	observed []*Mismatch
+	// Observe, when set, is called for every alert the engine queued in a
+	// batch once that batch is committed (metrics). It must not block.
 	Observe func(a *Mismatch)
+}
+
+// Committed reports the alerts queued in the batch just committed to
+// Observe. The shell calls it after every successful commit of a batch
+// the engine wrote to.
+func (e *Engine) Committed() {
+	e.mu.Lock()
+	obs := e.observed
+	e.observed = nil
+	e.mu.Unlock()
+	if e.Observe != nil {
+		for _, m := range obs {
+			e.Observe(m)
+		}
+	}
+}
+
+// Discard forgets what the engine counted in a batch that was dropped or
+// failed to commit: its queued alerts, and its open mismatches per order
+// (recounted from the store).
+func (e *Engine) Discard() error {
+	e.mu.Lock()
+	e.observed = nil
+	e.mu.Unlock()
+	return e.ReloadOpen()
 }
 
 // NewEngine builds the engine for a configuration on a store (read once to
@@ -1096,10 +1124,10 @@ func (e *Engine) enqueue(b *pebble.Batch, m *Mismatch) error {
 	e.mu.Lock()
 	e.outboxID++
 	id := e.outboxID
-	e.mu.Unlock()
 	if e.Observe != nil {
-		e.Observe(m)
+		e.observed = append(e.observed, m)
 	}
+	e.mu.Unlock()
 	return b.Set(binary.BigEndian.AppendUint64(append([]byte(nil), prefixOutbox...), id), entry, nil)
 }
 

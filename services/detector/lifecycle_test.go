@@ -256,3 +256,44 @@ func TestGateFlagMigration(t *testing.T) {
 		t.Fatalf("migrated flag is %s after the ERP shipped", m.State)
 	}
 }
+
+// TestCountsOnlyWhatCommits: a batch that raised a mismatch and was then
+// dropped (a failed commit, a redelivery) counts nothing: no metric
+// observation and no open mismatch for its order; the same mismatch raised
+// in a batch that commits counts once.
+func TestCountsOnlyWhatCommits(t *testing.T) {
+	tl := newTimeline(t)
+	observed := 0
+	tl.engine.Observe = func(*Mismatch) { observed++ }
+	m := func() *Mismatch {
+		return &Mismatch{Alert: Alert{AlertID: "dw-count", OrderID: "C-1", Pattern: MissingEvent, Severity: High, DetectedBy: ByReconcile,
+			Source: &Side{System: "shop", Status: "fulfilled"}}}
+	}
+	open := func() int {
+		tl.engine.mu.Lock()
+		defer tl.engine.mu.Unlock()
+		return tl.engine.openOrders["C-1"]
+	}
+	b := tl.store.NewBatch()
+	if err := tl.engine.Raise(b, m(), t0); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if err := tl.engine.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if observed != 0 || open() != 0 {
+		t.Fatalf("a dropped batch counted: %d observed, %d open", observed, open())
+	}
+	b = tl.store.NewBatch()
+	if err := tl.engine.Raise(b, m(), t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.store.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	tl.engine.Committed()
+	if observed != 1 || open() != 1 {
+		t.Fatalf("a committed batch: %d observed, %d open, want 1 and 1", observed, open())
+	}
+}
