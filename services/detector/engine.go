@@ -291,6 +291,19 @@ func decodeExpectation(b []byte) (Expectation, error) {
 }
 
 // putExpectation writes an expectation and its due index entry.
+// putExpectation stores an expectation and keeps the judgement floor at
+// or below its judgement time. The floor is set from driftwatch's clock
+// (the watermark) while judgement times come from the log's (received_at
+// is the NATS server's timestamp): on a server whose clock runs behind,
+// an expectation could land below the floor and never be judged. The
+// floor follows what is stored, whatever the clocks say.
+func (e *Engine) putExpectation(b *pebble.Batch, x *Expectation) error {
+	e.mu.Lock()
+	e.dueFloor = min(e.dueFloor, x.JudgeAt)
+	e.mu.Unlock()
+	return putExpectation(b, x)
+}
+
 func putExpectation(b *pebble.Batch, x *Expectation) error {
 	v := x.encode()
 	if err := b.Set(expKey(x), v, nil); err != nil {
@@ -469,7 +482,7 @@ func (e *Engine) expect(b *pebble.Batch, orderID string, x *projections.Entry) e
 		for _, fx := range e.Expect(f, s, p) {
 			ex := e.newExpectation(orderID, f, fx.Dim, x, fx.State, fx.Payment)
 			ex.Presence = fx.Presence
-			if err := putExpectation(b, ex); err != nil {
+			if err := e.putExpectation(b, ex); err != nil {
 				return err
 			}
 		}
@@ -518,7 +531,7 @@ func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projectio
 			ex := &Expectation{OrderID: orderID, From: f.From, To: f.To, Dim: dim, State: s, Payment: p,
 				SourceState: facet.State, SourcePayment: facet.Payment, SourceSeq: x.Seq, SourceEventID: facet.EventID,
 				Onset: Onset(x.Occurred, x.Received), Deadline: deadline, JudgeAt: max(deadline, x.Received+int64(e.settle)), Manual: true}
-			return putExpectation(b, ex)
+			return e.putExpectation(b, ex)
 		}
 		if f.Covers(config.DimFulfilment) && src.State().Real() {
 			if want := e.expected(x.System, src.State()); want != canonical.None {
@@ -624,7 +637,9 @@ func (e *Engine) JudgeDueAfter(b *pebble.Batch, watermark, now time.Time, limit 
 		// created from now on is due at its event's received time + settle
 		// or later, and events are processed in log order, so at or above
 		// the watermark as long as the log's clock is at most settle behind
-		// ours; the floor keeps a second of margin when settle is shorter.
+		// ours (the floor keeps a second of margin when settle is
+		// shorter); an expectation stored below it lowers it
+		// (putExpectation).
 		e.mu.Lock()
 		e.dueFloor = max(e.dueFloor, watermark.Add(-max(time.Second-e.settle, 0)).UnixNano())
 		e.mu.Unlock()

@@ -297,3 +297,17 @@ func TestCountsOnlyWhatCommits(t *testing.T) {
 		t.Fatalf("a committed batch: %d observed, %d open, want 1 and 1", observed, open())
 	}
 }
+
+// TestExpectationBelowTheFloorIsJudged: driftwatch's clock judged
+// everything up to two hours in; then an event arrives stamped by a log
+// whose clock runs an hour behind, so its expectation is due below the
+// judgement floor. It is still judged (it used to wait for a restart).
+func TestExpectationBelowTheFloorIsJudged(t *testing.T) {
+	tl := newTimeline(t)
+	tl.judge(t0.Add(2 * time.Hour))
+	tl.event(time.Hour, time.Hour, "shop", map[string]string{"order": "F-1"}, "unfulfilled", "")
+	tl.judge(t0.Add(3 * time.Hour))
+	if !strings.Contains(tl.out.String(), OrderNotAcknowledged) {
+		t.Fatalf("the expectation below the floor was never judged:\n%s", tl.out.String())
+	}
+}
