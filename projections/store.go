@@ -9,11 +9,13 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // FormatVersion is the version of the key layout and value encodings
@@ -81,7 +83,38 @@ type Options struct {
 	// that is thrown away if the build fails (rebuild), made durable by a
 	// Flush at the end. Nothing written is durable before that Flush.
 	DisableWAL bool
+	// Lock, when set, is dir's lock, taken by LockDir and held by the
+	// caller beyond the store's life (closing the store keeps it held).
+	Lock *DirLock
 }
+
+// ErrInUse means another process holds the store's directory (a running
+// driftwatch serve, a rebuild).
+var ErrInUse = errors.New("projections: the store is in use by another process")
+
+// DirLock is a store directory's lock (Pebble's own LOCK file), held
+// across steps that must keep every other process out: a rebuild holds
+// the live store's and the rebuilt store's until the swap is done.
+type DirLock struct{ l *pebble.Lock }
+
+// LockDir takes dir's lock (creating dir when missing). It is ErrInUse
+// when another process holds it.
+func LockDir(dir string) (*DirLock, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create projection store %s: %w", dir, err)
+	}
+	l, err := pebble.LockDirectory(dir, vfs.Default)
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
+		return nil, fmt.Errorf("%w: %s", ErrInUse, dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock projection store %s: %w", dir, err)
+	}
+	return &DirLock{l: l}, nil
+}
+
+// Release releases the lock (after every store opened with it is closed).
+func (d *DirLock) Release() error { return d.l.Close() }
 
 // Open opens or creates the store in dir and checks its format version.
 func Open(dir string, o Options) (*Store, error) {
@@ -116,6 +149,9 @@ func Open(dir string, o Options) (*Store, error) {
 		LBaseMaxBytes:               256 << 20,
 		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
 	}
+	if o.Lock != nil {
+		opts.Lock = o.Lock.l
+	}
 	// Bloom filters make the per-event lookups of keys that do not exist
 	// (the ledger, first rows of new orders) cheap. Blocks of 16 KiB
 	// instead of 4 make the sweep's full scan of the rows 15-20% faster
@@ -126,6 +162,9 @@ func Open(dir string, o Options) (*Store, error) {
 		opts.Levels[i].BlockSize = 16 << 10
 	}
 	db, err := pebble.Open(dir, opts)
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
+		return nil, fmt.Errorf("open projection store %s: %w", dir, ErrInUse)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open projection store %s: %w", dir, err)
 	}

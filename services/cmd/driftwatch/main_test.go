@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -174,5 +176,35 @@ func TestAcknowledgedEventsSurviveSIGKILL(t *testing.T) {
 	res, err := pub2.PublishRaw(ctx, batch[7])
 	if err != nil || res.Outcome != events.Duplicate {
 		t.Fatalf("re-publish after restart: %+v %v", res, err)
+	}
+}
+
+// TestRebuildRefusesAStoreInUse: with serve running on the data folder,
+// rebuild refuses at once and says why (the lock is Pebble's own, checked
+// as an error, not by its text); once serve has stopped, it rebuilds.
+func TestRebuildRefusesAStoreInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dataDir := t.TempDir()
+	c := startServe(t, dataDir)
+	rebuild := func() (int, string) {
+		cmd := exec.Command(driftwatchBinary(t), "rebuild", "--config", "../../../deploy/driftwatch.example.yaml", "--data", dataDir, "--quiet")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+			return ee.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	if code, out := rebuild(); code != 1 || !strings.Contains(out, "in use") || !strings.Contains(out, "stop it first") {
+		t.Fatalf("rebuild beside a running serve: exit %d, %s", code, out)
+	}
+	c.kill()
+	if code, out := rebuild(); code != 0 || !strings.Contains(out, "rebuilt") {
+		t.Fatalf("rebuild after serve stopped: exit %d, %s", code, out)
 	}
 }

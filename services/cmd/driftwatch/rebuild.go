@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -52,7 +50,7 @@ func carryDetectorState(live *projections.Store, fresh string, cfg *config.Confi
 
 func newRebuildCmd() *cobra.Command {
 	var configPath, dataDir, natsURL string
-	var quiet bool
+	var quiet, dropState bool
 	cmd := &cobra.Command{
 		Use:   "rebuild",
 		Short: "Rebuild every projection from the log into a fresh store and swap it in",
@@ -71,22 +69,38 @@ while it runs.`,
 				return err
 			}
 			live := filepath.Join(dataDir, app.StoreDir)
-			// Hold the live store's lock: a running serve makes this fail.
-			held, err := projections.Open(live, projections.Options{CacheSize: 1 << 20})
+			// Hold the live store's lock from the first read to the swap,
+			// and the rebuilt store's from its last write to the swap: a
+			// serve started meanwhile fails on either instead of opening a
+			// store about to be replaced.
+			liveLock, err := projections.LockDir(live)
+			if errors.Is(err, projections.ErrInUse) {
+				return fmt.Errorf("the store %s is in use (is driftwatch serve running on %s?): stop it first", live, dataDir)
+			}
 			if err != nil {
-				if errors.Is(err, syscall.EAGAIN) || strings.Contains(err.Error(), "lock") {
-					return fmt.Errorf("the store %s is in use (is driftwatch serve running on %s?): stop it first", live, dataDir)
+				return err
+			}
+			defer liveLock.Release()
+			held, err := projections.Open(live, projections.Options{CacheSize: 1 << 20, Lock: liveLock})
+			if errors.Is(err, projections.ErrFormatVersion) {
+				if !dropState {
+					return fmt.Errorf("%w\nits mismatches, audit trails, ops alerts and reports cannot be read by this driftwatch, so a rebuild would drop them; run rebuild --drop-state to rebuild the projections without them", err)
 				}
-				if !errors.Is(err, projections.ErrFormatVersion) {
-					return err
+				log.Warn().Err(err).Msg("rebuilding without the old store's mismatches, audit trails, ops alerts and reports (--drop-state)")
+				held = nil
+			} else if err != nil {
+				return err
+			}
+			closeHeld := func() {
+				if held != nil {
+					held.Close()
+					held = nil
 				}
 			}
+			defer closeHeld()
 			b, err := broker.Start(broker.Options{URL: natsURL, DataDir: dataDir, Listen: "127.0.0.1:-1",
 				SyncAlways: cfg.SyncAlways(), SyncInterval: cfg.SyncInterval(), Logger: log, ClientName: "driftwatch-rebuild"})
 			if err != nil {
-				if held != nil {
-					held.Close()
-				}
 				return err
 			}
 			defer b.Close()
@@ -109,14 +123,18 @@ while it runs.`,
 			if err == nil {
 				resolved, err = carryDetectorState(held, fresh, cfg)
 			}
-			if held != nil {
-				held.Close()
+			closeHeld()
+			var freshLock *projections.DirLock
+			if err == nil {
+				freshLock, err = projections.LockDir(fresh)
 			}
 			if err != nil {
 				_ = os.RemoveAll(fresh)
 				return err
 			}
-			if err := rebuild.Swap(live, fresh); err != nil {
+			err = rebuild.Swap(live, fresh)
+			_ = freshLock.Release()
+			if err != nil {
 				return err
 			}
 			printf(os.Stdout, "rebuilt %d events up to sequence %d in %s (%.0f events/s): %d applied, %d late, %d acks, %d duplicates, %d rejected\n",
@@ -132,5 +150,6 @@ while it runs.`,
 	f.StringVar(&dataDir, "data", "data", "data folder")
 	f.StringVar(&natsURL, "nats-url", "", "read the log from an existing NATS instead of the embedded store")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	f.BoolVar(&dropState, "drop-state", false, "rebuild a store of another format version, dropping its mismatches, audit trails, ops alerts and reports")
 	return cmd
 }
