@@ -19,12 +19,13 @@ import (
 
 // Server is the HTTP server.
 type Server struct {
-	mux   *http.ServeMux
-	log   zerolog.Logger
-	srv   *http.Server
-	ln    net.Listener
-	ready atomic.Bool
-	done  chan error
+	mux      *http.ServeMux
+	log      zerolog.Logger
+	srv      *http.Server
+	ln       net.Listener
+	ready    atomic.Bool
+	notReady atomic.Pointer[string] // set once a service failed for good
+	done     chan error
 }
 
 // New returns a server; routes are added with Handle before Start.
@@ -34,6 +35,10 @@ func New(log zerolog.Logger) *Server {
 		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if why := s.notReady.Load(); why != nil {
+			httpjson.WriteError(w, http.StatusServiceUnavailable, "failed", *why)
+			return
+		}
 		if !s.ready.Load() {
 			httpjson.WriteError(w, http.StatusServiceUnavailable, "not_ready", "driftwatch is starting or stopping")
 			return
@@ -51,6 +56,10 @@ func (s *Server) HandleFunc(pattern string, h http.HandlerFunc) { s.mux.HandleFu
 
 // SetReady flips /readyz.
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+// SetNotReady makes /readyz answer 503 with why, from now on: a service
+// failed and driftwatch cannot go on.
+func (s *Server) SetNotReady(why string) { s.notReady.Store(&why) }
 
 // Handler is the server's root handler (for in-process tests).
 func (s *Server) Handler() http.Handler { return s }

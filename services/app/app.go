@@ -114,6 +114,44 @@ type App struct {
 	// detectorRef lets the projector (started first) hand its outcomes to
 	// the detector once it runs.
 	detectorRef atomic.Pointer[detector.Detector]
+	// fatal carries the first failure a service cannot recover from (a
+	// projector consumer that stopped, events missing from the log).
+	fatal     chan error
+	watchStop chan struct{}
+	watchDone chan struct{}
+}
+
+// Fatal delivers the first failure a service cannot recover from; /readyz
+// says it from then on. Run stops the app and returns it (serve exits 1
+// with it, for a supervisor to restart on the same checks).
+func (a *App) Fatal() <-chan error { return a.fatal }
+
+// watchFailures turns a service's failure into not ready, with its reason,
+// and a fatal error.
+func (a *App) watchFailures() {
+	var proj, det <-chan error
+	if a.Projector != nil {
+		proj = a.Projector.Failed()
+	}
+	if a.Detector != nil {
+		det = a.Detector.Failed()
+	}
+	a.watchStop, a.watchDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(a.watchDone)
+		var err error
+		select {
+		case err = <-proj:
+		case err = <-det:
+		case <-a.watchStop:
+			return
+		}
+		a.log.Error().Err(err).Msg("driftwatch cannot go on")
+		if a.HTTP != nil {
+			a.HTTP.SetNotReady("driftwatch cannot go on: " + err.Error())
+		}
+		a.fatal <- err
+	}()
 }
 
 // New validates the options.
@@ -140,7 +178,7 @@ func New(opts Options) (*App, error) {
 		// writes (one Pebble store per process).
 		opts.Services = append(opts.Services, ServiceProjector)
 	}
-	return &App{opts: opts, cfg: opts.Config, log: opts.Logger}, nil
+	return &App{opts: opts, cfg: opts.Config, log: opts.Logger, fatal: make(chan error, 1)}, nil
 }
 
 func (a *App) runs(service string) bool { return slices.Contains(a.opts.Services, service) }
@@ -332,6 +370,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		a.HTTP.SetReady(true)
 	}
+	a.watchFailures()
 	abs, _ := filepath.Abs(a.opts.DataDir)
 	a.log.Info().Str("nats", b.ClientURL).Str("http", a.HTTPAddr()).Str("data", abs).
 		Strs("services", a.opts.Services).Bool("sync_always", a.cfg.SyncAlways()).Msg("driftwatch started")
@@ -349,6 +388,11 @@ func (a *App) HTTPAddr() string {
 // Stop stops the services, the store and the log, within ctx.
 func (a *App) Stop(ctx context.Context) error {
 	var errs []error
+	if a.watchStop != nil {
+		close(a.watchStop)
+		<-a.watchDone
+		a.watchStop = nil
+	}
 	if a.HTTP != nil {
 		errs = append(errs, a.HTTP.Stop(ctx))
 	}
@@ -390,9 +434,13 @@ func (a *App) Run(ctx context.Context) error {
 	if err := a.Start(ctx); err != nil {
 		return err
 	}
-	<-ctx.Done()
+	var fatal error
+	select {
+	case <-ctx.Done():
+	case fatal = <-a.fatal:
+	}
 	a.log.Info().Msg("driftwatch stopping")
 	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return a.Stop(stopCtx)
+	return errors.Join(fatal, a.Stop(stopCtx))
 }

@@ -196,3 +196,42 @@ func TestDeadLetterFailureIsAServerError(t *testing.T) {
 		t.Fatalf("a good event: %d %s", status, body)
 	}
 }
+
+// TestRecreatedStreamStopsLoudly: the events stream is deleted and created
+// again under a running driftwatch. Its projector must not resume at its
+// checkpoint on the new stream (skipping or misreading events): the app
+// reports a fatal error naming the changed stream, and /readyz says why.
+// Before the change, a healthy app is ready.
+func TestRecreatedStreamStopsLoudly(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	if status, body := env.Do(t, "GET", "/readyz", "", ""); status != 200 {
+		t.Fatalf("a healthy app: %d %s", status, body)
+	}
+	if status, body := env.Do(t, "POST", "/v1/events", "application/json", ev("rs1", "shop", "paid")); status != 202 {
+		t.Fatalf("publish: %d %s", status, body)
+	}
+	env.WaitApplied(t)
+	ctx := context.Background()
+	stream, err := env.JS.Stream(ctx, events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	if err := env.JS.DeleteStream(ctx, events.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.JS.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-env.App.Fatal():
+		if !strings.Contains(err.Error(), "stream changed") {
+			t.Fatalf("fatal error %v does not say the stream changed", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the app went on with a recreated stream")
+	}
+	if status, body := env.Do(t, "GET", "/readyz", "", ""); status != 503 || !strings.Contains(body, "stream changed") {
+		t.Fatalf("/readyz after the stream changed: %d %s", status, body)
+	}
+}

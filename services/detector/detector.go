@@ -24,6 +24,11 @@ import (
 // ConsumerName is the detector's durable consumer.
 const ConsumerName = "dw-detector"
 
+// ErrLogGap means events vanished from the log before the detector read
+// them (a purge, a deleted message): detection cannot go on as if they had
+// never been sent.
+var ErrLogGap = errors.New("detector: events are missing from the log")
+
 // AppliedFunc reports each system's projector checkpoint.
 type AppliedFunc func(system string) uint64
 
@@ -72,7 +77,14 @@ type Detector struct {
 	// lastExpiry is when gate flags were last checked for expiry (owned
 	// by the tick loop).
 	lastExpiry time.Time
+
+	// failed carries the error that stopped the consume loop for good.
+	failed chan error
 }
+
+// Failed delivers the error that stopped the detector for good (events
+// missing from the log): the app marks itself not ready and stops.
+func (d *Detector) Failed() <-chan error { return d.failed }
 
 // expiryEvery is how often the tick loop expires gate flags.
 const expiryEvery = time.Minute
@@ -123,7 +135,7 @@ func New(opts Options) *Detector {
 	if opts.TickEvery == 0 {
 		opts.TickEvery = 100 * time.Millisecond
 	}
-	return &Detector{opts: opts, log: opts.Logger, outboxWake: make(chan struct{}, 1)}
+	return &Detector{opts: opts, log: opts.Logger, outboxWake: make(chan struct{}, 1), failed: make(chan error, 1)}
 }
 
 // Start creates the durable consumer at the detector's checkpoint and
@@ -201,6 +213,11 @@ func (d *Detector) consumeLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, ErrLogGap) {
+			d.log.Error().Err(err).Msg("detector stopped")
+			d.failed <- err
+			return
+		}
 		d.log.Error().Err(err).Msg("detector session failed; resuming from the checkpoint")
 		if err := d.opts.Engine.ReloadOpen(); err != nil {
 			d.log.Error().Err(err).Msg("detector: recount open mismatches failed")
@@ -267,6 +284,12 @@ func (d *Detector) processBatch(ctx context.Context, msgs []consume.Msg) error {
 		seq := meta.Sequence.Stream
 		if seq <= last {
 			continue
+		}
+		if last > 0 && seq != last+1 {
+			// The detector reads every subject: the log's sequences
+			// follow one another. A hole means events were purged or
+			// deleted before they were judged.
+			return fmt.Errorf("%w: after sequence %d the log continues at %d; events %d to %d were purged or deleted before the detector read them: restore the stream, or rebuild (driftwatch rebuild) to go on without them", ErrLogGap, last, seq, last+1, seq-1)
 		}
 		sys, _ := events.SystemFromSubject(m.Subject())
 		items = append(items, item{seq, sys, meta.Timestamp})

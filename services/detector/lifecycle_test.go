@@ -1,13 +1,17 @@
 package detector
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftwatch/driftwatch/events/canonical"
+	"github.com/driftwatch/driftwatch/services/consume"
 )
 
 // gateFlag is the record the gate writes when it flags a write of order to
@@ -309,5 +313,20 @@ func TestExpectationBelowTheFloorIsJudged(t *testing.T) {
 	tl.judge(t0.Add(3 * time.Hour))
 	if !strings.Contains(tl.out.String(), OrderNotAcknowledged) {
 		t.Fatalf("the expectation below the floor was never judged:\n%s", tl.out.String())
+	}
+}
+
+// TestLogGapStopsTheDetector: events that vanished from the log before the
+// detector read them (a purge, a deleted message) stop it with ErrLogGap
+// instead of being skipped.
+func TestLogGapStopsTheDetector(t *testing.T) {
+	d := New(Options{})
+	d.applied.Store(3)
+	msg := func(seq uint64) consume.Msg {
+		return consume.Msg{Meta: &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}}}
+	}
+	err := d.processBatch(context.Background(), []consume.Msg{msg(3), msg(6)})
+	if !errors.Is(err, ErrLogGap) || !strings.Contains(err.Error(), "events 4 to 5") {
+		t.Fatalf("a hole after 3: %v", err)
 	}
 }

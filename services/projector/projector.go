@@ -76,7 +76,10 @@ type Projector struct {
 	stream jetstream.Stream
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
-	errs   chan error
+	// failed carries the error of a consumer that cannot go on (one at
+	// most: the first stops the process; see Failed).
+	failed   chan error
+	failOnce sync.Once
 
 	mu      sync.Mutex
 	workers map[string]*worker // by consumer name
@@ -87,7 +90,7 @@ func New(opts Options) *Projector {
 	if opts.SentryEvery == 0 {
 		opts.SentryEvery = 5 * time.Second
 	}
-	return &Projector{opts: opts, log: opts.Logger, workers: map[string]*worker{}, errs: make(chan error, 64)}
+	return &Projector{opts: opts, log: opts.Logger, workers: map[string]*worker{}, failed: make(chan error, 1)}
 }
 
 // Start checks the stream's identity and starts a consumer per system.
@@ -125,9 +128,19 @@ func (p *Projector) Stop() {
 	p.wg.Wait()
 }
 
+// fail reports a consumer that cannot go on: the projections would stop
+// following the log (and the detector, which waits for them, with them),
+// so it is never only logged. The first failure is delivered on Failed.
 func (p *Projector) fail(err error) {
 	p.log.Error().Err(err).Msg("projector consumer stopped")
+	p.failOnce.Do(func() { p.failed <- err })
 }
+
+// Failed delivers the error of the first consumer that stopped for good (a
+// recreated or truncated stream, a store that cannot be written). The app
+// marks itself not ready with it and stops: a supervisor restarting the
+// process then meets the same check at start, with the same reason.
+func (p *Projector) Failed() <-chan error { return p.failed }
 
 // checkStream compares the stream's identity and last sequence with what
 // the store was built from.
@@ -257,6 +270,12 @@ func (p *Projector) run(ctx context.Context, w *worker) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(time.Second):
+		}
+		// The session may have failed because the stream was deleted,
+		// recreated or truncated: resuming at the checkpoint on another
+		// stream would skip or misread events. Stop loudly instead.
+		if err := p.checkStream(ctx); errors.Is(err, ErrStreamChanged) {
+			return err
 		}
 		cons, err := p.ensureConsumer(ctx, w.name, w.filter, w.applied.Load())
 		if err != nil {
@@ -413,6 +432,13 @@ func (p *Projector) sentry(ctx context.Context) {
 	tick := time.NewTicker(p.opts.SentryEvery)
 	defer tick.Stop()
 	for {
+		// The stream's identity is checked while serving too: a stream
+		// recreated or truncated under a consumer that keeps reading
+		// must not be followed silently.
+		if err := p.checkStream(ctx); errors.Is(err, ErrStreamChanged) {
+			p.fail(err)
+			return
+		}
 		info, err := p.stream.Info(ctx, jetstream.WithSubjectFilter(events.InPrefix+">"))
 		if err == nil {
 			var unknown []string
