@@ -1,8 +1,6 @@
 package projections
 
 import (
-	"time"
-
 	"github.com/driftwatch/driftwatch/events/canonical"
 )
 
@@ -28,12 +26,6 @@ type Facet struct {
 
 // Set reports whether the facet holds an event.
 func (f *Facet) Set() bool { return f.Seq != 0 }
-
-// OccurredTime is Occurred as a time in UTC.
-func (f *Facet) OccurredTime() time.Time { return time.Unix(0, f.Occurred).UTC() }
-
-// ReceivedTime is Received as a time in UTC.
-func (f *Facet) ReceivedTime() time.Time { return time.Unix(0, f.Received).UTC() }
 
 // newerThan orders facets by (occurred instant, stream sequence).
 func (f *Facet) newerThan(o *Facet) bool {

@@ -502,23 +502,6 @@ func (s *Store) OrderOfSeq(seq uint64) (string, error) {
 	return string(v), nil
 }
 
-// ScanSeqs calls fn for each applied event's (sequence, order id) with
-// from <= seq <= to, in log order.
-func (s *Store) ScanSeqs(from, to uint64, fn func(seq uint64, orderID string) error) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: seqKey(from), UpperBound: seqKey(to + 1)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		if err := fn(binary.BigEndian.Uint64(k[len(prefixSeq):]), string(it.Value())); err != nil {
-			return err
-		}
-	}
-	return it.Error()
-}
-
 // Entry reads one event of the order index.
 func (s *Store) Entry(orderID string, seq uint64) (Entry, error) {
 	v, err := get(s.db, entryKey(orderID, seq))
@@ -554,32 +537,6 @@ func (s *Store) Acks(orderID string) ([]AckLink, error) {
 		return nil
 	})
 	return out, err
-}
-
-// ScanOrders calls fn with each order's rows, in order id order. fn must not
-// keep the slice.
-func (s *Store) ScanOrders(fn func(orderID string, rows []Row) error) error {
-	var cur string
-	var rows []Row
-	err := s.scan(prefixRow, func(k, v []byte) error {
-		r, err := decodeRow(v)
-		if err != nil {
-			return fmt.Errorf("row %q: %w", k, err)
-		}
-		if r.OrderID != cur && len(rows) > 0 {
-			if err := fn(cur, rows); err != nil {
-				return err
-			}
-			rows = rows[:0]
-		}
-		cur = r.OrderID
-		rows = append(rows, r)
-		return nil
-	})
-	if err == nil && len(rows) > 0 {
-		err = fn(cur, rows)
-	}
-	return err
 }
 
 // RawOrder is one order's rows, still encoded, as ScanOrdersRaw reads them.
