@@ -7,9 +7,21 @@
 // clock_skew, manual_override) and resolves mismatches when the systems
 // agree again.
 //
-// Rules (rules.go) are what needs only the configuration: what a flow
-// expects of its target and how an unmet expectation is classified; replay's
-// gaps use them too. The Engine is the deterministic core: a function of the order index the
+// The files, from the pure core out:
+//
+//	rules.go, judge.go, message.go   what a flow expects, whether an
+//	                                 expectation holds, the mismatch it
+//	                                 becomes and its sentence: pure functions
+//	                                 of rows and a clock (no Pebble, no NATS);
+//	                                 replay's gaps use them too
+//	engine.go                        the Engine: reads rows and events,
+//	                                 records and judges expectations
+//	mismatches.go, gateflags.go,     the mismatch lifecycle, gate flags, the
+//	clock.go                         per-system clock statistic
+//	expectation.go, keyspace.go      the detector's keys and encodings
+//	detector.go                      the NATS shell: consumer, ticker, outbox
+//
+// The Engine is the deterministic core: a function of the order index the
 // projector wrote, the detector's own state in the store (prefix x/) and an
 // explicit clock. It never reads the wall clock, NATS or timers, so scripted
 // timelines in testdata/ drive it exactly (engine_test.go). The Detector is

@@ -2,6 +2,7 @@ package detector
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/driftwatch/driftwatch/events/canonical"
@@ -9,7 +10,7 @@ import (
 )
 
 // message writes the sentence a person reads in an alert.
-func (e *Engine) message(m *Mismatch, x *Expectation, tgt *projections.Row, now time.Time) string {
+func (r *Rules) message(m *Mismatch, x *Expectation, tgt *projections.Row, now time.Time) string {
 	late := dur(time.Duration(now.UnixNano() - x.Deadline))
 	sla := dur(time.Duration(x.Deadline - x.Onset))
 	src := m.Source
@@ -65,5 +66,41 @@ func (e *Engine) message(m *Mismatch, x *Expectation, tgt *projections.Row, now 
 	default:
 		return fmt.Sprintf("Order %s is %s in %s since %s; %s, which does not reflect it, %s past the %s SLA.",
 			m.OrderID, srcSays, x.From, clock(src.OccurredAt), targetShows, late, sla)
+	}
+}
+
+// Clock shows the time of day of an RFC 3339 timestamp with its offset, as
+// the source wrote it ("10:04:05-04:00").
+func Clock(ts string) string { return clock(ts) }
+
+func clock(ts string) string {
+	for i := 0; i < len(ts); i++ {
+		if ts[i] == 'T' {
+			ts = ts[i+1:]
+			break
+		}
+	}
+	// Drop fractions of a second: "10:04:05.123456-04:00" -> "10:04:05-04:00".
+	if dot := strings.IndexByte(ts, '.'); dot >= 0 {
+		end := dot + 1
+		for end < len(ts) && ts[end] >= '0' && ts[end] <= '9' {
+			end++
+		}
+		ts = ts[:dot] + ts[end:]
+	}
+	return ts
+}
+
+func dur(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d >= time.Hour:
+		return d.Round(time.Minute).String()
+	case d >= time.Second:
+		return d.Round(time.Second).String()
+	default:
+		return d.Round(time.Millisecond).String()
 	}
 }

@@ -1,0 +1,113 @@
+package detector
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	storedjson "github.com/segmentio/encoding/json"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
+)
+
+// The detector's keys in the projections store (prefix x/, laid out in
+// doc.go), the mismatch codec and the outbox.
+
+// Key prefixes of the detector (see doc.go).
+var (
+	prefixExp     = []byte("x/e/")
+	prefixDue     = []byte("x/d/")
+	prefixMis     = []byte("x/m/")
+	prefixOpen    = []byte("x/o/")
+	prefixUnmap   = []byte("x/u/")
+	prefixOutbox  = []byte("x/q/")
+	prefixGate    = []byte("x/g/")
+	errNotFoundDB = pebble.ErrNotFound
+)
+
+func join(prefix []byte, parts ...string) []byte {
+	k := append([]byte(nil), prefix...)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}
+
+// scanPrefix calls fn for each key/value under prefix, through r.
+func scanPrefix(r iterable, prefix []byte, fn func(k, v []byte) error) error {
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: projections.PrefixEnd(prefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		if err := fn(append([]byte(nil), it.Key()...), append([]byte(nil), it.Value()...)); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+type iterable interface {
+	NewIter(*pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+// keyGateFlagsMigrated marks a store whose open gate flags carry their
+// target and incoming states (GateTarget) and sit in the x/g/ index.
+var keyGateFlagsMigrated = []byte("x/v/gate-flags")
+
+func getMismatch(r projections.Reader, key []byte) (Mismatch, bool, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, errNotFoundDB) {
+		return Mismatch{}, false, nil
+	}
+	if err != nil {
+		return Mismatch{}, false, err
+	}
+	defer closer.Close()
+	var m Mismatch
+	if err := storedjson.Unmarshal(v, &m); err != nil {
+		return Mismatch{}, false, fmt.Errorf("decode mismatch %s: %w", key, err)
+	}
+	return m, true, nil
+}
+
+func putMismatch(b *pebble.Batch, key []byte, m *Mismatch) error {
+	v, err := storedjson.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return b.Set(key, v, nil)
+}
+
+// OutboxEntry is an alert waiting to be published.
+type OutboxEntry struct {
+	Subject string `json:"subject"`
+	MsgID   string `json:"msg_id"`
+	Data    []byte `json:"data"`
+}
+
+func (e *Engine) enqueue(b *pebble.Batch, m *Mismatch) error {
+	data, err := json.Marshal(&m.Alert)
+	if err != nil {
+		return err
+	}
+	entry, err := json.Marshal(OutboxEntry{Subject: events.AlertSubject(m.Severity, m.Pattern), MsgID: m.AlertID + ":" + m.State, Data: data})
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.outboxID++
+	id := e.outboxID
+	if e.Observe != nil {
+		e.observed = append(e.observed, m)
+	}
+	e.mu.Unlock()
+	return b.Set(binary.BigEndian.AppendUint64(append([]byte(nil), prefixOutbox...), id), entry, nil)
+}
