@@ -4,12 +4,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/httpjson"
+	"github.com/driftwatch/driftwatch/services/replay"
 )
 
 // SystemView is one system's current state of an order.
@@ -40,7 +40,7 @@ type SystemView struct {
 	PaymentFacet *FacetView `json:"payment_facet,omitempty"`
 	Events       uint64     `json:"events"`
 	// Acknowledged lists the other systems' events this system acknowledged.
-	Acknowledged []AckView `json:"acknowledged,omitempty"`
+	Acknowledged []replay.AckView `json:"acknowledged,omitempty"`
 }
 
 // FacetView is the event behind one dimension of a system's state.
@@ -55,58 +55,12 @@ type FacetView struct {
 	Actor       string `json:"actor"`
 }
 
-// AckView is one acknowledgement.
-type AckView struct {
-	System     string `json:"system"`   // the acknowledged event's system
-	EventID    string `json:"event_id"` // the acknowledged event
-	AckSystem  string `json:"ack_system"`
-	AckEventID string `json:"ack_event_id"`
-	AckSeq     uint64 `json:"ack_seq"`
-	OccurredAt string `json:"occurred_at"`
-	ReceivedAt string `json:"received_at"`
-}
-
 // OrderView is GET /v1/orders/{order_id}.
 type OrderView struct {
 	OrderID        string       `json:"order_id"`
 	AsOf           string       `json:"as_of,omitempty"`
 	Systems        []SystemView `json:"systems"`
 	OpenMismatches []any        `json:"open_mismatches"`
-}
-
-// TimelineEvent is one event of GET /v1/orders/{order_id}/timeline.
-type TimelineEvent struct {
-	Seq         uint64    `json:"seq"`
-	System      string    `json:"system"`
-	Kind        string    `json:"kind"`
-	EventID     string    `json:"event_id"`
-	Status      string    `json:"status,omitempty"`
-	StatusField string    `json:"status_field,omitempty"`
-	Canonical   string    `json:"canonical,omitempty"`
-	Payment     string    `json:"payment,omitempty"`
-	Unmapped    bool      `json:"unmapped,omitempty"`
-	Ignored     bool      `json:"ignored,omitempty"`
-	OccurredAt  string    `json:"occurred_at"`
-	ReceivedAt  string    `json:"received_at"`
-	LagMillis   int64     `json:"lag_ms"` // received_at - occurred_at
-	Actor       string    `json:"actor"`
-	AckOf       string    `json:"ack_of,omitempty"`
-	AckedBy     []AckView `json:"acked_by,omitempty"`
-	Current     bool      `json:"current"`
-	Late        bool      `json:"late,omitempty"`
-	ClockSkew   bool      `json:"clock_skew,omitempty"`
-	// ZoneAssumed names the zone occurred_at was read in when the event
-	// carried no offset (its system's configured timezone).
-	ZoneAssumed string `json:"zone_assumed,omitempty"`
-	ExternalRef string `json:"external_ref,omitempty"`
-	Amount      string `json:"amount,omitempty"`
-	Currency    string `json:"currency,omitempty"`
-}
-
-// TimelineView is GET /v1/orders/{order_id}/timeline.
-type TimelineView struct {
-	OrderID string          `json:"order_id"`
-	Events  []TimelineEvent `json:"events"`
 }
 
 // FormatTime renders Unix nanoseconds as RFC 3339 UTC with milliseconds.
@@ -124,11 +78,6 @@ func facetView(f *projections.Facet, payment bool) *FacetView {
 		v.State = f.Payment.String()
 	}
 	return v
-}
-
-func ackView(a projections.AckLink) AckView {
-	return AckView{System: a.System, EventID: a.EventID, AckSystem: a.AckSystem, AckEventID: a.AckEventID,
-		AckSeq: a.AckSeq, OccurredAt: a.OccurredAt, ReceivedAt: FormatTime(a.Received)}
 }
 
 // BuildOrderView lays out every configured system's row side by side, in
@@ -162,7 +111,7 @@ func BuildOrderView(cfg *config.Config, orderID string, rows []projections.Row, 
 		}
 		for _, a := range acks {
 			if a.AckSystem == s.ID {
-				sv.Acknowledged = append(sv.Acknowledged, ackView(a))
+				sv.Acknowledged = append(sv.Acknowledged, replay.AckViewOf(a))
 			}
 		}
 		v.Systems = append(v.Systems, sv)
@@ -170,44 +119,8 @@ func BuildOrderView(cfg *config.Config, orderID string, rows []projections.Row, 
 	return v
 }
 
-// claimedNanos is when an entry says it happened: an event beyond
-// max_future_skew is ordered by its received time, but its lag is shown
-// against the time it claims.
-func claimedNanos(e *projections.Entry) int64 {
-	if e.ClockSkew {
-		if t, msg := events.ParseTimestamp(e.OccurredAt); msg == "" {
-			return t.UnixNano()
-		}
-	}
-	return e.Occurred
-}
-
-// BuildTimeline turns index entries into the timeline, linking acks.
-func BuildTimeline(orderID string, entries []projections.Entry, acks []projections.AckLink) TimelineView {
-	v := TimelineView{OrderID: orderID, Events: make([]TimelineEvent, 0, len(entries))}
-	for _, e := range entries {
-		te := TimelineEvent{Seq: e.Seq, System: e.System, Kind: e.Kind, EventID: e.EventID, Status: e.Raw,
-			StatusField: e.Field, Unmapped: e.Unmapped, Ignored: e.Ignored, OccurredAt: e.OccurredAt,
-			ReceivedAt: FormatTime(e.Received), LagMillis: (e.Received - claimedNanos(&e)) / int64(time.Millisecond),
-			Actor: e.Actor, AckOf: e.AckOf, Current: e.Current, Late: e.Late, ClockSkew: e.ClockSkew,
-			ZoneAssumed: e.ZoneAssumed, ExternalRef: e.ExternalRef, Amount: e.Amount, Currency: e.Currency}
-		if e.State != canonical.None {
-			te.Canonical = e.State.String()
-		}
-		if e.Payment != canonical.NoPayment {
-			te.Payment = e.Payment.String()
-		}
-		for _, a := range acks {
-			if a.System == e.System && a.EventID == e.EventID {
-				te.AckedBy = append(te.AckedBy, ackView(a))
-			}
-		}
-		v.Events = append(v.Events, te)
-	}
-	return v
-}
-
-// OrderHandlers serves the order view and the timeline from the store.
+// OrderHandlers serves the order view, the timeline and the annotated
+// timeline (replay) from the store.
 type OrderHandlers struct {
 	Config *config.Config
 	Store  *projections.Store
@@ -217,6 +130,7 @@ type OrderHandlers struct {
 func (h *OrderHandlers) Register(s *Server) {
 	s.HandleFunc("GET /v1/orders/{order_id}", h.order)
 	s.HandleFunc("GET /v1/orders/{order_id}/timeline", h.timeline)
+	s.HandleFunc("GET /v1/orders/{order_id}/replay", h.replay)
 }
 
 func (h *OrderHandlers) order(w http.ResponseWriter, r *http.Request) {
@@ -269,7 +183,15 @@ func (h *OrderHandlers) order(w http.ResponseWriter, r *http.Request) {
 func (h *OrderHandlers) timeline(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("order_id")
 	if entries, acks, ok := LoadTimeline(w, h.Store, id); ok {
-		httpjson.Write(w, http.StatusOK, BuildTimeline(id, entries, acks))
+		httpjson.Write(w, http.StatusOK, replay.BuildTimeline(id, entries, acks))
+	}
+}
+
+// replay is GET /v1/orders/{order_id}/replay: the annotated timeline.
+func (h *OrderHandlers) replay(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("order_id")
+	if entries, acks, ok := LoadTimeline(w, h.Store, id); ok {
+		httpjson.Write(w, http.StatusOK, replay.Annotate(h.Config, id, entries, acks, time.Now()))
 	}
 }
 

@@ -349,7 +349,6 @@ func (a *App) Start(ctx context.Context) (err error) {
 			}
 			(&api.ReconcileHandlers{Store: a.Store, Reconciler: a.Reconcile}).Register(a.HTTP)
 			a.HTTP.Handle("GET /v1/stats", &api.StatsHandler{Config: a.cfg, Store: a.Store})
-			a.HTTP.HandleFunc("GET /v1/orders/{order_id}/replay", a.serveReplay)
 			a.HTTP.HandleFunc("GET /v1/export/mismatches", a.serveExportMismatches)
 			a.HTTP.RegisterDashboard()
 			if a.runs(ServiceIngest) {

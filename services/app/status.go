@@ -5,8 +5,8 @@ import (
 	"net/http"
 
 	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/consume"
 	"github.com/driftwatch/driftwatch/services/httpjson"
-	"github.com/driftwatch/driftwatch/services/projector"
 )
 
 // StreamStatus is the log's state in GET /v1/status.
@@ -20,9 +20,9 @@ type StreamStatus struct {
 
 // Status is GET /v1/status.
 type Status struct {
-	Stream    StreamStatus               `json:"stream"`
-	DLQ       StreamStatus               `json:"dlq"`
-	Consumers []projector.ConsumerStatus `json:"consumers"`
+	Stream    StreamStatus     `json:"stream"`
+	DLQ       StreamStatus     `json:"dlq"`
+	Consumers []consume.Status `json:"consumers"`
 }
 
 // Status reports the stream's last sequence and every consumer's progress.
@@ -42,7 +42,7 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 		}
 		*s.dst = StreamStatus{Name: s.name, FirstSeq: info.State.FirstSeq, LastSeq: info.State.LastSeq, Messages: info.State.Msgs, Bytes: info.State.Bytes}
 	}
-	st.Consumers = []projector.ConsumerStatus{}
+	st.Consumers = []consume.Status{}
 	if a.Projector != nil {
 		st.Consumers = append(st.Consumers, a.Projector.Status(ctx)...)
 	}

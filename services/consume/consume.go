@@ -27,6 +27,19 @@ var ErrGap = errors.New("consume: a delivery is missing")
 // memory: eight batches of messages per consumer.
 const Prefetch = 8
 
+// Status is one durable consumer's progress (GET /v1/status): the last
+// stream sequence applied, what the server still has to deliver, and its
+// dead-lettered and duplicate counts.
+type Status struct {
+	Name         string `json:"name"`
+	System       string `json:"system,omitempty"`
+	Filter       string `json:"filter"`
+	AppliedSeq   uint64 `json:"applied_seq"`
+	Pending      uint64 `json:"pending"`
+	DeadLettered uint64 `json:"dead_lettered"`
+	Duplicates   uint64 `json:"duplicates"`
+}
+
 // Handle holds a durable consumer that its worker recreates after a
 // failed session while other goroutines read it (a status request, a
 // metrics scrape). Set and Get are safe for concurrent use.

@@ -17,7 +17,6 @@ import (
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/consume"
-	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
@@ -575,8 +574,8 @@ func (d *Detector) Settled() (bool, error) {
 
 // Status reports the detector consumer's progress in GET /v1/status's
 // consumer shape.
-func (d *Detector) Status(ctx context.Context) projector.ConsumerStatus {
-	st := projector.ConsumerStatus{Name: ConsumerName, Filter: events.InPrefix + ">", AppliedSeq: d.applied.Load()}
+func (d *Detector) Status(ctx context.Context) consume.Status {
+	st := consume.Status{Name: ConsumerName, Filter: events.InPrefix + ">", AppliedSeq: d.applied.Load()}
 	if cons := d.cons.Get(); cons != nil {
 		if info, err := cons.Info(ctx); err == nil {
 			st.Pending = info.NumPending + uint64(info.NumAckPending)

@@ -2,6 +2,7 @@ package detector
 
 import (
 	"errors"
+	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -127,4 +128,34 @@ func amountValue(s string) float64 {
 		return 0
 	}
 	return v
+}
+
+// MismatchCSVHeader is the column order of a mismatch export.
+var MismatchCSVHeader = []string{"alert_id", "state", "order_id", "pattern", "severity", "detected_by",
+	"source_system", "source_status", "source_canonical", "source_occurred_at", "source_received_at", "source_seq",
+	"target_system", "target_status", "target_canonical", "target_occurred_at", "target_received_at", "target_seq",
+	"onset_at", "deadline", "detected_at", "resolved_at", "amount", "currency", "message"}
+
+// MismatchCSVRow renders one mismatch as a CSV row (both timestamps of both
+// systems always).
+func MismatchCSVRow(m *Mismatch) []string {
+	side := func(s *Side) []string {
+		if s == nil {
+			return []string{"", "", "", "", "", ""}
+		}
+		return []string{s.System, s.Status, s.Canonical, s.OccurredAt, s.ReceivedAt, fmt.Sprint(s.Seq)}
+	}
+	resolved := ""
+	if m.ResolvedAt != nil {
+		resolved = *m.ResolvedAt
+	}
+	row := []string{m.AlertID, m.State, m.OrderID, m.Pattern, m.Severity, m.DetectedBy}
+	row = append(row, side(m.Source)...)
+	tgt := side(m.Target)
+	if m.Target == nil && m.FlowTo != "" {
+		tgt[0] = m.FlowTo
+		tgt[1] = "(no record)"
+	}
+	row = append(row, tgt...)
+	return append(row, m.OnsetAt, m.Deadline, m.DetectedAt, resolved, m.Amount, m.Currency, m.Message)
 }

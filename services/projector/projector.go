@@ -485,19 +485,8 @@ func NewApplier(cfg *config.Config) *projections.Applier {
 	return projections.NewApplier(tables, cfg.Detect.MaxFutureSkew.D(), cfg.Zones())
 }
 
-// ConsumerStatus is one consumer's progress.
-type ConsumerStatus struct {
-	Name         string `json:"name"`
-	System       string `json:"system,omitempty"`
-	Filter       string `json:"filter"`
-	AppliedSeq   uint64 `json:"applied_seq"`
-	Pending      uint64 `json:"pending"`
-	DeadLettered uint64 `json:"dead_lettered"`
-	Duplicates   uint64 `json:"duplicates"`
-}
-
 // Status reports every consumer's applied sequence and pending count.
-func (p *Projector) Status(ctx context.Context) []ConsumerStatus {
+func (p *Projector) Status(ctx context.Context) []consume.Status {
 	p.mu.Lock()
 	ws := make([]*worker, 0, len(p.workers))
 	for _, w := range p.workers {
@@ -505,9 +494,9 @@ func (p *Projector) Status(ctx context.Context) []ConsumerStatus {
 	}
 	p.mu.Unlock()
 	sort.Slice(ws, func(i, j int) bool { return ws[i].name < ws[j].name })
-	out := make([]ConsumerStatus, 0, len(ws))
+	out := make([]consume.Status, 0, len(ws))
 	for _, w := range ws {
-		st := ConsumerStatus{Name: w.name, System: w.system, Filter: w.filter, AppliedSeq: w.applied.Load(),
+		st := consume.Status{Name: w.name, System: w.system, Filter: w.filter, AppliedSeq: w.applied.Load(),
 			DeadLettered: w.deadLettered.Load(), Duplicates: w.duplicates.Load()}
 		if cons := w.cons.Get(); cons != nil {
 			if info, err := cons.Info(ctx); err == nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/projections"
-	"github.com/driftwatch/driftwatch/services/api"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 )
@@ -34,7 +33,7 @@ type Gap struct {
 
 // Event is a timeline event with notes.
 type Event struct {
-	api.TimelineEvent
+	TimelineEvent
 	Notes []string `json:"notes"`
 }
 
@@ -47,7 +46,7 @@ type View struct {
 
 // Annotate builds the annotated timeline of an order at time now.
 func Annotate(cfg *config.Config, orderID string, entries []projections.Entry, acks []projections.AckLink, now time.Time) View {
-	tl := api.BuildTimeline(orderID, entries, acks)
+	tl := BuildTimeline(orderID, entries, acks)
 	v := View{OrderID: orderID, Events: make([]Event, len(tl.Events)), Gaps: []Gap{}}
 	rules := detector.NewRules(cfg)
 	for i, te := range tl.Events {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/services/api"
+	"github.com/driftwatch/driftwatch/services/replay"
 )
 
 func newOrderCmd() *cobra.Command {
@@ -27,7 +28,7 @@ func newOrderCmd() *cobra.Command {
 			if err := c.do("GET", path, nil, &view); err != nil {
 				return err
 			}
-			var tl api.TimelineView
+			var tl replay.TimelineView
 			if err := c.do("GET", "/v1/orders/"+url.PathEscape(args[0])+"/timeline", nil, &tl); err != nil {
 				return err
 			}
@@ -45,7 +46,7 @@ func newOrderCmd() *cobra.Command {
 	return cmd
 }
 
-func printOrder(v api.OrderView, tl api.TimelineView) {
+func printOrder(v api.OrderView, tl replay.TimelineView) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	printf(w, "order %s", v.OrderID)
 	if v.AsOf != "" {

@@ -13,7 +13,6 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
-	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/replay"
@@ -153,9 +152,9 @@ func printMismatches(ms []*detector.Mismatch, output, summary string) error {
 		return printJSON(ms)
 	case "csv":
 		cw := csv.NewWriter(os.Stdout)
-		_ = cw.Write(app.MismatchCSVHeader)
+		_ = cw.Write(detector.MismatchCSVHeader)
 		for _, m := range ms {
-			_ = cw.Write(app.MismatchCSVRow(m))
+			_ = cw.Write(detector.MismatchCSVRow(m))
 		}
 		cw.Flush()
 		return cw.Error()
