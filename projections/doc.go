@@ -33,7 +33,14 @@
 //	k/<order_id>·<system>·<event_id>·<ack system>  an acknowledgement of an event (AckLink)
 //	e/<system>·<event_id>                  the ledger of seen event ids -> seq of the first copy
 //	s/<seq>                                the sequence index: order id of each applied event
-//	x/...                                  detection (expectations, mismatches; see package detector)
+//
+// The store owns the whole keyspace: the services that keep their state in
+// it do so under a prefix registered here (ServicePrefixes), and nowhere
+// else.
+//
+//	x/...                                  the detector: expectations, mismatches, gate flags, clock statistics, the outbox (services/detector/doc.go)
+//	o/...                                  the alert policy: ops alerts, source arrival history (services/policy)
+//	r/...                                  reconciliation reports (services/reconcile)
 //
 // Ties: a system's current state is its latest event by occurred_at,
 // compared as instants; two events of one system with the same instant are

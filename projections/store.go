@@ -18,6 +18,23 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
+// Prefixes of the services' state in the store (doc.go). A rebuild carries
+// them over from the live store as they are.
+const (
+	PrefixDetector = "x/"
+	PrefixPolicy   = "o/"
+	PrefixReports  = "r/"
+)
+
+// ServicePrefixes lists the services' prefixes.
+var ServicePrefixes = []string{PrefixDetector, PrefixPolicy, PrefixReports}
+
+// ConsumerKeys are the prefixes of one consumer's checkpoint and counters,
+// for carrying a consumer's progress over to a rebuilt store.
+func ConsumerKeys(consumer string) []string {
+	return []string{string(prefixCkpt) + consumer, string(prefixCount) + consumer}
+}
+
 // FormatVersion is the version of the key layout and value encodings
 // described in the package doc. Open refuses a store of another version:
 // rebuild it from the log (driftwatch rebuild).

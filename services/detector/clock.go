@@ -39,7 +39,7 @@ const (
 	lagTolerance = 10 * time.Minute
 )
 
-var prefixLag = []byte("x/k/")
+var prefixLag = []byte(projections.PrefixDetector + "k/")
 
 // lagRing is one system's recent lags, in seconds, oldest first.
 type lagRing struct {

@@ -18,13 +18,13 @@ import (
 
 // Key prefixes of the detector (see doc.go).
 var (
-	prefixExp     = []byte("x/e/")
-	prefixDue     = []byte("x/d/")
-	prefixMis     = []byte("x/m/")
-	prefixOpen    = []byte("x/o/")
-	prefixUnmap   = []byte("x/u/")
-	prefixOutbox  = []byte("x/q/")
-	prefixGate    = []byte("x/g/")
+	prefixExp     = []byte(projections.PrefixDetector + "e/")
+	prefixDue     = []byte(projections.PrefixDetector + "d/")
+	prefixMis     = []byte(projections.PrefixDetector + "m/")
+	prefixOpen    = []byte(projections.PrefixDetector + "o/")
+	prefixUnmap   = []byte(projections.PrefixDetector + "u/")
+	prefixOutbox  = []byte(projections.PrefixDetector + "q/")
+	prefixGate    = []byte(projections.PrefixDetector + "g/")
 	errNotFoundDB = pebble.ErrNotFound
 )
 
@@ -60,7 +60,7 @@ type iterable interface {
 
 // keyGateFlagsMigrated marks a store whose open gate flags carry their
 // target and incoming states (GateTarget) and sit in the x/g/ index.
-var keyGateFlagsMigrated = []byte("x/v/gate-flags")
+var keyGateFlagsMigrated = []byte(projections.PrefixDetector + "v/gate-flags")
 
 func getMismatch(r projections.Reader, key []byte) (Mismatch, bool, error) {
 	v, closer, err := r.Get(key)

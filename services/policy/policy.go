@@ -156,9 +156,9 @@ type storedArrivals struct {
 const arrivalsVersion = 1
 
 var (
-	arrivalsPrefix = []byte("o/~arrivals/")
-	opsLower       = []byte("o/")
-	opsUpper       = []byte("o/~") // ops alert records sort before the arrivals
+	arrivalsPrefix = []byte(projections.PrefixPolicy + "~arrivals/")
+	opsLower       = []byte(projections.PrefixPolicy)
+	opsUpper       = []byte(projections.PrefixPolicy + "~") // ops alert records sort before the arrivals
 )
 
 // New returns a policy, with the sources' arrival history read back from
@@ -536,7 +536,9 @@ func (p *Policy) judgeSilence(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-func opsKey(kind, subject string) []byte { return []byte("o/" + kind + "/" + subject) }
+func opsKey(kind, subject string) []byte {
+	return []byte(projections.PrefixPolicy + kind + "/" + subject)
+}
 
 // set moves an ops alert to firing or cleared, publishing only on a change.
 // msg describes the state it moves to (a cleared record's message is

@@ -365,7 +365,7 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 	return reconcile()
 }
 
-var keyLatest = []byte("r/latest")
+var keyLatest = []byte(projections.PrefixReports + "latest")
 
 // Save stores the report as the latest and in the history.
 func Save(s *projections.Store, rep *Report) error {
@@ -375,7 +375,7 @@ func Save(s *projections.Store, rep *Report) error {
 	}
 	b := s.DB().NewBatch()
 	_ = b.Set(keyLatest, data, nil)
-	_ = b.Set([]byte("r/h/"+rep.ID), data, nil)
+	_ = b.Set([]byte(projections.PrefixReports+"h/"+rep.ID), data, nil)
 	return b.Commit(pebble.Sync)
 }
 

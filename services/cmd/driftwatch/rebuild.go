@@ -31,7 +31,8 @@ func carryDetectorState(live *projections.Store, fresh string, cfg *config.Confi
 	}
 	defer dst.Close()
 	if live != nil {
-		if _, err := live.CopyPrefixes(dst, "x/", "o/", "r/", "c/"+detector.ConsumerName, "n/"+detector.ConsumerName); err != nil {
+		prefixes := append(append([]string{}, projections.ServicePrefixes...), projections.ConsumerKeys(detector.ConsumerName)...)
+		if _, err := live.CopyPrefixes(dst, prefixes...); err != nil {
 			return 0, fmt.Errorf("carry the detector's state over: %w", err)
 		}
 	}
