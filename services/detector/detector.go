@@ -55,7 +55,7 @@ type Detector struct {
 	opts   Options
 	log    zerolog.Logger
 	stream jetstream.Stream
-	cons   consume.Handle // recreated by the consume loop, read by Status
+	dur    *consume.Durable // its consumer's life; Consumer() is safe from Status
 
 	// mu serialises every read-modify-write of the detector's keys (the
 	// consumer, the ticker and the API's resolve use separate batches).
@@ -150,7 +150,24 @@ func (d *Detector) Start(ctx context.Context) error {
 		return err
 	}
 	d.applied.Store(ckpt)
-	if err := d.resetConsumer(ctx); err != nil {
+	d.dur = &consume.Durable{
+		Stream: s, Name: ConsumerName, Description: "driftwatch detector", Filter: events.InPrefix + ">", MaxBatch: maxBatch,
+		Checkpoint: d.applied.Load,
+		Apply:      d.processBatch,
+		Recover: func(ctx context.Context, err error) error {
+			if errors.Is(err, ErrLogGap) {
+				return err // events are gone: judging on would hide them
+			}
+			if err := d.opts.Engine.ReloadOpen(); err != nil {
+				d.log.Error().Err(err).Msg("detector: recount open mismatches failed")
+			}
+			return nil
+		},
+		OnFailure: func(err error) {
+			d.log.Error().Err(err).Msg("detector session failed; resuming from the checkpoint")
+		},
+	}
+	if err := d.dur.Create(ctx); err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -183,79 +200,16 @@ func (d *Detector) Now() time.Time { return d.opts.Now() }
 // Applied is the detector's checkpoint.
 func (d *Detector) Applied() uint64 { return d.applied.Load() }
 
-func (d *Detector) resetConsumer(ctx context.Context) error {
-	ckpt := d.applied.Load()
-	// MemoryStorage: as the projector's, the consumer is recreated at the
-	// store's checkpoint on every start, so its state stays in memory.
-	cfg := jetstream.ConsumerConfig{
-		Durable: ConsumerName, Description: "driftwatch detector", FilterSubject: events.InPrefix + ">",
-		AckPolicy: jetstream.AckAllPolicy, AckWait: 5 * time.Minute, MaxAckPending: 20000, MaxDeliver: -1, MemoryStorage: true,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if ckpt > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, ckpt+1
-	}
-	if err := d.stream.DeleteConsumer(ctx, ConsumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("reset consumer %s: %w", ConsumerName, err)
-	}
-	cons, err := d.stream.CreateOrUpdateConsumer(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("create consumer %s: %w", ConsumerName, err)
-	}
-	d.cons.Set(cons)
-	return nil
-}
-
+// consumeLoop runs the detector's consumer until ctx ends or events are
+// found missing from the log (then the app is told, through Failed).
 func (d *Detector) consumeLoop(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := d.session(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if errors.Is(err, ErrLogGap) {
-			d.log.Error().Err(err).Msg("detector stopped")
-			d.failed <- err
-			return
-		}
-		d.log.Error().Err(err).Msg("detector session failed; resuming from the checkpoint")
-		if err := d.opts.Engine.ReloadOpen(); err != nil {
-			d.log.Error().Err(err).Msg("detector: recount open mismatches failed")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-		if err := d.resetConsumer(ctx); err != nil && ctx.Err() == nil {
-			d.log.Error().Err(err).Msg("detector: recreate consumer failed")
-		}
+	if err := d.dur.Run(ctx); err != nil {
+		d.log.Error().Err(err).Msg("detector stopped")
+		d.failed <- err
 	}
 }
 
 const maxBatch = 1000
-
-func (d *Detector) session(ctx context.Context) error {
-	r, err := consume.Open(d.cons.Get(), maxBatch)
-	if err != nil {
-		return err
-	}
-	defer r.Stop()
-	batch := make([]consume.Msg, 0, maxBatch)
-	for {
-		batch, err = r.Batch(ctx, batch)
-		if len(batch) > 0 {
-			if perr := d.processBatch(ctx, batch); perr != nil {
-				return perr
-			}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
-}
 
 // waitProjected waits until the projector of system has applied seq.
 func (d *Detector) waitProjected(ctx context.Context, system string, seq uint64) error {
@@ -576,7 +530,10 @@ func (d *Detector) Settled() (bool, error) {
 // consumer shape.
 func (d *Detector) Status(ctx context.Context) consume.Status {
 	st := consume.Status{Name: ConsumerName, Filter: events.InPrefix + ">", AppliedSeq: d.applied.Load()}
-	if cons := d.cons.Get(); cons != nil {
+	if d.dur == nil {
+		return st // not started
+	}
+	if cons := d.dur.Consumer(); cons != nil {
 		if info, err := cons.Info(ctx); err == nil {
 			st.Pending = info.NumPending + uint64(info.NumAckPending)
 		}

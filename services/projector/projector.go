@@ -177,46 +177,11 @@ func (p *Projector) checkStream(ctx context.Context) error {
 // worker is one durable consumer and its apply loop.
 type worker struct {
 	name, filter, system string
-	cons                 consume.Handle        // recreated by the worker, read by Status
+	dur                  *consume.Durable      // its consumer's life; Consumer() is safe from Status
 	applied              atomic.Uint64         // checkpoint
 	outcomes             []projections.Outcome // reused by each batch (the worker's goroutine only)
 	deadLettered         atomic.Uint64
 	duplicates           atomic.Uint64
-}
-
-// ensureConsumer (re)creates the durable consumer so that it delivers from
-// the store's checkpoint + 1, in stream order. The store is the authority on
-// what was applied: a consumer left over from an earlier run may have
-// delivered messages that were never applied, and with AckAll a later
-// acknowledgement would cover them, so it is never reused as it is.
-func (p *Projector) ensureConsumer(ctx context.Context, name, filter string, ckpt uint64) (jetstream.Consumer, error) {
-	cfg := jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "driftwatch projector for " + filter,
-		FilterSubject: filter,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       5 * time.Minute,
-		MaxAckPending: 20000,
-		// The store's checkpoint, not the consumer's state, says what was
-		// applied, and every start recreates the consumer from it: its
-		// state need not be written to disk.
-		MemoryStorage: true,
-		MaxDeliver:    -1,
-	}
-	if ckpt > 0 {
-		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
-		cfg.OptStartSeq = ckpt + 1
-	} else {
-		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
-	}
-	if err := p.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("reset consumer %s: %w", name, err)
-	}
-	cons, err := p.stream.CreateOrUpdateConsumer(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("create consumer %s: %w", name, err)
-	}
-	return cons, nil
 }
 
 func (p *Projector) startWorker(ctx, runCtx context.Context, name, filter, system string) (*worker, error) {
@@ -224,13 +189,32 @@ func (p *Projector) startWorker(ctx, runCtx context.Context, name, filter, syste
 	if err != nil {
 		return nil, err
 	}
-	cons, err := p.ensureConsumer(ctx, name, filter, ckpt)
-	if err != nil {
+	w := &worker{name: name, filter: filter, system: system}
+	w.applied.Store(ckpt)
+	w.dur = &consume.Durable{
+		Stream: p.stream, Name: name, Description: "driftwatch projector for " + filter, Filter: filter, MaxBatch: MaxBatch,
+		Checkpoint: w.applied.Load,
+		Apply:      func(ctx context.Context, batch []consume.Msg) error { return p.applyBatch(ctx, w, batch) },
+		Recover: func(ctx context.Context, err error) error {
+			// The session may have failed because the stream was
+			// deleted, recreated or truncated: resuming at the
+			// checkpoint on another stream would skip or misread
+			// events. Stop loudly instead.
+			if errors.Is(err, ErrStreamChanged) {
+				return err
+			}
+			if err := p.checkStream(ctx); errors.Is(err, ErrStreamChanged) {
+				return err
+			}
+			return nil
+		},
+		OnFailure: func(err error) {
+			p.log.Error().Err(err).Str("consumer", name).Msg("consumer session failed; resuming from the checkpoint")
+		},
+	}
+	if err := w.dur.Create(ctx); err != nil {
 		return nil, err
 	}
-	w := &worker{name: name, filter: filter, system: system}
-	w.cons.Set(cons)
-	w.applied.Store(ckpt)
 	w.deadLettered.Store(counter(p.opts.Store, name, "dead_lettered"))
 	w.duplicates.Store(counter(p.opts.Store, name, "duplicates"))
 	p.mu.Lock()
@@ -239,7 +223,7 @@ func (p *Projector) startWorker(ctx, runCtx context.Context, name, filter, syste
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		if err := p.run(runCtx, w); err != nil && runCtx.Err() == nil {
+		if err := w.dur.Run(runCtx); err != nil && runCtx.Err() == nil {
 			p.fail(err)
 		}
 	}()
@@ -249,68 +233,6 @@ func (p *Projector) startWorker(ctx, runCtx context.Context, name, filter, syste
 func counter(s *projections.Store, consumer, name string) uint64 {
 	n, _ := s.Counter(consumer, name)
 	return n
-}
-
-// run consumes until ctx ends. A failed batch ends the consume session:
-// its messages and everything delivered after them are dropped unapplied,
-// and a new session recreates the consumer at the checkpoint, so messages
-// are always applied in stream order and an AckAll never covers a message
-// that was not applied.
-func (p *Projector) run(ctx context.Context, w *worker) error {
-	for {
-		err := p.session(ctx, w)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, ErrStreamChanged) {
-			return err
-		}
-		p.log.Error().Err(err).Str("consumer", w.name).Msg("consumer session failed; resuming from the checkpoint")
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Second):
-		}
-		// The session may have failed because the stream was deleted,
-		// recreated or truncated: resuming at the checkpoint on another
-		// stream would skip or misread events. Stop loudly instead.
-		if err := p.checkStream(ctx); errors.Is(err, ErrStreamChanged) {
-			return err
-		}
-		cons, err := p.ensureConsumer(ctx, w.name, w.filter, w.applied.Load())
-		if err != nil {
-			if ctx.Err() == nil {
-				p.log.Error().Err(err).Str("consumer", w.name).Msg("recreate consumer failed")
-			}
-			continue
-		}
-		w.cons.Set(cons)
-	}
-}
-
-// session is one Consume subscription and its consume-apply-commit-ack loop.
-func (p *Projector) session(ctx context.Context, w *worker) error {
-	r, err := consume.Open(w.cons.Get(), MaxBatch)
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", w.name, err)
-	}
-	defer r.Stop()
-	batch := make([]consume.Msg, 0, MaxBatch)
-	for {
-		batch, err = r.Batch(ctx, batch)
-		if len(batch) > 0 {
-			// Apply what arrived in order, even when a gap follows it.
-			if aerr := p.applyBatch(ctx, w, batch); aerr != nil {
-				return aerr
-			}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-	}
 }
 
 // applyBatch applies msgs in one Pebble batch, commits it durably and acks.
@@ -498,7 +420,7 @@ func (p *Projector) Status(ctx context.Context) []consume.Status {
 	for _, w := range ws {
 		st := consume.Status{Name: w.name, System: w.system, Filter: w.filter, AppliedSeq: w.applied.Load(),
 			DeadLettered: w.deadLettered.Load(), Duplicates: w.duplicates.Load()}
-		if cons := w.cons.Get(); cons != nil {
+		if cons := w.dur.Consumer(); cons != nil {
 			if info, err := cons.Info(ctx); err == nil {
 				st.Pending = info.NumPending + uint64(info.NumAckPending)
 			}

@@ -1,0 +1,160 @@
+package consume
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Durable is the whole life of one durable consumer of the log, the same
+// for every reader (each projector worker, the detector):
+//
+//   - it is created at the reader's checkpoint + 1: the reader's store is
+//     the authority on what was applied, and a consumer left over from an
+//     earlier run may have delivered messages that were never applied
+//     (with AckAll a later acknowledgement would cover them), so it is
+//     never reused as it is;
+//   - it is read in sessions of in-order batches (Reader), each applied by
+//     Apply, which commits and acknowledges;
+//   - a failed session drops what it delivered after the last applied
+//     batch; after Retry, Recover decides whether the reader can go on,
+//     and the consumer is created again at the checkpoint + 1, so messages
+//     are always applied in stream order.
+//
+// The consumer's state lives in memory on the server (it is recreated from
+// the checkpoint on every start and every failed session). Consumer is safe
+// to call from any goroutine while Run runs.
+type Durable struct {
+	Stream      jetstream.Stream
+	Name        string
+	Description string
+	Filter      string
+	// MaxBatch is the most messages a batch holds.
+	MaxBatch int
+	// Checkpoint is the last stream sequence the reader applied.
+	Checkpoint func() uint64
+	// Apply applies one batch in order, commits it and acknowledges it; an
+	// error ends the session.
+	Apply func(ctx context.Context, batch []Msg) error
+	// Recover runs after a failed session, before the consumer is created
+	// again. A non-nil error stops Run with it: a failure the reader
+	// cannot go on from (nil: resume at the checkpoint).
+	Recover func(ctx context.Context, err error) error
+	// OnFailure is told of each failed session and each failed creation
+	// (to log them).
+	OnFailure func(err error)
+	// Retry is the pause after a failure (default 1s).
+	Retry time.Duration
+
+	handle Handle
+}
+
+// Consumer is the current consumer (nil before Create).
+func (d *Durable) Consumer() jetstream.Consumer { return d.handle.Get() }
+
+// Create deletes the consumer if it exists and creates it to deliver from
+// the checkpoint + 1.
+func (d *Durable) Create(ctx context.Context) error {
+	cfg := jetstream.ConsumerConfig{
+		Durable:       d.Name,
+		Description:   d.Description,
+		FilterSubject: d.Filter,
+		AckPolicy:     jetstream.AckAllPolicy,
+		AckWait:       5 * time.Minute,
+		MaxAckPending: 20000,
+		MaxDeliver:    -1,
+		MemoryStorage: true,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if ckpt := d.Checkpoint(); ckpt > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, ckpt+1
+	}
+	if err := d.Stream.DeleteConsumer(ctx, d.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("reset consumer %s: %w", d.Name, err)
+	}
+	cons, err := d.Stream.CreateOrUpdateConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("create consumer %s: %w", d.Name, err)
+	}
+	d.handle.Set(cons)
+	return nil
+}
+
+// Run reads sessions until ctx ends (nil) or Recover refuses to go on (its
+// error). Create must have succeeded first.
+func (d *Durable) Run(ctx context.Context) error {
+	retry := d.Retry
+	if retry <= 0 {
+		retry = time.Second
+	}
+	pause := func() bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(retry):
+			return true
+		}
+	}
+	for {
+		err := d.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		d.told(err)
+		if !pause() {
+			return nil
+		}
+		if d.Recover != nil {
+			if err := d.Recover(ctx, err); err != nil {
+				return err
+			}
+		}
+		for {
+			err := d.Create(ctx)
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			d.told(err)
+			if !pause() {
+				return nil
+			}
+		}
+	}
+}
+
+func (d *Durable) told(err error) {
+	if d.OnFailure != nil {
+		d.OnFailure(err)
+	}
+}
+
+// session is one subscription and its consume-apply loop.
+func (d *Durable) session(ctx context.Context) error {
+	r, err := Open(d.handle.Get(), d.MaxBatch)
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", d.Name, err)
+	}
+	defer r.Stop()
+	batch := make([]Msg, 0, d.MaxBatch)
+	for {
+		batch, err = r.Batch(ctx, batch)
+		if len(batch) > 0 {
+			// Apply what arrived in order, even when a gap follows it.
+			if aerr := d.Apply(ctx, batch); aerr != nil {
+				return aerr
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
