@@ -302,10 +302,11 @@ func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projectio
 		// deadline (a shipment the ERP is still to hear of is not the
 		// edit's fault).
 		exp := func(dim uint8, facet *projections.Facet, s canonical.State, p canonical.Payment) error {
-			deadline := Onset(facet.Occurred, facet.Received) + int64(f.SLA.D())
+			onset := Onset(x.Occurred, x.Received) // the edit: where this drift starts
+			deadline := max(Onset(facet.Occurred, facet.Received)+int64(f.SLA.D()), onset)
 			ex := &Expectation{OrderID: orderID, From: f.From, To: f.To, Dim: dim, State: s, Payment: p,
 				SourceState: facet.State, SourcePayment: facet.Payment, SourceSeq: x.Seq, SourceEventID: facet.EventID,
-				Onset: Onset(x.Occurred, x.Received), Deadline: deadline, JudgeAt: max(deadline, x.Received+int64(e.settle)), Manual: true}
+				Onset: onset, Deadline: deadline, JudgeAt: max(deadline, x.Received+int64(e.settle)), Manual: true}
 			return e.putExpectation(b, ex)
 		}
 		if f.Covers(config.DimFulfilment) && src.State().Real() {

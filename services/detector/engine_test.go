@@ -37,7 +37,8 @@ detect:
 //
 //	at T SYSTEM STATUS [key=value...]   an event that occurred at T and was
 //	                                    received at T (or recv=T2); keys:
-//	                                    field, actor, order, id, tz (+05:30)
+//	                                    field, actor, order, id, tz (+05:30),
+//	                                    kind (snapshot)
 //	at T SYSTEM ack EVENT_ID [order=..] an acknowledgement of SYSTEM:EVENT_ID
 //	tick T                              judge everything due up to T
 //	resolve ALERT_PATTERN FROM TO       a person resolves that mismatch
@@ -153,6 +154,9 @@ func (tl *timeline) event(at, recv time.Duration, system string, kv map[string]s
 		ev["kind"], ev["ack_of"] = "ack", ackOf
 	} else {
 		ev["status"] = status
+		if k := kv["kind"]; k != "" {
+			ev["kind"] = k
+		}
 	}
 	if f := kv["field"]; f != "" {
 		ev["status_field"] = f
@@ -183,6 +187,35 @@ func (tl *timeline) event(at, recv time.Duration, system string, kv map[string]s
 		tl.t.Fatal(err)
 	}
 	tl.drain(received)
+}
+
+// resolve has a person resolve the mismatch of pattern on the flow
+// from -> to of an order, at time at.
+func (tl *timeline) resolve(order, pattern, from, to string, at time.Time) {
+	id := AlertID(order, pattern, from, to)
+	b := tl.store.NewBatch()
+	if _, err := tl.engine.Resolve(b, id, at, "ops", "fixed by hand"); err != nil {
+		tl.t.Fatalf("resolve: %v", err)
+	}
+	tl.commit(b, at)
+}
+
+// expectations lists the open expectations in key order: by order, flow,
+// dimension and source event.
+func (tl *timeline) expectations() []Expectation {
+	var out []Expectation
+	err := scanPrefix(tl.store.DB(), prefixExp, func(_, v []byte) error {
+		x, err := decodeExpectation(v)
+		if err != nil {
+			return err
+		}
+		out = append(out, x)
+		return nil
+	})
+	if err != nil {
+		tl.t.Fatal(err)
+	}
+	return out
 }
 
 func parseAt(t *testing.T, s string) time.Duration {
@@ -232,12 +265,7 @@ func (tl *timeline) run(script string) string {
 			last = at
 			tl.judge(t0.Add(at))
 		case "resolve":
-			id := AlertID("ORD-1", fields[1], fields[2], fields[3])
-			b := tl.store.NewBatch()
-			if _, err := tl.engine.Resolve(b, id, t0.Add(last), "ops", "fixed by hand"); err != nil {
-				tl.t.Fatalf("resolve: %v", err)
-			}
-			tl.commit(b, t0.Add(last))
+			tl.resolve("ORD-1", fields[1], fields[2], fields[3], t0.Add(last))
 		default:
 			tl.t.Fatalf("unknown script line %q", line)
 		}
