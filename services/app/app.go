@@ -237,15 +237,19 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.notifyCancel = notifyCancel
 	a.Notifier.Start(notifyCtx)
 	if a.runs(ServicePolicy) {
-		a.Policy = policy.New(policy.Options{Config: a.cfg, Store: a.Store, JS: b.JS, Notifier: a.Notifier,
+		p, err := policy.New(policy.Options{Config: a.cfg, Store: a.Store, JS: b.JS, Notifier: a.Notifier,
 			Logger: a.log.With().Str("component", "policy").Logger()})
+		if err != nil {
+			return err
+		}
+		a.Policy = p
 	}
 	if a.runs(ServiceProjector) {
 		systems := make([]string, len(a.cfg.Systems))
 		for i, s := range a.cfg.Systems {
 			systems[i] = s.ID
 		}
-		a.Projector = projector.New(projector.Options{
+		proj, err := projector.New(projector.Options{
 			JS: b.JS, Store: a.Store, Applier: a.Applier, Systems: systems,
 			Logger:  a.log.With().Str("component", "projector").Logger(),
 			Tracing: a.Tracing,
@@ -265,6 +269,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 				}
 			},
 		})
+		if err != nil {
+			return err
+		}
+		a.Projector = proj
 		if err := a.Projector.Start(ctx); err != nil {
 			return err
 		}
@@ -278,7 +286,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err := a.observeMismatches(eng); err != nil {
 			return err
 		}
-		a.Detector = detector.New(detector.Options{
+		det, err := detector.New(detector.Options{
 			JS: b.JS, Store: a.Store, Engine: eng,
 			Applied: func(system string) uint64 { return a.Projector.AppliedOf(system) },
 			Logger:  a.log.With().Str("component", "detector").Logger(),
@@ -290,6 +298,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 				}
 			},
 		})
+		if err != nil {
+			return err
+		}
+		a.Detector = det
 		a.detectorRef.Store(a.Detector)
 		if err := a.Detector.Start(ctx); err != nil {
 			return err
@@ -323,8 +335,12 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("gate connection: %w", err)
 		}
 		a.gateConn = gateConn
-		a.Gate = gate.New(gate.Options{Conn: gateConn, Config: a.cfg, Store: a.Store, Recorder: rec, Metrics: a.Metrics,
+		g, err := gate.New(gate.Options{Conn: gateConn, Config: a.cfg, Store: a.Store, Recorder: rec, Metrics: a.Metrics,
 			Logger: a.log.With().Str("component", "gate").Logger()})
+		if err != nil {
+			return err
+		}
+		a.Gate = g
 		if err := a.Gate.Start(); err != nil {
 			return err
 		}

@@ -174,7 +174,10 @@ func loadAndSweep(ctx context.Context, cfg *config.Config, dir string, opts Swee
 	if err != nil {
 		return nil, err
 	}
-	det := detector.New(detector.Options{Store: store, Engine: eng})
+	det, err := detector.New(detector.Options{Store: store, Engine: eng})
+	if err != nil {
+		return nil, err
+	}
 	rec := reconcile.New(reconcile.Options{Store: store, Detector: det, Every: 24 * time.Hour, Logger: zerolog.Nop()})
 	var maxHeap atomic.Uint64
 	done := make(chan struct{})

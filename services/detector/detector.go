@@ -126,20 +126,43 @@ func (d *Detector) takeHint(seq uint64) (hint, bool) {
 	return h, ok
 }
 
-// New returns a detector.
-func New(opts Options) *Detector {
+// Validate reports every missing or bad option, each with its field. JS
+// and Applied are needed only to Start (a detector that only records and
+// resolves, as reconciliation's tests use it, runs without them).
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Store == nil {
+		errs = append(errs, errors.New("detector: Options.Store is required"))
+	}
+	if o.Engine == nil {
+		errs = append(errs, errors.New("detector: Options.Engine is required"))
+	}
+	if o.TickEvery < 0 {
+		errs = append(errs, fmt.Errorf("detector: Options.TickEvery: %v is negative", o.TickEvery))
+	}
+	return errors.Join(errs...)
+}
+
+// New returns a detector, or the options' problems.
+func New(opts Options) (*Detector, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.TickEvery == 0 {
 		opts.TickEvery = 100 * time.Millisecond
 	}
-	return &Detector{opts: opts, log: opts.Logger, outboxWake: make(chan struct{}, 1), failed: make(chan error, 1)}
+	return &Detector{opts: opts, log: opts.Logger, outboxWake: make(chan struct{}, 1), failed: make(chan error, 1)}, nil
 }
 
 // Start creates the durable consumer at the detector's checkpoint and
 // starts its loops. Overdue expectations are judged on the first tick.
 func (d *Detector) Start(ctx context.Context) error {
+	if d.opts.JS == nil || d.opts.Applied == nil {
+		return errors.New("detector: Options.JS and Options.Applied are required to start")
+	}
 	s, err := d.opts.JS.Stream(ctx, events.EventsStream)
 	if err != nil {
 		return fmt.Errorf("detector: open stream: %w", err)

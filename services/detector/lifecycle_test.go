@@ -320,13 +320,28 @@ func TestExpectationBelowTheFloorIsJudged(t *testing.T) {
 // detector read them (a purge, a deleted message) stop it with ErrLogGap
 // instead of being skipped.
 func TestLogGapStopsTheDetector(t *testing.T) {
-	d := New(Options{})
+	tl := newTimeline(t)
+	d, err := New(Options{Store: tl.store, Engine: tl.engine})
+	if err != nil {
+		t.Fatal(err)
+	}
 	d.applied.Store(3)
 	msg := func(seq uint64) consume.Msg {
 		return consume.Msg{Meta: &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: seq}}}
 	}
-	err := d.processBatch(context.Background(), []consume.Msg{msg(3), msg(6)})
+	err = d.processBatch(context.Background(), []consume.Msg{msg(3), msg(6)})
 	if !errors.Is(err, ErrLogGap) || !strings.Contains(err.Error(), "events 4 to 5") {
 		t.Fatalf("a hole after 3: %v", err)
+	}
+}
+
+// TestOptionsValidate: New reports every missing option with its field,
+// instead of a detector that fails later.
+func TestOptionsValidate(t *testing.T) {
+	_, err := New(Options{TickEvery: -time.Second})
+	for _, want := range []string{"Options.Store", "Options.Engine", "Options.TickEvery"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("New with nothing: %v, want it to name %s", err, want)
+		}
 	}
 }

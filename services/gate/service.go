@@ -56,11 +56,30 @@ const (
 )
 
 // New returns a gate; Start serves it.
-func New(opts Options) *Gate {
+func New(opts Options) (*Gate, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Gate{opts: opts, decider: NewDecider(opts.Config), flags: make(chan *detector.Mismatch, 10000), stop: make(chan struct{})}
+	return &Gate{opts: opts, decider: NewDecider(opts.Config), flags: make(chan *detector.Mismatch, 10000), stop: make(chan struct{})}, nil
+}
+
+// Validate reports every missing option, each with its field (Recorder
+// may be nil: flags are then answered but not recorded).
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Conn == nil {
+		errs = append(errs, errors.New("gate: Options.Conn is required"))
+	}
+	if o.Config == nil {
+		errs = append(errs, errors.New("gate: Options.Config is required"))
+	}
+	if o.Store == nil {
+		errs = append(errs, errors.New("gate: Options.Store is required"))
+	}
+	return errors.Join(errs...)
 }
 
 // Instances of the micro service run side by side in one process (one

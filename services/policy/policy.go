@@ -161,9 +161,27 @@ var (
 	opsUpper       = []byte(projections.PrefixPolicy + "~") // ops alert records sort before the arrivals
 )
 
+// Validate reports every missing or bad option, each with its field.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Config == nil {
+		errs = append(errs, errors.New("policy: Options.Config is required"))
+	}
+	if o.Store == nil {
+		errs = append(errs, errors.New("policy: Options.Store is required"))
+	}
+	if o.Every < 0 {
+		errs = append(errs, fmt.Errorf("policy: Options.Every: %v is negative", o.Every))
+	}
+	return errors.Join(errs...)
+}
+
 // New returns a policy, with the sources' arrival history read back from
 // the store (a history that cannot be read is logged and learned afresh).
-func New(opts Options) *Policy {
+func New(opts Options) (*Policy, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -171,13 +189,11 @@ func New(opts Options) *Policy {
 		opts.Every = 15 * time.Second
 	}
 	p := &Policy{opts: opts, arrive: map[string]*arrivals{}, dirty: map[string]bool{}}
-	if opts.Store != nil {
-		if err := p.loadArrivals(); err != nil {
-			opts.Logger.Warn().Err(err).Msg("arrival history unreadable; learning it afresh")
-			p.arrive = map[string]*arrivals{}
-		}
+	if err := p.loadArrivals(); err != nil {
+		opts.Logger.Warn().Err(err).Msg("arrival history unreadable; learning it afresh")
+		p.arrive = map[string]*arrivals{}
 	}
-	return p
+	return p, nil
 }
 
 // loadArrivals reads the stored arrival history of every configured system

@@ -51,7 +51,11 @@ func openStore(t *testing.T, dir string) *projections.Store {
 }
 
 func newPolicy(cfg *config.Config, store *projections.Store, c *clock) *Policy {
-	return New(Options{Config: cfg, Store: store, Logger: zerolog.Nop(), Now: c.now})
+	p, err := New(Options{Config: cfg, Store: store, Logger: zerolog.Nop(), Now: c.now})
+	if err != nil {
+		panic(err) // the options above are complete
+	}
+	return p
 }
 
 // alert returns the stored ops alert of kind and subject (State "" when
@@ -305,7 +309,10 @@ func TestEscalationSkipsWhatWasResolved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	det := detector.New(detector.Options{Store: store, Engine: eng, Now: c.now, Logger: zerolog.Nop()})
+	det, err := detector.New(detector.Options{Store: store, Engine: eng, Now: c.now, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := newPolicy(cfg, store, c)
 	p.SetDetector(det)
 	var overdue []*detector.Mismatch

@@ -85,12 +85,36 @@ type Projector struct {
 	workers map[string]*worker // by consumer name
 }
 
-// New returns a projector.
-func New(opts Options) *Projector {
+// Validate reports every missing or bad option, each with its field.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.JS == nil {
+		errs = append(errs, errors.New("projector: Options.JS is required"))
+	}
+	if o.Store == nil {
+		errs = append(errs, errors.New("projector: Options.Store is required"))
+	}
+	if o.Applier == nil {
+		errs = append(errs, errors.New("projector: Options.Applier is required"))
+	}
+	if len(o.Systems) == 0 {
+		errs = append(errs, errors.New("projector: Options.Systems: at least one system is required"))
+	}
+	if o.SentryEvery < 0 {
+		errs = append(errs, fmt.Errorf("projector: Options.SentryEvery: %v is negative", o.SentryEvery))
+	}
+	return errors.Join(errs...)
+}
+
+// New returns a projector, or the options' problems.
+func New(opts Options) (*Projector, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	if opts.SentryEvery == 0 {
 		opts.SentryEvery = 5 * time.Second
 	}
-	return &Projector{opts: opts, log: opts.Logger, workers: map[string]*worker{}, failed: make(chan error, 1)}
+	return &Projector{opts: opts, log: opts.Logger, workers: map[string]*worker{}, failed: make(chan error, 1)}, nil
 }
 
 // Start checks the stream's identity and starts a consumer per system.

@@ -174,7 +174,7 @@ func TestMismatchRateOverActiveOrders(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store, eng := testStore(t, cfg)
-			det := detector.New(detector.Options{Store: store, Engine: eng})
+			det := newDetector(t, store, eng)
 			tc.build(t, newLoader(t, cfg, store), det)
 			rec := New(Options{Store: store, Detector: det, Every: time.Hour, Logger: zerolog.Nop()})
 			rep, err := rec.Run(context.Background())
@@ -251,7 +251,7 @@ func TestKPIProperties(t *testing.T) {
 	money := func() string { return fmt.Sprintf("%d.%02d", rng.IntN(2000), rng.IntN(100)) }
 	for round := range 12 {
 		store, eng := testStore(t, cfg)
-		det := detector.New(detector.Options{Store: store, Engine: eng})
+		det := newDetector(t, store, eng)
 		l := newLoader(t, cfg, store)
 		now := time.Now()
 		var orders []string
@@ -435,4 +435,14 @@ func TestKPIProperties(t *testing.T) {
 			}
 		}
 	}
+}
+
+// newDetector is a detector that records and resolves (no consumer).
+func newDetector(t *testing.T, store *projections.Store, eng *detector.Engine) *detector.Detector {
+	t.Helper()
+	det, err := detector.New(detector.Options{Store: store, Engine: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return det
 }

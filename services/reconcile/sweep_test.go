@@ -68,7 +68,7 @@ func TestSweepInSmallChunksAndBatches(t *testing.T) {
 	if err := store.CommitTx(tx, true); err != nil {
 		t.Fatal(err)
 	}
-	det := detector.New(detector.Options{Store: store, Engine: eng})
+	det := newDetector(t, store, eng)
 	rec := New(Options{Store: store, Detector: det, Every: time.Hour, Logger: zerolog.Nop(), ChunkOrders: 7, ReconcileBatch: 3})
 	rep, err := rec.Run(context.Background())
 	if err != nil {
