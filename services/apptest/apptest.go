@@ -22,13 +22,7 @@ import (
 )
 
 // StackYAML is a six-system stack with second-scale SLAs for tests.
-const StackYAML = config.SixSystems + `flows:
-  - {from: shop,    to: erp, sla: 2s}
-  - {from: amazon,  to: erp, sla: 2s}
-  - {from: stripe,  to: erp, sla: 2s, dimensions: [payment]}
-  - {from: carrier, to: erp, sla: 3s, dimensions: [fulfilment]}
-  - {from: erp,     to: wms, sla: 2s, dimensions: [fulfilment]}
-detect:
+var StackYAML = config.SixSystems + config.ReferenceFlows("2s", "2s", "2s", "3s", "2s") + `detect:
   settle: 200ms
   max_future_skew: 5m
 ingest:

@@ -18,13 +18,7 @@ import (
 
 // Config is the benchmark stack. SLAs are short so faults become alerts
 // during the run.
-const Config = config.SixSystems + `flows:
-  - {from: shop,    to: erp, sla: 3s}
-  - {from: amazon,  to: erp, sla: 3s}
-  - {from: stripe,  to: erp, sla: 3s, dimensions: [payment]}
-  - {from: carrier, to: erp, sla: 3s, dimensions: [fulfilment]}
-  - {from: erp,     to: wms, sla: 3s, dimensions: [fulfilment]}
-detect:
+var Config = config.SixSystems + config.ReferenceFlows("3s", "3s", "3s", "3s", "3s") + `detect:
   settle: 500ms
   max_future_skew: 5m
 reconcile:

@@ -35,6 +35,20 @@ const SixSystems = `systems:
   - {id: carrier, platform: easypost, role: carrier}
 `
 
+// ReferenceFlows is the flows block of the reference stack (the flows of
+// deploy/driftwatch.example.yaml) with the SLAs given, in its order: shop,
+// amazon and stripe (payment) to erp, carrier (fulfilment) to erp, erp to
+// wms (fulfilment). Tests, the demo and the load tool add it to SixSystems
+// with their own SLAs and settings.
+func ReferenceFlows(shop, amazon, stripe, carrier, wms string) string {
+	return "flows:\n" +
+		"  - {from: shop,    to: erp, sla: " + shop + "}\n" +
+		"  - {from: amazon,  to: erp, sla: " + amazon + "}\n" +
+		"  - {from: stripe,  to: erp, sla: " + stripe + ", dimensions: [payment]}\n" +
+		"  - {from: carrier, to: erp, sla: " + carrier + ", dimensions: [fulfilment]}\n" +
+		"  - {from: erp,     to: wms, sla: " + wms + ", dimensions: [fulfilment]}\n"
+}
+
 // Roles a system may have.
 var Roles = []string{"storefront", "marketplace", "erp", "warehouse", "payment", "carrier", "other"}
 

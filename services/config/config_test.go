@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,5 +162,21 @@ func TestTimezones(t *testing.T) {
 	}
 	if plain.Zones() != nil {
 		t.Fatal("a configuration without zones gives a zone function")
+	}
+}
+
+// TestReferenceFlowsAreTheExample's: the flows block tests, the demo and the
+// load tool build is the example configuration's, SLAs aside.
+func TestReferenceFlowsAreTheExamples(t *testing.T) {
+	example, err := LoadFile("../../deploy/driftwatch.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := Parse("built.yaml", []byte(SixSystems+ReferenceFlows("5m", "15m", "10m", "30m", "10m")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(built.Flows) != fmt.Sprint(example.Flows) || fmt.Sprint(built.Systems) != fmt.Sprint(example.Systems) {
+		t.Fatalf("built %v\n%v\nexample %v\n%v", built.Systems, built.Flows, example.Systems, example.Flows)
 	}
 }

@@ -22,13 +22,7 @@ import (
 
 // Config is the demo stack: the example stack with SLAs short enough to see
 // drift within a minute.
-const Config = config.SixSystems + `flows:
-  - {from: shop,    to: erp, sla: 15s}
-  - {from: amazon,  to: erp, sla: 20s}
-  - {from: stripe,  to: erp, sla: 20s, dimensions: [payment]}
-  - {from: carrier, to: erp, sla: 30s, dimensions: [fulfilment]}
-  - {from: erp,     to: wms, sla: 15s, dimensions: [fulfilment]}
-detect:
+var Config = config.SixSystems + config.ReferenceFlows("15s", "20s", "20s", "30s", "15s") + `detect:
   settle: 1s
   max_future_skew: 2m
 alerts:

@@ -49,6 +49,7 @@ import (
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/notify"
 	"github.com/driftwatch/driftwatch/services/reconcile"
+	"github.com/driftwatch/driftwatch/services/schedule"
 )
 
 // Ops alert kinds.
@@ -129,8 +130,7 @@ type Policy struct {
 	mu     sync.Mutex // guards arrive and dirty
 	arrive map[string]*arrivals
 	dirty  map[string]bool // systems with arrivals not yet stored
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	loop   *schedule.Loop
 }
 
 // arrivalsSize is how many batch arrival times a source's ring keeps.
@@ -295,32 +295,14 @@ func (a *arrivals) usualGap() time.Duration {
 
 // Start evaluates every opts.Every until Stop.
 func (p *Policy) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(p.opts.Every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := p.Evaluate(ctx); err != nil && ctx.Err() == nil {
-					p.opts.Logger.Error().Err(err).Msg("alert policy round failed")
-				}
-			}
-		}
-	}()
+	p.loop = schedule.Every(p.opts.Every, false, p.Evaluate, func(err error) {
+		p.opts.Logger.Error().Err(err).Msg("alert policy round failed")
+	})
 }
 
 // Stop stops the schedule and stores the arrival histories.
 func (p *Policy) Stop() {
-	if p.cancel != nil {
-		p.cancel()
-	}
-	p.wg.Wait()
+	p.loop.Stop()
 	if err := p.saveArrivals(); err != nil {
 		p.opts.Logger.Error().Err(err).Msg("storing the arrival history failed")
 	}

@@ -62,6 +62,7 @@ import (
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/schedule"
 	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
@@ -88,10 +89,9 @@ type Options struct {
 
 // Reconciler runs sweeps.
 type Reconciler struct {
-	opts   Options
-	mu     sync.Mutex // one sweep at a time
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	opts Options
+	mu   sync.Mutex // one sweep at a time
+	loop *schedule.Loop
 }
 
 // New returns a reconciler.
@@ -108,31 +108,15 @@ func New(opts Options) *Reconciler {
 	return &Reconciler{opts: opts}
 }
 
-// Start runs a sweep every opts.Every until Stop.
+// Start runs a sweep every opts.Every until Stop (and one at once when
+// one is due, see dueAtStart).
 func (r *Reconciler) Start() {
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		if r.dueAtStart() {
-			if _, err := r.Run(ctx); err != nil && ctx.Err() == nil {
-				r.opts.Logger.Error().Err(err).Msg("reconciliation at start failed")
-			}
-		}
-		t := time.NewTicker(r.opts.Every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if _, err := r.Run(ctx); err != nil && ctx.Err() == nil {
-					r.opts.Logger.Error().Err(err).Msg("scheduled reconciliation failed")
-				}
-			}
-		}
-	}()
+	r.loop = schedule.Every(r.opts.Every, r.dueAtStart(), func(ctx context.Context) error {
+		_, err := r.Run(ctx)
+		return err
+	}, func(err error) {
+		r.opts.Logger.Error().Err(err).Msg("scheduled reconciliation failed")
+	})
 }
 
 // dueAtStart reports whether a sweep runs at once on Start: the latest
@@ -150,12 +134,7 @@ func (r *Reconciler) dueAtStart() bool {
 }
 
 // Stop stops the schedule and waits for a running sweep.
-func (r *Reconciler) Stop() {
-	if r.cancel != nil {
-		r.cancel()
-	}
-	r.wg.Wait()
-}
+func (r *Reconciler) Stop() { r.loop.Stop() }
 
 // Run sweeps every order now and returns the report.
 func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
