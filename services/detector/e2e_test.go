@@ -34,6 +34,21 @@ func (r *received) add(m *nats.Msg) {
 	r.msgIDs[m.Header.Get(events.HeaderMsgID)]++
 }
 
+// publishAccepted publishes a batch of envelopes and fails the test unless
+// every one is accepted.
+func publishAccepted(t *testing.T, pub *events.Publisher, batch [][]byte) {
+	t.Helper()
+	results, err := pub.PublishBatch(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Outcome != events.Accepted {
+			t.Fatalf("publish: %+v", r)
+		}
+	}
+}
+
 // subscribeAlerts collects every alert published on driftwatch.alerts.>
 // from now on.
 func subscribeAlerts(t *testing.T, env *apptest.Env) *received {
@@ -89,15 +104,7 @@ func TestEndToEndFaults(t *testing.T) {
 		batch = append(batch, data)
 	}
 	flush := func() {
-		results, err := pub.PublishBatch(context.Background(), batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range results {
-			if r.Outcome != events.Accepted {
-				t.Fatalf("publish: %+v", r)
-			}
-		}
+		publishAccepted(t, pub, batch)
 		batch = batch[:0]
 	}
 	want := map[string]int{}

@@ -70,11 +70,8 @@ func (r *Rules) Classify(x *Expectation, src, tgt *projections.Row, acked bool) 
 		if r.roleOf(x.From) == "payment" && (x.SourcePayment == canonical.Authorized || x.SourcePayment == canonical.Paid) && x.To == r.record && !tgt.HasRecord() {
 			return PaymentWithoutOrder, Critical
 		}
-		switch {
-		case x.Manual || targetManual:
-			return ManualOverride, Medium
-		case acked:
-			return AckedNotApplied, High
+		if pattern, sev, ok := manualOrAcked(x.Manual || targetManual, acked); ok {
+			return pattern, sev
 		}
 		return StatusNotPropagated, Medium
 	}
@@ -90,11 +87,8 @@ func (r *Rules) Classify(x *Expectation, src, tgt *projections.Row, acked bool) 
 		}
 		return CancelNotPropagated, sev
 	}
-	switch {
-	case x.Manual || targetManual:
-		return ManualOverride, Medium
-	case acked:
-		return AckedNotApplied, High
+	if pattern, sev, ok := manualOrAcked(x.Manual || targetManual, acked); ok {
+		return pattern, sev
 	}
 	rank, ranked := s.Rank()
 	role := r.roleOf(x.From)
@@ -111,6 +105,19 @@ func (r *Rules) Classify(x *Expectation, src, tgt *projections.Row, acked bool) 
 		return ReturnNotReflected, High
 	}
 	return StatusNotPropagated, Medium
+}
+
+// manualOrAcked is the precedence after a cancellation and a payment
+// without an order: a manual change on either side, then an
+// acknowledgement without effect.
+func manualOrAcked(manual, acked bool) (string, string, bool) {
+	switch {
+	case manual:
+		return ManualOverride, Medium, true
+	case acked:
+		return AckedNotApplied, High, true
+	}
+	return "", "", false
 }
 
 func lastActor(dim uint8, r *projections.Row) string {

@@ -1,7 +1,6 @@
 package detector_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -76,15 +75,7 @@ func TestSeedPatternsOnExampleConfig(t *testing.T) {
 	story("PWO-1", step{0, "stripe", "succeeded", ""})
 	story("PWO-TWIN", step{0, "stripe", "succeeded", ""}, step{1, "erp", "Pending Fulfillment", ""}, step{2, "wms", "confirmed", ""})
 
-	results, err := pub.PublishBatch(context.Background(), batch)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range results {
-		if r.Outcome != events.Accepted {
-			t.Fatalf("publish: %+v", r)
-		}
-	}
+	publishAccepted(t, pub, batch)
 	want := map[string]int{
 		"ONA-1 " + detector.OrderNotAcknowledged: 1,
 		"SNR-1 " + detector.ShipmentNotReflected: 1,
