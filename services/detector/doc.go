@@ -19,7 +19,7 @@
 //	mismatches.go, gateflags.go,     the mismatch lifecycle, gate flags, the
 //	clock.go                         per-system clock statistic
 //	expectation.go, keyspace.go      the detector's keys and encodings
-//	detector.go                      the NATS shell: consumer, ticker, outbox
+//	detector.go, outbox.go           the NATS shell: consumer, ticker, outbox
 //
 // The Engine is the deterministic core: a function of the order index the
 // projector wrote, the detector's own state in the store (prefix x/) and an
