@@ -186,7 +186,7 @@ func TestFormatVersionChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DB().Set(keyFormat, []byte{99}, nil); err != nil {
+	if err := s.db.Set(keyFormat, []byte{99}, nil); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

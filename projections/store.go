@@ -257,9 +257,39 @@ func (s *Store) Close() error {
 // Dir is the store's folder.
 func (s *Store) Dir() string { return s.dir }
 
-// DB exposes the Pebble database to sibling packages (detection) that keep
-// their own prefixes in the same store.
-func (s *Store) DB() *pebble.DB { return s.db }
+// The store owns its Pebble database: other packages read and write their
+// own prefixes (doc.go) through these, never through a raw handle.
+
+// Get reads a key (pebble.ErrNotFound when absent); the value is valid
+// until the closer is closed.
+func (s *Store) Get(key []byte) ([]byte, io.Closer, error) { return s.db.Get(key) }
+
+// Set writes one key durably (as every commit of the store is).
+func (s *Store) Set(key, value []byte) error { return s.db.Set(key, value, s.durable) }
+
+// Delete removes one key durably.
+func (s *Store) Delete(key []byte) error { return s.db.Delete(key, s.durable) }
+
+// NewIter iterates over the committed state.
+func (s *Store) NewIter(o *pebble.IterOptions) (*pebble.Iterator, error) { return s.db.NewIter(o) }
+
+// NewWriteBatch returns a write-only batch, committed with Commit or
+// CommitNoSync (cheaper than NewBatch's indexed one when nothing reads it).
+func (s *Store) NewWriteBatch() *pebble.Batch { return s.db.NewBatch() }
+
+// CommitNoSync applies a batch without waiting for the disk (for derived
+// state whose loss on a power cut costs nothing but a little history),
+// then closes it.
+func (s *Store) CommitNoSync(b *pebble.Batch) error {
+	defer b.Close()
+	return s.db.Apply(b, pebble.NoSync)
+}
+
+// Flush writes the memtables to disk.
+func (s *Store) Flush() error { return s.db.Flush() }
+
+// Metrics are Pebble's own figures (for the load tool).
+func (s *Store) Metrics() *pebble.Metrics { return s.db.Metrics() }
 
 // NewBatch returns an indexed batch: reads through it see its own writes.
 func (s *Store) NewBatch() *pebble.Batch { return s.db.NewIndexedBatch() }

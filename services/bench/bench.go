@@ -287,7 +287,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	e2e := time.Since(start)
 	o.Phase.call("e2e", false)
 	if os.Getenv("DRIFTWATCH_BENCH_DEBUG") != "" {
-		fmt.Fprintln(os.Stderr, a.Store.DB().Metrics().String())
+		fmt.Fprintln(os.Stderr, a.Store.Metrics().String())
 	}
 	res.EndToEndRate = float64(len(payloads)) / e2e.Seconds()
 	res.Ratio = res.EndToEndRate / res.RawRate

@@ -129,7 +129,7 @@ func load(store *projections.Store, cfg *config.Config, orders int, reuse bool, 
 	if err := store.CommitTx(tx, true); err != nil {
 		return nil, err
 	}
-	if err := store.DB().Flush(); err != nil {
+	if err := store.Flush(); err != nil {
 		return nil, err
 	}
 	res.LoadSeconds = time.Since(start).Seconds()
@@ -291,7 +291,7 @@ func dirSize(dir string) int64 {
 func settle(store *projections.Store) {
 	for wait, idle := time.Now(), 0; idle < 5 && time.Since(wait) < time.Minute; time.Sleep(100 * time.Millisecond) {
 		idle++
-		if store.DB().Metrics().Compact.NumInProgress > 0 {
+		if store.Metrics().Compact.NumInProgress > 0 {
 			idle = 0
 		}
 	}

@@ -441,7 +441,7 @@ func (d *Detector) Resolve(alertID, by, note string) (*Mismatch, error) {
 // OpenExpectations counts stored expectations.
 func (d *Detector) OpenExpectations() (int, error) {
 	n := 0
-	err := scanPrefix(d.opts.Store.DB(), prefixExp, func(_, _ []byte) error { n++; return nil })
+	err := scanPrefix(d.opts.Store, prefixExp, func(_, _ []byte) error { n++; return nil })
 	return n, err
 }
 
@@ -454,7 +454,7 @@ func (d *Detector) Settled() (bool, error) {
 		return false, err
 	}
 	empty := true
-	err = scanPrefix(d.opts.Store.DB(), prefixOutbox, func(_, _ []byte) error { empty = false; return nil })
+	err = scanPrefix(d.opts.Store, prefixOutbox, func(_, _ []byte) error { empty = false; return nil })
 	return empty, err
 }
 

@@ -77,13 +77,12 @@ func (e *Engine) Discard() error {
 // NewEngine builds the engine for a configuration on a store (read once to
 // find the outbox's next id).
 func NewEngine(cfg *config.Config, store *projections.Store) (*Engine, error) {
-	db := store.DB()
 	e := &Engine{Rules: *NewRules(cfg), store: store, settle: cfg.Detect.Settle.D()}
 	if err := e.ReloadOpen(); err != nil {
 		return nil, err
 	}
-	if db != nil {
-		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: projections.PrefixEnd(prefixOutbox)})
+	{
+		it, err := store.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: projections.PrefixEnd(prefixOutbox)})
 		if err != nil {
 			return nil, err
 		}
@@ -103,7 +102,7 @@ func NewEngine(cfg *config.Config, store *projections.Store) (*Engine, error) {
 // ReloadOpen recounts the open mismatches per order from the store.
 func (e *Engine) ReloadOpen() error {
 	counts := map[string]int{}
-	err := scanPrefix(e.store.DB(), prefixOpen, func(k, _ []byte) error {
+	err := scanPrefix(e.store, prefixOpen, func(k, _ []byte) error {
 		rest := k[len(prefixOpen):]
 		for i, c := range rest {
 			if c == 0 {

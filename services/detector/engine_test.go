@@ -98,7 +98,7 @@ func (tl *timeline) commit(b *pebble.Batch, at time.Time) {
 
 // drain moves the outbox's alerts into the output.
 func (tl *timeline) drain(at time.Time) {
-	db := tl.store.DB()
+	db := tl.store
 	it, _ := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: projections.PrefixEnd(prefixOutbox)})
 	var keys [][]byte
 	for it.First(); it.Valid(); it.Next() {
@@ -125,7 +125,7 @@ func (tl *timeline) drain(at time.Time) {
 	}
 	it.Close()
 	for _, k := range keys {
-		_ = db.Delete(k, pebble.Sync)
+		_ = db.Delete(k)
 	}
 }
 
@@ -204,7 +204,7 @@ func (tl *timeline) resolve(order, pattern, from, to string, at time.Time) {
 // dimension and source event.
 func (tl *timeline) expectations() []Expectation {
 	var out []Expectation
-	err := scanPrefix(tl.store.DB(), prefixExp, func(_, v []byte) error {
+	err := scanPrefix(tl.store, prefixExp, func(_, v []byte) error {
 		x, err := decodeExpectation(v)
 		if err != nil {
 			return err
@@ -348,7 +348,7 @@ func TestJudgeDueInRounds(t *testing.T) {
 			}
 		}
 		n := 0
-		if err := scanPrefix(tl.store.DB(), prefixExp, func(_, _ []byte) error { n++; return nil }); err != nil {
+		if err := scanPrefix(tl.store, prefixExp, func(_, _ []byte) error { n++; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -380,7 +380,7 @@ func TestJudgeDueInRounds(t *testing.T) {
 		cursor, judged, n = next, judged+k, n+1
 	}
 	left := 0
-	if err := scanPrefix(rounds.store.DB(), prefixExp, func(_, _ []byte) error { left++; return nil }); err != nil {
+	if err := scanPrefix(rounds.store, prefixExp, func(_, _ []byte) error { left++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if judged != open || left != 0 || n < open/5 {
@@ -448,7 +448,7 @@ func TestRepeatedSightings(t *testing.T) {
 	}
 	raise(10*time.Minute, ByValidate)
 	raise(11*time.Minute, ByReconcile)
-	m, found, err := getMismatch(tl.store.DB(), join(prefixMis, "dw-repeat"))
+	m, found, err := getMismatch(tl.store, join(prefixMis, "dw-repeat"))
 	if err != nil || !found {
 		t.Fatalf("mismatch: found %v, %v", found, err)
 	}

@@ -20,14 +20,13 @@ import (
 // target is the system whose alert id matches (the record system when the
 // flag named none), the incoming states are the flag's source side.
 func (e *Engine) migrateGateFlags() error {
-	db := e.store.DB()
+	db := e.store
 	if _, closer, err := db.Get(keyGateFlagsMigrated); err == nil {
 		return closer.Close()
 	} else if !errors.Is(err, errNotFoundDB) {
 		return err
 	}
-	b := db.NewBatch()
-	defer b.Close()
+	b := db.NewWriteBatch()
 	err := scanPrefix(db, prefixMis, func(k, v []byte) error {
 		var m Mismatch
 		if err := storedjson.Unmarshal(v, &m); err != nil {
@@ -51,13 +50,14 @@ func (e *Engine) migrateGateFlags() error {
 		}
 		return b.Set(join(prefixGate, m.AlertID), []byte(m.OrderID), nil)
 	})
+	if err == nil {
+		err = b.Set(keyGateFlagsMigrated, []byte{1}, nil)
+	}
 	if err != nil {
+		b.Close()
 		return err
 	}
-	if err := b.Set(keyGateFlagsMigrated, []byte{1}, nil); err != nil {
-		return err
-	}
-	return b.Commit(pebble.Sync)
+	return db.Commit(b)
 }
 
 // resolveGateFlag resolves a gate flag once its target shows, after the

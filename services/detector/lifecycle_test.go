@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/driftwatch/driftwatch/events/canonical"
@@ -36,7 +35,7 @@ func (tl *timeline) record(m *Mismatch, at time.Time) {
 
 func (tl *timeline) mismatch(id string) Mismatch {
 	tl.t.Helper()
-	m, found, err := getMismatch(tl.store.DB(), join(prefixMis, id))
+	m, found, err := getMismatch(tl.store, join(prefixMis, id))
 	if err != nil || !found {
 		tl.t.Fatalf("mismatch %s: found %v, %v", id, found, err)
 	}
@@ -244,7 +243,7 @@ func TestGateFlagMigration(t *testing.T) {
 	old := gateFlag("M-1", IllegalTransition, "shop", "erp", canonical.Shipped, canonical.NoPayment)
 	old.GateTarget, old.ExpState = "", canonical.None // as stored before
 	tl.record(old, t0)
-	if err := tl.store.DB().Delete(keyGateFlagsMigrated, pebble.Sync); err != nil {
+	if err := tl.store.Delete(keyGateFlagsMigrated); err != nil {
 		t.Fatal(err)
 	}
 	eng, err := NewEngine(tl.engine.cfg, tl.store)

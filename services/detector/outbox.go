@@ -43,7 +43,7 @@ func (d *Detector) outboxLoop(ctx context.Context) {
 // FlushOutbox publishes every queued alert (with its Nats-Msg-Id) and
 // deletes it once JetStream acknowledged it.
 func (d *Detector) FlushOutbox(ctx context.Context) error {
-	db := d.opts.Store.DB()
+	db := d.opts.Store
 	for {
 		it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefixOutbox, UpperBound: projections.PrefixEnd(prefixOutbox)})
 		if err != nil {
@@ -79,7 +79,7 @@ func (d *Detector) FlushOutbox(ctx context.Context) error {
 			}
 			q[i].fut = fut
 		}
-		b := db.NewBatch()
+		b := db.NewWriteBatch()
 		var firstErr error
 		for _, x := range q {
 			select {
@@ -97,7 +97,7 @@ func (d *Detector) FlushOutbox(ctx context.Context) error {
 				return ctx.Err()
 			}
 		}
-		if err := b.Commit(pebble.Sync); err != nil {
+		if err := db.Commit(b); err != nil {
 			return err
 		}
 		if firstErr != nil {

@@ -50,7 +50,7 @@ func (f *Filter) Match(m *Mismatch) bool {
 // ScanMismatches calls fn for every stored mismatch passing f, in alert id
 // order. fn may keep m.
 func ScanMismatches(s *projections.Store, f Filter, fn func(m *Mismatch) error) error {
-	return scanPrefix(s.DB(), prefixMis, func(k, v []byte) error {
+	return scanPrefix(s, prefixMis, func(k, v []byte) error {
 		m := &Mismatch{}
 		if err := storedjson.Unmarshal(v, m); err != nil {
 			return err
@@ -93,7 +93,7 @@ func ListMismatches(s *projections.Store, f Filter, offset, limit int) (page []*
 
 // GetMismatch reads one mismatch.
 func GetMismatch(s *projections.Store, alertID string) (*Mismatch, error) {
-	m, found, err := getMismatch(s.DB(), join(prefixMis, alertID))
+	m, found, err := getMismatch(s, join(prefixMis, alertID))
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func GetMismatch(s *projections.Store, alertID string) (*Mismatch, error) {
 func OpenForOrder(s *projections.Store, orderID string) ([]*Mismatch, error) {
 	var out []*Mismatch
 	prefix := join(prefixOpen, orderID, "")
-	err := scanPrefix(s.DB(), prefix, func(k, _ []byte) error {
+	err := scanPrefix(s, prefix, func(k, _ []byte) error {
 		m, err := GetMismatch(s, string(k[len(prefix):]))
 		if errors.Is(err, ErrMismatchNotFound) {
 			return nil

@@ -203,7 +203,7 @@ func (p *Policy) loadArrivals() error {
 	for _, s := range p.opts.Config.Systems {
 		known[s.ID] = true
 	}
-	it, err := p.opts.Store.DB().NewIter(&pebble.IterOptions{LowerBound: arrivalsPrefix, UpperBound: projections.PrefixEnd(arrivalsPrefix)})
+	it, err := p.opts.Store.NewIter(&pebble.IterOptions{LowerBound: arrivalsPrefix, UpperBound: projections.PrefixEnd(arrivalsPrefix)})
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func (p *Policy) saveArrivals() error {
 		return nil
 	}
 	p.mu.Lock()
-	b := p.opts.Store.DB().NewBatch()
+	b := p.opts.Store.NewWriteBatch()
 	for sys := range p.dirty {
 		a := p.arrive[sys]
 		data, err := json.Marshal(storedArrivals{V: arrivalsVersion, Times: a.times, Next: a.next, Count: a.count, Last: a.last})
@@ -252,7 +252,7 @@ func (p *Policy) saveArrivals() error {
 	if b.Empty() {
 		return b.Close()
 	}
-	return b.Commit(pebble.NoSync)
+	return p.opts.Store.CommitNoSync(b)
 }
 
 // SetDetector sets the detector escalations go through (started after the
@@ -544,7 +544,7 @@ func opsKey(kind, subject string) []byte {
 func (p *Policy) set(ctx context.Context, kind, subject string, on bool, value, threshold float64, msg string, now time.Time) error {
 	key := opsKey(kind, subject)
 	var cur OpsAlert
-	v, closer, err := p.opts.Store.DB().Get(key)
+	v, closer, err := p.opts.Store.Get(key)
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		cur = OpsAlert{Kind: kind, Subject: subject, State: Cleared}
@@ -576,7 +576,7 @@ func (p *Policy) set(ctx context.Context, kind, subject string, on bool, value, 
 	if err != nil {
 		return err
 	}
-	if err := p.opts.Store.DB().Set(key, data, pebble.Sync); err != nil {
+	if err := p.opts.Store.Set(key, data); err != nil {
 		return err
 	}
 	if p.opts.JS != nil {
@@ -594,7 +594,7 @@ func (p *Policy) set(ctx context.Context, kind, subject string, on bool, value, 
 
 // List returns every ops alert record.
 func List(s *projections.Store) ([]OpsAlert, error) {
-	it, err := s.DB().NewIter(&pebble.IterOptions{LowerBound: opsLower, UpperBound: opsUpper})
+	it, err := s.NewIter(&pebble.IterOptions{LowerBound: opsLower, UpperBound: opsUpper})
 	if err != nil {
 		return nil, err
 	}

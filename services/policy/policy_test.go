@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/rs/zerolog"
 
 	"github.com/driftwatch/driftwatch/projections"
@@ -282,12 +281,12 @@ func TestListSkipsArrivals(t *testing.T) {
 	if err := p.saveArrivals(); err != nil {
 		t.Fatal(err)
 	}
-	if _, closer, err := store.DB().Get([]byte("o/~arrivals/wms")); err != nil {
+	if _, closer, err := store.Get([]byte("o/~arrivals/wms")); err != nil {
 		t.Fatalf("arrivals of wms not stored: %v", err)
 	} else {
 		closer.Close()
 	}
-	if err := store.DB().Set(opsKey(KindSourceSilent, "wms"), []byte(`{"kind":"source_silent","subject":"wms","state":"cleared"}`), pebble.Sync); err != nil {
+	if err := store.Set(opsKey(KindSourceSilent, "wms"), []byte(`{"kind":"source_silent","subject":"wms","state":"cleared"}`)); err != nil {
 		t.Fatal(err)
 	}
 	all, err := List(store)

@@ -96,7 +96,7 @@ func Build(ctx context.Context, opts Options) (Stats, error) {
 			return st, err
 		}
 	}
-	if err := store.DB().Flush(); err != nil {
+	if err := store.Flush(); err != nil {
 		return st, fmt.Errorf("rebuild: flush: %w", err)
 	}
 	if opts.Progress != nil {

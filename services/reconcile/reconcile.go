@@ -352,10 +352,10 @@ func Save(s *projections.Store, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	b := s.DB().NewBatch()
+	b := s.NewWriteBatch()
 	_ = b.Set(keyLatest, data, nil)
 	_ = b.Set([]byte(projections.PrefixReports+"h/"+rep.ID), data, nil)
-	return b.Commit(pebble.Sync)
+	return s.Commit(b)
 }
 
 // ErrNoReport means no reconciliation has run yet.
@@ -363,7 +363,7 @@ var ErrNoReport = errors.New("reconcile: no report yet")
 
 // Latest reads the last report.
 func Latest(s *projections.Store) (*Report, error) {
-	v, closer, err := s.DB().Get(keyLatest)
+	v, closer, err := s.Get(keyLatest)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, ErrNoReport
 	}
