@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/canonical"
 )
 
@@ -252,6 +253,18 @@ type Entry struct {
 	// return or refund that another of its records set (see
 	// leavesSeparateRecord): it only entered the history.
 	Shadowed bool
+}
+
+// Claimed is when the event says it happened, as Unix ns: Occurred,
+// except for an event beyond max_future_skew, which is ordered by its
+// received time (Occurred) while occurred_at keeps the time it claims.
+func (x *Entry) Claimed() int64 {
+	if x.ClockSkew {
+		if t, msg := events.ParseTimestamp(x.OccurredAt); msg == "" {
+			return t.UnixNano()
+		}
+	}
+	return x.Occurred
 }
 
 // Entry encodings: version 2 adds ZoneAssumed and Shadowed at the end; version 1 entries

@@ -9,7 +9,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
 )
@@ -216,14 +215,14 @@ func clockAlertID(sys string) string { return AlertID("", ClockSkew, sys, "hours
 // observeLag adds a status event's lag to its system's statistic and
 // raises clock_skew (naming the likely offset) when most recent lags sit
 // near the same whole number of hours, or resolves it when they no longer
-// do. claimed is the event's occurred_at as sent.
-func (e *Engine) observeLag(b *pebble.Batch, orderID string, x *projections.Entry, claimed time.Time, now time.Time) error {
+// do. The lag is measured against the time the event claims.
+func (e *Engine) observeLag(b *pebble.Batch, orderID string, x *projections.Entry, now time.Time) error {
 	r, err := e.lagRing(b, x.System)
 	if err != nil {
 		return err
 	}
 	e.mu.Lock()
-	r.add(time.Duration(x.Received - claimed.UnixNano()))
+	r.add(time.Duration(x.Received - x.Claimed()))
 	had := int(r.skewHours)
 	var v LagVerdict
 	if had == 0 {
@@ -290,17 +289,4 @@ func lagMessage(sys string, v LagVerdict, s *config.System) string {
 	}
 	return fmt.Sprintf("%s's event times run %s %s the log's clock: %d of its last %d events were received about %s from the time they claim (median lag %s). Its clock or time zone is likely off by %s: %sFix the offset it sends, or set systems[].timezone if it sends local times without one; until then its states look older or newer than they are to every flow.",
 		sys, hours(abs(v.Hours))[1:], dir, v.Near, v.Samples, hours(abs(v.Hours))[1:], dur(v.Median), hours(v.Hours), hint)
-}
-
-// claimedTime is when an entry says it happened: occurred_at as sent (an
-// event beyond max_future_skew is ordered by its received time, but its
-// claim is what the clock check measures).
-func claimedTime(x *projections.Entry) time.Time {
-	if !x.ClockSkew {
-		return time.Unix(0, x.Occurred)
-	}
-	if t, msg := events.ParseTimestamp(x.OccurredAt); msg == "" {
-		return t
-	}
-	return time.Unix(0, x.Occurred)
 }

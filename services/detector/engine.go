@@ -139,17 +139,16 @@ func (e *Engine) OnEntry(b *pebble.Batch, orderID string, x projections.Entry, n
 	if x.Kind == string(events.KindAck) {
 		return nil
 	}
-	claimed := claimedTime(&x)
 	if x.ClockSkew {
 		m := e.eventFinding(orderID, ClockSkew, &x, now)
 		m.Message = fmt.Sprintf("%s's event %s for order %s says it happened at %s, %s after driftwatch received it at %s (limit %s): %s's clock or time zone is wrong; the event is ordered by the time driftwatch received it instead.",
-			sys, x.EventID, orderID, x.OccurredAt, dur(time.Duration(claimed.UnixNano()-x.Received)), projections.FormatTime(x.Received), dur(e.cfg.Detect.MaxFutureSkew.D()), sys)
+			sys, x.EventID, orderID, x.OccurredAt, dur(time.Duration(x.Claimed()-x.Received)), projections.FormatTime(x.Received), dur(e.cfg.Detect.MaxFutureSkew.D()), sys)
 		if err := e.raise(b, m, now); err != nil {
 			return err
 		}
 	}
 	if x.Kind == string(events.KindStatus) {
-		if err := e.observeLag(b, orderID, &x, claimed, now); err != nil {
+		if err := e.observeLag(b, orderID, &x, now); err != nil {
 			return err
 		}
 	}

@@ -3,7 +3,6 @@ package replay
 import (
 	"time"
 
-	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/projections"
 )
@@ -60,25 +59,13 @@ func AckViewOf(a projections.AckLink) AckView {
 		AckSeq: a.AckSeq, OccurredAt: a.OccurredAt, ReceivedAt: projections.FormatTime(a.Received)}
 }
 
-// claimedNanos is when an entry says it happened: an event beyond
-// max_future_skew is ordered by its received time, but its lag is shown
-// against the time it claims.
-func claimedNanos(e *projections.Entry) int64 {
-	if e.ClockSkew {
-		if t, msg := events.ParseTimestamp(e.OccurredAt); msg == "" {
-			return t.UnixNano()
-		}
-	}
-	return e.Occurred
-}
-
 // BuildTimeline turns index entries into the timeline, linking acks.
 func BuildTimeline(orderID string, entries []projections.Entry, acks []projections.AckLink) TimelineView {
 	v := TimelineView{OrderID: orderID, Events: make([]TimelineEvent, 0, len(entries))}
 	for _, e := range entries {
 		te := TimelineEvent{Seq: e.Seq, System: e.System, Kind: e.Kind, EventID: e.EventID, Status: e.Raw,
 			StatusField: e.Field, Unmapped: e.Unmapped, Ignored: e.Ignored, OccurredAt: e.OccurredAt,
-			ReceivedAt: projections.FormatTime(e.Received), LagMillis: (e.Received - claimedNanos(&e)) / int64(time.Millisecond),
+			ReceivedAt: projections.FormatTime(e.Received), LagMillis: (e.Received - e.Claimed()) / int64(time.Millisecond),
 			Actor: e.Actor, AckOf: e.AckOf, Current: e.Current, Late: e.Late, ClockSkew: e.ClockSkew,
 			ZoneAssumed: e.ZoneAssumed, ExternalRef: e.ExternalRef, Amount: e.Amount, Currency: e.Currency}
 		if e.State != canonical.None {
