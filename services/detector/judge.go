@@ -133,8 +133,8 @@ func (r *Rules) eventFinding(orderID, pattern string, x *projections.Entry, now 
 // later cancellation superseded a forward expectation; or, after a manual
 // edit, the source moved on and the target reflects where it is now.
 func (r *Rules) Holds(x *Expectation, src, tgt *projections.Row) bool {
-	if x.Dim == DimFulfilment && src.State() == canonical.Cancelled && x.SourceState != canonical.Cancelled && !x.Manual {
-		return true // superseded by a later cancellation
+	if Superseded(x, src) {
+		return true
 	}
 	if r.Met(x, tgt) {
 		return true
@@ -148,6 +148,12 @@ func (r *Rules) Holds(x *Expectation, src, tgt *projections.Row) bool {
 		}
 	}
 	return false
+}
+
+// Superseded reports whether a later cancellation of the source (its row
+// now) replaced a forward fulfilment expectation.
+func Superseded(x *Expectation, src *projections.Row) bool {
+	return x.Dim == DimFulfilment && src.State() == canonical.Cancelled && x.SourceState != canonical.Cancelled && !x.Manual
 }
 
 // Judgement is the mismatch an expectation that does not hold becomes, at

@@ -120,12 +120,14 @@ func follow(rules *detector.Rules, settle time.Duration, f config.Flow, fx detec
 		}
 		return projections.Row{System: sys, OrderID: orderID}
 	}
-	acked := false
-	for _, a := range acks {
-		if a.System == e.System && a.EventID == e.EventID && a.AckSystem == f.To {
-			acked = true
+	// The target's acknowledgement of the event, if it sent one.
+	var ack *projections.AckLink
+	for i := range acks {
+		if a := &acks[i]; a.System == e.System && a.EventID == e.EventID && a.AckSystem == f.To {
+			ack = a
 		}
 	}
+	acked := ack != nil
 	gap := func(asOf int64, late bool, msg string) *Gap {
 		src, tgt := rowOf(asOf, f.From), rowOf(asOf, f.To)
 		pattern, severity := rules.Classify(x, &src, &tgt, acked && !late)
@@ -146,7 +148,7 @@ func follow(rules *detector.Rules, settle time.Duration, f config.Flow, fx detec
 		}
 		after := time.Duration(t.Received - e.Received).Round(time.Second)
 		if t.Received > x.JudgeAt {
-			if src := rowOf(x.JudgeAt, f.From); superseded(x, &src) {
+			if src := rowOf(x.JudgeAt, f.From); detector.Superseded(x, &src) {
 				return fmt.Sprintf("%s reflected it %s later; a later cancellation superseded it", f.To, after), nil
 			}
 			msg := fmt.Sprintf("%s %s at %s; %s reflected it only %s later (event %s), past the %s SLA", e.System, what, detector.Clock(e.OccurredAt), f.To, after, t.EventID, sla)
@@ -157,7 +159,7 @@ func follow(rules *detector.Rules, settle time.Duration, f config.Flow, fx detec
 	if now.UnixNano() < x.JudgeAt {
 		return fmt.Sprintf("%s has not reflected it yet; due within the %s SLA", f.To, sla), nil
 	}
-	if src := rowOf(now.UnixNano(), f.From); superseded(x, &src) {
+	if src := rowOf(now.UnixNano(), f.From); detector.Superseded(x, &src) {
 		return fmt.Sprintf("%s never reflected it; a later cancellation superseded it", f.To), nil
 	}
 	never := "never reflected it"
@@ -165,19 +167,11 @@ func follow(rules *detector.Rules, settle time.Duration, f config.Flow, fx detec
 		never = "never had the order"
 	}
 	ackNote := ""
-	for _, a := range acks {
-		if a.System == e.System && a.EventID == e.EventID && a.AckSystem == f.To {
-			ackNote = fmt.Sprintf(" (it acknowledged the event at %s but never applied it)", detector.Clock(a.OccurredAt))
-		}
+	if acked {
+		ackNote = fmt.Sprintf(" (it acknowledged the event at %s but never applied it)", detector.Clock(ack.OccurredAt))
 	}
 	msg := fmt.Sprintf("%s %s at %s; %s %s within the %s SLA%s", e.System, what, detector.Clock(e.OccurredAt), f.To, never, sla, ackNote)
 	return msg, gap(now.UnixNano(), false, msg)
-}
-
-// superseded reports whether a later cancellation of the source replaced a
-// forward fulfilment expectation (as the detector does).
-func superseded(x *detector.Expectation, src *projections.Row) bool {
-	return x.Dim == detector.DimFulfilment && src.State() == canonical.Cancelled && x.SourceState != canonical.Cancelled && !x.Manual
 }
 
 func ptr[T any](v T) *T { return &v }
