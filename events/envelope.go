@@ -357,7 +357,7 @@ func validFieldName(s string) bool {
 // sentence saying what is wrong, or "".
 func ParseTimestamp(s string) (time.Time, string) {
 	if !timestampShape(s) {
-		if len(s) >= 19 && s[10] == 'T' && timestampShape(s+"Z") {
+		if lacksOffset(s) {
 			return time.Time{}, fmt.Sprintf("%q has no offset: want RFC 3339 with an offset or Z, e.g. 2026-11-27T10:04:05-04:00", s)
 		}
 		return time.Time{}, fmt.Sprintf("%q is not an RFC 3339 timestamp with an offset, e.g. 2026-11-27T10:04:05-04:00", s)
