@@ -146,7 +146,7 @@ func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 			MappingVer: table.Version, ExternalRef: ev.ExternalRef,
 		}
 		if mapped && res.State != canonical.None && f.newerThan(&row.Fulfilment) {
-			if leavesSeparateRecord(&row.Fulfilment, field, canonical.FulfilmentTransition(row.Fulfilment.State, res.State), row.Fulfilment.State.Side()) {
+			if row.keepsReturn(field, res.State) {
 				entry.Shadowed = true
 			} else {
 				row.Fulfilment = f
@@ -154,7 +154,7 @@ func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 			}
 		}
 		if mapped && res.Payment != canonical.NoPayment && f.newerThan(&row.Payment) {
-			if leavesSeparateRecord(&row.Payment, field, canonical.PaymentTransition(row.Payment.Payment, res.Payment), row.Payment.Payment.Refund()) {
+			if row.keepsRefund(field, res.Payment) {
 				entry.Shadowed = true
 			} else {
 				row.Payment = f
@@ -192,16 +192,22 @@ func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 	return out, nil
 }
 
-// leavesSeparateRecord reports whether an event of field would move a
-// system's state out of a return or a refund that another of its fields
-// (another record: NetSuite's return authorization beside its sales order,
+// keepsReturn and keepsRefund report whether an event of field would move
+// the row out of a return (a refund) that another of its fields (another
+// record: NetSuite's return authorization beside its sales order,
 // Shopify's return beside the order's fulfilment status) put it in, along
 // an undocumented transition. Such an event is kept in the history but
 // does not override the state: platforms send the order record's status
 // again while the return record moves on (an orders/updated webhook still
 // says fulfilled, a sales order stays Billed).
-func leavesSeparateRecord(cur *Facet, field string, t canonical.Transition, curIsSeparate bool) bool {
-	return curIsSeparate && cur.Set() && cur.Field != field && t == canonical.Undocumented
+func (r *Row) keepsReturn(field string, s canonical.State) bool {
+	cur := &r.Fulfilment
+	return cur.State.Side() && cur.Field != field && canonical.FulfilmentTransition(cur.State, s) == canonical.Undocumented
+}
+
+func (r *Row) keepsRefund(field string, p canonical.Payment) bool {
+	cur := &r.Payment
+	return cur.Payment.Refund() && cur.Field != field && canonical.PaymentTransition(cur.Payment, p) == canonical.Undocumented
 }
 
 // amountOf reads attributes.amount and attributes.currency, if any. The

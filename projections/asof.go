@@ -43,11 +43,11 @@ func FoldAsOf(orderID string, entries []Entry, asOf int64) []Row {
 			f.State = canonical.None
 		}
 		if !e.Unmapped && f.State != canonical.None && f.newerThan(&r.Fulfilment) &&
-			!leavesSeparateRecord(&r.Fulfilment, f.Field, canonical.FulfilmentTransition(r.Fulfilment.State, f.State), r.Fulfilment.State.Side()) {
+			!r.keepsReturn(f.Field, f.State) {
 			r.Fulfilment = f
 		}
 		if !e.Unmapped && f.Payment != canonical.NoPayment && f.newerThan(&r.Payment) &&
-			!leavesSeparateRecord(&r.Payment, f.Field, canonical.PaymentTransition(r.Payment.Payment, f.Payment), r.Payment.Payment.Refund()) {
+			!r.keepsRefund(f.Field, f.Payment) {
 			r.Payment = f
 		}
 		if f.newerThan(&r.Last) && !(e.Shadowed && !e.SetState && !e.SetPayment) {

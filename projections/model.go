@@ -251,7 +251,7 @@ type Entry struct {
 	ZoneAssumed string
 	// Shadowed is true when the event would have moved the system out of a
 	// return or refund that another of its records set (see
-	// leavesSeparateRecord): it only entered the history.
+	// Row.keepsReturn): it only entered the history.
 	Shadowed bool
 }
 
