@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -38,24 +37,6 @@ type Status struct {
 	Pending      uint64 `json:"pending"`
 	DeadLettered uint64 `json:"dead_lettered"`
 	Duplicates   uint64 `json:"duplicates"`
-}
-
-// Handle holds a durable consumer that its worker recreates after a
-// failed session while other goroutines read it (a status request, a
-// metrics scrape). Set and Get are safe for concurrent use.
-type Handle struct {
-	p atomic.Pointer[jetstream.Consumer]
-}
-
-// Set replaces the consumer.
-func (h *Handle) Set(c jetstream.Consumer) { h.p.Store(&c) }
-
-// Get returns the current consumer (nil before the first Set).
-func (h *Handle) Get() jetstream.Consumer {
-	if p := h.p.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // Msg is a delivered message with its parsed metadata (sequences and

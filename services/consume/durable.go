@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,11 +50,18 @@ type Durable struct {
 	// Retry is the pause after a failure (default 1s).
 	Retry time.Duration
 
-	handle Handle
+	// cons is the current consumer: replaced by Run after a failed
+	// session while status requests read it.
+	cons atomic.Pointer[jetstream.Consumer]
 }
 
 // Consumer is the current consumer (nil before Create).
-func (d *Durable) Consumer() jetstream.Consumer { return d.handle.Get() }
+func (d *Durable) Consumer() jetstream.Consumer {
+	if c := d.cons.Load(); c != nil {
+		return *c
+	}
+	return nil
+}
 
 // Create deletes the consumer if it exists and creates it to deliver from
 // the checkpoint + 1.
@@ -79,7 +87,7 @@ func (d *Durable) Create(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", d.Name, err)
 	}
-	d.handle.Set(cons)
+	d.cons.Store(&cons)
 	return nil
 }
 
@@ -136,7 +144,7 @@ func (d *Durable) told(err error) {
 
 // session is one subscription and its consume-apply loop.
 func (d *Durable) session(ctx context.Context) error {
-	r, err := Open(d.handle.Get(), d.MaxBatch)
+	r, err := Open(d.Consumer(), d.MaxBatch)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", d.Name, err)
 	}

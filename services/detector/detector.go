@@ -179,10 +179,7 @@ func (d *Detector) Start(ctx context.Context) error {
 			if errors.Is(err, ErrLogGap) {
 				return err // events are gone: judging on would hide them
 			}
-			if err := d.opts.Engine.ReloadOpen(); err != nil {
-				d.log.Error().Err(err).Msg("detector: recount open mismatches failed")
-			}
-			return nil
+			return nil // a failed batch was already forgotten (finish)
 		},
 		OnFailure: func(err error) {
 			d.log.Error().Err(err).Msg("detector session failed; resuming from the checkpoint")
@@ -374,7 +371,6 @@ func (d *Detector) tickLoop(ctx context.Context) {
 	for {
 		if err := d.Tick(ctx); err != nil && ctx.Err() == nil {
 			d.log.Error().Err(err).Msg("detector tick failed")
-			_ = d.opts.Engine.ReloadOpen()
 		}
 		select {
 		case <-ctx.Done():

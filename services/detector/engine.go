@@ -34,8 +34,8 @@ type Engine struct {
 	dueFloor int64
 	// openOrders counts each order's open mismatches, so the per-event
 	// resolution check skips the (many) orders that have none. It follows
-	// raise and Resolve as they write to a batch; after a failed batch the
-	// shell calls ReloadOpen. An order counted too high only costs a scan.
+	// raise and Resolve as they write to a batch; a batch that does not
+	// commit is forgotten by Discard, which recounts it from the store.
 	openOrders map[string]int
 	// lags caches each system's recent-lag statistic (clock.go); dropped
 	// by ReloadOpen so a failed batch's additions are read back from the
