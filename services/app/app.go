@@ -29,6 +29,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
@@ -109,16 +110,31 @@ type App struct {
 	Policy    *policy.Policy
 	Notifier  *notify.Notifier
 
-	notifyCancel context.CancelFunc
-	gateConn     *nats.Conn
+	gateConn *nats.Conn
 	// detectorRef lets the projector (started first) hand its outcomes to
 	// the detector once it runs.
 	detectorRef atomic.Pointer[detector.Detector]
+	// runs are the services' Run methods, in the order they were started;
+	// Start runs them in one group that the app owns (see runServices).
+	runs []namedRun
+	// stopServices ends the group's context; servicesDone is closed when
+	// every service has returned.
+	stopServices context.CancelFunc
+	servicesDone chan struct{}
 	// fatal carries the first failure a service cannot recover from (a
 	// projector consumer that stopped, events missing from the log).
-	fatal     chan error
-	watchStop chan struct{}
-	watchDone chan struct{}
+	fatal chan error
+}
+
+// namedRun is one service's Run, named for its errors.
+type namedRun struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// run adds a service's Run to the group Start runs.
+func (a *App) run(name string, fn func(ctx context.Context) error) {
+	a.runs = append(a.runs, namedRun{name, fn})
 }
 
 // Fatal delivers the first failure a service cannot recover from; /readyz
@@ -126,24 +142,27 @@ type App struct {
 // with it, for a supervisor to restart on the same checks).
 func (a *App) Fatal() <-chan error { return a.fatal }
 
-// watchFailures turns a service's failure into not ready, with its reason,
-// and a fatal error.
-func (a *App) watchFailures() {
-	var proj, det <-chan error
-	if a.Projector != nil {
-		proj = a.Projector.Failed()
+// runServices runs every service's Run in one group until Stop: the app
+// owns every service's goroutines. A service that cannot go on (its Run
+// returns an error) stops the others; /readyz then says why, and Fatal
+// delivers the error (Run stops the app with it, serve exits 1 with it).
+// The HTTP server stays up until Stop, so that the reason can be read.
+func (a *App) runServices() {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopServices, a.servicesDone = cancel, make(chan struct{})
+	g, gctx := errgroup.WithContext(ctx)
+	for _, r := range a.runs {
+		g.Go(func() error {
+			if err := r.run(gctx); err != nil && ctx.Err() == nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			return nil
+		})
 	}
-	if a.Detector != nil {
-		det = a.Detector.Failed()
-	}
-	a.watchStop, a.watchDone = make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(a.watchDone)
-		var err error
-		select {
-		case err = <-proj:
-		case err = <-det:
-		case <-a.watchStop:
+		defer close(a.servicesDone)
+		err := g.Wait()
+		if err == nil || ctx.Err() != nil {
 			return
 		}
 		a.log.Error().Err(err).Msg("driftwatch cannot go on")
@@ -181,7 +200,7 @@ func New(opts Options) (*App, error) {
 	return &App{opts: opts, cfg: opts.Config, log: opts.Logger, fatal: make(chan error, 1)}, nil
 }
 
-func (a *App) runs(service string) bool { return slices.Contains(a.opts.Services, service) }
+func (a *App) serves(service string) bool { return slices.Contains(a.opts.Services, service) }
 
 // Start starts the log, the store and the services. On error everything
 // started so far is stopped.
@@ -224,7 +243,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	if a.runs(ServiceProjector) || a.runs(ServiceAPI) {
+	if a.serves(ServiceProjector) || a.serves(ServiceAPI) {
 		store, err := projections.Open(filepath.Join(a.opts.DataDir, StoreDir), StoreOptions(a.cfg))
 		if err != nil {
 			return err
@@ -232,11 +251,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 		a.Store = store
 		a.Applier = projector.NewApplier(a.cfg)
 	}
+	meter := a.Metrics.Meter()
 	a.Notifier = notify.New(a.cfg.Alerts.Webhooks, a.log.With().Str("component", "notify").Logger())
-	notifyCtx, notifyCancel := context.WithCancel(context.Background())
-	a.notifyCancel = notifyCancel
-	a.Notifier.Start(notifyCtx)
-	if a.runs(ServicePolicy) {
+	a.run("notify", a.Notifier.Run)
+	if a.serves(ServicePolicy) {
 		p, err := policy.New(policy.Options{Config: a.cfg, Store: a.Store, JS: b.JS, Notifier: a.Notifier,
 			Logger: a.log.With().Str("component", "policy").Logger()})
 		if err != nil {
@@ -244,25 +262,22 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		a.Policy = p
 	}
-	if a.runs(ServiceProjector) {
+	if a.serves(ServiceProjector) {
 		systems := make([]string, len(a.cfg.Systems))
 		for i, s := range a.cfg.Systems {
 			systems[i] = s.ID
 		}
+		metrics, err := projector.NewMetrics(meter)
+		if err != nil {
+			return err
+		}
 		proj, err := projector.New(projector.Options{
 			JS: b.JS, Store: a.Store, Applier: a.Applier, Systems: systems,
 			Logger:  a.log.With().Str("component", "projector").Logger(),
-			Tracing: a.Tracing,
+			Tracing: a.Tracing, Metrics: metrics,
 			OnBatch: func(system string, outcomes []projections.Outcome) {
-				var counts [projections.Rejected + 1]int64
-				for i := range outcomes {
-					counts[outcomes[i].Result]++
-				}
-				for r := projections.Applied; r <= projections.Rejected; r++ {
-					a.Metrics.EventIn("projector", system, r.String(), counts[r])
-				}
 				if a.Policy != nil {
-					a.Policy.Arrived(system, int(counts[projections.Applied]+counts[projections.Late]+counts[projections.Acked]), time.Now())
+					a.Policy.Arrived(system, arrivals(outcomes), time.Now())
 				}
 				if d := a.detectorRef.Load(); d != nil {
 					d.Hint(outcomes)
@@ -276,24 +291,25 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err := a.Projector.Start(ctx); err != nil {
 			return err
 		}
+		a.run("projector", a.Projector.Run)
 	}
-	if a.runs(ServiceDetector) {
+	if a.serves(ServiceDetector) {
 		eng, err := detector.NewEngine(a.cfg, a.Store)
 		if err != nil {
 			return err
 		}
 		a.Engine = eng
-		if err := a.observeMismatches(eng); err != nil {
+		metrics, err := detector.NewMetrics(meter)
+		if err != nil {
 			return err
 		}
 		det, err := detector.New(detector.Options{
-			JS: b.JS, Store: a.Store, Engine: eng,
+			JS: b.JS, Store: a.Store, Engine: eng, Metrics: metrics,
 			Applied: func(system string) uint64 { return a.Projector.AppliedOf(system) },
 			Logger:  a.log.With().Str("component", "detector").Logger(),
 			Tracing: a.Tracing,
 			OnPublished: func(e detector.OutboxEntry) {
-				if pat, sev, state, ok := detector.AlertLabels(e); ok {
-					a.Metrics.AlertPublished(pat, sev, state)
+				if _, sev, state, ok := detector.AlertLabels(e); ok {
 					a.Notifier.Notify(notify.Notification{Kind: sev, State: state, JSON: e.Data, Text: detector.AlertText(e)})
 				}
 			},
@@ -306,10 +322,15 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err := a.Detector.Start(ctx); err != nil {
 			return err
 		}
+		a.run("detector", a.Detector.Run)
 	}
-	if a.runs(ServiceReconcile) {
+	if a.serves(ServiceReconcile) {
+		metrics, err := reconcile.NewMetrics(meter)
+		if err != nil {
+			return err
+		}
 		a.Reconcile = reconcile.New(reconcile.Options{Store: a.Store, Detector: a.Detector, JS: b.JS, Every: a.cfg.Reconcile.Every.D(),
-			Metrics: a.Metrics, Logger: a.log.With().Str("component", "reconcile").Logger(),
+			Metrics: metrics, Logger: a.log.With().Str("component", "reconcile").Logger(),
 			OnReport: func(*reconcile.Report) {
 				if a.Policy != nil {
 					if err := a.Policy.Evaluate(context.Background()); err != nil {
@@ -317,13 +338,13 @@ func (a *App) Start(ctx context.Context) (err error) {
 					}
 				}
 			}})
-		a.Reconcile.Start()
+		a.run("reconcile", a.Reconcile.Schedule)
 	}
 	if a.Policy != nil {
 		a.Policy.SetDetector(a.Detector)
-		a.Policy.Start()
+		a.run("policy", a.Policy.Run)
 	}
-	if a.runs(ServiceGate) {
+	if a.serves(ServiceGate) {
 		var rec gate.Recorder
 		if a.Detector != nil {
 			rec = a.Detector
@@ -335,7 +356,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("gate connection: %w", err)
 		}
 		a.gateConn = gateConn
-		g, err := gate.New(gate.Options{Conn: gateConn, Config: a.cfg, Store: a.Store, Recorder: rec, Metrics: a.Metrics,
+		metrics, err := gate.NewMetrics(meter)
+		if err != nil {
+			return err
+		}
+		g, err := gate.New(gate.Options{Conn: gateConn, Config: a.cfg, Store: a.Store, Recorder: rec, Metrics: metrics,
 			Logger: a.log.With().Str("component", "gate").Logger()})
 		if err != nil {
 			return err
@@ -344,20 +369,23 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err := a.Gate.Start(); err != nil {
 			return err
 		}
+		a.run("gate", a.Gate.Run)
 	}
-	if a.opts.HTTPAddr != "" && (a.runs(ServiceAPI) || a.runs(ServiceIngest)) {
+	if a.opts.HTTPAddr != "" && (a.serves(ServiceAPI) || a.serves(ServiceIngest)) {
 		a.HTTP = api.New(a.log.With().Str("component", "api").Logger())
-		if a.runs(ServiceIngest) {
+		if a.serves(ServiceIngest) {
 			pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known), events.WithZones(a.cfg.Zones()), events.WithHeaders(a.Tracing.Inject))
 			if err != nil {
 				return err
 			}
-			h := ingest.New(pub, a.log.With().Str("component", "ingest").Logger())
-			h.Tracing = a.Tracing
-			h.Observe = func(r events.Result) { a.Metrics.EventIn("ingest", r.System, string(r.Outcome), 1) }
+			metrics, err := ingest.NewMetrics(meter)
+			if err != nil {
+				return err
+			}
+			h := ingest.New(pub, a.log.With().Str("component", "ingest").Logger(), metrics, a.Tracing)
 			a.HTTP.Handle("POST /v1/events", h)
 		}
-		if a.runs(ServiceAPI) {
+		if a.serves(ServiceAPI) {
 			(&api.OrderHandlers{Config: a.cfg, Store: a.Store}).Register(a.HTTP)
 			(&api.MismatchHandlers{Store: a.Store, Detector: a.Detector}).Register(a.HTTP)
 			if a.Gate != nil {
@@ -367,7 +395,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			a.HTTP.Handle("GET /v1/stats", &api.StatsHandler{Config: a.cfg, Store: a.Store})
 			a.HTTP.HandleFunc("GET /v1/export/mismatches", a.serveExportMismatches)
 			a.HTTP.RegisterDashboard()
-			if a.runs(ServiceIngest) {
+			if a.serves(ServiceIngest) {
 				pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known), events.WithZones(a.cfg.Zones()))
 				if err != nil {
 					return err
@@ -385,11 +413,25 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		a.HTTP.SetReady(true)
 	}
-	a.watchFailures()
+	a.runServices()
 	abs, _ := filepath.Abs(a.opts.DataDir)
 	a.log.Info().Str("nats", b.ClientURL).Str("http", a.HTTPAddr()).Str("data", abs).
 		Strs("services", a.opts.Services).Bool("sync_always", a.cfg.SyncAlways()).Msg("driftwatch started")
 	return nil
+}
+
+// arrivals counts the outcomes of a batch that are events of the system
+// arriving (applied, late or acknowledgements), for the alert policy's
+// silence rule.
+func arrivals(outcomes []projections.Outcome) int {
+	n := 0
+	for i := range outcomes {
+		switch outcomes[i].Result {
+		case projections.Applied, projections.Late, projections.Acked:
+			n++
+		}
+	}
+	return n
 }
 
 // HTTPAddr is the HTTP API's address ("" when not serving HTTP).
@@ -400,38 +442,24 @@ func (a *App) HTTPAddr() string {
 	return a.HTTP.Addr()
 }
 
-// Stop stops the services, the store and the log, within ctx.
+// Stop stops the HTTP server (draining its requests), then the services
+// (each Run returns once its work in hand is stored), then the store and
+// the log, within ctx.
 func (a *App) Stop(ctx context.Context) error {
 	var errs []error
-	if a.watchStop != nil {
-		close(a.watchStop)
-		<-a.watchDone
-		a.watchStop = nil
-	}
 	if a.HTTP != nil {
 		errs = append(errs, a.HTTP.Stop(ctx))
 	}
-	if a.Policy != nil {
-		a.Policy.Stop()
-	}
-	if a.Reconcile != nil {
-		a.Reconcile.Stop()
-	}
-	if a.Gate != nil {
-		a.Gate.Stop()
+	if a.stopServices != nil {
+		// Waited for without a deadline: the store must not close under
+		// a service still writing to it. Every Run returns once its
+		// context ends.
+		a.stopServices()
+		<-a.servicesDone
+		a.stopServices = nil
 	}
 	if a.gateConn != nil {
 		a.gateConn.Close()
-	}
-	if a.Detector != nil {
-		a.Detector.Stop()
-	}
-	if a.Projector != nil {
-		a.Projector.Stop()
-	}
-	if a.notifyCancel != nil {
-		a.notifyCancel()
-		a.Notifier.Wait()
 	}
 	if a.Store != nil {
 		errs = append(errs, a.Store.Close())

@@ -19,14 +19,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
-	"github.com/driftwatch/driftwatch/services/gate"
 	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/rebuild"
 	"github.com/driftwatch/driftwatch/services/replay"
@@ -61,6 +59,26 @@ type Options struct {
 	// Phase, when set, is called with a step's name ("e2e", "gate") and
 	// true as it starts and false as it ends, e.g. to profile only that step.
 	Phase PhaseFunc
+	// Extra steps run after the gate, each on a settled store.
+	Extra []Step
+}
+
+// Step is extra work measured in a run after the gate, on the same
+// running driftwatch and the same workload (Options.Extra): the test
+// benchmarks compare driftwatch this way, in the same run, with pipelines
+// that only exist to judge it. It records its figures in res.Baselines.
+type Step func(ctx context.Context, env *Env, res *Result) error
+
+// Env is what a Step gets: the running driftwatch, a JetStream context on
+// its server, the workload's payloads and, for a stream prefix, the
+// subject of each payload, the run's folder and the options.
+type Env struct {
+	App      *app.App
+	JS       jetstream.JetStream
+	Payloads [][]byte
+	Subject  func(prefix string) func(int) string
+	Dir      string
+	Options  Options
 }
 
 // PhaseFunc is told when a step of a run starts and ends.
@@ -89,20 +107,9 @@ type Result struct {
 	// RawMsgIDRate (throughput setting only): the plain stream fed the
 	// same payloads, each with its Nats-Msg-Id, as the events stream is,
 	// and RatioMsgID the end-to-end rate over it.
-	RawMsgIDRate float64 `json:"raw_msgid_publish_per_sec,omitempty"`
-	RatioMsgID   float64 `json:"end_to_end_over_raw_msgid,omitempty"`
-	RatioAtomic  float64 `json:"end_to_end_over_raw_atomic,omitempty"`
-	// HandRolledRate (throughput setting only): the end-to-end rate of
-	// the performance issue's reference pipeline, hand-rolled on the same
-	// payloads (timeHandRolled), and RatioHandRolled driftwatch's
-	// end-to-end rate over it.
-	HandRolledRate  float64 `json:"hand_rolled_end_to_end_per_sec,omitempty"`
-	RatioHandRolled float64 `json:"end_to_end_over_hand_rolled,omitempty"`
-	// CeilingRate (throughput setting only): JetStream alone with
-	// driftwatch's topology and no work per event (timeCeiling), and
-	// RatioCeiling the end-to-end rate over it.
-	CeilingRate         float64            `json:"jetstream_ceiling_per_sec,omitempty"`
-	RatioCeiling        float64            `json:"end_to_end_over_ceiling,omitempty"`
+	RawMsgIDRate        float64            `json:"raw_msgid_publish_per_sec,omitempty"`
+	RatioMsgID          float64            `json:"end_to_end_over_raw_msgid,omitempty"`
+	RatioAtomic         float64            `json:"end_to_end_over_raw_atomic,omitempty"`
 	PublishRate         float64            `json:"publish_per_sec"`
 	EndToEndRate        float64            `json:"end_to_end_per_sec"`
 	Ratio               float64            `json:"end_to_end_over_raw"`
@@ -118,15 +125,6 @@ type Result struct {
 	GCCycles        uint64  `json:"gc_cycles_during_gate"`
 	GateRequests    int     `json:"gate_requests"`
 	GateFlagged     int     `json:"gate_flagged"` // of them, answered flag (each recorded and published)
-	// A second window with the same total load (rate, ingest, client)
-	// sends each request to the gate (GatePairedLatency) and right after
-	// to a responder served like the gate (micro, in-process connection,
-	// as many instances) that answers with a gate reply made in advance
-	// (GateFloorLatency), each at half the rate: what the transport and
-	// the machine cost under that load, and what the gate adds, at the
-	// same moments (p50 p99 p99.9 max, ms).
-	GatePairedLatency map[string]float64 `json:"gate_paired_latency_ms,omitempty"`
-	GateFloorLatency  map[string]float64 `json:"gate_floor_latency_ms,omitempty"`
 	// GateClientProcess: the requests came from a separate process, as a
 	// middleware's would (else from the bench's own process).
 	GateClientProcess bool    `json:"gate_client_process"`
@@ -137,6 +135,8 @@ type Result struct {
 	ReplayRate        float64 `json:"replay_per_sec"`
 	RebuildRate       float64 `json:"rebuild_per_sec"`
 	PeakRSSMiB        float64 `json:"peak_rss_mib"`
+	// Baselines are the figures of the run's extra steps, by name.
+	Baselines map[string]float64 `json:"baselines,omitempty"`
 }
 
 func (o *Options) logf(format string, args ...any) {
@@ -216,19 +216,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		o.logf("raw JetStream publish with message ids: %.0f msgs/s", res.RawMsgIDRate)
-		if !o.Skip["handrolled"] {
-			if res.HandRolledRate, err = timeHandRolled(ctx, js, dir, payloads, onSubject); err != nil {
-				return nil, err
-			}
-			o.logf("hand-rolled pipeline end to end: %.0f events/s (%.2fx raw)", res.HandRolledRate, res.HandRolledRate/res.RawRate)
-		}
-		if !o.Skip["ceiling"] {
-			var consumers int
-			if res.CeilingRate, consumers, err = timeCeiling(ctx, js, payloads, onSubject); err != nil {
-				return nil, err
-			}
-			o.logf("JetStream ceiling (message ids, %d consumers, no work): %.0f msgs/s (%.2fx raw)", consumers, res.CeilingRate, res.CeilingRate/res.RawRate)
-		}
 	}
 	if cfg.SyncAlways() && !o.PublishEach {
 		// driftwatch publishes in atomic batches here: measure the plain
@@ -297,12 +284,6 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if res.RawMsgIDRate > 0 {
 		res.RatioMsgID = res.EndToEndRate / res.RawMsgIDRate
 	}
-	if res.HandRolledRate > 0 {
-		res.RatioHandRolled = res.EndToEndRate / res.HandRolledRate
-	}
-	if res.CeilingRate > 0 {
-		res.RatioCeiling = res.EndToEndRate / res.CeilingRate
-	}
 	o.logf("driftwatch: publish %.0f/s, end to end %.0f/s (%.2fx raw)", res.PublishRate, res.EndToEndRate, res.Ratio)
 
 	// 3. Detection latency: wait for the faults' alerts.
@@ -314,8 +295,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// 4. Gate at a fixed rate while ingesting.
 	if !o.Skip["gate"] {
-		// The gate and its floor each start on a settled store, so neither
-		// is timed beside the burst's compactions.
+		// The gate starts on a settled store, so it is not timed beside
+		// the burst's compactions.
 		settle(a.Store)
 		o.Phase.call("gate", true)
 		err := gateBench(ctx, o, a, res)
@@ -327,15 +308,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		if err := waitApplied(ctx, a); err != nil {
 			return nil, err
 		}
-		if !o.Skip["floor"] {
-			settle(a.Store)
-			if err := gateFloorBench(ctx, o, a, res); err != nil {
-				return nil, err
-			}
-			o.logf("gate vs floor, interleaved: gate p50 %.3fms p99 %.3fms, floor p50 %.3fms p99 %.3fms", res.GatePairedLatency["p50"], res.GatePairedLatency["p99"], res.GateFloorLatency["p50"], res.GateFloorLatency["p99"])
-			if err := waitApplied(ctx, a); err != nil {
-				return nil, err
-			}
+	}
+	for _, step := range o.Extra {
+		env := &Env{App: a, JS: js, Payloads: payloads, Subject: onSubject, Dir: dir, Options: o}
+		settle(a.Store)
+		if err := step(ctx, env, res); err != nil {
+			return nil, err
+		}
+		if err := waitApplied(ctx, a); err != nil {
+			return nil, err
 		}
 	}
 
@@ -675,52 +656,6 @@ func sendGateLoad(ctx context.Context, o Options, copts GateClientOptions) (*Gat
 		return gateClientProcess(ctx, copts)
 	}
 	return GateClient(ctx, copts)
-}
-
-// FloorSubject is where gateFloorBench serves its reply-only responder.
-const FloorSubject = "driftwatch.bench.floor"
-
-// gateFloorBench sends the gate's load (total rate, ingest of fresh
-// orders, client) alternately to the gate and to a responder served
-// exactly like it (micro, an in-process connection, gate.Instances
-// instances) that answers each request with a gate reply made in advance.
-// Both see the same moments of the same load, so the difference between
-// their latencies is the gate's own work; what the floor shows is the
-// transport and the machine under that ingest.
-func gateFloorBench(ctx context.Context, o Options, a *app.App, res *Result) error {
-	// A typical allow, the size of the gate's (asking the gate itself
-	// could record a flag).
-	body, err := json.Marshal(events.ValidateReply{Decision: events.DecisionAllow,
-		Reason:   "pending fulfillment -> fulfilled (confirmed -> shipped) is a documented transition",
-		Current:  events.CurrentState{System: "erp", Status: "Pending Fulfillment", Canonical: "confirmed", Payment: "captured", OccurredAt: time.Now().UTC().Format(time.RFC3339), HasRecord: true},
-		Incoming: events.IncomingState{Canonical: "shipped"}})
-	if err != nil {
-		return err
-	}
-	nc, err := a.Broker.Connect("driftwatch-bench-floor") // as the gate's
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	for i := 0; i < gate.Instances; i++ {
-		svc, err := micro.AddService(nc, micro.Config{Name: "driftwatch-bench-floor", Version: "1.0.0"})
-		if err != nil {
-			return err
-		}
-		defer func() { _ = svc.Stop() }()
-		if err := svc.AddEndpoint("floor", micro.HandlerFunc(func(r micro.Request) { _ = r.Respond(body) }),
-			micro.WithEndpointSubject(FloorSubject), micro.WithEndpointPendingLimits(100000, 256<<20)); err != nil {
-			return err
-		}
-	}
-	gopts := GateClientOptions{URL: a.Broker.ClientURL, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate,
-		PublishEach: o.PublishEach, PairSubject: FloorSubject, IngestOffset: 1000000}
-	gr, err := sendGateLoad(ctx, o, gopts)
-	if err != nil {
-		return err
-	}
-	res.GatePairedLatency, res.GateFloorLatency = gr.Latency, gr.PairLatency
-	return nil
 }
 
 // peakRSS is the process's peak resident memory in MiB (Linux VmHWM).

@@ -203,7 +203,9 @@ func ingestWorkload(ctx context.Context, opts GateClientOptions) ingested {
 
 // gateClientProcess runs GateClient in a child process (this executable's
 // `bench --gate-client`), so the requests come from a process that is not
-// itself busy with the server and the ingest, as a middleware's would.
+// itself busy with the server and the ingest, as a middleware's would. It
+// sends to the gate's subject only (Subject, PairSubject and IngestOffset
+// are for a client in this process).
 func gateClientProcess(ctx context.Context, opts GateClientOptions) (*GateClientResult, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -211,8 +213,7 @@ func gateClientProcess(ctx context.Context, opts GateClientOptions) (*GateClient
 	}
 	cmd := exec.CommandContext(ctx, self, "bench", "--gate-client", opts.URL, "--orders", strconv.Itoa(opts.Orders),
 		"--gate-rate", strconv.Itoa(opts.Rate), "--gate-for", opts.For.String(), "--ingest-rate", strconv.Itoa(opts.IngestRate),
-		"--publish-each="+strconv.FormatBool(opts.PublishEach),
-		"--gate-subject", opts.subject(), "--pair-subject", opts.PairSubject, "--ingest-offset", strconv.Itoa(opts.IngestOffset))
+		"--publish-each="+strconv.FormatBool(opts.PublishEach))
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

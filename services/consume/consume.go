@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -62,10 +63,16 @@ type delivery struct {
 	err error
 }
 
+// Heartbeat is the idle heartbeat the server sends on an open pull. Two
+// missed ones end the reader's session with an error: a consumer deleted
+// (or a server gone) without the "consumer deleted" status reaching the
+// pull is noticed in seconds instead of waiting on a silent subscription.
+const Heartbeat = 2 * time.Second
+
 // Open starts reading cons in batches of at most max messages, keeping
 // Prefetch batches requested.
 func Open(cons jetstream.Consumer, max int) (*Reader, error) {
-	it, err := cons.Messages(jetstream.PullMaxMessages(Prefetch * max))
+	it, err := cons.Messages(jetstream.PullMaxMessages(Prefetch*max), jetstream.PullHeartbeat(Heartbeat))
 	if err != nil {
 		return nil, err
 	}

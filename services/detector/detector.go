@@ -11,10 +11,12 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/consume"
+	"github.com/driftwatch/driftwatch/services/schedule"
 	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
@@ -41,8 +43,11 @@ type Options struct {
 	// TickEvery is how often due expectations are judged (default 100ms).
 	TickEvery time.Duration
 	// OnPublished, when set, is called after an alert was published, with
-	// the alert's outbox entry (metrics, tests). It must not block.
+	// the alert's outbox entry (the notifier, tests). It must not block.
 	OnPublished func(e OutboxEntry)
+	// Metrics, when set, records committed alerts, open expectations and
+	// published alerts (NewMetrics).
+	Metrics *Metrics
 	// Tracing, when enabled, makes a span per event detected.
 	Tracing *telemetry.Tracing
 }
@@ -62,8 +67,6 @@ type Detector struct {
 	applied      atomic.Uint64 // checkpoint
 	lastReceived atomic.Int64  // received time of the last processed message
 	outboxWake   chan struct{}
-	cancel       context.CancelFunc
-	wg           sync.WaitGroup
 
 	// hints are the projector's outcomes by sequence, handed over in
 	// process so the detector does not read back what was just written.
@@ -74,14 +77,7 @@ type Detector struct {
 	// lastExpiry is when gate flags were last checked for expiry (owned
 	// by the tick loop).
 	lastExpiry time.Time
-
-	// failed carries the error that stopped the consume loop for good.
-	failed chan error
 }
-
-// Failed delivers the error that stopped the detector for good (events
-// missing from the log): the app marks itself not ready and stops.
-func (d *Detector) Failed() <-chan error { return d.failed }
 
 // expiryEvery is how often the tick loop expires gate flags.
 const expiryEvery = time.Minute
@@ -152,11 +148,18 @@ func New(opts Options) (*Detector, error) {
 	if opts.TickEvery == 0 {
 		opts.TickEvery = 100 * time.Millisecond
 	}
-	return &Detector{opts: opts, log: opts.Logger, outboxWake: make(chan struct{}, 1), failed: make(chan error, 1)}, nil
+	d := &Detector{opts: opts, log: opts.Logger, outboxWake: make(chan struct{}, 1)}
+	if err := opts.Metrics.seed(opts.Store); err != nil {
+		return nil, err
+	}
+	if err := opts.Metrics.observeExpectations(d); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
-// Start creates the durable consumer at the detector's checkpoint and
-// starts its loops. Overdue expectations are judged on the first tick.
+// Start creates (or resumes) the durable consumer at the detector's
+// checkpoint; Run reads it.
 func (d *Detector) Start(ctx context.Context) error {
 	if d.opts.JS == nil || d.opts.Applied == nil {
 		return errors.New("detector: Options.JS and Options.Applied are required to start")
@@ -185,27 +188,36 @@ func (d *Detector) Start(ctx context.Context) error {
 			d.log.Error().Err(err).Msg("detector session failed; resuming from the checkpoint")
 		},
 	}
-	if err := d.dur.Create(ctx); err != nil {
-		return err
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
-	for _, loop := range []func(context.Context){d.consumeLoop, d.tickLoop, d.outboxLoop} {
-		d.wg.Add(1)
-		go func(f func(context.Context)) {
-			defer d.wg.Done()
-			f(runCtx)
-		}(loop)
-	}
-	return nil
+	return d.dur.Create(ctx)
 }
 
-// Stop stops the loops and waits for them.
-func (d *Detector) Stop() {
-	if d.cancel != nil {
-		d.cancel()
+// Run reads the log, judges due expectations on every tick (overdue ones
+// on the first) and publishes the outbox, until ctx ends (then it returns
+// nil) or events are found missing from the log (then it stops and returns
+// why: judging on would hide them).
+func (d *Detector) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := d.dur.Run(gctx); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("detector: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		schedule.Every(gctx, d.opts.TickEvery, true, d.Tick, func(err error) {
+			d.log.Error().Err(err).Msg("detector tick failed")
+		})
+		return nil
+	})
+	g.Go(func() error {
+		d.outboxLoop(gctx)
+		return nil
+	})
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
 	}
-	d.wg.Wait()
+	return err
 }
 
 // Engine is the detection engine, for read-only checks outside Update
@@ -217,15 +229,6 @@ func (d *Detector) Now() time.Time { return d.opts.Now() }
 
 // Applied is the detector's checkpoint.
 func (d *Detector) Applied() uint64 { return d.applied.Load() }
-
-// consumeLoop runs the detector's consumer until ctx ends or events are
-// found missing from the log (then the app is told, through Failed).
-func (d *Detector) consumeLoop(ctx context.Context) {
-	if err := d.dur.Run(ctx); err != nil {
-		d.log.Error().Err(err).Msg("detector stopped")
-		d.failed <- err
-	}
-}
 
 const maxBatch = 1000
 
@@ -347,7 +350,7 @@ func (d *Detector) finish(b *pebble.Batch, err error) error {
 		}
 		return err
 	}
-	d.opts.Engine.Committed()
+	d.opts.Metrics.committed(d.opts.Engine.Committed())
 	return nil
 }
 
@@ -363,21 +366,6 @@ func (d *Detector) Watermark(ctx context.Context, now time.Time) (time.Time, err
 		return now, nil
 	}
 	return time.Unix(0, d.lastReceived.Load()), nil
-}
-
-func (d *Detector) tickLoop(ctx context.Context) {
-	t := time.NewTicker(d.opts.TickEvery)
-	defer t.Stop()
-	for {
-		if err := d.Tick(ctx); err != nil && ctx.Err() == nil {
-			d.log.Error().Err(err).Msg("detector tick failed")
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Tick judges every expectation due by the watermark, and (once a minute)

@@ -41,27 +41,20 @@ type Engine struct {
 	// by ReloadOpen so a failed batch's additions are read back from the
 	// store.
 	lags map[string]*lagRing
-	// observed are the alerts queued in the batch being written, reported
-	// to Observe once it is committed (Committed) or forgotten (Discard).
-	observed []*Mismatch
-	// Observe, when set, is called for every alert the engine queued in a
-	// batch once that batch is committed (metrics). It must not block.
-	Observe func(a *Mismatch)
+	// queued are the alerts queued in the batch being written, handed
+	// over once it is committed (Committed) or forgotten (Discard).
+	queued []*Mismatch
 }
 
-// Committed reports the alerts queued in the batch just committed to
-// Observe. The shell calls it after every successful commit of a batch
-// the engine wrote to.
-func (e *Engine) Committed() {
+// Committed returns the alerts queued in the batch just committed, and
+// forgets them. The shell calls it after every successful commit of a
+// batch the engine wrote to (and hands them to the metrics).
+func (e *Engine) Committed() []*Mismatch {
 	e.mu.Lock()
-	obs := e.observed
-	e.observed = nil
-	e.mu.Unlock()
-	if e.Observe != nil {
-		for _, m := range obs {
-			e.Observe(m)
-		}
-	}
+	defer e.mu.Unlock()
+	q := e.queued
+	e.queued = nil
+	return q
 }
 
 // Discard forgets what the engine counted in a batch that was dropped or
@@ -69,7 +62,7 @@ func (e *Engine) Committed() {
 // (recounted from the store).
 func (e *Engine) Discard() error {
 	e.mu.Lock()
-	e.observed = nil
+	e.queued = nil
 	e.mu.Unlock()
 	return e.ReloadOpen()
 }

@@ -105,9 +105,7 @@ func (e *Engine) enqueue(b *pebble.Batch, m *Mismatch) error {
 	e.mu.Lock()
 	e.outboxID++
 	id := e.outboxID
-	if e.Observe != nil {
-		e.observed = append(e.observed, m)
-	}
+	e.queued = append(e.queued, m)
 	e.mu.Unlock()
 	return b.Set(binary.BigEndian.AppendUint64(append([]byte(nil), prefixOutbox...), id), entry, nil)
 }

@@ -85,6 +85,7 @@ func (d *Detector) FlushOutbox(ctx context.Context) error {
 			select {
 			case <-x.fut.Ok():
 				_ = b.Delete(x.key, nil)
+				d.opts.Metrics.alertPublished(x.entry)
 				if d.opts.OnPublished != nil {
 					d.opts.OnPublished(x.entry)
 				}

@@ -1,12 +1,12 @@
 package gate
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,7 +18,6 @@ import (
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/httpjson"
-	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
 // Recorder stores flagged mismatches (the detector).
@@ -32,7 +31,7 @@ type Options struct {
 	Config   *config.Config
 	Store    *projections.Store
 	Recorder Recorder // nil: flags are answered but not recorded
-	Metrics  *telemetry.Metrics
+	Metrics  *Metrics
 	Logger   zerolog.Logger
 	Now      func() time.Time
 }
@@ -43,8 +42,6 @@ type Gate struct {
 	decider *Decider
 	svcs    []micro.Service
 	flags   chan *detector.Mismatch
-	wg      sync.WaitGroup
-	stop    chan struct{}
 }
 
 // ServiceName and EndpointName are what `nats micro ls` shows.
@@ -63,7 +60,7 @@ func New(opts Options) (*Gate, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Gate{opts: opts, decider: NewDecider(opts.Config), flags: make(chan *detector.Mismatch, 10000), stop: make(chan struct{})}, nil
+	return &Gate{opts: opts, decider: NewDecider(opts.Config), flags: make(chan *detector.Mismatch, 10000)}, nil
 }
 
 // Validate reports every missing option, each with its field (Recorder
@@ -88,8 +85,8 @@ func (o *Options) Validate() error {
 // Each instance keeps its own stats, as `nats micro info` shows them.
 const Instances = 2
 
-// Start adds the micro service instances on driftwatch.validate and starts
-// the flag recorder.
+// Start adds the micro service instances on driftwatch.validate; Run
+// records their flags and stops them.
 func (g *Gate) Start() error {
 	for i := 0; i < Instances; i++ {
 		if err := g.addInstance(); err != nil {
@@ -99,8 +96,6 @@ func (g *Gate) Start() error {
 			return err
 		}
 	}
-	g.wg.Add(1)
-	go g.recordLoop()
 	return nil
 }
 
@@ -123,13 +118,41 @@ func (g *Gate) addInstance() error {
 	return nil
 }
 
-// Stop stops the service and records the flags still queued.
-func (g *Gate) Stop() {
-	for _, s := range g.svcs {
-		_ = s.Stop()
+// Run records the flags the gate raises, in batches, until ctx ends; then
+// it stops the micro service instances (no request is answered after) and
+// records the flags still queued before it returns.
+func (g *Gate) Run(ctx context.Context) error {
+	batch := make([]*detector.Mismatch, 0, 256)
+	for {
+		batch = batch[:0]
+		select {
+		case m := <-g.flags:
+			batch = append(batch, m)
+		case <-ctx.Done():
+			for _, s := range g.svcs {
+				_ = s.Stop()
+			}
+			for {
+				select {
+				case m := <-g.flags:
+					batch = append(batch, m)
+				default:
+					g.record(batch)
+					return nil
+				}
+			}
+		}
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case m := <-g.flags:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		g.record(batch)
 	}
-	close(g.stop)
-	g.wg.Wait()
 }
 
 // Services exposes the micro service instances (stats in tests).
@@ -174,7 +197,7 @@ func (g *Gate) Validate(body []byte) (*events.ValidateReply, error) {
 	if v.Mismatch != nil {
 		g.flags <- v.Mismatch // when the queue is full, wait rather than lose a flag
 	}
-	g.opts.Metrics.GateDecision(target, v.Reply.Decision, time.Since(start))
+	g.opts.Metrics.decided(target, v.Reply.Decision, time.Since(start))
 	return &v.Reply, nil
 }
 
@@ -219,39 +242,6 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpjson.Write(w, http.StatusOK, reply)
-}
-
-// recordLoop records flags in batches.
-func (g *Gate) recordLoop() {
-	defer g.wg.Done()
-	batch := make([]*detector.Mismatch, 0, 256)
-	for {
-		batch = batch[:0]
-		select {
-		case m := <-g.flags:
-			batch = append(batch, m)
-		case <-g.stop:
-			for {
-				select {
-				case m := <-g.flags:
-					batch = append(batch, m)
-				default:
-					g.record(batch)
-					return
-				}
-			}
-		}
-	drain:
-		for len(batch) < cap(batch) {
-			select {
-			case m := <-g.flags:
-				batch = append(batch, m)
-			default:
-				break drain
-			}
-		}
-		g.record(batch)
-	}
 }
 
 func (g *Gate) record(batch []*detector.Mismatch) {

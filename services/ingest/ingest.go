@@ -35,18 +35,18 @@ const chunk = 1024
 
 // Handler serves POST /v1/events.
 type Handler struct {
-	pub *events.Publisher
-	log zerolog.Logger
-	// Observe, when set, is called with each result (for metrics).
-	Observe func(events.Result)
-	// Tracing, when set, starts a span per request (its context travels
-	// into the published events' headers through the Publisher's hook).
-	Tracing *telemetry.Tracing
+	pub     *events.Publisher
+	log     zerolog.Logger
+	metrics *Metrics
+	tracing *telemetry.Tracing
 }
 
-// New returns the handler.
-func New(pub *events.Publisher, log zerolog.Logger) *Handler {
-	return &Handler{pub: pub, log: log}
+// New returns the handler. metrics (NewMetrics) counts each result; an
+// enabled tracing starts a span per request, whose context travels into
+// the published events' headers through the Publisher's hook. Both may be
+// nil.
+func New(pub *events.Publisher, log zerolog.Logger, metrics *Metrics, tracing *telemetry.Tracing) *Handler {
+	return &Handler{pub: pub, log: log, metrics: metrics, tracing: tracing}
 }
 
 // BatchReply is the reply to an NDJSON body.
@@ -58,7 +58,7 @@ type BatchReply struct {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx, span := h.Tracing.StartFromHTTP(r, "driftwatch.ingest")
+	ctx, span := h.tracing.StartFromHTTP(r, "driftwatch.ingest")
 	defer span.End()
 	r = r.WithContext(ctx)
 	if r.Method != http.MethodPost {
@@ -157,8 +157,4 @@ func (h *Handler) Ingest(ctx context.Context, body io.Reader) (*BatchReply, erro
 	return reply, nil
 }
 
-func (h *Handler) observe(res events.Result) {
-	if h.Observe != nil {
-		h.Observe(res)
-	}
-}
+func (h *Handler) observe(res events.Result) { h.metrics.received(res) }

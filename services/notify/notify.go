@@ -37,7 +37,6 @@ type Notifier struct {
 	client  *http.Client
 	log     zerolog.Logger
 	queue   chan job
-	wg      sync.WaitGroup
 	backoff time.Duration
 	tries   int
 }
@@ -56,15 +55,15 @@ func New(hooks []config.Webhook, log zerolog.Logger) *Notifier {
 		queue: make(chan job, 10000), backoff: 500 * time.Millisecond, tries: 6}
 }
 
-// Start runs the delivery workers until ctx ends.
-func (n *Notifier) Start(ctx context.Context) {
+// Run delivers queued notifications on two workers until ctx ends (a nil
+// Notifier returns at once).
+func (n *Notifier) Run(ctx context.Context) error {
 	if n == nil {
-		return
+		return nil
 	}
-	for i := 0; i < 2; i++ {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
 			for {
 				select {
 				case <-ctx.Done():
@@ -73,15 +72,10 @@ func (n *Notifier) Start(ctx context.Context) {
 					n.deliver(ctx, j)
 				}
 			}
-		}()
+		})
 	}
-}
-
-// Wait waits for the workers after their context ended.
-func (n *Notifier) Wait() {
-	if n != nil {
-		n.wg.Wait()
-	}
+	wg.Wait()
+	return nil
 }
 
 // Notify queues a notification for every hook that wants its kind.

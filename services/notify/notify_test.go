@@ -38,7 +38,7 @@ func TestWebhookRetriesAndFormats(t *testing.T) {
 	n.backoff = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	n.Start(ctx)
+	go func() { _ = n.Run(ctx) }()
 	n.Notify(Notification{Kind: "critical", State: "open", JSON: []byte(`{"alert_id":"a1"}`), Text: "x"})
 	n.Notify(Notification{Kind: "low", State: "open", JSON: []byte(`{"alert_id":"a2"}`), Text: "y"}) // no hook wants it
 	n.Notify(Notification{Kind: "escalation", State: "firing", JSON: []byte(`{}`), Text: "escalated: order O-1"})

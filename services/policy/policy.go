@@ -130,7 +130,6 @@ type Policy struct {
 	mu     sync.Mutex // guards arrive and dirty
 	arrive map[string]*arrivals
 	dirty  map[string]bool // systems with arrivals not yet stored
-	loop   *schedule.Loop
 }
 
 // arrivalsSize is how many batch arrival times a source's ring keeps.
@@ -293,16 +292,19 @@ func (a *arrivals) usualGap() time.Duration {
 	return time.Duration((ts[len(ts)-1] - ts[0]) / int64(len(ts)-1))
 }
 
-// Start evaluates every opts.Every until Stop.
-func (p *Policy) Start() {
-	p.loop = schedule.Every(p.opts.Every, false, p.Evaluate, func(err error) {
+// Run evaluates every opts.Every until ctx ends, then stores the arrival
+// histories. A failed round is logged and the next one runs: the policy
+// judges figures, it cannot lose any.
+func (p *Policy) Run(ctx context.Context) error {
+	schedule.Every(ctx, p.opts.Every, false, p.Evaluate, func(err error) {
 		p.opts.Logger.Error().Err(err).Msg("alert policy round failed")
 	})
+	p.Flush()
+	return nil
 }
 
-// Stop stops the schedule and stores the arrival histories.
-func (p *Policy) Stop() {
-	p.loop.Stop()
+// Flush stores the arrival histories (Run does when it ends).
+func (p *Policy) Flush() {
 	if err := p.saveArrivals(); err != nil {
 		p.opts.Logger.Error().Err(err).Msg("storing the arrival history failed")
 	}

@@ -102,7 +102,7 @@ func TestSourceSilentSurvivesRestart(t *testing.T) {
 	if a := alert(t, store, KindSourceSilent, "wms"); a.State != "" {
 		t.Fatalf("a steady source reported: %+v", a)
 	}
-	p.Stop()
+	p.Flush()
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestSourceSilentSurvivesRestart(t *testing.T) {
 	if wms.State != Cleared || !strings.Contains(wms.Message, "sending again") || strings.Contains(wms.Message, "has sent no event") {
 		t.Fatalf("wms cleared: %+v", wms)
 	}
-	p.Stop()
+	p.Flush()
 }
 
 // TestClearedMessagesSayWhy: a rate alert's message says where the value

@@ -31,6 +31,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/mapping"
@@ -57,8 +58,12 @@ type Options struct {
 	Applier *projections.Applier
 	Systems []string
 	Logger  zerolog.Logger
+	// Metrics, when set, counts each committed batch's outcomes
+	// (NewMetrics).
+	Metrics *Metrics
 	// OnBatch, when set, is called after each committed batch with the
-	// system and the outcomes (for metrics and tests). It must not block,
+	// system and the outcomes (the detector's hand-over, the alert
+	// policy's arrivals, tests). It must not block,
 	// and must copy what it keeps: the slice is reused for the next batch.
 	OnBatch func(system string, outcomes []projections.Outcome)
 	// SentryEvery is how often the sentry looks for subjects of unknown
@@ -74,12 +79,6 @@ type Projector struct {
 	opts   Options
 	log    zerolog.Logger
 	stream jetstream.Stream
-	wg     sync.WaitGroup
-	cancel context.CancelFunc
-	// failed carries the error of a consumer that cannot go on (one at
-	// most: the first stops the process; see Failed).
-	failed   chan error
-	failOnce sync.Once
 
 	mu      sync.Mutex
 	workers map[string]*worker // by consumer name
@@ -114,10 +113,11 @@ func New(opts Options) (*Projector, error) {
 	if opts.SentryEvery == 0 {
 		opts.SentryEvery = 5 * time.Second
 	}
-	return &Projector{opts: opts, log: opts.Logger, workers: map[string]*worker{}, failed: make(chan error, 1)}, nil
+	return &Projector{opts: opts, log: opts.Logger, workers: map[string]*worker{}}, nil
 }
 
-// Start checks the stream's identity and starts a consumer per system.
+// Start checks the stream's identity and creates (or resumes) a durable
+// consumer per system; Run reads them.
 func (p *Projector) Start(ctx context.Context) error {
 	s, err := p.opts.JS.Stream(ctx, events.EventsStream)
 	if err != nil {
@@ -127,44 +127,43 @@ func (p *Projector) Start(ctx context.Context) error {
 	if err := p.checkStream(ctx); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
 	for _, sys := range p.opts.Systems {
-		if _, err := p.startWorker(ctx, runCtx, ConsumerPrefix+sys, events.InSubject(sys), sys); err != nil {
-			cancel()
-			p.wg.Wait()
+		if _, err := p.newWorker(ctx, ConsumerPrefix+sys, events.InSubject(sys), sys); err != nil {
 			return err
 		}
 	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.sentry(runCtx)
-	}()
 	return nil
 }
 
-// Stop stops every consumer and waits for them.
-func (p *Projector) Stop() {
-	if p.cancel != nil {
-		p.cancel()
+// Run reads every consumer (and the sentry's) until ctx ends, then returns
+// nil; or until one consumer cannot go on (a recreated or truncated
+// stream, a store that cannot be written), then stops the others and
+// returns its error. It is never only logged: the projections would stop
+// following the log, and the detector, which waits for them, with them.
+func (p *Projector) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	p.mu.Lock()
+	for _, w := range p.workers {
+		p.runWorker(g, gctx, w)
 	}
-	p.wg.Wait()
+	p.mu.Unlock()
+	g.Go(func() error { return p.sentry(gctx, g) })
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
-// fail reports a consumer that cannot go on: the projections would stop
-// following the log (and the detector, which waits for them, with them),
-// so it is never only logged. The first failure is delivered on Failed.
-func (p *Projector) fail(err error) {
-	p.log.Error().Err(err).Msg("projector consumer stopped")
-	p.failOnce.Do(func() { p.failed <- err })
+// runWorker runs w's consumer in g; its error, unless g is stopping, stops g.
+func (p *Projector) runWorker(g *errgroup.Group, ctx context.Context, w *worker) {
+	g.Go(func() error {
+		if err := w.dur.Run(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("projector consumer %s: %w", w.name, err)
+		}
+		return nil
+	})
 }
-
-// Failed delivers the error of the first consumer that stopped for good (a
-// recreated or truncated stream, a store that cannot be written). The app
-// marks itself not ready with it and stops: a supervisor restarting the
-// process then meets the same check at start, with the same reason.
-func (p *Projector) Failed() <-chan error { return p.failed }
 
 // checkStream compares the stream's identity and last sequence with what
 // the store was built from.
@@ -208,7 +207,9 @@ type worker struct {
 	duplicates           atomic.Uint64
 }
 
-func (p *Projector) startWorker(ctx, runCtx context.Context, name, filter, system string) (*worker, error) {
+// newWorker creates (or resumes) the durable consumer name on filter at its
+// checkpoint, and registers its worker.
+func (p *Projector) newWorker(ctx context.Context, name, filter, system string) (*worker, error) {
 	ckpt, err := p.opts.Store.Checkpoint(name)
 	if err != nil {
 		return nil, err
@@ -244,13 +245,6 @@ func (p *Projector) startWorker(ctx, runCtx context.Context, name, filter, syste
 	p.mu.Lock()
 	p.workers[name] = w
 	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		if err := w.dur.Run(runCtx); err != nil && runCtx.Err() == nil {
-			p.fail(err)
-		}
-	}()
 	return w, nil
 }
 
@@ -341,6 +335,7 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 		if err := p.opts.Store.CommitTx(tx, true); err != nil {
 			return err
 		}
+		p.opts.Metrics.committed(w.system, outcomes)
 		// OnBatch runs before the checkpoint is published: whoever waits
 		// for the checkpoint (the detector) finds the outcomes handed over.
 		if p.opts.OnBatch != nil && len(outcomes) > 0 {
@@ -367,9 +362,9 @@ func unknownSubjectError(subject string) error {
 	return ve
 }
 
-// sentry looks for subjects of unknown systems in the stream and runs a
-// dead-lettering consumer for each.
-func (p *Projector) sentry(ctx context.Context) {
+// sentry checks the stream's identity, looks for subjects of unknown
+// systems in the stream and runs a dead-lettering consumer for each, in g.
+func (p *Projector) sentry(ctx context.Context, g *errgroup.Group) error {
 	known := map[string]bool{}
 	for _, s := range p.opts.Systems {
 		known[events.InSubject(s)] = true
@@ -382,8 +377,7 @@ func (p *Projector) sentry(ctx context.Context) {
 		// recreated or truncated under a consumer that keeps reading
 		// must not be followed silently.
 		if err := p.checkStream(ctx); errors.Is(err, ErrStreamChanged) {
-			p.fail(err)
-			return
+			return err
 		}
 		info, err := p.stream.Info(ctx, jetstream.WithSubjectFilter(events.InPrefix+">"))
 		if err == nil {
@@ -395,10 +389,12 @@ func (p *Projector) sentry(ctx context.Context) {
 			}
 			sort.Strings(unknown)
 			for _, subj := range unknown {
-				if _, err := p.startWorker(ctx, ctx, SentryName(subj), subj, ""); err != nil {
+				w, err := p.newWorker(ctx, SentryName(subj), subj, "")
+				if err != nil {
 					p.log.Error().Err(err).Str("subject", subj).Msg("sentry consumer failed to start")
 					continue
 				}
+				p.runWorker(g, ctx, w)
 				watching[subj] = true
 				p.log.Warn().Str("subject", subj).Msg("events on a subject of an unknown system; dead-lettering them")
 			}
@@ -407,7 +403,7 @@ func (p *Projector) sentry(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-tick.C:
 		}
 	}

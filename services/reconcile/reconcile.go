@@ -63,7 +63,6 @@ import (
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/schedule"
-	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
 // Options configures the reconciler.
@@ -72,7 +71,7 @@ type Options struct {
 	Detector *detector.Detector
 	JS       jetstream.JetStream // nil: reports are not published
 	Every    time.Duration
-	Metrics  *telemetry.Metrics
+	Metrics  *Metrics
 	Logger   zerolog.Logger
 	Now      func() time.Time
 	// OnReport, when set, is called with each finished report (the alert
@@ -91,7 +90,6 @@ type Options struct {
 type Reconciler struct {
 	opts Options
 	mu   sync.Mutex // one sweep at a time
-	loop *schedule.Loop
 }
 
 // New returns a reconciler.
@@ -108,15 +106,17 @@ func New(opts Options) *Reconciler {
 	return &Reconciler{opts: opts}
 }
 
-// Start runs a sweep every opts.Every until Stop (and one at once when
-// one is due, see dueAtStart).
-func (r *Reconciler) Start() {
-	r.loop = schedule.Every(r.opts.Every, r.dueAtStart(), func(ctx context.Context) error {
+// Schedule runs a sweep every opts.Every until ctx ends (and one at once
+// when one is due, see dueAtStart). A failed sweep is logged; the next
+// one runs on time.
+func (r *Reconciler) Schedule(ctx context.Context) error {
+	schedule.Every(ctx, r.opts.Every, r.dueAtStart(), func(ctx context.Context) error {
 		_, err := r.Run(ctx)
 		return err
 	}, func(err error) {
 		r.opts.Logger.Error().Err(err).Msg("scheduled reconciliation failed")
 	})
+	return nil
 }
 
 // dueAtStart reports whether a sweep runs at once on Start: the latest
@@ -132,9 +132,6 @@ func (r *Reconciler) dueAtStart() bool {
 	end := parseNanos(rep.PeriodEnd)
 	return (rep.ActiveOrders == 0 && rep.Orders > 0) || r.opts.Now().UnixNano()-end > int64(r.opts.Every)
 }
-
-// Stop stops the schedule and waits for a running sweep.
-func (r *Reconciler) Stop() { r.loop.Stop() }
 
 // Run sweeps every order now and returns the report.
 func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
@@ -161,7 +158,7 @@ func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
 	}
 	rep.FinishedAt = fmtTime(end)
 	rep.DurationMillis = end.Sub(start).Milliseconds()
-	r.opts.Metrics.ReconcileDuration(end.Sub(start))
+	r.opts.Metrics.swept(end.Sub(start))
 	if err := Save(r.opts.Store, rep); err != nil {
 		return nil, err
 	}

@@ -9,19 +9,25 @@ import (
 )
 
 // TestEvery: the job runs at once when asked, then every period; its
-// errors reach onErr; Stop cancels a running job and waits for it.
+// errors reach onErr; ending the context cancels a running job and Every
+// returns once it has.
 func TestEvery(t *testing.T) {
 	var runs, errs atomic.Int32
 	started := make(chan struct{}, 100)
-	l := Every(5*time.Millisecond, true, func(ctx context.Context) error {
-		runs.Add(1)
-		started <- struct{}{}
-		if runs.Load() == 3 {
-			<-ctx.Done() // a long job: Stop must cancel it and wait
-			return ctx.Err()
-		}
-		return errors.New("round failed")
-	}, func(error) { errs.Add(1) })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Every(ctx, 5*time.Millisecond, true, func(ctx context.Context) error {
+			runs.Add(1)
+			started <- struct{}{}
+			if runs.Load() == 3 {
+				<-ctx.Done() // a long job: the end of ctx must cancel it
+				return ctx.Err()
+			}
+			return errors.New("round failed")
+		}, func(error) { errs.Add(1) })
+	}()
 	for range 3 {
 		select {
 		case <-started:
@@ -29,7 +35,8 @@ func TestEvery(t *testing.T) {
 			t.Fatalf("%d runs", runs.Load())
 		}
 	}
-	l.Stop()
+	cancel()
+	<-done
 	if runs.Load() != 3 || errs.Load() != 2 {
 		t.Fatalf("%d runs, %d errors: want 3 and 2 (a stopping job's error is not one)", runs.Load(), errs.Load())
 	}

@@ -17,8 +17,7 @@ import (
 func newBenchCmd() *cobra.Command {
 	var o bench.Options
 	var skip, output, cpuProfile, memProfile, writeWorkload, profilePhase, sweepDir, gateClient, traceOut string
-	var sweepOrders, memoryLimitMB, ingestOffset int
-	var gateSubject, pairSubject string
+	var sweepOrders, memoryLimitMB int
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Load test an embedded driftwatch and print rates, latencies and memory",
@@ -97,8 +96,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 				printf(os.Stderr, "[%s] "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 			}
 			if gateClient != "" {
-				res, err := bench.GateClient(cmd.Context(), bench.GateClientOptions{URL: gateClient, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate, PublishEach: o.PublishEach,
-					Subject: gateSubject, PairSubject: pairSubject, IngestOffset: ingestOffset})
+				res, err := bench.GateClient(cmd.Context(), bench.GateClientOptions{URL: gateClient, Orders: o.Orders, Rate: o.GateRate, For: o.GateFor, IngestRate: o.IngestRate, PublishEach: o.PublishEach})
 				if err != nil {
 					return err
 				}
@@ -129,12 +127,6 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			if res.RawMsgIDRate > 0 {
 				printf(os.Stdout, "raw with msg ids     %.0f msgs/s\n", res.RawMsgIDRate)
 			}
-			if res.HandRolledRate > 0 {
-				printf(os.Stdout, "hand-rolled e2e      %.0f events/s (%.2fx raw; decode, one Pebble write per event, a batch per fetch of 500)\n", res.HandRolledRate, res.HandRolledRate/res.RawRate)
-			}
-			if res.CeilingRate > 0 {
-				printf(os.Stdout, "JetStream ceiling    %.0f msgs/s (%.2fx raw; with msg ids, read by driftwatch's consumers doing nothing)\n", res.CeilingRate, res.CeilingRate/res.RawRate)
-			}
 			printf(os.Stdout, "publish              %.0f events/s\nend to end           %.0f events/s (%.2fx raw", res.PublishRate, res.EndToEndRate, res.Ratio)
 			if res.RatioAtomic > 0 {
 				printf(os.Stdout, ", %.2fx raw atomic batches", res.RatioAtomic)
@@ -142,19 +134,9 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			if res.RatioMsgID > 0 {
 				printf(os.Stdout, ", %.2fx raw with msg ids", res.RatioMsgID)
 			}
-			if res.RatioHandRolled > 0 {
-				printf(os.Stdout, ", %.2fx hand-rolled", res.RatioHandRolled)
-			}
-			if res.RatioCeiling > 0 {
-				printf(os.Stdout, ", %.2fx ceiling", res.RatioCeiling)
-			}
 			printf(os.Stdout, ")\n")
 			printf(os.Stdout, "detection latency    p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms (%d alerts, up to %d open expectations)\n", res.DetectLatency["p50"], res.DetectLatency["p90"], res.DetectLatency["p99"], res.DetectLatency["max"], res.Alerts, res.MaxOpenExpectations)
 			printf(os.Stdout, "gate latency         p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (%d requests at %.0f/s, %d flagged, ingesting %.0f events/s)\n", res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.GateLatency["max"], res.GateRequests, res.GateRate, res.GateFlagged, res.IngestDuringGate)
-			if res.GateFloorLatency != nil {
-				printf(os.Stdout, "gate vs floor        gate p50 %.3fms p99 %.3fms p99.9 %.3fms; floor p50 %.3fms p99 %.3fms p99.9 %.3fms (interleaved at the same total rate: each request goes to the gate, then to the floor, a reply-only responder served like the gate)\n",
-					res.GatePairedLatency["p50"], res.GatePairedLatency["p99"], res.GatePairedLatency["p99.9"], res.GateFloorLatency["p50"], res.GateFloorLatency["p99"], res.GateFloorLatency["p99.9"])
-			}
 			printf(os.Stdout, "reconcile sweep      %.3fs over %d orders\nreplay               %.0f events/s\nrebuild              %.0f events/s\npeak RSS             %.0f MiB\n", res.SweepSeconds, res.SweepOrders, res.ReplayRate, res.RebuildRate, res.PeakRSSMiB)
 			return nil
 		},
@@ -167,12 +149,6 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.IntVar(&o.IngestRate, "ingest-rate", 10000, "events per second published while the gate is measured")
 	f.BoolVar(&o.GateProcess, "gate-process", false, "send the gate requests, and the ingest meanwhile, from a child process, as a middleware would, instead of the bench's own")
 	f.StringVar(&gateClient, "gate-client", "", "instead: only send gate requests to the server at this NATS URL (--gate-rate, --gate-for, --orders), publishing --ingest-rate events/s meanwhile, and print the latencies as JSON")
-	f.StringVar(&gateSubject, "gate-subject", "", "with --gate-client: the subject requests go to (default the gate's)")
-	f.IntVar(&ingestOffset, "ingest-offset", 0, "with --gate-client: shift the ingested orders' numbers by this much")
-	f.StringVar(&pairSubject, "pair-subject", "", "with --gate-client: send each request to this subject too, right after, and report its latencies apart")
-	_ = f.MarkHidden("gate-subject")
-	_ = f.MarkHidden("pair-subject")
-	_ = f.MarkHidden("ingest-offset")
 	f.BoolVar(&o.PublishEach, "publish-each", false, "publish driftwatch's events one by one instead of in atomic batches (the default of driftwatch publish and POST /v1/events)")
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
@@ -180,7 +156,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&writeWorkload, "write-workload", "", "instead: write the workload of --orders orders to this NDJSON file (for driftwatch publish) and exit")
 	f.IntVar(&memoryLimitMB, "memory-limit-mb", -1, "with --sweep-orders: run the server phase with this memory.limit_mb instead of the configuration's default")
 	f.DurationVar(&o.SLA, "sla", 0, "replace every flow's SLA (3s in the workload); a longer one keeps more expectations open at once")
-	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, floor, replay, handrolled, ceiling")
+	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	f.StringVar(&traceOut, "trace", "", "write a runtime execution trace of the run (or of --profile-phase) to this file (go tool trace)")
