@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -96,6 +97,15 @@ func (e *Event) Marshal() ([]byte, error) { return json.Marshal(e) }
 // *ValidationError that lists every problem with its field; the returned
 // Event then holds whatever could be decoded (System in particular, so the
 // caller can pick the dead-letter subject).
+//
+// The JSON is read strictly: text that is not valid UTF-8 (or an escape
+// of half a surrogate pair) anywhere, keys and attributes included, is an
+// invalid_utf8 problem, and a key repeated in any object a duplicate_key
+// problem; nothing is repaired or resolved. Such problems come first (the
+// error's code is theirs), the other fields are still checked, and a
+// top-level field whose key or value has one is left empty in the
+// returned Event: its value is in question (a repeated system sends the
+// dead letter to _unknown, not to either system).
 func Parse(data []byte) (Event, error) {
 	var ev Event
 	if len(data) > MaxEventSize {
@@ -112,14 +122,32 @@ func Parse(data []byte) (Event, error) {
 	if fast, ok := parseFast(trimmed); ok {
 		return fast, nil
 	}
+	return parseSlow(trimmed, len(data)-len(bytes.TrimLeftFunc(data, unicode.IsSpace)))
+}
+
+// parseSlow is Parse for what the fast path declines: it decodes data
+// (trimmed, a JSON object; lead bytes of white space preceded it in the
+// input, for the offsets in messages) and reports every problem.
+func parseSlow(data []byte, lead int) (Event, error) {
+	var ev Event
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &fields); err != nil {
+	if err := json.Unmarshal(data, &fields); err != nil {
 		ve := &ValidationError{}
 		ve.Add("", CodeMalformedJSON, "malformed JSON: "+err.Error())
 		return ev, ve
 	}
-	ve := &ValidationError{}
+	text := textScanner{data: data, base: lead}
+	if !text.document() {
+		// encoding/json took it: the scanner must not be the stricter.
+		ve := &ValidationError{}
+		ve.Add("", CodeMalformedJSON, fmt.Sprintf("malformed JSON at offset %d", lead+text.i))
+		return ev, ve
+	}
+	ve := &ValidationError{Problems: text.problems}
 	for name, raw := range fields {
+		if text.tainted[name] && fieldOf([]byte(name)) != fieldUnknown {
+			continue // the key or its value is in question
+		}
 		switch name {
 		case "event_id":
 			decodeString(ve, name, raw, &ev.EventID)
@@ -167,7 +195,13 @@ func Parse(data []byte) (Event, error) {
 			ve.Add(name, CodeUnknownField, "unknown field; the envelope (schemas/event.schema.json) has no such field")
 		}
 	}
-	ev.validate(ve, fields)
+	checks := &ValidationError{}
+	ev.validate(checks, fields)
+	for _, p := range checks.Problems {
+		if !text.tainted[p.Field] {
+			ve.Problems = append(ve.Problems, p)
+		}
+	}
 	sortProblems(ve)
 	if err := ve.OrNil(); err != nil {
 		return ev, err
@@ -206,12 +240,50 @@ func jsonType(raw json.RawMessage) string {
 }
 
 // Validate checks an event built in Go (not decoded by Parse) and sets
-// Occurred. It returns a *ValidationError listing every problem.
+// Occurred. It returns a *ValidationError listing every problem. Text is
+// held to Parse's rules: a string field that is not valid UTF-8 (which
+// encoding/json would encode as U+FFFD) is an invalid_utf8 problem, and
+// Attributes must be a JSON object without invalid UTF-8 or repeated keys
+// (offsets in those messages count from the start of Attributes).
 func (e *Event) Validate() error {
 	ve := &ValidationError{}
+	e.validateText(ve)
+	e.validateAttributes(ve)
 	e.validate(ve, nil)
 	sortProblems(ve)
 	return ve.OrNil()
+}
+
+// validateText reports the string fields that are not valid UTF-8.
+func (e *Event) validateText(ve *ValidationError) {
+	for _, f := range [...]struct{ name, val string }{
+		{"event_id", e.EventID}, {"order_id", e.OrderID}, {"system", e.System}, {"kind", string(e.Kind)},
+		{"status", e.Status}, {"status_field", e.StatusField}, {"occurred_at", e.OccurredAt},
+		{"actor", string(e.Actor)}, {"ack_of", e.AckOf}, {"external_ref", e.ExternalRef},
+	} {
+		for i := 0; i < len(f.val); {
+			r, size := utf8.DecodeRuneInString(f.val[i:])
+			if r == utf8.RuneError && size == 1 {
+				ve.Add(f.name, CodeInvalidUTF8, fmt.Sprintf("value is not valid UTF-8 (byte 0x%02X at offset %d of the value)", f.val[i], i))
+				break
+			}
+			i += size
+		}
+	}
+}
+
+// validateAttributes checks the Attributes of an event built in Go.
+func (e *Event) validateAttributes(ve *ValidationError) {
+	if len(e.Attributes) == 0 {
+		return
+	}
+	text := textScanner{data: e.Attributes, path: []pathStep{{key: []byte("attributes"), index: -1}}}
+	text.space()
+	if text.i == len(text.data) || text.data[text.i] != '{' || !text.document() {
+		ve.Add("attributes", CodeInvalidField, "must be a JSON object")
+		return
+	}
+	ve.Problems = append(ve.Problems, text.problems...)
 }
 
 // validate checks field values. present, when not nil, tells which fields
@@ -308,11 +380,6 @@ func (e *Event) validate(ve *ValidationError, present map[string]json.RawMessage
 	}
 	if utf8.RuneCountInString(e.ExternalRef) > 128 {
 		ve.Add("external_ref", CodeInvalidField, "is longer than 128 characters")
-	}
-	if present == nil && len(e.Attributes) > 0 {
-		if b := bytes.TrimSpace(e.Attributes); len(b) == 0 || b[0] != '{' || !json.Valid(b) {
-			ve.Add("attributes", CodeInvalidField, "must be a JSON object")
-		}
 	}
 }
 
@@ -441,7 +508,17 @@ func timestampShape(s string) bool {
 	return len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && digits(i+1, 2) && rest[3] == ':' && digits(i+4, 2)
 }
 
-// sortProblems orders problems by field so output is stable.
+// sortProblems orders problems so output is stable: those with the text
+// itself (invalid_utf8, duplicate_key) first, so the error's code is
+// theirs, then by field.
 func sortProblems(ve *ValidationError) {
-	slices.SortStableFunc(ve.Problems, func(a, b Problem) int { return strings.Compare(a.Field, b.Field) })
+	slices.SortStableFunc(ve.Problems, func(a, b Problem) int {
+		if ta, tb := isTextCode(a.Code), isTextCode(b.Code); ta != tb {
+			if ta {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Field, b.Field)
+	})
 }

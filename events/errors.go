@@ -15,6 +15,16 @@ const (
 	CodeUnknownField    = "unknown_field"
 	CodeUnknownSystem   = "unknown_system"
 	CodeSubjectMismatch = "subject_mismatch"
+	// CodeInvalidUTF8: a key or string value is not valid UTF-8, or holds
+	// an escape that stands for no character (half of a UTF-16 surrogate
+	// pair). Such text is rejected, never repaired: encoding/json would
+	// replace it with U+FFFD, silently changing an id.
+	CodeInvalidUTF8 = "invalid_utf8"
+	// CodeDuplicateKey: an object, at any depth, holds the same key more
+	// than once. Such input is rejected, never resolved: a reader that kept
+	// the first value and one that kept the last would see different
+	// events.
+	CodeDuplicateKey = "duplicate_key"
 )
 
 // ErrInvalidEvent is matched (errors.Is) by every *ValidationError.

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // FileFormat is the format of an event file.
@@ -36,6 +38,11 @@ func FormatOf(name string) FileFormat {
 // an "attributes" column holds a JSON object, and "attributes.<key>" columns
 // become attribute keys (numbers stay numbers). Empty cells are left out.
 // Memory stays constant whatever the file's size.
+//
+// Nothing read is repaired: an NDJSON line is returned as its bytes, and a
+// CSV row keeps its bytes that are not UTF-8 and its repeated columns
+// (CSVRowToJSON), so that Parse rejects such an event with the reason
+// (invalid_utf8, duplicate_key) and it is dead-lettered like any other.
 type FileReader struct {
 	format FileFormat
 	lines  *bufio.Scanner
@@ -104,10 +111,15 @@ func (fr *FileReader) Next() ([]byte, error) {
 	return CSVRowToJSON(fr.header, rec)
 }
 
-// CSVRowToJSON turns one CSV row into an envelope.
+// CSVRowToJSON turns one CSV row into an envelope: an object with its keys
+// sorted, strings encoded as encoding/json encodes them. It repairs and
+// resolves nothing: bytes that are not UTF-8, in a cell or a column name,
+// are kept as they are (encoding/json would write U+FFFD), and a column
+// named twice gives its key twice, in column order (a map would keep one),
+// so that Parse rejects the row, naming the field and the reason.
 func CSVRowToJSON(header, row []string) ([]byte, error) {
-	obj := make(map[string]json.RawMessage, len(header))
-	var attrs map[string]json.RawMessage
+	var obj, attrs []csvMember
+	hasAttrs := false
 	for i, name := range header {
 		if i >= len(row) || name == "" {
 			continue
@@ -121,28 +133,81 @@ func CSVRowToJSON(header, row []string) ([]byte, error) {
 			if !json.Valid([]byte(cell)) {
 				return nil, fmt.Errorf("column attributes: %q is not a JSON object", cell)
 			}
-			obj[name] = json.RawMessage(cell)
-		case strings.HasPrefix(name, "attributes."):
-			if attrs == nil {
-				attrs = map[string]json.RawMessage{}
+			b, err := json.Marshal(json.RawMessage(cell)) // compacted; bytes that are not UTF-8 kept
+			if err != nil {
+				return nil, fmt.Errorf("column attributes: %w", err)
 			}
+			obj = append(obj, csvMember{name, b})
+			hasAttrs = true
+		case strings.HasPrefix(name, "attributes."):
+			key := strings.TrimPrefix(name, "attributes.")
 			if _, err := strconv.ParseFloat(cell, 64); err == nil && json.Valid([]byte(cell)) {
-				attrs[strings.TrimPrefix(name, "attributes.")] = json.RawMessage(cell)
+				attrs = append(attrs, csvMember{key, []byte(cell)})
 			} else {
-				s, _ := json.Marshal(cell)
-				attrs[strings.TrimPrefix(name, "attributes.")] = s
+				attrs = append(attrs, csvMember{key, appendJSONString(nil, cell)})
 			}
 		default:
-			s, _ := json.Marshal(cell)
-			obj[name] = s
+			obj = append(obj, csvMember{name, appendJSONString(nil, cell)})
 		}
 	}
 	if attrs != nil {
-		if _, both := obj["attributes"]; both {
+		if hasAttrs {
 			return nil, errors.New("columns attributes and attributes.<key> cannot both be set")
 		}
-		b, _ := json.Marshal(attrs)
-		obj["attributes"] = b
+		obj = append(obj, csvMember{"attributes", appendJSONObject(nil, attrs)})
 	}
-	return json.Marshal(obj)
+	return appendJSONObject(nil, obj), nil
+}
+
+// csvMember is a key and its encoded value.
+type csvMember struct {
+	key   string
+	value []byte
+}
+
+// appendJSONObject appends an object of members, sorted by key (stably: a
+// repeated key stays repeated, in order).
+func appendJSONObject(dst []byte, members []csvMember) []byte {
+	slices.SortStableFunc(members, func(a, b csvMember) int { return strings.Compare(a.key, b.key) })
+	dst = append(dst, '{')
+	for i, m := range members {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, m.key)
+		dst = append(dst, ':')
+		dst = append(dst, m.value...)
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString appends s as a JSON string, encoded as encoding/json
+// encodes it, except that bytes that are not part of a UTF-8 sequence are
+// copied as they are instead of becoming U+FFFD: the text is not repaired,
+// and Parse rejects it.
+func appendJSONString(dst []byte, s string) []byte {
+	if utf8.ValidString(s) {
+		b, _ := json.Marshal(s)
+		return append(dst, b...)
+	}
+	dst = append(dst, '"')
+	for len(s) > 0 {
+		n := 0
+		for n < len(s) {
+			r, size := utf8.DecodeRuneInString(s[n:])
+			if r == utf8.RuneError && size == 1 {
+				break
+			}
+			n += size
+		}
+		if n == 0 { // a byte of 0x80 or more: never a JSON delimiter
+			dst = append(dst, s[0])
+			s = s[1:]
+			continue
+		}
+		b, _ := json.Marshal(s[:n])
+		dst = append(dst, b[1:len(b)-1]...)
+		s = s[n:]
+	}
+	return append(dst, '"')
 }

@@ -8,12 +8,14 @@ import (
 // parseFast decodes a well-formed envelope in one pass over its bytes, the
 // common case, and validates it. It understands exactly the envelope's
 // shape: one object of known keys, each at most once, with plain string
-// values (no escapes) and an optional attributes object. Anything else (an
-// unknown or repeated key, a null, a number where a string belongs, an
-// escape sequence, an empty optional field, invalid UTF-8, any validation
-// problem) returns ok false and the caller takes the slow path, which
-// reports every problem with its field: the fast path never decides that
-// an event is bad, so both paths accept and reject the same input.
+// values (no escapes) and an optional attributes object, walked by a
+// textScanner in the same pass. Anything else (an unknown or repeated key,
+// a null, a number where a string belongs, an escape sequence, an empty
+// optional field, invalid UTF-8 or a repeated key anywhere, attributes
+// included, any validation problem) returns ok false and the caller takes
+// the slow path, which reports every problem with its field: the fast path
+// never decides that an event is bad, so both paths accept and reject the
+// same input.
 //
 // All string fields share one allocation (a copy of data); attributes are
 // copied once. data must be trimmed of surrounding white space.
@@ -46,9 +48,15 @@ func parseFast(data []byte) (Event, bool) {
 			}
 			p.space()
 			start := p.i
-			if p.peek() != '{' || !p.skipValue() {
+			if p.peek() != '{' {
 				return ev, false
 			}
+			// The envelope encloses the attributes object: depth 1.
+			text := textScanner{data: data, i: start, quick: true}
+			if !text.value(1) {
+				return ev, false
+			}
+			p.i = text.i
 			attrs = [2]int{start, p.i}
 		default:
 			if present[f] {
@@ -73,9 +81,6 @@ func parseFast(data []byte) (Event, bool) {
 	}
 	p.space()
 	if p.i != len(data) {
-		return ev, false
-	}
-	if attrs[0] >= 0 && !json.Valid(data[attrs[0]:attrs[1]]) {
 		return ev, false
 	}
 	// Required fields present and non-empty; optional ones, when present,
@@ -193,8 +198,8 @@ func (p *fastParser) byte(c byte) bool {
 	return true
 }
 
-// plainString reads a string without escapes or control characters and
-// returns the span of its contents.
+// plainString reads a string without escapes or control characters, in
+// valid UTF-8, and returns the span of its contents.
 func (p *fastParser) plainString() (start, end int, ok bool) {
 	if !p.byte('"') {
 		return 0, 0, false
@@ -222,8 +227,7 @@ func (p *fastParser) plainString() (start, end int, ok bool) {
 }
 
 // skipValue moves past one JSON object or array, tracking strings (with
-// escapes) so brackets inside them do not count. It checks nesting only;
-// the caller validates the skipped bytes with json.Valid.
+// escapes) so brackets inside them do not count. It checks nesting only.
 func (p *fastParser) skipValue() bool {
 	depth := 0
 	for p.i < len(p.data) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -22,38 +23,20 @@ type wireEvent struct {
 	Attributes  json.RawMessage `json:"attributes"`
 }
 
-// lowercaseKeys reports whether no object key in data holds an upper-case
-// ASCII letter. encoding/json matches field names without regard to case,
-// the envelope does not: "Event_ID" is an unknown field, so such input
-// takes the slow path.
-func lowercaseKeys(data []byte) bool {
-	inString, escaped, upper := false, false, false
-	for i := 0; i < len(data); i++ {
-		c := data[i]
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-				if upper {
-					j := i + 1
-					for j < len(data) && (data[j] == ' ' || data[j] == '\t' || data[j] == '\n' || data[j] == '\r') {
-						j++
-					}
-					if j < len(data) && data[j] == ':' {
-						return false
-					}
-				}
-			case c >= 'A' && c <= 'Z':
-				upper = true
-			}
-			continue
-		}
-		if c == '"' {
-			inString, upper = true, false
+// plainTopLevel reports whether data is a JSON object none of whose keys
+// holds an upper-case ASCII letter and none of whose values is null.
+// encoding/json matches field names without regard to case and reads a
+// null as an absent field; the envelope does neither ("Event_ID" is an
+// unknown field, a null a wrong type), so such input takes the slow path.
+// Keys and nulls inside attributes do not matter: they stay raw JSON.
+func plainTopLevel(data []byte) bool {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil {
+		return false
+	}
+	for key, value := range top {
+		if strings.ContainsFunc(key, func(r rune) bool { return r >= 'A' && r <= 'Z' }) || string(value) == "null" {
+			return false
 		}
 	}
 	return true
@@ -66,7 +49,7 @@ func lowercaseKeys(data []byte) bool {
 // returns ok false and the caller takes the slow path, which reports every
 // problem with its field: the fast path never decides that an event is bad.
 func parseFastReference(data []byte) (Event, bool) {
-	if bytes.Contains(data, []byte("null")) || !lowercaseKeys(data) {
+	if !plainTopLevel(data) {
 		return Event{}, false
 	}
 	var w wireEvent
@@ -118,10 +101,18 @@ func parseFastReference(data []byte) (Event, bool) {
 
 // FuzzParseFast checks the hand-written decoder against encoding/json: what
 // it accepts, the reference accepts with the same fields. (It may decline
-// more: the slow path then decides.)
+// more: the slow path then decides.) It also checks it against the slow
+// path: what the fast path accepts, the slow path accepts with the same
+// event, so Parse's answer does not depend on the path taken.
 func FuzzParseFast(f *testing.F) {
 	for _, c := range envelopeCases() {
 		f.Add([]byte(c.json))
+	}
+	for _, c := range strictCases() {
+		f.Add([]byte(c.json))
+	}
+	for _, c := range strictValidCases() {
+		f.Add([]byte(c))
 	}
 	f.Add([]byte(`{"event_id":"e1","order_id":"O1","system":"shop","status":"paid","status_field":"financial_status","occurred_at":"2026-11-27T10:00:00Z","attributes":{"amount":"12.50","x":[1,{"y":"}"}]}}`))
 	f.Add([]byte(`{"event_id":"e1","order_id":"O1","system":"shop","status":"paid","occurred_at":"2026-11-27T10:00:00Z","external_ref":""}`))
@@ -137,6 +128,13 @@ func FuzzParseFast(f *testing.F) {
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("decoded differently:\n got %+v\nwant %+v", got, want)
+		}
+		slow, err := parseSlow(data, 0)
+		if err != nil {
+			t.Fatalf("the slow path rejects what the fast path accepts: %v\n%q", err, data)
+		}
+		if !reflect.DeepEqual(got, slow) {
+			t.Fatalf("the slow path decoded differently:\n fast %+v\n slow %+v", got, slow)
 		}
 	})
 }

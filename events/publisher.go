@@ -137,11 +137,18 @@ func CheckZoned(data []byte, known SystemChecker, zones ZoneOf) (Event, error) {
 	return ev, nil
 }
 
-// Publish validates and appends one event built in Go.
+// Publish validates and appends one event built in Go. A string field that
+// is not valid UTF-8 is rejected (invalid_utf8) before anything is sent:
+// encoding it would silently turn its bad bytes into U+FFFD. The dead
+// letter then holds the event as encoded.
 func (p *Publisher) Publish(ctx context.Context, ev Event) (Result, error) {
 	data, err := ev.Marshal()
 	if err != nil {
 		return Result{}, fmt.Errorf("events: encode event: %w", err)
+	}
+	ve := &ValidationError{}
+	if ev.validateText(ve); len(ve.Problems) > 0 {
+		return p.reject(ctx, ev, data, ve)
 	}
 	return p.PublishRaw(ctx, data)
 }

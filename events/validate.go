@@ -63,8 +63,14 @@ func (e *GateError) Error() string { return fmt.Sprintf("gate: %s (%s)", e.Descr
 // Validate asks the boundary gate on nc whether ev may be written to target
 // ("" = the record system). A flag is a normal reply, not an error: the
 // caller decides what to do with it. A malformed request returns a
-// *GateError.
+// *GateError. An event with a string field that is not valid UTF-8 is not
+// sent (encoding it would turn the bad bytes into U+FFFD and the gate
+// would judge another event): its *ValidationError is returned.
 func Validate(ctx context.Context, nc *nats.Conn, ev Event, target string) (*ValidateReply, error) {
+	ve := &ValidationError{}
+	if ev.validateText(ve); len(ve.Problems) > 0 {
+		return nil, ve
+	}
 	data, err := ev.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("events: encode event: %w", err)
