@@ -267,14 +267,14 @@ func (a *App) Start(ctx context.Context) (err error) {
 		for i, s := range a.cfg.Systems {
 			systems[i] = s.ID
 		}
-		metrics, err := projector.NewMetrics(meter)
+		counted, err := telemetry.NewEventCounter(meter, "projector")
 		if err != nil {
 			return err
 		}
 		proj, err := projector.New(projector.Options{
 			JS: b.JS, Store: a.Store, Applier: a.Applier, Systems: systems,
 			Logger:  a.log.With().Str("component", "projector").Logger(),
-			Tracing: a.Tracing, Metrics: metrics,
+			Tracing: a.Tracing, Counted: counted,
 			OnBatch: func(system string, outcomes []projections.Outcome) {
 				if a.Policy != nil {
 					a.Policy.Arrived(system, arrivals(outcomes), time.Now())
@@ -378,11 +378,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
-			metrics, err := ingest.NewMetrics(meter)
+			counted, err := telemetry.NewEventCounter(meter, "ingest")
 			if err != nil {
 				return err
 			}
-			h := ingest.New(pub, a.log.With().Str("component", "ingest").Logger(), metrics, a.Tracing)
+			h := ingest.New(pub, a.log.With().Str("component", "ingest").Logger(), counted, a.Tracing)
 			a.HTTP.Handle("POST /v1/events", h)
 		}
 		if a.serves(ServiceAPI) {

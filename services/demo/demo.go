@@ -18,6 +18,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/schedule"
 )
 
 // Config is the demo stack: the example stack with SLAs short enough to see
@@ -157,18 +158,12 @@ func (s *Simulator) script(channel string) (steps []step, fault string) {
 	return happy(), fault
 }
 
-// Run generates orders until ctx ends.
+// Run generates orders until ctx ends, and returns once every order it
+// started has stopped.
 func (s *Simulator) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	t := time.NewTicker(time.Duration(float64(s.Every) / s.Speed))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	schedule.Every(ctx, time.Duration(float64(s.Every)/s.Speed), false, func(ctx context.Context) error {
 		n := s.n.Add(1)
 		channel := "shop"
 		if s.intn(3) == 0 {
@@ -179,12 +174,9 @@ func (s *Simulator) Run(ctx context.Context) {
 			order = fmt.Sprintf("114-%07d-%05d", 3000000+s.intn(999999), n)
 		}
 		steps, _ := s.script(channel)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.play(ctx, order, steps)
-		}()
-	}
+		wg.Go(func() { s.play(ctx, order, steps) })
+		return nil
+	}, nil)
 }
 
 func (s *Simulator) play(ctx context.Context, order string, steps []step) {

@@ -37,16 +37,16 @@ const chunk = 1024
 type Handler struct {
 	pub     *events.Publisher
 	log     zerolog.Logger
-	metrics *Metrics
+	counted *telemetry.EventCounter
 	tracing *telemetry.Tracing
 }
 
-// New returns the handler. metrics (NewMetrics) counts each result; an
+// New returns the handler. counted (stage "ingest") counts each result; an
 // enabled tracing starts a span per request, whose context travels into
 // the published events' headers through the Publisher's hook. Both may be
 // nil.
-func New(pub *events.Publisher, log zerolog.Logger, metrics *Metrics, tracing *telemetry.Tracing) *Handler {
-	return &Handler{pub: pub, log: log, metrics: metrics, tracing: tracing}
+func New(pub *events.Publisher, log zerolog.Logger, counted *telemetry.EventCounter, tracing *telemetry.Tracing) *Handler {
+	return &Handler{pub: pub, log: log, counted: counted, tracing: tracing}
 }
 
 // BatchReply is the reply to an NDJSON body.
@@ -157,4 +157,4 @@ func (h *Handler) Ingest(ctx context.Context, body io.Reader) (*BatchReply, erro
 	return reply, nil
 }
 
-func (h *Handler) observe(res events.Result) { h.metrics.received(res) }
+func (h *Handler) observe(res events.Result) { h.counted.Add(res.System, string(res.Outcome), 1) }

@@ -58,9 +58,9 @@ type Options struct {
 	Applier *projections.Applier
 	Systems []string
 	Logger  zerolog.Logger
-	// Metrics, when set, counts each committed batch's outcomes
-	// (NewMetrics).
-	Metrics *Metrics
+	// Counted, when set, counts each committed batch's outcomes (stage
+	// "projector").
+	Counted *telemetry.EventCounter
 	// OnBatch, when set, is called after each committed batch with the
 	// system and the outcomes (the detector's hand-over, the alert
 	// policy's arrivals, tests). It must not block,
@@ -335,7 +335,7 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 		if err := p.opts.Store.CommitTx(tx, true); err != nil {
 			return err
 		}
-		p.opts.Metrics.committed(w.system, outcomes)
+		countOutcomes(p.opts.Counted, w.system, outcomes)
 		// OnBatch runs before the checkpoint is published: whoever waits
 		// for the checkpoint (the detector) finds the outcomes handed over.
 		if p.opts.OnBatch != nil && len(outcomes) > 0 {
@@ -406,6 +406,20 @@ func (p *Projector) sentry(ctx context.Context, g *errgroup.Group) error {
 			return nil
 		case <-tick.C:
 		}
+	}
+}
+
+// countOutcomes counts a committed batch's outcomes per result.
+func countOutcomes(c *telemetry.EventCounter, system string, outcomes []projections.Outcome) {
+	if c == nil {
+		return
+	}
+	var counts [projections.Rejected + 1]int64
+	for i := range outcomes {
+		counts[outcomes[i].Result]++
+	}
+	for r := projections.Applied; r <= projections.Rejected; r++ {
+		c.Add(system, r.String(), counts[r])
 	}
 }
 

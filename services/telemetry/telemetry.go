@@ -1,9 +1,10 @@
 // Package telemetry builds driftwatch's OpenTelemetry meter provider,
 // exported on /metrics in the Prometheus text format, and its tracing.
 // Each component makes its own instruments from the meter (detector,
-// projector, ingest, gate and reconcile each have a NewMetrics); a
+// gate and reconcile each have a NewMetrics); a
 // component given no meter records nothing, so tests and tools can leave
-// it out.
+// it out. The events counter is shared by ingest and the projector
+// (EventCounter).
 package telemetry
 
 import (
@@ -71,20 +72,34 @@ func (m *Metrics) Meter() metric.Meter {
 	return m.meter
 }
 
-// EventsIn is driftwatch.events.in, the counter of events received that
-// ingest and the projector both record into (one instrument: the same
-// name and description give the same counter).
-func EventsIn(meter metric.Meter) (metric.Int64Counter, error) {
-	return meter.Int64Counter("driftwatch.events.in", metric.WithDescription("Events received, per system and outcome (accepted, duplicate, rejected at ingest; applied, late, acked, duplicate, rejected by the projector)"))
+// EventCounter counts events received at one stage (ingest, projector)
+// per system and outcome, in driftwatch.events.in: ingest and the
+// projector each make theirs, and both record into the one counter (the
+// same name and description give the same instrument). A nil
+// *EventCounter records nothing.
+type EventCounter struct {
+	counter metric.Int64Counter
+	stage   attribute.KeyValue
 }
 
-// CountEvents adds n events of system with an outcome at a stage (ingest
-// or projector) to counter.
-func CountEvents(counter metric.Int64Counter, stage, system, outcome string, n int64) {
-	if n == 0 {
+// NewEventCounter makes the counter of a stage from meter (nil: none).
+func NewEventCounter(meter metric.Meter, stage string) (*EventCounter, error) {
+	if meter == nil {
+		return nil, nil
+	}
+	c, err := meter.Int64Counter("driftwatch.events.in", metric.WithDescription("Events received, per system and outcome (accepted, duplicate, rejected at ingest; applied, late, acked, duplicate, rejected by the projector)"))
+	if err != nil {
+		return nil, err
+	}
+	return &EventCounter{counter: c, stage: attribute.String("stage", stage)}, nil
+}
+
+// Add counts n events of system with an outcome.
+func (c *EventCounter) Add(system, outcome string, n int64) {
+	if c == nil || n == 0 {
 		return
 	}
-	counter.Add(context.Background(), n, metric.WithAttributes(attribute.String("stage", stage), attribute.String("system", system), attribute.String("outcome", outcome)))
+	c.counter.Add(context.Background(), n, metric.WithAttributes(c.stage, attribute.String("system", system), attribute.String("outcome", outcome)))
 }
 
 // Gauge is one observed value with its labels.
