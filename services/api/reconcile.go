@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -82,6 +83,9 @@ func (h *ReconcileHandlers) ops(w http.ResponseWriter, r *http.Request) {
 type SnapshotHandlers struct {
 	Config    *config.Config
 	Publisher reconcile.Publisher
+	// Limits bound one request: its body, rows, records and fields (a
+	// zero field: reconcile.DefaultLimits, a 64 MiB body and 100,000 rows).
+	Limits reconcile.Limits
 }
 
 // Register adds the route.
@@ -89,6 +93,14 @@ func (h *SnapshotHandlers) Register(s *Server) {
 	s.HandleFunc("POST /v1/snapshots/{system}", h.importSnapshot)
 }
 
+// importSnapshot streams the body into reconcile.Import, reading at most
+// Limits.MaxBytes of it. When every row was read it answers 200 with the
+// import's result (each row applied or refused, by line). When the import
+// stopped early it answers the same result with "error" and "code" added:
+// 413 for a body, a record or a row count over its limit, 400 for a body
+// that is not CSV, 503 when the log failed; the rows before the line named
+// in "stopped" were imported (they are listed), the rest were not read. A
+// body declared larger than the limit is refused before any row is read.
 func (h *SnapshotHandlers) importSnapshot(w http.ResponseWriter, r *http.Request) {
 	sys := r.PathValue("system")
 	if !h.Config.Known(sys) {
@@ -100,10 +112,32 @@ func (h *SnapshotHandlers) importSnapshot(w http.ResponseWriter, r *http.Request
 	if bytes.HasPrefix([]byte(ct), []byte("text/csv")) || r.URL.Query().Get("format") == "csv" {
 		format = events.FormatCSV
 	}
-	st, err := reconcile.Import(r.Context(), h.Publisher, sys, r.Body, format, time.Now(), nil)
-	if err != nil {
+	lim := h.Limits.WithDefaults()
+	if r.ContentLength > lim.MaxBytes {
+		httpjson.WriteError(w, http.StatusRequestEntityTooLarge, reconcile.CodeTooLarge,
+			fmt.Sprintf("the body is %d bytes; one snapshot import takes at most %d MiB: send the file in several requests (driftwatch snapshot import does)", r.ContentLength, lim.MaxBytes>>20))
+		return
+	}
+	body := http.MaxBytesReader(w, r.Body, lim.MaxBytes)
+	st, err := reconcile.Import(r.Context(), h.Publisher, sys, body, format, time.Now(), lim, nil)
+	if err == nil {
+		httpjson.Write(w, http.StatusOK, st)
+		return
+	}
+	var stop *reconcile.StopError
+	if !errors.As(err, &stop) {
 		httpjson.WriteError(w, http.StatusBadRequest, "bad_snapshot", err.Error())
 		return
 	}
-	httpjson.Write(w, http.StatusOK, st)
+	status := http.StatusBadRequest
+	switch stop.Code {
+	case reconcile.CodeTooLarge, reconcile.CodeTooManyRows, reconcile.CodeRecordTooLong:
+		status = http.StatusRequestEntityTooLarge
+	case reconcile.CodeLogFailed:
+		status = http.StatusServiceUnavailable
+	}
+	httpjson.Write(w, status, struct {
+		httpjson.ErrorBody
+		reconcile.ImportStats
+	}{httpjson.ErrorBody{Error: stop.Error(), Code: stop.Code}, st})
 }

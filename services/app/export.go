@@ -1,19 +1,21 @@
 package app
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/driftwatch/driftwatch/services/api"
+	"github.com/driftwatch/driftwatch/services/csvout"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/httpjson"
 )
 
 // serveExportMismatches streams the mismatch history (GET
 // /v1/export/mismatches?since=&format=csv|ndjson&state=&pattern=&system=).
+// CSV cells that a spreadsheet would run as a formula get a leading quote
+// (package csvout).
 func (a *App) serveExportMismatches(w http.ResponseWriter, r *http.Request) {
 	f, err := api.FilterFromQuery(r)
 	if err != nil {
@@ -24,7 +26,7 @@ func (a *App) serveExportMismatches(w http.ResponseWriter, r *http.Request) {
 	switch format {
 	case "", "csv":
 		w.Header().Set("Content-Type", "text/csv")
-		cw := csv.NewWriter(w)
+		cw := csvout.NewWriter(w)
 		_ = cw.Write(detector.MismatchCSVHeader)
 		err = detector.ScanMismatches(a.Store, f, func(m *detector.Mismatch) error { return cw.Write(detector.MismatchCSVRow(m)) })
 		cw.Flush()

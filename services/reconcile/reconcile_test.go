@@ -344,3 +344,68 @@ func TestOpsAlerts(t *testing.T) {
 		return nil
 	})
 }
+
+// importReply is the JSON reply of POST /v1/snapshots/{system}.
+type importReply struct {
+	Code     string `json:"code"`
+	Rows     int    `json:"rows"`
+	Accepted int    `json:"accepted"`
+	Rejected int    `json:"rejected"`
+	Applied  []struct {
+		From int `json:"from"`
+		To   int `json:"to"`
+	} `json:"applied"`
+	Refused []struct {
+		Line    int    `json:"line"`
+		OrderID string `json:"order_id"`
+		Code    string `json:"code"`
+	} `json:"refused"`
+	Stopped *struct {
+		Line int    `json:"line"`
+		Code string `json:"code"`
+	} `json:"stopped"`
+}
+
+// TestSnapshotImportBoundsOverHTTP checks the bounds of POST
+// /v1/snapshots/{system}: a body declared over 64 MiB is refused with 413
+// before anything is read; a field over 8 KiB refuses its row, named by
+// line, while the other rows are applied; a record over 64 KiB stops the
+// import with 413 naming its line, after the rows before it.
+func TestSnapshotImportBoundsOverHTTP(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	now := time.Now().UTC().Format(time.RFC3339)
+
+	// An unclosed quote and 65 MiB after it: one record as far as CSV goes.
+	huge := "order_id,status\n\"B-1," + strings.Repeat("x", 65<<20)
+	status, body := env.Do(t, "POST", "/v1/snapshots/erp", "text/csv", huge)
+	if status != 413 || !strings.Contains(body, `"code":"too_large"`) || !strings.Contains(body, "64 MiB") {
+		t.Fatalf("a body over 64 MiB: %d %.300s", status, body)
+	}
+
+	csv := "order_id,status,updated_at,attributes.note\n" +
+		"F-1,Pending Fulfillment," + now + ",\n" +
+		"F-2,Pending Fulfillment," + now + "," + strings.Repeat("y", 9<<10) + "\n" +
+		"F-3,Billed," + now + ",short\n"
+	status, body = env.Do(t, "POST", "/v1/snapshots/erp", "text/csv", csv)
+	var st importReply
+	if err := json.Unmarshal([]byte(body), &st); err != nil || status != 200 {
+		t.Fatalf("a field over 8 KiB: %d %.300s", status, body)
+	}
+	if st.Rows != 3 || st.Accepted != 2 || st.Rejected != 1 || len(st.Refused) != 1 ||
+		st.Refused[0].Line != 3 || st.Refused[0].Code != "field_too_long" || st.Refused[0].OrderID != "F-2" ||
+		fmt.Sprint(st.Applied) != "[{2 2} {4 4}]" {
+		t.Fatalf("a field over 8 KiB: %.500s", body)
+	}
+
+	csv = "order_id,status,updated_at\n" +
+		"L-1,Pending Fulfillment," + now + "\n" +
+		"L-2,\"" + strings.Repeat("z\n", 40<<10) + "\"," + now + "\n" +
+		"L-3,Billed," + now + "\n"
+	status, body = env.Do(t, "POST", "/v1/snapshots/erp", "text/csv", csv)
+	st = importReply{}
+	_ = json.Unmarshal([]byte(body), &st)
+	if status != 413 || st.Code != "record_too_long" || st.Stopped == nil || st.Stopped.Line != 3 ||
+		st.Rows != 1 || st.Accepted != 1 || fmt.Sprint(st.Applied) != "[{2 2}]" {
+		t.Fatalf("a record over 64 KiB: %d %.500s", status, body)
+	}
+}

@@ -1,7 +1,6 @@
 package reconcile
 
 import (
-	"encoding/csv"
 	"fmt"
 	"io"
 	"math/big"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/csvout"
 	"github.com/driftwatch/driftwatch/services/detector"
 )
 
@@ -382,9 +382,11 @@ func statText(s Stat, skewed int, detect bool) string {
 	return t
 }
 
-// WriteCSV writes the report as section,key,value rows.
+// WriteCSV writes the report as section,key,value rows. A cell that a
+// spreadsheet would run as a formula (a currency from an event, a negative
+// amount) gets a leading quote (package csvout).
 func (r *Report) WriteCSV(w io.Writer) error {
-	cw := csv.NewWriter(w)
+	cw := csvout.NewWriter(w)
 	row := func(section, key string, value any) { _ = cw.Write([]string{section, key, fmt.Sprint(value)}) }
 	row("section", "key", "value")
 	row("run", "id", r.ID)

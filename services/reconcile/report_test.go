@@ -195,3 +195,19 @@ func TestDueAtStart(t *testing.T) {
 		store.Close()
 	}
 }
+
+// TestReportCSVNeutralisesFormulas checks that a value from an event (here
+// a currency, from attributes.currency) that a spreadsheet would run as a
+// formula is written with a leading quote, and so is a negative amount.
+func TestReportCSVNeutralisesFormulas(t *testing.T) {
+	rep := &Report{ID: "r1", ValueAtRisk: map[string]string{`=HYPERLINK("http://x","y")`: "-12.50", "EUR": "3.00"}}
+	var buf bytes.Buffer
+	if err := rep.WriteCSV(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`value_at_risk,"'=HYPERLINK(""http://x"",""y"")",'-12.50` + "\n", "value_at_risk,EUR,3.00\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("csv report lacks %q:\n%s", want, buf.String())
+		}
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/csvout"
 )
 
 func newExportCmd() *cobra.Command {
@@ -94,7 +94,8 @@ var EventCSVHeader = []string{"seq", "received_at", "occurred_at", "system", "or
 
 // exportEvents streams the log from from (by the log's timestamp) until to.
 // zones (may be nil) reads an occurred_at without an offset in its system's
-// configured zone, as the projector does.
+// configured zone, as the projector does. CSV cells that a spreadsheet
+// would run as a formula get a leading quote (package csvout).
 func exportEvents(ctx context.Context, js jetstream.JetStream, w io.Writer, from, to time.Time, system, format string, zones events.ZoneOf) error {
 	stream, err := js.Stream(ctx, events.EventsStream)
 	if err != nil {
@@ -120,7 +121,7 @@ func exportEvents(ctx context.Context, js jetstream.JetStream, w io.Writer, from
 	if err != nil {
 		return err
 	}
-	cw := csv.NewWriter(w)
+	cw := csvout.NewWriter(w)
 	enc := json.NewEncoder(w)
 	if format == "csv" {
 		_ = cw.Write(EventCSVHeader)

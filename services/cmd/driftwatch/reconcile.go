@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/httpjson"
 	"github.com/driftwatch/driftwatch/services/reconcile"
 )
 
@@ -61,8 +67,13 @@ func newSnapshotCmd() *cobra.Command {
 		Long: `Append a system's export to the log as kind snapshot events. Where a row
 differs from what the log shows for that system, driftwatch raises
 missing_event: an event that never reached the log. Event ids come from the
-rows' content, so importing the same file twice adds nothing. Large files
-stream in constant memory.`,
+rows' content, so importing the same file twice adds nothing.
+
+Large files stream in bounded memory: the file is sent in pieces of at most
+100,000 rows and 16 MiB, each one import. Every refused row is printed to
+stderr with its line in the file and why; the summary names the lines
+applied. A record over 64 KiB, a field over 8 KiB (that row is refused), or
+a line that is not CSV is reported with its line number.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if system == "" {
@@ -76,19 +87,21 @@ stream in constant memory.`,
 			if format == "" {
 				format = string(events.FormatOf(args[0]))
 			}
+			if format != string(events.FormatCSV) && format != string(events.FormatNDJSON) {
+				return usagef("--format: %q: want csv or ndjson", format)
+			}
 			var r io.Reader = f
 			var bar *progressbar.ProgressBar
 			if st, err := f.Stat(); err == nil && !quiet && isTerminal(os.Stderr) {
 				bar = progressbar.DefaultBytes(st.Size(), "importing "+args[0])
 				r = io.TeeReader(f, bar)
 			}
-			var st reconcile.ImportStats
+			var importPiece func(piece []byte) (reconcile.ImportStats, error)
 			if httpAddr != "" {
 				c := newAPIClient(httpAddr)
 				c.http = &http.Client{Timeout: 0}
-				q := "?format=" + format
-				if err := c.do("POST", "/v1/snapshots/"+system+q, r, &st); err != nil {
-					return err
+				importPiece = func(piece []byte) (reconcile.ImportStats, error) {
+					return postSnapshot(c, system, format, piece)
 				}
 			} else {
 				nc, err := nats.Connect(natsURL, nats.Name("driftwatch-snapshot"))
@@ -100,20 +113,45 @@ stream in constant memory.`,
 				if err != nil {
 					return err
 				}
-				st, err = reconcile.Import(cmd.Context(), pub, system, r, events.FileFormat(format), time.Now(), nil)
-				if err != nil {
-					return err
+				now := time.Now()
+				importPiece = func(piece []byte) (reconcile.ImportStats, error) {
+					return reconcile.Import(cmd.Context(), pub, system, bytes.NewReader(piece), events.FileFormat(format), now, reconcile.DefaultLimits, nil)
 				}
 			}
+			var total reconcile.ImportStats
+			err = reconcile.Split(r, events.FileFormat(format), reconcile.DefaultLimits, snapshotPieceBytes, func(piece []byte, delta int) error {
+				st, err := importPiece(piece)
+				st.Shift(delta)
+				for _, rf := range st.Refused {
+					order := ""
+					if rf.OrderID != "" {
+						order = " (order " + rf.OrderID + ")"
+					}
+					printf(os.Stderr, "line %d%s refused: %s: %s\n", rf.Line, order, rf.Code, rf.Error)
+				}
+				st.Refused = nil // printed; the total keeps the counts
+				total.Add(st)
+				if err != nil && st.Stopped != nil {
+					return st.Stopped
+				}
+				return err
+			})
 			if bar != nil {
 				_ = bar.Finish()
 			}
-			for _, e := range st.Errors {
-				printf(os.Stderr, "rejected: %s\n", e.Error)
+			printf(os.Stdout, "imported %d rows of %s: %d new, %d already in the log, %d refused\n", total.Rows, system, total.Accepted, total.Duplicate, total.Rejected)
+			if len(total.Applied) > 0 {
+				printf(os.Stdout, "applied: lines %s\n", lineRanges(total.Applied))
 			}
-			printf(os.Stdout, "imported %d rows of %s: %d new, %d already in the log, %d rejected\n", st.Rows, system, st.Accepted, st.Duplicate, st.Rejected)
-			if st.Rejected > 0 {
-				return fmt.Errorf("%d rows rejected", st.Rejected)
+			if err != nil {
+				var stop *reconcile.StopError
+				if errors.As(err, &stop) {
+					return fmt.Errorf("import stopped at line %d of %s (%s): %s", stop.Line, args[0], stop.Code, stop.Message)
+				}
+				return err
+			}
+			if total.Rejected > 0 {
+				return fmt.Errorf("%d rows refused", total.Rejected)
 			}
 			return nil
 		},
@@ -126,4 +164,59 @@ stream in constant memory.`,
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	cmd.AddCommand(imp)
 	return cmd
+}
+
+// snapshotPieceBytes is the most bytes snapshot import sends in one
+// request: a quarter of the server's default body limit.
+const snapshotPieceBytes = reconcile.DefaultMaxBytes / 4
+
+// postSnapshot imports one piece of an export through POST
+// /v1/snapshots/{system}. A stopped import's reply carries its result too:
+// it is returned with the *reconcile.StopError.
+func postSnapshot(c *apiClient, system, format string, piece []byte) (reconcile.ImportStats, error) {
+	path := "/v1/snapshots/" + url.PathEscape(system) + "?format=" + url.QueryEscape(format)
+	req, err := http.NewRequest("POST", c.base+path, bytes.NewReader(piece))
+	if err != nil {
+		return reconcile.ImportStats{}, err
+	}
+	if format == string(events.FormatCSV) {
+		req.Header.Set("Content-Type", "text/csv")
+	} else {
+		req.Header.Set("Content-Type", "application/x-ndjson")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return reconcile.ImportStats{}, fmt.Errorf("driftwatch API at %s: %w (is driftwatch serve running? see --http)", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return reconcile.ImportStats{}, err
+	}
+	var reply struct {
+		httpjson.ErrorBody
+		reconcile.ImportStats
+	}
+	jerr := json.Unmarshal(data, &reply)
+	switch {
+	case resp.StatusCode/100 == 2 && jerr == nil:
+		return reply.ImportStats, nil
+	case reply.Stopped != nil:
+		return reply.ImportStats, reply.Stopped
+	case reply.Error != "":
+		return reply.ImportStats, errors.New(reply.Error)
+	}
+	return reconcile.ImportStats{}, fmt.Errorf("POST %s: %s", path, resp.Status)
+}
+
+// lineRanges renders line ranges as "2-1001, 1003".
+func lineRanges(rs []reconcile.LineRange) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprint(r.From)
+		if r.To != r.From {
+			parts[i] += fmt.Sprintf("-%d", r.To)
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/csv"
 	"fmt"
 	"net/url"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/csvout"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/replay"
 )
@@ -106,7 +106,7 @@ func printReplay(v replay.View, output string) error {
 	case "json":
 		return printJSON(v)
 	case "csv":
-		cw := csv.NewWriter(os.Stdout)
+		cw := csvout.NewWriter(os.Stdout)
 		_ = cw.Write([]string{"seq", "system", "kind", "event_id", "status", "canonical", "payment", "occurred_at", "received_at", "lag_ms", "actor", "ack_of", "notes"})
 		for _, e := range v.Events {
 			_ = cw.Write([]string{fmt.Sprint(e.Seq), e.System, e.Kind, e.EventID, e.Status, e.Canonical, e.Payment, e.OccurredAt, e.ReceivedAt, fmt.Sprint(e.LagMillis), e.Actor, e.AckOf, strings.Join(e.Notes, "; ")})
@@ -151,7 +151,7 @@ func printMismatches(ms []*detector.Mismatch, output, summary string) error {
 	case "json":
 		return printJSON(ms)
 	case "csv":
-		cw := csv.NewWriter(os.Stdout)
+		cw := csvout.NewWriter(os.Stdout)
 		_ = cw.Write(detector.MismatchCSVHeader)
 		for _, m := range ms {
 			_ = cw.Write(detector.MismatchCSVRow(m))
