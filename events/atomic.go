@@ -62,20 +62,22 @@ type PublishStats struct {
 	AtomicBatches uint64 `json:"atomic_batches"` // atomic batches stored
 	AtomicEvents  uint64 `json:"atomic_events"`  // events stored in them
 	SingleEvents  uint64 `json:"single_events"`  // events published one by one
+	// AtomicRefused counts atomic batches JetStream refused (most for
+	// holding an event already in the log): the extra work a re-sent
+	// batch costs.
+	AtomicRefused uint64 `json:"atomic_refused"`
 }
 
 // Stats returns the counts so far.
 func (p *Publisher) Stats() PublishStats {
-	return PublishStats{AtomicBatches: p.atomicBatches.Load(), AtomicEvents: p.atomicEvents.Load(), SingleEvents: p.singleEvents.Load()}
+	return PublishStats{AtomicBatches: p.atomicBatches.Load(), AtomicEvents: p.atomicEvents.Load(), SingleEvents: p.singleEvents.Load(),
+		AtomicRefused: p.atomicRefused.Load()}
 }
 
 // sentBatch is an atomic batch waiting for its PubAck.
 type sentBatch struct {
 	items []batchItem
-	sent  []int // positions in items of the events sent, in batch order
-	// dupOf maps a position in items whose Nats-Msg-Id repeats an earlier
-	// one of the batch to that earlier position (not sent again).
-	dupOf map[int]int
+	half  bool // a half of a batch refused for a duplicate
 }
 
 // batchAck is JetStream's answer to a batch commit.
@@ -94,6 +96,14 @@ type batchAck struct {
 // batches JetStream refused for another reason than a duplicate, of small
 // batches refused for one, and of batches whose acknowledgement did not
 // come. Such events may be stored after events of later batches.
+//
+// A batch refused for holding an event already in the log is split in
+// halves once, so that the new events of a batch with a few repeats keep
+// their one write; a half refused again goes event by event (a repeat
+// costs no write there, only its acknowledgement). Once two halves of
+// batches were refused, the call is re-sending what the log holds, and
+// every batch still queued goes event by event too: re-sending a batch
+// costs about what sending it once did, not a cascade of refused batches.
 func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, results []Result) (rest []batchItem) {
 	var queue [][]batchItem
 	for start := 0; start < len(items); start += p.atomicBatch {
@@ -110,6 +120,8 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 	timeout := time.NewTimer(commitTimeout)
 	defer timeout.Stop()
 	token := 0
+	halves := map[*batchItem]bool{} // first items of the halves queued
+	refusedHalves := 0
 	for {
 		for len(queue) > 0 && len(inFlight) < maxAtomicBatchInFlight && ctx.Err() == nil {
 			b := queue[0]
@@ -121,6 +133,7 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 				rest = append(rest, b...)
 				continue
 			}
+			sb.half = halves[&b[0]]
 			inFlight[reply] = sb
 		}
 		if len(inFlight) == 0 {
@@ -134,10 +147,24 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 			}
 			delete(inFlight, m.Subject)
 			if err := p.settleAtomic(sb, m.Data, results); err != nil {
-				if err == errSplit && len(sb.items) > minAtomicSplit {
+				p.atomicRefused.Add(1)
+				switch {
+				case err == errSplit && !sb.half && len(sb.items) > minAtomicSplit:
 					half := len(sb.items) / 2
-					queue = append([][]batchItem{sb.items[:half], sb.items[half:]}, queue...)
-				} else {
+					a, b := sb.items[:half], sb.items[half:]
+					halves[&a[0]], halves[&b[0]] = true, true
+					queue = append([][]batchItem{a, b}, queue...)
+				case err == errSplit && sb.half:
+					rest = append(rest, sb.items...)
+					if refusedHalves++; refusedHalves >= 2 {
+						// Re-sending what the log holds: the rest of
+						// the call goes event by event.
+						for _, b := range queue {
+							rest = append(rest, b...)
+						}
+						queue = nil
+					}
+				default:
 					rest = append(rest, sb.items...)
 				}
 			}
@@ -160,30 +187,17 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 }
 
 // sendAtomic publishes one atomic batch, the commit with reply subject
-// reply. An event whose Nats-Msg-Id repeats one earlier in the batch is
-// not sent (JetStream would refuse the whole batch).
+// reply. The items' Nats-Msg-Ids are distinct (PublishBatch sends each
+// once): JetStream refuses a batch that repeats one.
 func (p *Publisher) sendAtomic(ctx context.Context, reply string, items []batchItem) (*sentBatch, error) {
-	sb := &sentBatch{items: items, sent: make([]int, 0, len(items))}
-	first := make(map[string]int, len(items))
-	for i := range items {
-		id := items[i].ev.MsgID()
-		if j, ok := first[id]; ok {
-			if sb.dupOf == nil {
-				sb.dupOf = make(map[int]int)
-			}
-			sb.dupOf[i] = j
-			continue
-		}
-		first[id] = i
-		sb.sent = append(sb.sent, i)
-	}
+	sb := &sentBatch{items: items}
 	batchID := nuid.Next()
-	for k, i := range sb.sent {
-		msg := p.newEventMsg(ctx, &items[i].ev, items[i].data)
+	for k := range items {
+		msg := p.newEventMsg(ctx, &items[k].ev, items[k].data)
 		msg.Header.Set(jetstream.ExpectedStreamHeader, EventsStream)
 		msg.Header.Set(HeaderBatchID, batchID)
 		msg.Header.Set(HeaderBatchSeq, strconv.Itoa(k+1))
-		if k == len(sb.sent)-1 {
+		if k == len(items)-1 {
 			msg.Header.Set(HeaderBatchCommit, "1")
 			msg.Reply = reply
 		}
@@ -210,24 +224,15 @@ func (p *Publisher) settleAtomic(sb *sentBatch, data []byte, results []Result) e
 		p.atomicUntil.Store(0) // the stream may have changed: ask again next time
 		return errBatchRefused
 	}
-	if ack.Count != len(sb.sent) || ack.Seq < uint64(len(sb.sent)) {
+	if ack.Count != len(sb.items) || ack.Seq < uint64(len(sb.items)) {
 		return errBatchRefused // not the batch we sent: publish its events again, deduplicated
 	}
 	p.atomicBatches.Add(1)
-	p.atomicEvents.Add(uint64(len(sb.sent)))
-	firstSeq := ack.Seq - uint64(len(sb.sent)) + 1
-	seqOf := make(map[int]uint64, len(sb.dupOf))
-	for k, i := range sb.sent {
-		it := &sb.items[i]
-		seq := firstSeq + uint64(k)
-		results[it.idx] = Result{Outcome: Accepted, EventID: it.ev.EventID, System: it.ev.System, Seq: seq}
-		if sb.dupOf != nil {
-			seqOf[i] = seq
-		}
-	}
-	for i, j := range sb.dupOf {
-		it := &sb.items[i]
-		results[it.idx] = Result{Outcome: Duplicate, EventID: it.ev.EventID, System: it.ev.System, Seq: seqOf[j]}
+	p.atomicEvents.Add(uint64(len(sb.items)))
+	firstSeq := ack.Seq - uint64(len(sb.items)) + 1
+	for k := range sb.items {
+		it := &sb.items[k]
+		results[it.idx] = Result{Outcome: Accepted, EventID: it.ev.EventID, System: it.ev.System, Seq: firstSeq + uint64(k)}
 	}
 	return nil
 }

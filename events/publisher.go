@@ -64,7 +64,7 @@ type Publisher struct {
 	atomicOK    atomic.Bool  // the stream allows atomic batches (atomicAllowed)
 	atomicUntil atomic.Int64 // Unix ns until which atomicOK holds
 
-	atomicBatches, atomicEvents, singleEvents atomic.Uint64 // Stats
+	atomicBatches, atomicEvents, singleEvents, atomicRefused atomic.Uint64 // Stats
 }
 
 // PublisherOption configures a Publisher.
@@ -201,11 +201,38 @@ func (p *Publisher) PublishBatch(ctx context.Context, batch [][]byte) ([]Result,
 		}
 		valid = append(valid, batchItem{idx: i, ev: ev, data: data})
 	}
+	// An event repeated within the call is published once; its copies
+	// are reported as duplicates of it. A call of many copies costs one
+	// publish.
+	first := make(map[string]int, len(valid))
+	var copies map[int]int // index in batch -> index of the first
+	unique := valid[:0]
+	for _, it := range valid {
+		id := it.ev.MsgID()
+		if j, ok := first[id]; ok {
+			if copies == nil {
+				copies = map[int]int{}
+			}
+			copies[it.idx] = j
+			results[it.idx] = Result{Outcome: Duplicate, EventID: it.ev.EventID, System: it.ev.System}
+			continue
+		}
+		first[id] = it.idx
+		unique = append(unique, it)
+	}
+	valid = unique
 	if len(valid) > 1 && p.atomicBatch > 1 && p.atomicAllowed(ctx) {
 		valid = p.publishAtomic(ctx, valid, results)
 	}
 	if err := p.publishEach(ctx, valid, results); err != nil && firstErr == nil {
 		firstErr = err
+	}
+	for i, j := range copies {
+		if results[j].Outcome == "" { // the first failed: so does its copy
+			results[i] = results[j]
+			continue
+		}
+		results[i].Seq = results[j].Seq
 	}
 	return results, firstErr
 }

@@ -262,12 +262,12 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		a.Policy = p
 	}
+	systems := make([]string, len(a.cfg.Systems))
+	for i, s := range a.cfg.Systems {
+		systems[i] = s.ID
+	}
 	if a.serves(ServiceProjector) {
-		systems := make([]string, len(a.cfg.Systems))
-		for i, s := range a.cfg.Systems {
-			systems[i] = s.ID
-		}
-		counted, err := telemetry.NewEventCounter(meter, "projector")
+		counted, err := telemetry.NewEventCounter(meter, "projector", systems)
 		if err != nil {
 			return err
 		}
@@ -378,7 +378,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
-			counted, err := telemetry.NewEventCounter(meter, "ingest")
+			counted, err := telemetry.NewEventCounter(meter, "ingest", systems)
 			if err != nil {
 				return err
 			}

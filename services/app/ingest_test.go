@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,58 @@ func TestRecreatedStreamStopsLoudly(t *testing.T) {
 	}
 	if status, body := env.Do(t, "GET", "/readyz", "", ""); status != 503 || !strings.Contains(body, "stream changed") {
 		t.Fatalf("/readyz after the stream changed: %d %s", status, body)
+	}
+}
+
+// TestResendCostsWhatSendingOnceDid: a batch re-sent whole is reported
+// duplicate event by event with the sequences of the first sending, and
+// costs at most, per atomic batch of 500, the refused batch and its two
+// refused halves (it used to split down to 16 events: 63 refused batches
+// per 500); 5,000 copies of one event cost one publish.
+func TestResendCostsWhatSendingOnceDid(t *testing.T) {
+	cfg := apptest.Config(t, "")
+	env := apptest.Start(t, cfg, "")
+	pub, err := events.NewPublisher(env.NC, events.WithSystems(cfg.Known))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	batch := make([][]byte, 2000)
+	for i := range batch {
+		batch[i] = []byte(fmt.Sprintf(`{"event_id":"rs-%d","order_id":"RS-%d","system":"shop","status":"unfulfilled","occurred_at":"2026-11-27T10:04:05Z"}`, i, i))
+	}
+	first, err := pub.PublishBatch(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := pub.Stats()
+	again, err := pub.PublishBatch(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := pub.Stats()
+	for i := range again {
+		if again[i].Outcome != events.Duplicate || again[i].Seq != first[i].Seq || first[i].Outcome != events.Accepted {
+			t.Fatalf("event %d: first %+v, again %+v", i, first[i], again[i])
+		}
+	}
+	if refused := after.AtomicRefused - before.AtomicRefused; refused > 3*2000/events.DefaultAtomicBatch {
+		t.Fatalf("re-sending 2,000 events cost %d refused atomic batches, want at most 3 per batch of %d", refused, events.DefaultAtomicBatch)
+	}
+	copies := make([][]byte, 5000)
+	for i := range copies {
+		copies[i] = []byte(`{"event_id":"one","order_id":"RS-ONE","system":"shop","status":"unfulfilled","occurred_at":"2026-11-27T10:04:05Z"}`)
+	}
+	before = pub.Stats()
+	res, err := pub.PublishBatch(ctx, copies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after = pub.Stats()
+	if sent := after.SingleEvents + after.AtomicEvents - before.SingleEvents - before.AtomicEvents; sent != 1 {
+		t.Fatalf("5,000 copies of one event were published %d times, want once", sent)
+	}
+	if res[0].Outcome != events.Accepted || res[4999].Outcome != events.Duplicate || res[4999].Seq != res[0].Seq {
+		t.Fatalf("copies: first %+v, last %+v", res[0], res[4999])
 	}
 }

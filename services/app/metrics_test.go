@@ -119,3 +119,49 @@ func TestMetricsTimeToDetectNeverNegative(t *testing.T) {
 		return nil
 	})
 }
+
+// TestMetricLabelsOnlyFromTheConfiguration: events of 50 unknown systems,
+// posted over HTTP and published raw on their subjects, add no series:
+// their system label is _unknown.
+func TestMetricLabelsOnlyFromTheConfiguration(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	var body strings.Builder
+	for i := range 50 {
+		fmt.Fprintf(&body, "%s\n", ev(fmt.Sprintf("junk-%d", i), fmt.Sprintf("junk%02d", i), "paid"))
+	}
+	if status, out := env.Do(t, "POST", "/v1/events", "application/x-ndjson", body.String()); status/100 != 2 && status != 400 && status != 207 {
+		t.Fatalf("%d %s", status, out)
+	}
+	var series []string
+	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		resp, err := http.Get(env.BaseURL + "/metrics")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			return err
+		}
+		series = series[:0]
+		unknown := false
+		for _, m := range families["driftwatch_events_in_total"].GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "system" {
+					series = append(series, l.GetValue())
+					unknown = unknown || l.GetValue() == "_unknown"
+				}
+			}
+		}
+		if !unknown {
+			return fmt.Errorf("no _unknown series yet: %v", series)
+		}
+		return nil
+	})
+	for _, s := range series {
+		if strings.HasPrefix(s, "junk") {
+			t.Fatalf("a junk system made a series: %v", series)
+		}
+	}
+}

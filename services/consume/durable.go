@@ -33,6 +33,9 @@ type Durable struct {
 	Name        string
 	Description string
 	Filter      string
+	// Filters, when set, are the consumer's subjects instead of Filter
+	// (JetStream's FilterSubjects).
+	Filters []string
 	// MaxBatch is the most messages a batch holds.
 	MaxBatch int
 	// Checkpoint is the last stream sequence the reader applied.
@@ -67,15 +70,19 @@ func (d *Durable) Consumer() jetstream.Consumer {
 // the checkpoint + 1.
 func (d *Durable) Create(ctx context.Context) error {
 	cfg := jetstream.ConsumerConfig{
-		Durable:       d.Name,
-		Description:   d.Description,
-		FilterSubject: d.Filter,
-		AckPolicy:     jetstream.AckAllPolicy,
-		AckWait:       5 * time.Minute,
-		MaxAckPending: 20000,
-		MaxDeliver:    -1,
-		MemoryStorage: true,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Durable:        d.Name,
+		Description:    d.Description,
+		FilterSubject:  d.Filter,
+		FilterSubjects: d.Filters,
+		AckPolicy:      jetstream.AckAllPolicy,
+		AckWait:        5 * time.Minute,
+		MaxAckPending:  20000,
+		MaxDeliver:     -1,
+		MemoryStorage:  true,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	}
+	if len(d.Filters) > 0 {
+		cfg.FilterSubject = ""
 	}
 	if ckpt := d.Checkpoint(); ckpt > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, ckpt+1

@@ -49,12 +49,21 @@ func New(pub *events.Publisher, log zerolog.Logger, counted *telemetry.EventCoun
 	return &Handler{pub: pub, log: log, counted: counted, tracing: tracing}
 }
 
-// BatchReply is the reply to an NDJSON body.
+// MaxResults bounds the per-event results of one NDJSON reply: a body of
+// any size gets a reply of bounded size. The counts cover every event;
+// the rejected ones beyond the bound are still in the dead-letter stream
+// with their reasons.
+const MaxResults = 10000
+
+// BatchReply is the reply to an NDJSON body: the counts of every event,
+// and the results of the first MaxResults in body order (ResultsOmitted
+// says how many more there were).
 type BatchReply struct {
-	Accepted  int             `json:"accepted"`
-	Duplicate int             `json:"duplicate"`
-	Rejected  int             `json:"rejected"`
-	Results   []events.Result `json:"results"`
+	Accepted       int             `json:"accepted"`
+	Duplicate      int             `json:"duplicate"`
+	Rejected       int             `json:"rejected"`
+	Results        []events.Result `json:"results"`
+	ResultsOmitted int             `json:"results_omitted,omitempty"`
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +141,9 @@ func (h *Handler) Ingest(ctx context.Context, body io.Reader) (*BatchReply, erro
 				reply.Rejected++
 			}
 		}
-		reply.Results = append(reply.Results, results...)
+		keep := min(len(results), max(MaxResults-len(reply.Results), 0))
+		reply.Results = append(reply.Results, results[:keep]...)
+		reply.ResultsOmitted += len(results) - keep
 		batch = batch[:0]
 		return err
 	}

@@ -22,7 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
+	"math"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,7 +151,7 @@ func (p *Projector) Run(ctx context.Context) error {
 		p.runWorker(g, gctx, w)
 	}
 	p.mu.Unlock()
-	g.Go(func() error { return p.sentry(gctx, g) })
+	g.Go(func() error { return p.sentry(gctx) })
 	err := g.Wait()
 	if ctx.Err() != nil {
 		return nil
@@ -200,11 +204,16 @@ func (p *Projector) checkStream(ctx context.Context) error {
 // worker is one durable consumer and its apply loop.
 type worker struct {
 	name, filter, system string
-	dur                  *consume.Durable      // its consumer's life; Consumer() is safe from Status
-	applied              atomic.Uint64         // checkpoint
-	outcomes             []projections.Outcome // reused by each batch (the worker's goroutine only)
-	deadLettered         atomic.Uint64
-	duplicates           atomic.Uint64
+	// marks (the sentry's worker only) are, per subject it watches, the
+	// last sequence dead-lettered (its checkpoint key SentryName(subject)):
+	// the one consumer reads every unknown subject, resumes at the lowest
+	// mark and skips what each subject has already had dead-lettered.
+	marks        map[string]uint64
+	dur          *consume.Durable      // its consumer's life; Consumer() is safe from Status
+	applied      atomic.Uint64         // checkpoint
+	outcomes     []projections.Outcome // reused by each batch (the worker's goroutine only)
+	deadLettered atomic.Uint64
+	duplicates   atomic.Uint64
 }
 
 // newWorker creates (or resumes) the durable consumer name on filter at its
@@ -216,8 +225,33 @@ func (p *Projector) newWorker(ctx context.Context, name, filter, system string) 
 	}
 	w := &worker{name: name, filter: filter, system: system}
 	w.applied.Store(ckpt)
+	return w, p.startWorker(ctx, w, nil)
+}
+
+// newSentryWorker creates the one consumer that dead-letters the events of
+// every subject in unknown (subjects of no configured system), resuming
+// at the lowest of their marks.
+func (p *Projector) newSentryWorker(ctx context.Context, unknown []string) (*worker, error) {
+	w := &worker{name: SentryConsumer, filter: strings.Join(unknown, " "), marks: make(map[string]uint64, len(unknown))}
+	low := uint64(math.MaxUint64)
+	for _, subj := range unknown {
+		m, err := p.opts.Store.Checkpoint(SentryName(subj))
+		if err != nil {
+			return nil, err
+		}
+		w.marks[subj] = m
+		low = min(low, m)
+	}
+	w.applied.Store(low)
+	return w, p.startWorker(ctx, w, unknown)
+}
+
+// startWorker creates w's consumer (on filters, when set, else on
+// w.filter) and registers w.
+func (p *Projector) startWorker(ctx context.Context, w *worker, filters []string) error {
+	name := w.name
 	w.dur = &consume.Durable{
-		Stream: p.stream, Name: name, Description: "driftwatch projector for " + filter, Filter: filter, MaxBatch: MaxBatch,
+		Stream: p.stream, Name: name, Description: "driftwatch projector for " + w.filter, Filter: w.filter, Filters: filters, MaxBatch: MaxBatch,
 		Checkpoint: w.applied.Load,
 		Apply:      func(ctx context.Context, batch []consume.Msg) error { return p.applyBatch(ctx, w, batch) },
 		Recover: func(ctx context.Context, err error) error {
@@ -238,14 +272,14 @@ func (p *Projector) newWorker(ctx context.Context, name, filter, system string) 
 		},
 	}
 	if err := w.dur.Create(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	w.deadLettered.Store(counter(p.opts.Store, name, "dead_lettered"))
 	w.duplicates.Store(counter(p.opts.Store, name, "duplicates"))
 	p.mu.Lock()
 	p.workers[name] = w
 	p.mu.Unlock()
-	return w, nil
+	return nil
 }
 
 func counter(s *projections.Store, consumer, name string) uint64 {
@@ -278,8 +312,8 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 	for _, m := range msgs {
 		meta := m.Meta
 		seq := meta.Sequence.Stream
-		if seq <= last {
-			continue // redelivered: already applied
+		if seq <= last || (w.marks != nil && seq <= w.marks[m.Subject()]) {
+			continue // redelivered, or already dead-lettered: already applied
 		}
 		if p.opts.Tracing.Enabled() {
 			_, span := p.opts.Tracing.StartFromNATS(ctx, "driftwatch.project", m.Headers(), attribute.String("system", w.system), attribute.Int64("seq", int64(seq)))
@@ -317,6 +351,20 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 		outcomes = append(outcomes, out)
 		last = seq
 	}
+	var marks map[string]uint64 // the sentry's, moved by this batch
+	if last != ckpt && w.marks != nil {
+		marks = map[string]uint64{}
+		for _, m := range msgs {
+			if seq := m.Meta.Sequence.Stream; seq > w.marks[m.Subject()] {
+				marks[m.Subject()] = seq
+			}
+		}
+		for subj, seq := range marks {
+			if err := projections.SetCheckpoint(tx.B, SentryName(subj), seq); err != nil {
+				return err
+			}
+		}
+	}
 	if last != ckpt {
 		if err := projections.SetCheckpoint(tx.B, w.name, last); err != nil {
 			return err
@@ -342,6 +390,7 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 			p.opts.OnBatch(w.system, outcomes)
 		}
 		w.applied.Store(last)
+		maps.Copy(w.marks, marks)
 		w.deadLettered.Add(dead)
 		w.duplicates.Add(dups)
 	}
@@ -362,14 +411,34 @@ func unknownSubjectError(subject string) error {
 	return ve
 }
 
-// sentry checks the stream's identity, looks for subjects of unknown
-// systems in the stream and runs a dead-lettering consumer for each, in g.
-func (p *Projector) sentry(ctx context.Context, g *errgroup.Group) error {
+// sentry checks the stream's identity, and looks for subjects of unknown
+// systems in the stream: one consumer (SentryConsumer) dead-letters the
+// events of all of them, created again on the grown set of subjects when
+// a new one appears. However many junk subjects arrive, they cost one
+// consumer.
+func (p *Projector) sentry(ctx context.Context) error {
 	known := map[string]bool{}
 	for _, s := range p.opts.Systems {
 		known[events.InSubject(s)] = true
 	}
-	watching := map[string]bool{}
+	if err := p.dropOldSentries(ctx); err != nil {
+		p.log.Warn().Err(err).Msg("sentry: removing the per-subject consumers of earlier versions failed")
+	}
+	var watching []string
+	var run struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	stop := func() error {
+		if run.cancel == nil {
+			return nil
+		}
+		run.cancel()
+		err := <-run.done
+		run.cancel = nil
+		return err
+	}
+	defer stop()
 	tick := time.NewTicker(p.opts.SentryEvery)
 	defer tick.Stop()
 	for {
@@ -383,30 +452,72 @@ func (p *Projector) sentry(ctx context.Context, g *errgroup.Group) error {
 		if err == nil {
 			var unknown []string
 			for subj := range info.State.Subjects {
-				if !known[subj] && !watching[subj] {
+				if !known[subj] && !slices.Contains(watching, subj) {
 					unknown = append(unknown, subj)
 				}
 			}
-			sort.Strings(unknown)
-			for _, subj := range unknown {
-				w, err := p.newWorker(ctx, SentryName(subj), subj, "")
-				if err != nil {
-					p.log.Error().Err(err).Str("subject", subj).Msg("sentry consumer failed to start")
-					continue
+			if len(unknown) > 0 {
+				if err := stop(); err != nil {
+					return err
 				}
-				p.runWorker(g, ctx, w)
-				watching[subj] = true
-				p.log.Warn().Str("subject", subj).Msg("events on a subject of an unknown system; dead-lettering them")
+				all := slices.Sorted(slices.Values(append(slices.Clone(watching), unknown...)))
+				w, err := p.newSentryWorker(ctx, all)
+				if err != nil {
+					p.log.Error().Err(err).Strs("subjects", unknown).Msg("sentry consumer failed to start")
+				} else {
+					watching = all
+					wctx, cancel := context.WithCancel(ctx)
+					run.cancel, run.done = cancel, make(chan error, 1)
+					go func() {
+						err := w.dur.Run(wctx)
+						if wctx.Err() != nil {
+							err = nil
+						}
+						run.done <- err
+					}()
+					p.log.Warn().Strs("subjects", unknown).Msg("events on subjects of unknown systems; dead-lettering them")
+				}
 			}
 		} else if ctx.Err() == nil {
 			p.log.Warn().Err(err).Msg("sentry: stream info failed")
 		}
+		var done chan error
+		if run.cancel != nil {
+			done = run.done
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-done:
+			run.cancel = nil
+			if err != nil {
+				return fmt.Errorf("projector consumer %s: %w", SentryConsumer, err)
+			}
 		case <-tick.C:
 		}
 	}
+}
+
+// dropOldSentries deletes the per-subject sentry consumers earlier
+// versions made (dw-sentry-<hash>); their checkpoints stay, as the marks of
+// the one sentry consumer.
+func (p *Projector) dropOldSentries(ctx context.Context) error {
+	names := p.stream.ConsumerNames(ctx)
+	var old []string
+	for name := range names.Name() {
+		if strings.HasPrefix(name, SentryConsumer+"-") {
+			old = append(old, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return err
+	}
+	for _, name := range old {
+		if err := p.stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // countOutcomes counts a committed batch's outcomes per result.
@@ -423,8 +534,13 @@ func countOutcomes(c *telemetry.EventCounter, system string, outcomes []projecti
 	}
 }
 
-// SentryName is the durable consumer that dead-letters events on subject, a
-// subject of no configured system.
+// SentryConsumer is the durable consumer that dead-letters the events on
+// subjects of no configured system.
+const SentryConsumer = "dw-sentry"
+
+// SentryName is the checkpoint key of subject, a subject of no configured
+// system: the last of its events the sentry dead-lettered. (Earlier
+// versions named a consumer per subject so.)
 func SentryName(subject string) string {
 	h := fnv.New64a()
 	h.Write([]byte(subject))

@@ -272,3 +272,50 @@ func TestFailedSessionWhileStatusIsRead(t *testing.T) {
 		return nil
 	})
 }
+
+// TestJunkSubjectsCostOneConsumer: events on the subjects of many unknown
+// systems, in two waves (the second adds subjects and more events on the
+// first ones), are each dead-lettered once, by one sentry consumer,
+// however many subjects there are.
+func TestJunkSubjectsCostOneConsumer(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	ctx := context.Background()
+	publish := func(from, to, each int) {
+		for i := from; i < to; i++ {
+			for j := 0; j < each; j++ {
+				rawPublish(t, env, fmt.Sprintf("driftwatch.in.junk%03d", i), body(fmt.Sprintf("j%d-%d-%d", i, j, from), "O", "junk", "paid", "2026-11-27T10:00:00Z"), "")
+			}
+		}
+	}
+	sentryDead := func(want uint64) func() error {
+		return func() error {
+			for _, st := range env.App.Projector.Status(ctx) {
+				if st.Name == projector.SentryConsumer {
+					if st.DeadLettered != want {
+						return fmt.Errorf("the sentry dead-lettered %d, want %d", st.DeadLettered, want)
+					}
+					return nil
+				}
+			}
+			return fmt.Errorf("no sentry consumer yet")
+		}
+	}
+	publish(0, 40, 1)
+	apptest.CheckFor(t, 30*time.Second, 100*time.Millisecond, sentryDead(40))
+	publish(30, 60, 2) // ten old subjects again, twenty new ones
+	apptest.CheckFor(t, 30*time.Second, 100*time.Millisecond, sentryDead(40+60))
+	stream, err := env.JS.Stream(ctx, events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sentries []string
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if strings.HasPrefix(name, "dw-sentry") {
+			sentries = append(sentries, name)
+		}
+	}
+	if len(sentries) != 1 {
+		t.Fatalf("sentry consumers: %v, want one", sentries)
+	}
+}

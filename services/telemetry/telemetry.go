@@ -80,10 +80,17 @@ func (m *Metrics) Meter() metric.Meter {
 type EventCounter struct {
 	counter metric.Int64Counter
 	stage   attribute.KeyValue
+	systems map[string]bool
 }
 
-// NewEventCounter makes the counter of a stage from meter (nil: none).
-func NewEventCounter(meter metric.Meter, stage string) (*EventCounter, error) {
+// UnknownSystem is the system label of events whose system is not
+// configured: labels come only from the configuration, so junk system
+// names cannot make new series.
+const UnknownSystem = "_unknown"
+
+// NewEventCounter makes the counter of a stage from meter (nil: none),
+// labelled with the configured systems (any other is UnknownSystem).
+func NewEventCounter(meter metric.Meter, stage string, systems []string) (*EventCounter, error) {
 	if meter == nil {
 		return nil, nil
 	}
@@ -91,13 +98,20 @@ func NewEventCounter(meter metric.Meter, stage string) (*EventCounter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &EventCounter{counter: c, stage: attribute.String("stage", stage)}, nil
+	known := make(map[string]bool, len(systems))
+	for _, s := range systems {
+		known[s] = true
+	}
+	return &EventCounter{counter: c, stage: attribute.String("stage", stage), systems: known}, nil
 }
 
 // Add counts n events of system with an outcome.
 func (c *EventCounter) Add(system, outcome string, n int64) {
 	if c == nil || n == 0 {
 		return
+	}
+	if !c.systems[system] {
+		system = UnknownSystem
 	}
 	c.counter.Add(context.Background(), n, metric.WithAttributes(c.stage, attribute.String("system", system), attribute.String("outcome", outcome)))
 }
