@@ -212,8 +212,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			_ = a.Stop(stopCtx)
 		}
 	}()
-	if err := os.MkdirAll(a.opts.DataDir, 0o755); err != nil {
+	if err := os.MkdirAll(a.opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
+	}
+	if err := os.Chmod(a.opts.DataDir, 0o700); err != nil { // a folder made by an earlier version
+		return fmt.Errorf("data folder: %w", err)
 	}
 	m, err := telemetry.New()
 	if err != nil {

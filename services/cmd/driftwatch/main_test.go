@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,5 +207,35 @@ func TestRebuildRefusesAStoreInUse(t *testing.T) {
 	c.kill()
 	if code, out := rebuild(); code != 0 || !strings.Contains(out, "rebuilt") {
 		t.Fatalf("rebuild after serve stopped: exit %d, %s", code, out)
+	}
+}
+
+// TestDataFilesArePrivate: what serve writes under --data (the log, the
+// store) is readable by its user only, whatever the umask it was started
+// with.
+func TestDataFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	c := startServe(t, dir)
+	c.kill()
+	n := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v: open to group or others", path, info.Mode().Perm())
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 5 {
+		t.Fatalf("only %d entries under %s", n, dir)
 	}
 }
