@@ -9,8 +9,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -90,9 +92,25 @@ func (n *Notifier) Notify(note Notification) {
 		select {
 		case n.queue <- job{h, note}:
 		default:
-			n.log.Warn().Str("url", h.URL).Msg("webhook queue full; dropping a notification (it is still on NATS)")
+			n.log.Warn().Str("url", RedactURL(h.URL)).Msg("webhook queue full; dropping a notification (it is still on NATS)")
 		}
 	}
+}
+
+// RedactURL is a webhook URL fit for a log line or an error: its scheme
+// and host only, with "/…" where it had a path or query and no user
+// information. Chat webhooks carry their secret in the path (a Slack
+// hook's /services/T…/B…/token), others in the query or the user part.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(webhook URL)"
+	}
+	out := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		out += "/…"
+	}
+	return out
 }
 
 func wants(h config.Webhook, note Notification) bool {
@@ -118,7 +136,7 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 		if err == nil {
 			return
 		}
-		n.log.Warn().Err(err).Str("url", j.hook.URL).Int("attempt", attempt).Msg("webhook delivery failed")
+		n.log.Warn().Err(err).Str("url", RedactURL(j.hook.URL)).Int("attempt", attempt).Msg("webhook delivery failed")
 		select {
 		case <-ctx.Done():
 			return
@@ -126,18 +144,24 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 		}
 		wait = min(wait*2, 30*time.Second)
 	}
-	n.log.Error().Str("url", j.hook.URL).Msg("webhook delivery gave up")
+	n.log.Error().Str("url", RedactURL(j.hook.URL)).Msg("webhook delivery gave up")
 }
 
-func (n *Notifier) post(ctx context.Context, url string, body []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+// post sends body to target. Its errors never carry target's path,
+// query or credentials (RedactURL).
+func (n *Notifier) post(ctx context.Context, target string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return fmt.Errorf("webhook %s: bad URL", RedactURL(target))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "driftwatch")
 	resp, err := n.client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = RedactURL(ue.URL)
+		}
 		return err
 	}
 	resp.Body.Close()

@@ -1,11 +1,13 @@
 package notify
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,5 +74,28 @@ func TestWebhookRetriesAndFormats(t *testing.T) {
 	}
 	if !seen["json"] || !seen["slack"] {
 		t.Fatalf("deliveries %q", bodies)
+	}
+}
+
+// TestSecretsInWebhookURLsAreRedacted: a hook's path token, query secret
+// and user information never reach a log line or an error.
+func TestSecretsInWebhookURLsAreRedacted(t *testing.T) {
+	for raw, want := range map[string]string{
+		"https://hooks.slack.com/services/T000/B000/SECRETTOKEN": "https://hooks.slack.com/…",
+		"https://user:SECRETPASS@example.com/hook":               "https://example.com/…",
+		"https://example.com/?token=SECRET":                      "https://example.com/…",
+		"http://127.0.0.1:9000":                                  "http://127.0.0.1:9000",
+		"not a url SECRET":                                       "(webhook URL)",
+	} {
+		if got := RedactURL(raw); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", raw, got, want)
+		}
+	}
+	var logs bytes.Buffer
+	n := New([]config.Webhook{{URL: "http://127.0.0.1:1/services/T0/B0/SECRETTOKEN"}}, zerolog.New(&logs))
+	n.backoff, n.tries = time.Millisecond, 2
+	n.deliver(context.Background(), job{hook: n.hooks[0], n: Notification{Kind: "critical", JSON: []byte(`{}`)}})
+	if strings.Contains(logs.String(), "SECRET") || !strings.Contains(logs.String(), "webhook delivery gave up") {
+		t.Fatalf("logs: %s", logs.String())
 	}
 }
