@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/ingest"
 )
 
 func ev(id, system, status string) string {
@@ -287,5 +290,32 @@ func TestResendCostsWhatSendingOnceDid(t *testing.T) {
 	}
 	if res[0].Outcome != events.Accepted || res[4999].Outcome != events.Duplicate || res[4999].Seq != res[0].Seq {
 		t.Fatalf("copies: first %+v, last %+v", res[0], res[4999])
+	}
+}
+
+// TestNDJSONBodyIsBounded: an NDJSON body over ingest.MaxBatchBody is
+// refused with 413, whether it declares its length or streams it.
+func TestNDJSONBodyIsBounded(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	line := ev("big-0", "shop", "unfulfilled") + "\n"
+	body := strings.Repeat(line, ingest.MaxBatchBody/len(line)+1)
+	status, out := env.Do(t, "POST", "/v1/events", "application/x-ndjson", body)
+	if status != http.StatusRequestEntityTooLarge || !strings.Contains(out, "at most 64 MiB") {
+		t.Fatalf("declared length: %d %s", status, out)
+	}
+	req, err := http.NewRequest("POST", env.BaseURL+"/v1/events", io.MultiReader(strings.NewReader(body))) // no Content-Length
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.ContentLength = -1
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(data), "at most 64 MiB") {
+		t.Fatalf("streamed: %d %s", resp.StatusCode, data)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -104,13 +105,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, status, res)
 }
 
+// MaxBatchBody bounds one NDJSON body (about 150,000 typical events):
+// larger inputs are sent in several requests, as driftwatch publish does
+// (1,024 events each). Events before the limit are published; the reply
+// is then 413 and they are duplicates when the rest is sent again.
+const MaxBatchBody = 64 << 20
+
 func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) {
-	reply, err := h.Ingest(r.Context(), r.Body)
+	if r.ContentLength > MaxBatchBody {
+		httpjson.WriteError(w, http.StatusRequestEntityTooLarge, events.CodeTooLarge, fmt.Sprintf("an NDJSON body is at most %d MiB: send larger inputs in several requests", MaxBatchBody>>20))
+		return
+	}
+	reply, err := h.Ingest(r.Context(), http.MaxBytesReader(w, r.Body, MaxBatchBody))
 	if err != nil {
 		code := "log_unavailable"
 		status := http.StatusServiceUnavailable
+		var tooLarge *http.MaxBytesError
 		if errors.Is(err, bufio.ErrTooLong) {
 			code, status = "line_too_long", http.StatusRequestEntityTooLarge
+		} else if errors.As(err, &tooLarge) {
+			code, status = events.CodeTooLarge, http.StatusRequestEntityTooLarge
+			err = fmt.Errorf("an NDJSON body is at most %d MiB: send larger inputs in several requests (the events before the limit were published)", MaxBatchBody>>20)
 		}
 		h.log.Error().Err(err).Msg("ingest batch failed")
 		httpjson.WriteError(w, status, code, err.Error())
