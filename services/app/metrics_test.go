@@ -165,3 +165,41 @@ func TestMetricLabelsOnlyFromTheConfiguration(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsNameTheServiceAndSpeakOpenMetrics: target_info names the
+// service and its version (not unknown_service), and a scraper asking for
+// OpenMetrics gets it.
+func TestMetricsNameTheServiceAndSpeakOpenMetrics(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	req, err := http.NewRequest("GET", env.BaseURL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/openmetrics-text") {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(string(data)), "# EOF") {
+		t.Fatalf("not OpenMetrics (no # EOF)")
+	}
+	text := string(data)
+	if !strings.Contains(text, `service_name="driftwatch"`) || !strings.Contains(text, "service_version=") || strings.Contains(text, "unknown_service") {
+		t.Fatalf("target_info: %s", grepLines(text, "target_info"))
+	}
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -44,15 +44,20 @@ func New() (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	res, err := Resource(context.Background())
+	if err != nil {
+		return nil, err
+	}
 	m := &Metrics{registry: reg}
-	m.provider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	m.provider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp), sdkmetric.WithResource(res))
 	m.meter = m.provider.Meter("driftwatch")
 	return m, nil
 }
 
-// Handler serves /metrics.
+// Handler serves /metrics: the Prometheus text format, or OpenMetrics
+// when the scraper asks for it (Accept: application/openmetrics-text).
 func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{EnableOpenMetrics: true})
 }
 
 // Shutdown stops the meter provider.

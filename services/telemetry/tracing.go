@@ -10,7 +10,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -38,7 +37,10 @@ func NewTracing(ctx context.Context) (*Tracing, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, _ := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.name", "driftwatch")))
+	res, err := Resource(ctx)
+	if err != nil {
+		return nil, err
+	}
 	t.tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	t.tracer = t.tp.Tracer("driftwatch")
 	return t, nil
