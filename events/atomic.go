@@ -74,10 +74,9 @@ func (p *Publisher) Stats() PublishStats {
 		AtomicRefused: p.atomicRefused.Load()}
 }
 
-// sentBatch is an atomic batch waiting for its PubAck.
+// sentBatch is a queued batch that was sent and waits for its PubAck.
 type sentBatch struct {
-	items []batchItem
-	half  bool // a half of a batch refused for a duplicate
+	queued
 }
 
 // batchAck is JetStream's answer to a batch commit.
@@ -98,16 +97,17 @@ type batchAck struct {
 // come. Such events may be stored after events of later batches.
 //
 // A batch refused for holding an event already in the log is split in
-// halves once, so that the new events of a batch with a few repeats keep
-// their one write; a half refused again goes event by event (a repeat
-// costs no write there, only its acknowledgement). Once two halves of
-// batches were refused, the call is re-sending what the log holds, and
-// every batch still queued goes event by event too: re-sending a batch
-// costs about what sending it once did, not a cascade of refused batches.
+// halves, so that the new events of a batch with a few repeats keep their
+// one write: a refused half whose sibling was accepted is split again,
+// down to minAtomicSplit. When both halves are refused, the repeats are
+// everywhere: both go event by event (a repeat costs no write there, only
+// its acknowledgement), and so does every batch still queued, since the
+// call is re-sending what the log holds. Re-sending a batch costs about
+// what sending it once did, not a cascade of refused batches.
 func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, results []Result) (rest []batchItem) {
-	var queue [][]batchItem
+	var queue []queued
 	for start := 0; start < len(items); start += p.atomicBatch {
-		queue = append(queue, items[start:min(start+p.atomicBatch, len(items))])
+		queue = append(queue, queued{items: items[start:min(start+p.atomicBatch, len(items))]})
 	}
 	replies := make(chan *nats.Msg, maxAtomicBatchInFlight)
 	inbox := nats.NewInbox()
@@ -120,20 +120,35 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 	timeout := time.NewTimer(commitTimeout)
 	defer timeout.Stop()
 	token := 0
-	halves := map[*batchItem]bool{} // first items of the halves queued
-	refusedHalves := 0
+	resending := false // two halves of one batch both held repeats
+	// split queues the halves of a batch refused for a repeat, or sends a
+	// small one event by event.
+	split := func(b []batchItem) {
+		if len(b) <= minAtomicSplit {
+			rest = append(rest, b...)
+			return
+		}
+		pair := &halves{}
+		half := len(b) / 2
+		queue = append([]queued{{items: b[:half], pair: pair, side: 0}, {items: b[half:], pair: pair, side: 1}}, queue...)
+	}
 	for {
 		for len(queue) > 0 && len(inFlight) < maxAtomicBatchInFlight && ctx.Err() == nil {
-			b := queue[0]
+			q := queue[0]
 			queue = queue[1:]
 			token++
 			reply := inbox + "." + strconv.Itoa(token)
-			sb, err := p.sendAtomic(ctx, reply, b)
+			sb, err := p.sendAtomic(ctx, reply, q.items)
 			if err != nil {
-				rest = append(rest, b...)
+				rest = append(rest, q.items...)
+				if q.pair != nil {
+					if held, _ := q.pair.settle(q.side, false, nil); held != nil {
+						split(held)
+					}
+				}
 				continue
 			}
-			sb.half = halves[&b[0]]
+			sb.queued = q
 			inFlight[reply] = sb
 		}
 		if len(inFlight) == 0 {
@@ -146,27 +161,41 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 				continue
 			}
 			delete(inFlight, m.Subject)
-			if err := p.settleAtomic(sb, m.Data, results); err != nil {
+			err := p.settleAtomic(sb, m.Data, results)
+			if err != nil {
 				p.atomicRefused.Add(1)
-				switch {
-				case err == errSplit && !sb.half && len(sb.items) > minAtomicSplit:
-					half := len(sb.items) / 2
-					a, b := sb.items[:half], sb.items[half:]
-					halves[&a[0]], halves[&b[0]] = true, true
-					queue = append([][]batchItem{a, b}, queue...)
-				case err == errSplit && sb.half:
-					rest = append(rest, sb.items...)
-					if refusedHalves++; refusedHalves >= 2 {
-						// Re-sending what the log holds: the rest of
-						// the call goes event by event.
-						for _, b := range queue {
-							rest = append(rest, b...)
-						}
-						queue = nil
-					}
-				default:
-					rest = append(rest, sb.items...)
+			}
+			repeat := err == errSplit
+			if err != nil && !repeat {
+				rest = append(rest, sb.items...)
+			}
+			if sb.pair == nil {
+				if repeat {
+					split(sb.items)
 				}
+			} else {
+				// A half decides with its sibling: beside an accepted
+				// one, a refused half is split again (its repeats are
+				// few); two refused halves go event by event, and so
+				// does the rest of the call (it re-sends the log).
+				var held []batchItem
+				if repeat {
+					held = sb.items
+				}
+				switch waiting, both := sb.pair.settle(sb.side, repeat, held); {
+				case both:
+					rest = append(rest, sb.pair.held[0]...)
+					rest = append(rest, sb.pair.held[1]...)
+					resending = true
+				case waiting != nil:
+					split(waiting)
+				}
+			}
+			if resending {
+				for _, q := range queue {
+					rest = append(rest, q.items...)
+				}
+				queue = nil
 			}
 			timeout.Reset(commitTimeout)
 			continue
@@ -180,17 +209,76 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 		}
 		break
 	}
-	for _, b := range queue {
-		rest = append(rest, b...)
+	for _, q := range queue {
+		rest = append(rest, q.items...)
+	}
+	// A refused half whose sibling never answered.
+	for _, h := range pending(inFlight) {
+		rest = append(rest, h...)
 	}
 	return rest
+}
+
+// queued is a batch waiting to be sent; a half of a refused batch knows
+// its pair and side.
+type queued struct {
+	items []batchItem
+	pair  *halves
+	side  int
+}
+
+// halves are the two halves of a batch refused for holding an event
+// already in the log, and what became of each.
+type halves struct {
+	done [2]bool
+	// held are the items of a half refused for a repeat, kept until its
+	// sibling's answer decides what to do with them.
+	held [2][]batchItem
+}
+
+// settle records the answer of one side: refused for a repeat (with its
+// items held), or not. It returns the held items of a refused half to
+// split again, now that its sibling was accepted, or both when both
+// halves were refused.
+func (h *halves) settle(side int, refused bool, items []batchItem) (split []batchItem, both bool) {
+	h.done[side] = true
+	if refused {
+		h.held[side] = items
+	}
+	other := 1 - side
+	if !h.done[other] {
+		return nil, false
+	}
+	switch {
+	case h.held[side] != nil && h.held[other] != nil:
+		return nil, true
+	case h.held[side] != nil:
+		split, h.held[side] = h.held[side], nil
+		return split, false
+	case h.held[other] != nil:
+		split, h.held[other] = h.held[other], nil
+		return split, false
+	}
+	return nil, false
+}
+
+// pending returns the held halves of pairs whose sibling is still in
+// flight (when the loop stops waiting for it).
+func pending(inFlight map[string]*sentBatch) [][]batchItem {
+	var out [][]batchItem
+	for _, sb := range inFlight {
+		if sb.pair != nil && sb.pair.held[1-sb.side] != nil {
+			out = append(out, sb.pair.held[1-sb.side])
+		}
+	}
+	return out
 }
 
 // sendAtomic publishes one atomic batch, the commit with reply subject
 // reply. The items' Nats-Msg-Ids are distinct (PublishBatch sends each
 // once): JetStream refuses a batch that repeats one.
 func (p *Publisher) sendAtomic(ctx context.Context, reply string, items []batchItem) (*sentBatch, error) {
-	sb := &sentBatch{items: items}
+	sb := &sentBatch{queued: queued{items: items}}
 	batchID := nuid.Next()
 	for k := range items {
 		msg := p.newEventMsg(ctx, &items[k].ev, items[k].data)
