@@ -61,6 +61,12 @@ type Options struct {
 	Phase PhaseFunc
 	// Extra steps run after the gate, each on a settled store.
 	Extra []Step
+	// Secure runs the embedded server with NATS authentication and TLS:
+	// driftwatch's events are published over TLS by a publisher user
+	// (NKey), as a middleware would; the plain-stream baselines and the
+	// alerts subscription use driftwatch's own in-process identity. The
+	// gate is not measured (its load generator connects anonymously).
+	Secure bool
 }
 
 // Step is extra work measured in a run after the gate, on the same
@@ -135,6 +141,8 @@ type Result struct {
 	ReplayRate        float64 `json:"replay_per_sec"`
 	RebuildRate       float64 `json:"rebuild_per_sec"`
 	PeakRSSMiB        float64 `json:"peak_rss_mib"`
+	// Secure: the run had NATS authentication and TLS on (Options.Secure).
+	Secure bool `json:"secure,omitempty"`
 	// Baselines are the figures of the run's extra steps, by name.
 	Baselines map[string]float64 `json:"baselines,omitempty"`
 }
@@ -172,6 +180,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if os.Getenv("DRIFTWATCH_BENCH_DEBUG") != "" {
 		logger = zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	}
+	var pubOpts []nats.Option
+	if o.Secure {
+		if pubOpts, err = secureSetup(cfg, dir); err != nil {
+			return nil, err
+		}
+		if o.Skip == nil {
+			o.Skip = map[string]bool{}
+		}
+		o.Skip["gate"] = true
+		res.Secure = true
+	}
 	a, err := app.New(app.Options{Config: cfg, DataDir: dir, NATSListen: "127.0.0.1:-1", HTTPAddr: "", Logger: logger,
 		Services: []string{app.ServiceProjector, app.ServiceDetector, app.ServiceGate, app.ServiceReconcile}})
 	if err != nil {
@@ -185,9 +204,24 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		defer cancel()
 		_ = a.Stop(stop)
 	}()
-	nc, err := nats.Connect(a.Broker.ClientURL, nats.Name("driftwatch-bench"))
-	if err != nil {
-		return nil, err
+	// nc creates the baselines' streams and subscribes to the alerts;
+	// pubNC publishes driftwatch's events (the same connection unless
+	// Secure).
+	var nc, pubNC *nats.Conn
+	if o.Secure {
+		if nc, err = a.Broker.Connect("driftwatch-bench"); err != nil {
+			return nil, err
+		}
+		if pubNC, err = nats.Connect(a.Broker.ClientURL, append(pubOpts, nats.Name("driftwatch-bench-publisher"))...); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		defer pubNC.Close()
+	} else {
+		if nc, err = nats.Connect(a.Broker.ClientURL, nats.Name("driftwatch-bench")); err != nil {
+			return nil, err
+		}
+		pubNC = nc
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(16384))
@@ -254,7 +288,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.PublishEach {
 		popts = append(popts, events.WithAtomicBatches(0))
 	}
-	pub, err := events.NewPublisher(nc, popts...)
+	pub, err := events.NewPublisher(pubNC, popts...)
 	if err != nil {
 		return nil, err
 	}

@@ -44,3 +44,21 @@ func TestRunSmall(t *testing.T) {
 		})
 	}
 }
+
+// TestRunSecure runs the load tool with NATS authentication and TLS on:
+// the events reach the log over TLS as a publisher user, and detection
+// still raises the workload's alerts.
+func TestRunSecure(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the load tool (about 8 s)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, Options{Orders: 300, SyncInterval: "1s", Skip: map[string]bool{"replay": true}, Secure: true, Log: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Secure || res.EndToEndRate <= 0 || res.Alerts == 0 || res.GateRequests != 0 {
+		t.Fatalf("secure run: secure %v, end to end %v, %d alerts, %d gate requests", res.Secure, res.EndToEndRate, res.Alerts, res.GateRequests)
+	}
+}

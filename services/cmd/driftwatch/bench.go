@@ -18,6 +18,7 @@ func newBenchCmd() *cobra.Command {
 	var o bench.Options
 	var skip, output, cpuProfile, memProfile, writeWorkload, profilePhase, sweepDir, gateClient, traceOut string
 	var sweepOrders, memoryLimitMB int
+	var againstOpen bool
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Load test an embedded driftwatch and print rates, latencies and memory",
@@ -112,12 +113,30 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 				}
 				return printJSON(res)
 			}
+			var open *bench.Result
+			if o.Secure && againstOpen {
+				// The open setting first, in the same invocation, on the
+				// same workload: the reference for the secure run.
+				plain := o
+				plain.Secure = false
+				plain.Skip = map[string]bool{"gate": true, "replay": true}
+				var err error
+				if open, err = bench.Run(cmd.Context(), plain); err != nil {
+					return err
+				}
+			}
 			res, err := bench.Run(cmd.Context(), o)
 			if err != nil {
 				return err
 			}
 			if output == "json" {
+				if open != nil {
+					return printJSON(map[string]any{"open": open, "secure": res, "secure_over_open": res.EndToEndRate / open.EndToEndRate})
+				}
 				return printJSON(res)
+			}
+			if open != nil {
+				printf(os.Stdout, "open setting         end to end %.0f events/s (publish %.0f events/s)\n", open.EndToEndRate, open.PublishRate)
 			}
 			printf(os.Stdout, "machine              %s\nsync_interval        %s\norders / events      %d / %d\n", res.Machine, res.SyncInterval, res.Orders, res.Events)
 			printf(os.Stdout, "raw JetStream        %.0f msgs/s\n", res.RawRate)
@@ -135,6 +154,13 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 				printf(os.Stdout, ", %.2fx raw with msg ids", res.RatioMsgID)
 			}
 			printf(os.Stdout, ")\n")
+			if res.Secure {
+				printf(os.Stdout, "secure setting       NATS TLS and NKey authentication on the publishing connection")
+				if open != nil {
+					printf(os.Stdout, ": %.2fx the open setting's end to end", res.EndToEndRate/open.EndToEndRate)
+				}
+				printf(os.Stdout, "\n")
+			}
 			printf(os.Stdout, "detection latency    p50 %.1fms p90 %.1fms p99 %.1fms max %.1fms (%d alerts, up to %d open expectations)\n", res.DetectLatency["p50"], res.DetectLatency["p90"], res.DetectLatency["p99"], res.DetectLatency["max"], res.Alerts, res.MaxOpenExpectations)
 			printf(os.Stdout, "gate latency         p50 %.3fms p99 %.3fms p99.9 %.3fms max %.3fms (%d requests at %.0f/s, %d flagged, ingesting %.0f events/s)\n", res.GateLatency["p50"], res.GateLatency["p99"], res.GateLatency["p99.9"], res.GateLatency["max"], res.GateRequests, res.GateRate, res.GateFlagged, res.IngestDuringGate)
 			printf(os.Stdout, "reconcile sweep      %.3fs over %d orders\nreplay               %.0f events/s\nrebuild              %.0f events/s\npeak RSS             %.0f MiB\n", res.SweepSeconds, res.SweepOrders, res.ReplayRate, res.RebuildRate, res.PeakRSSMiB)
@@ -149,6 +175,8 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.IntVar(&o.IngestRate, "ingest-rate", 10000, "events per second published while the gate is measured")
 	f.BoolVar(&o.GateProcess, "gate-process", false, "send the gate requests, and the ingest meanwhile, from a child process, as a middleware would, instead of the bench's own")
 	f.StringVar(&gateClient, "gate-client", "", "instead: only send gate requests to the server at this NATS URL (--gate-rate, --gate-for, --orders), publishing --ingest-rate events/s meanwhile, and print the latencies as JSON")
+	f.BoolVar(&o.Secure, "secure", false, "run with NATS authentication and TLS on: events are published over TLS by a publisher user (NKey); the gate is not measured")
+	f.BoolVar(&againstOpen, "against-open", false, "with --secure: first run the same workload in the open setting, in the same invocation, and print the ratio")
 	f.BoolVar(&o.PublishEach, "publish-each", false, "publish driftwatch's events one by one instead of in atomic batches (the default of driftwatch publish and POST /v1/events)")
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
