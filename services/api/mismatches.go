@@ -114,8 +114,16 @@ func (h *MismatchHandlers) resolve(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusBadRequest, "note_required", "note: say why the mismatch is resolved (it is kept in the audit trail)")
 		return
 	}
-	if req.By == "" {
+	// "by" is what the caller says; the token it came with is known, and
+	// the audit trail names it too.
+	c, authed := CallerOf(r.Context())
+	switch {
+	case req.By == "" && authed:
+		req.By = c.Name
+	case req.By == "":
 		req.By = "api"
+	case authed && req.By != c.Name:
+		req.By += " (token " + c.Name + ")"
 	}
 	if h.Detector == nil {
 		httpjson.WriteError(w, http.StatusServiceUnavailable, "detector_not_running", "the detector service is not running in this process")

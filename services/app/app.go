@@ -86,6 +86,12 @@ type Options struct {
 	DataDir    string
 	NATSListen string // embedded server's client address
 	NATSURL    string // existing NATS; empty embeds one
+	// Insecure lets a listener bind beyond loopback without its
+	// authentication configured (checkExposure); every start warns.
+	Insecure bool
+	// NATSClient authenticates driftwatch to NATSURL (or to the embedded
+	// server when nats.config_file decides who driftwatch is).
+	NATSClient broker.ClientOptions
 	HTTPAddr   string // "" disables HTTP
 	Services   []string
 	Logger     zerolog.Logger
@@ -212,6 +218,13 @@ func (a *App) Start(ctx context.Context) (err error) {
 			_ = a.Stop(stopCtx)
 		}
 	}()
+	warnings, err := checkExposure(a.cfg, a.opts)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		a.log.Warn().Msg(w)
+	}
 	if err := os.MkdirAll(a.opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
@@ -233,6 +246,8 @@ func (a *App) Start(ctx context.Context) (err error) {
 		SyncAlways:   a.cfg.SyncAlways(),
 		SyncInterval: a.cfg.SyncInterval(),
 		Logger:       a.log,
+		Auth:         NATSAuth(a.cfg),
+		Client:       a.opts.NATSClient,
 	})
 	if err != nil {
 		return err
@@ -376,6 +391,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	if a.opts.HTTPAddr != "" && (a.serves(ServiceAPI) || a.serves(ServiceIngest)) {
 		a.HTTP = api.New(a.log.With().Str("component", "api").Logger())
+		if err := a.HTTP.Secure(a.cfg); err != nil { // tokens, origins, TLS: api.Routes says who may call what
+			return err
+		}
 		if a.serves(ServiceIngest) {
 			pub, err := events.NewPublisher(b.Conn, events.WithSystems(a.cfg.Known), events.WithZones(a.cfg.Zones()), events.WithHeaders(a.Tracing.Inject))
 			if err != nil {
@@ -418,7 +436,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.runServices()
 	abs, _ := filepath.Abs(a.opts.DataDir)
-	a.log.Info().Str("nats", b.ClientURL).Str("http", a.HTTPAddr()).Str("data", abs).
+	a.log.Info().Str("nats", broker.Redact(b.ClientURL)).Str("http", a.HTTPAddr()).Str("data", abs).
 		Strs("services", a.opts.Services).Bool("sync_always", a.cfg.SyncAlways()).Msg("driftwatch started")
 	return nil
 }

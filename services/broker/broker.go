@@ -10,6 +10,17 @@
 // fsync before each acknowledgement, batched by the server across concurrent
 // publishes); a duration is the documented throughput setting. See
 // BENCHMARKS.md for the measured trade-off.
+//
+// Authentication: the embedded server is open by default (it listens on
+// 127.0.0.1). With users (Auth.Users, each with a role whose permissions
+// Permissions gives) or a nats-server config file (Auth.ConfigFile), every
+// client must authenticate; driftwatch's own connections then use an
+// internal identity, an NKey pair made in memory at every start and never
+// written anywhere, with full permissions, so driftwatch itself needs no
+// configuration. Against an existing NATS (Options.URL) driftwatch connects
+// with Options.Client. Auth.TLS serves the client port over TLS; in-process
+// connections skip it. A NATS URL goes through Redact before it is logged or
+// put in an error.
 package broker
 
 import (
@@ -19,6 +30,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -44,6 +56,13 @@ type Options struct {
 	// ClientName names driftwatch's own connection.
 	ClientName string
 	Logger     zerolog.Logger
+	// Auth is the embedded server's authentication, authorization and TLS
+	// (ignored with URL: an existing NATS has its own).
+	Auth Auth
+	// Client authenticates driftwatch's connections to URL, or to the
+	// embedded server when Auth.ConfigFile decides who driftwatch is
+	// (accounts, operator mode); otherwise it must be empty.
+	Client ClientOptions
 }
 
 // Broker is a running (or connected) NATS with JetStream.
@@ -53,8 +72,14 @@ type Broker struct {
 	// Conn is driftwatch's own connection (in-process when embedded).
 	Conn *nats.Conn
 	JS   jetstream.JetStream
-	// ClientURL is where other processes (the nats CLI) connect.
+	// ClientURL is where other processes (the nats CLI) connect. It may
+	// hold a password: log it through Redact.
 	ClientURL string
+
+	// connOpts authenticate driftwatch's connections (the internal
+	// identity, or Options.Client).
+	connOpts []nats.Option
+	id       *identity
 }
 
 // Start starts the embedded server or connects to opts.URL.
@@ -65,19 +90,27 @@ func Start(opts Options) (*Broker, error) {
 		name = "driftwatch"
 	}
 	if opts.URL == "" {
-		srv, err := startEmbedded(opts)
+		srv, connOpts, id, err := startEmbedded(opts)
 		if err != nil {
 			return nil, err
 		}
-		b.Server = srv
+		b.Server, b.connOpts, b.id = srv, connOpts, id
 		b.ClientURL = srv.ClientURL()
 	} else {
+		if opts.Auth.Enabled() || opts.Auth.TLS.Enabled() {
+			opts.Logger.Warn().Msg("nats.users, nats.config_file and nats.tls apply to the embedded server only: the existing NATS decides who may connect")
+		}
+		connOpts, err := opts.Client.Options()
+		if err != nil {
+			return nil, err
+		}
+		b.connOpts = connOpts
 		b.ClientURL = opts.URL
 	}
 	nc, err := b.Connect(name, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		b.Close()
-		return nil, fmt.Errorf("connect to NATS %s: %w", b.ClientURL, err)
+		return nil, fmt.Errorf("connect to NATS %s: %w", Redact(b.ClientURL), err)
 	}
 	b.Conn = nc
 	js, err := jetstream.New(nc)
@@ -89,60 +122,105 @@ func Start(opts Options) (*Broker, error) {
 	return b, nil
 }
 
-// Connect opens another connection named name: in-process when the
-// server is embedded (no socket, so a message reaches its handler without
-// waiting for the network poller, which a busy process may check only
-// every 10 ms), else to ClientURL.
+// Connect opens another connection named name, as driftwatch (the
+// internal identity, or Options.Client): in-process when the server is
+// embedded (no socket, so a message reaches its handler without waiting for
+// the network poller, which a busy process may check only every 10 ms; and
+// no TLS), else to ClientURL.
 func (b *Broker) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.Name(name)}, opts...)
+	all := make([]nats.Option, 0, len(opts)+len(b.connOpts)+2)
+	all = append(all, nats.Name(name))
+	all = append(all, b.connOpts...)
+	all = append(all, opts...)
+	url := b.ClientURL
 	if b.Server != nil {
-		opts = append(opts, nats.InProcessServer(b.Server))
+		all = append(all, nats.InProcessServer(b.Server))
+		// A tls:// URL would make the client insist on TLS, which an
+		// in-process connection does not need.
+		url = "nats://" + strings.TrimPrefix(strings.TrimPrefix(url, "tls://"), "nats://")
 	}
-	return nats.Connect(b.ClientURL, opts...)
+	return nats.Connect(url, all...)
 }
 
-func startEmbedded(opts Options) (*server.Server, error) {
+// startEmbedded starts the embedded server and returns the options
+// driftwatch's own connections authenticate with.
+func startEmbedded(opts Options) (*server.Server, []nats.Option, *identity, error) {
 	listen := opts.Listen
 	if listen == "" {
 		listen = "127.0.0.1:4222"
 	}
 	host, portStr, err := net.SplitHostPort(listen)
 	if err != nil {
-		return nil, fmt.Errorf("nats listen address %q: %w", listen, err)
+		return nil, nil, nil, fmt.Errorf("nats listen address %q: %w", listen, err)
 	}
 	port, err := strconv.Atoi(portStr)
 	if err != nil {
-		return nil, fmt.Errorf("nats listen address %q: bad port", listen)
+		return nil, nil, nil, fmt.Errorf("nats listen address %q: bad port", listen)
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
 	if opts.DataDir == "" {
-		return nil, errors.New("broker: a data folder is required for the embedded server")
+		return nil, nil, nil, errors.New("broker: a data folder is required for the embedded server")
 	}
-	sopts := &server.Options{
-		ServerName:         "driftwatch",
-		Host:               host,
-		Port:               port,
-		JetStream:          true,
-		StoreDir:           filepath.Join(opts.DataDir, "jetstream"),
-		SyncAlways:         opts.SyncAlways,
-		SyncInterval:       opts.SyncInterval,
-		NoSigs:             true,
-		MaxPayload:         1 << 20,
-		JetStreamMaxMemory: 256 << 20,
+	sopts := &server.Options{}
+	if opts.Auth.ConfigFile != "" {
+		// The file decides everything it sets; driftwatch's listen
+		// address, store and sync settings apply on top, so that the log
+		// stays where serve and rebuild look for it.
+		if sopts, err = server.ProcessConfigFile(opts.Auth.ConfigFile); err != nil {
+			return nil, nil, nil, fmt.Errorf("nats.config_file: %w", err)
+		}
+	}
+	if sopts.ServerName == "" {
+		sopts.ServerName = "driftwatch"
+	}
+	sopts.Host, sopts.Port = host, port
+	sopts.JetStream = true
+	sopts.StoreDir = filepath.Join(opts.DataDir, "jetstream")
+	sopts.SyncAlways, sopts.SyncInterval = opts.SyncAlways, opts.SyncInterval
+	sopts.NoSigs = true
+	if sopts.MaxPayload == 0 {
+		sopts.MaxPayload = 1 << 20
+	}
+	if sopts.JetStreamMaxMemory == 0 {
+		sopts.JetStreamMaxMemory = 256 << 20
+	}
+	if err := applyTLS(sopts, opts.Auth.TLS); err != nil {
+		return nil, nil, nil, err
+	}
+	connOpts, id, err := applyAuth(sopts, opts.Auth, opts.Client)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {
-		return nil, fmt.Errorf("embedded nats-server: %w", err)
+		id.wipe()
+		return nil, nil, nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
 	srv.SetLoggerV2(&natsLogger{log: opts.Logger.With().Str("component", "nats-server").Logger()}, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("embedded nats-server did not become ready on %s (is the port in use?)", listen)
+		id.wipe()
+		return nil, nil, nil, fmt.Errorf("embedded nats-server did not become ready on %s (is the port in use?)", listen)
 	}
-	return srv, nil
+	return srv, connOpts, id, nil
+}
+
+// applyTLS serves the client port over TLS when t is set.
+func applyTLS(sopts *server.Options, t ServerTLS) error {
+	if !t.Enabled() {
+		return nil
+	}
+	cfg, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: t.CertFile, KeyFile: t.KeyFile, CaFile: t.CAFile, Verify: t.VerifyClients})
+	if err != nil {
+		return fmt.Errorf("nats.tls: %w", err)
+	}
+	sopts.TLSConfig = cfg
+	sopts.TLS, sopts.TLSVerify = true, t.VerifyClients
+	sopts.TLSCert, sopts.TLSKey, sopts.TLSCaCert = t.CertFile, t.KeyFile, t.CAFile
+	return nil
 }
 
 // Close drains the connection and shuts the embedded server down.
@@ -155,6 +233,7 @@ func (b *Broker) Close() {
 		b.Server.Shutdown()
 		b.Server.WaitForShutdown()
 	}
+	b.id.wipe()
 }
 
 // StreamSettings are the retention settings of the streams.

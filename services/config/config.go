@@ -6,10 +6,14 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -214,6 +218,222 @@ type Memory struct {
 	RowCache int `yaml:"row_cache"`
 }
 
+// Token roles (http.tokens[].role): what a bearer token may do on the HTTP
+// API (CONTRACT.md section 8 has the route table).
+const (
+	// TokenIngest may post events (POST /v1/events) for its systems only.
+	TokenIngest = "ingest"
+	// TokenRead may read everything and ask the gate (POST /v1/validate).
+	TokenRead = "read"
+	// TokenOperate may do what read may, post events for every system, and
+	// change state: resolve mismatches, run a sweep, import a snapshot.
+	TokenOperate = "operate"
+)
+
+// TokenRoles lists the roles a token may have.
+var TokenRoles = []string{TokenIngest, TokenRead, TokenOperate}
+
+// DefaultMaxConnections is http.max_connections' default.
+const DefaultMaxConnections = 512
+
+// HTTP configures the HTTP API's transport and who may call it.
+type HTTP struct {
+	// TLS serves HTTPS when both files are set.
+	TLS TLS `yaml:"tls"`
+	// AllowedOrigins are origins ("https://ops.example.com"), besides the
+	// server's own, whose browser requests may use the mutating routes
+	// (POST, PUT, PATCH, DELETE). A server behind a proxy that changes the
+	// scheme or the host lists the public origin here.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxConnections caps the connections served at once; more wait to be
+	// accepted.
+	MaxConnections int `yaml:"max_connections"`
+	// Tokens, when set, make every route but /healthz, /readyz and the
+	// dashboard's static files ask for "Authorization: Bearer <token>".
+	Tokens []HTTPToken `yaml:"tokens"`
+}
+
+// TLS names the certificate and key files (PEM) of HTTPS.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// HTTPToken is one bearer token of the HTTP API. The token itself is never
+// written in the configuration: exactly one of SHA256 (the hex SHA-256 of
+// the token), File (a file holding it) or Env (an environment variable
+// holding it) says where it is.
+type HTTPToken struct {
+	Name string `yaml:"name"`
+	Role string `yaml:"role"`
+	// Systems are the systems an ingest token may post events for.
+	Systems []string `yaml:"systems"`
+	SHA256  string   `yaml:"sha256"`
+	File    string   `yaml:"file"`
+	Env     string   `yaml:"env"`
+	// Inline catches a plain token written as "token:", to refuse it.
+	Inline string `yaml:"token"`
+}
+
+// ResolvedToken is a token of http.tokens with its hash read.
+type ResolvedToken struct {
+	Name    string
+	Role    string
+	Systems []string
+	Hash    [sha256.Size]byte
+}
+
+// MinTokenLength is the shortest token accepted from a file or a variable.
+const MinTokenLength = 16
+
+// HashToken is the SHA-256 of a token, as http.tokens[].sha256 holds it.
+func HashToken(token string) [sha256.Size]byte { return sha256.Sum256([]byte(token)) }
+
+// ResolveTokens reads every token of http.tokens: the hash as given, or
+// the token from its file (relative to the configuration's folder; white
+// space around it is dropped) or its environment variable, hashed. Only
+// the server calls it: client commands that read the configuration need
+// not see the secrets. Errors name the key; no error carries a token.
+func (c *Config) ResolveTokens() ([]ResolvedToken, error) {
+	var p []string
+	out := make([]ResolvedToken, 0, len(c.HTTP.Tokens))
+	seen := map[[sha256.Size]byte]int{}
+	for i, t := range c.HTTP.Tokens {
+		rt := ResolvedToken{Name: t.Name, Role: t.Role, Systems: t.Systems}
+		key := fmt.Sprintf("http.tokens[%d]", i)
+		var secret string
+		switch {
+		case t.SHA256 != "":
+			b, err := hex.DecodeString(t.SHA256)
+			if err != nil || len(b) != sha256.Size {
+				p = append(p, key+".sha256: want 64 hex digits")
+				continue
+			}
+			copy(rt.Hash[:], b)
+		case t.File != "":
+			path := t.File
+			if !filepath.IsAbs(path) && c.Path != "" {
+				path = joinDir(c.Path, path)
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				p = append(p, fmt.Sprintf("%s.file: %v", key, err))
+				continue
+			}
+			secret = strings.TrimSpace(string(data))
+			key += ".file"
+		case t.Env != "":
+			secret = strings.TrimSpace(os.Getenv(t.Env))
+			key += ".env"
+			if secret == "" {
+				p = append(p, fmt.Sprintf("%s: the variable %s is not set", key, t.Env))
+				continue
+			}
+		default:
+			continue // Validate reported it
+		}
+		if t.SHA256 == "" {
+			if len(secret) < MinTokenLength {
+				p = append(p, fmt.Sprintf("%s: the token is shorter than %d characters (driftwatch token new makes one)", key, MinTokenLength))
+				continue
+			}
+			rt.Hash = HashToken(secret)
+		}
+		if j, dup := seen[rt.Hash]; dup {
+			p = append(p, fmt.Sprintf("http.tokens[%d]: the same token as http.tokens[%d]", i, j))
+			continue
+		}
+		seen[rt.Hash] = i
+		out = append(out, rt)
+	}
+	if len(p) > 0 {
+		return nil, &Error{File: c.Path, Problems: p}
+	}
+	return out, nil
+}
+
+// validateHTTP checks the http section; add reports a problem.
+func (c *Config) validateHTTP(add func(format string, args ...any)) {
+	h := &c.HTTP
+	if (h.TLS.CertFile == "") != (h.TLS.KeyFile == "") {
+		add("http.tls: cert_file and key_file go together")
+	}
+	for i, o := range h.AllowedOrigins {
+		if !validOrigin(o) {
+			add("http.allowed_origins[%d]: %q is not an origin: want scheme://host[:port], e.g. https://ops.example.com", i, o)
+		}
+	}
+	if h.MaxConnections < 8 {
+		add("http.max_connections: %d: want at least 8", h.MaxConnections)
+	}
+	names := map[string]int{}
+	for i, t := range h.Tokens {
+		key := fmt.Sprintf("http.tokens[%d]", i)
+		if t.Name == "" {
+			add("%s.name: is required", key)
+		} else if j, dup := names[t.Name]; dup {
+			add("%s.name: %q is also http.tokens[%d]'s", key, t.Name, j)
+		} else {
+			names[t.Name] = i
+		}
+		if !slices.Contains(TokenRoles, t.Role) {
+			add("%s.role: %q is not a role: want one of %s", key, t.Role, strings.Join(TokenRoles, ", "))
+		}
+		if t.Role == TokenIngest && len(t.Systems) == 0 {
+			add("%s.systems: an ingest token needs the systems it may post events for", key)
+		}
+		if t.Role != TokenIngest && len(t.Systems) > 0 {
+			add("%s.systems: only an ingest token is limited to systems", key)
+		}
+		for j, s := range t.Systems {
+			if !c.Known(s) {
+				add("%s.systems[%d]: %q is not a configured system", key, j, s)
+			}
+		}
+		if t.Inline != "" {
+			add("%s.token: a token is never written in the configuration: give its sha256, a file or an env variable", key)
+		}
+		given := 0
+		for _, v := range []string{t.SHA256, t.File, t.Env} {
+			if v != "" {
+				given++
+			}
+		}
+		if given != 1 {
+			add("%s: give exactly one of sha256, file or env", key)
+		}
+		if t.SHA256 != "" {
+			if b, err := hex.DecodeString(t.SHA256); err != nil || len(b) != sha256.Size {
+				add("%s.sha256: want 64 hex digits (driftwatch token new prints them)", key)
+			}
+		}
+		if t.Env != "" && !validEnvName(t.Env) {
+			add("%s.env: %q is not a variable name", key, t.Env)
+		}
+	}
+}
+
+// validOrigin reports whether o is scheme://host[:port] with an http or
+// https scheme and nothing after the host (compared without regard to
+// case).
+func validOrigin(o string) bool {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		u.Path != "" || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "?") || strings.HasSuffix(o, "#") {
+		return false
+	}
+	return strings.EqualFold(o, u.Scheme+"://"+u.Host)
+}
+
+func validEnvName(s string) bool {
+	for i, r := range s {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // Zones gives each system's configured time zone, for reading occurred_at
 // without an offset (events.ZoneOf); nil when no system has one.
 func (c *Config) Zones() func(system string) *time.Location {
@@ -241,7 +461,10 @@ type Config struct {
 	Reconcile   Reconcile `yaml:"reconcile"`
 	Ingest      Ingest    `yaml:"ingest"`
 	Memory      Memory    `yaml:"memory"`
+	HTTP        HTTP      `yaml:"http"`
 	MappingsDir string    `yaml:"mappings_dir"`
+	// NATS is the embedded server's authentication and TLS (nats.go).
+	NATS NATS `yaml:"nats"`
 
 	// Mappings are the loaded tables (built-in plus mappings_dir).
 	Mappings *mapping.Set `yaml:"-"`
@@ -261,6 +484,7 @@ func Defaults() Config {
 		Reconcile: Reconcile{Every: Duration(24 * time.Hour)},
 		Ingest:    Ingest{DedupeWindow: Duration(2 * time.Hour), MaxAge: Duration(90 * 24 * time.Hour), SyncInterval: "always", Replicas: 1},
 		Memory:    Memory{LimitMB: 0, BlockCacheMB: 32, MemtableMB: 16, RowCache: 65536},
+		HTTP:      HTTP{MaxConnections: DefaultMaxConnections},
 	}
 }
 
@@ -464,6 +688,8 @@ func (c *Config) Validate() error {
 	if c.Ingest.Replicas < 1 || c.Ingest.Replicas > 5 {
 		add("ingest.replicas: %d: want 1 to 5", c.Ingest.Replicas)
 	}
+	c.validateNATS(add)
+	c.validateHTTP(add)
 	if len(p) > 0 {
 		return &Error{File: c.Path, Problems: p}
 	}

@@ -270,20 +270,35 @@
   /**
    * Calls the driftwatch HTTP API. Success: the parsed JSON body. Failure:
    * an ApiError carrying the API's {"error", "code"} (status 0 and code
-   * "network" when the server could not be reached).
+   * "network" when the server could not be reached). A 401 (driftwatch
+   * configured with tokens) asks for a token and sends the call again.
    */
   async function api(method, path, body) {
-    const init = { method, headers: { Accept: 'application/json' }, cache: 'no-store' };
-    if (body !== undefined) {
-      init.headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
+    for (;;) {
+      const init = { method, headers: { Accept: 'application/json' }, cache: 'no-store' };
+      if (body !== undefined) {
+        init.headers['Content-Type'] = 'application/json';
+        init.body = JSON.stringify(body);
+      }
+      const token = auth.token;
+      if (token) init.headers.Authorization = `Bearer ${token}`;
+      let res;
+      try {
+        res = await fetch(path, init);
+      } catch (e) {
+        throw new ApiError(0, `cannot reach driftwatch (${e.message})`, 'network');
+      }
+      if (res.status === 401) {
+        noteConnection(true);
+        if (token && auth.token === token) setToken(''); // refused: forget it
+        await signIn(Boolean(token));
+        continue;
+      }
+      return readReply(res);
     }
-    let res;
-    try {
-      res = await fetch(path, init);
-    } catch (e) {
-      throw new ApiError(0, `cannot reach driftwatch (${e.message})`, 'network');
-    }
+  }
+
+  async function readReply(res) {
     let data = null;
     const text = await res.text();
     if (text) {
@@ -295,6 +310,67 @@
       throw new ApiError(res.status, msg, (data && data.code) || '');
     }
     return data;
+  }
+
+  // --------------------------------------------------------------- sign-in
+  //
+  // With http.tokens configured, every API call needs a bearer token. The
+  // first 401 opens the sign-in dialog; the token entered is kept in
+  // sessionStorage (this tab only, gone when it closes) and sent on every
+  // call. Calls waiting meanwhile all go again once it is entered.
+
+  const TOKEN_KEY = 'driftwatch.token';
+  const auth = { token: readStoredToken(), waiting: null };
+
+  function readStoredToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (_) { return ''; }
+  }
+
+  function setToken(token) {
+    auth.token = token;
+    try {
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (_) { /* storage off: the token lives as long as the page */ }
+    document.getElementById('sign-out').hidden = !token;
+  }
+
+  /** Shows the sign-in dialog (once, however many calls wait for it). */
+  function signIn(refused) {
+    if (auth.waiting) return auth.waiting;
+    auth.waiting = new Promise((resolve) => {
+      const dialog = document.getElementById('signin');
+      const form = document.getElementById('signin-form');
+      const input = document.getElementById('signin-token');
+      document.getElementById('signin-reason').textContent = refused
+        ? 'driftwatch refused that token. Enter a valid one.'
+        : 'This driftwatch asks for an access token.';
+      const onSubmit = (ev) => {
+        ev.preventDefault();
+        const token = input.value.trim();
+        if (!token) { input.focus(); return; }
+        form.removeEventListener('submit', onSubmit);
+        input.value = '';
+        setToken(token);
+        dialog.close();
+        auth.waiting = null;
+        resolve();
+      };
+      form.addEventListener('submit', onSubmit);
+      if (!dialog.open) dialog.showModal();
+      input.focus();
+    });
+    return auth.waiting;
+  }
+
+  function wireSignIn() {
+    // Escape would close the dialog with calls still waiting on it.
+    document.getElementById('signin').addEventListener('cancel', (ev) => ev.preventDefault());
+    document.getElementById('sign-out').addEventListener('click', () => {
+      setToken('');
+      location.reload();
+    });
+    document.getElementById('sign-out').hidden = !auth.token;
   }
 
   /** GET /v1/orders/{order_id}[?as_of=RFC3339] */
@@ -1020,10 +1096,19 @@
         class: 'share-row', dataset: { system: r.sys, share: r.share.toFixed(4) },
       },
       h('span', { class: 'share-label', text: r.sys }),
-      h('span', { class: 'share-bar', 'aria-hidden': 'true' },
-        h('span', { class: 'share-fill', style: `width:${Math.min(100, Math.max(0, r.share * 100)).toFixed(1)}%` })),
+      h('span', { class: 'share-bar', 'aria-hidden': 'true' }, shareFill(r.share)),
       h('span', { class: 'share-value', text: r.label })))),
       h('p', { class: 'muted small', text: source }));
+  }
+
+  /**
+   * The filled part of a share bar. Its width is set through the DOM: the
+   * Content-Security-Policy allows no inline style attribute.
+   */
+  function shareFill(share) {
+    const el = h('span', { class: 'share-fill' });
+    el.style.width = `${Math.min(100, Math.max(0, share * 100)).toFixed(1)}%`;
+    return el;
   }
 
   // ----------------------------------------------------- reconcile report
@@ -1675,6 +1760,7 @@
 
   function start() {
     wireHeader();
+    wireSignIn();
     window.addEventListener('hashchange', () => onRoute(false));
     document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshNow(); });
     onRoute(true);

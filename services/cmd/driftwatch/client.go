@@ -5,32 +5,123 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/pflag"
 
+	"github.com/driftwatch/driftwatch/services/api"
 	"github.com/driftwatch/driftwatch/services/httpjson"
 )
 
-// apiClient talks to a running driftwatch's HTTP API.
+// apiClient talks to a running driftwatch's HTTP API. Every request made
+// through its http.Client to its base origin carries the command's bearer
+// token (apiAuth), whichever code path builds the request.
 type apiClient struct {
 	base string
 	http *http.Client
+	err  error // the token could not be read
 }
 
-func newAPIClient(addr string) *apiClient {
+// apiAuth is the --token and --token-file flags of every command that
+// calls the HTTP API; DRIFTWATCH_TOKEN and DRIFTWATCH_TOKEN_FILE are their
+// variables (applyEnv).
+type apiAuth struct {
+	token, tokenFile string
+}
+
+// addFlags adds --token and --token-file to a command's flags.
+func (a *apiAuth) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&a.token, "token", "", "bearer token for the HTTP API when it has http.tokens (DRIFTWATCH_TOKEN; a flag shows in the process list: prefer the variable or --token-file)")
+	f.StringVar(&a.tokenFile, "token-file", "", "file holding the bearer token for the HTTP API")
+}
+
+// bearer is the token to send ("" for none). A token given on the command
+// line wins over one from a variable; --token and --token-file both given
+// the same way is a usage error.
+func (a *apiAuth) bearer() (string, error) {
+	token, file := a.token, a.tokenFile
+	if token != "" && file != "" {
+		tokenFromEnv, fileFromEnv := os.Getenv("DRIFTWATCH_TOKEN") == token, os.Getenv("DRIFTWATCH_TOKEN_FILE") == file
+		switch {
+		case tokenFromEnv && !fileFromEnv:
+			token = ""
+		case fileFromEnv && !tokenFromEnv:
+			file = ""
+		default:
+			return "", usagef("give --token or --token-file, not both")
+		}
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(data))
+		if token == "" {
+			return "", fmt.Errorf("--token-file: %s is empty", file)
+		}
+	}
+	if token != "" {
+		if _, ok := api.ParseBearer("Bearer " + token); !ok {
+			return "", usagef("the token holds characters a bearer token cannot (driftwatch token new makes one)")
+		}
+	}
+	return token, nil
+}
+
+// newAPIClient returns a client of the API at addr (host:port or a URL)
+// sending auth's token, if any.
+func newAPIClient(addr string, auth *apiAuth) *apiClient {
 	if !strings.HasPrefix(addr, "http://") && !strings.HasPrefix(addr, "https://") {
 		addr = "http://" + addr
 	}
-	return &apiClient{base: strings.TrimRight(addr, "/"), http: &http.Client{Timeout: 5 * time.Minute}}
+	c := &apiClient{base: strings.TrimRight(addr, "/")}
+	t := &bearerTransport{base: http.DefaultTransport}
+	if auth != nil {
+		t.token, c.err = auth.bearer()
+		t.err = c.err
+	}
+	if u, err := url.Parse(c.base); err == nil {
+		t.origin = u.Scheme + "://" + u.Host
+	}
+	c.http = &http.Client{Timeout: 5 * time.Minute, Transport: t}
+	return c
+}
+
+// bearerTransport adds "Authorization: Bearer <token>" to requests to the
+// API's own origin only: a redirect elsewhere never carries the token.
+type bearerTransport struct {
+	base   http.RoundTripper
+	origin string
+	token  string
+	err    error
+}
+
+func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.err != nil {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, t.err
+	}
+	if t.token != "" && req.URL.Scheme+"://"+req.URL.Host == t.origin {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	return t.base.RoundTrip(req)
 }
 
 // do sends a request and decodes a 2xx JSON reply into out; an error reply
 // becomes an error carrying the API's message.
 func (c *apiClient) do(method, path string, body io.Reader, out any) error {
+	if c.err != nil {
+		return c.err
+	}
 	req, err := http.NewRequest(method, c.base+path, body)
 	if err != nil {
 		return err
@@ -52,6 +143,9 @@ func (c *apiClient) do(method, path string, body io.Reader, out any) error {
 	if resp.StatusCode/100 != 2 {
 		var e httpjson.ErrorBody
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusUnauthorized {
+				return fmt.Errorf("%s (give the token with --token-file, or DRIFTWATCH_TOKEN)", e.Error)
+			}
 			return fmt.Errorf("%s", e.Error)
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
@@ -62,11 +156,12 @@ func (c *apiClient) do(method, path string, body io.Reader, out any) error {
 	return json.Unmarshal(data, out)
 }
 
-// connectJS connects to NATS for a client command.
-func connectJS(url, name string) (jetstream.JetStream, *nats.Conn, error) {
-	nc, err := nats.Connect(url, nats.Name(name))
+// connectJS connects to NATS for a client command, with the command's
+// connection flags (natsFlags), and opens JetStream.
+func connectJS(n *natsFlags, name string) (jetstream.JetStream, *nats.Conn, error) {
+	nc, err := n.connect(name)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to NATS %s: %w", url, err)
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/app"
+	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/demo"
 )
@@ -56,7 +57,7 @@ within a minute. Ctrl-C stops it.`,
 			sim.Speed = speed
 			sim.OnError = func(err error) { log.Warn().Err(err).Msg("demo publish failed") }
 			printf(os.Stdout, "\ndriftwatch demo is running.\n\n  dashboard  http://%s/\n  NATS       %s   (try: nats sub 'driftwatch.alerts.>')\n  data       %s\n\nA six-system stack plays orders with faults now and then; drift shows up within a minute. Ctrl-C stops.\n\n",
-				a.HTTPAddr(), a.Broker.ClientURL, dataDir)
+				a.HTTPAddr(), broker.Redact(a.Broker.ClientURL), dataDir)
 			sim.Run(cmd.Context())
 			stopCtx, cancel := contextWithTimeout(15 * time.Second)
 			defer cancel()

@@ -20,7 +20,9 @@ import (
 )
 
 func newExportCmd() *cobra.Command {
-	var since, until, format, system, natsURL, httpAddr, configPath string
+	var since, until, format, system, httpAddr, configPath string
+	var auth apiAuth
+	var nf *natsFlags
 	cmd := &cobra.Command{
 		Use:   "export events|mismatches --since T",
 		Short: "Stream the log or the mismatch history as CSV or NDJSON (both timestamps always)",
@@ -47,7 +49,7 @@ func newExportCmd() *cobra.Command {
 					}
 					zones = cfg.Zones()
 				}
-				js, nc, err := connectJS(natsURL, "driftwatch-export")
+				js, nc, err := connectJS(nf, "driftwatch-export")
 				if err != nil {
 					return err
 				}
@@ -61,8 +63,12 @@ func newExportCmd() *cobra.Command {
 				if system != "" {
 					q.Set("system", system)
 				}
-				c := newAPIClient(httpAddr)
-				resp, err := (&http.Client{}).Get(c.base + "/v1/export/mismatches?" + q.Encode())
+				c := newAPIClient(httpAddr, &auth)
+				if c.err != nil {
+					return c.err
+				}
+				c.http.Timeout = 0 // a long export streams for as long as it takes
+				resp, err := c.http.Get(c.base + "/v1/export/mismatches?" + q.Encode())
 				if err != nil {
 					return fmt.Errorf("driftwatch API at %s: %w", c.base, err)
 				}
@@ -83,8 +89,9 @@ func newExportCmd() *cobra.Command {
 	f.StringVar(&until, "until", "", "until T (events only; default now)")
 	f.StringVar(&format, "format", "csv", "csv or ndjson")
 	f.StringVar(&system, "system", "", "only this system")
-	f.StringVar(&natsURL, "nats-url", nats.DefaultURL, "NATS holding the log (events)")
+	nf = addNATSFlags(f, nats.DefaultURL, "NATS holding the log (events)")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address (mismatches)")
+	auth.addFlags(f)
 	f.StringVar(&configPath, "config", "", "configuration file (events): systems' timezones, for times sent without an offset")
 	return cmd
 }

@@ -118,7 +118,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	addLogFlags(root.PersistentFlags())
-	root.AddCommand(newServeCmd(), newPublishCmd(), newOrderCmd(), newRebuildCmd(), newMismatchesCmd(), newReconcileCmd(), newSnapshotCmd(), newReplayCmd(), newExportCmd(), newMappingCmd(), newDemoCmd(), newBenchCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newOrderCmd(), newRebuildCmd(), newMismatchesCmd(), newReconcileCmd(), newSnapshotCmd(), newReplayCmd(), newExportCmd(), newMappingCmd(), newDemoCmd(), newBenchCmd(), newNATSCmd(), newTokenCmd())
 	return root
 }
 

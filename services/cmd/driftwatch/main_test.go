@@ -239,3 +239,20 @@ func TestDataFilesArePrivate(t *testing.T) {
 		t.Fatalf("only %d entries under %s", n, dir)
 	}
 }
+
+// TestServeRefusesAnOpenNetworkListener: serve on every interface without
+// http.tokens exits non-zero, before listening, saying how to configure
+// authentication and naming --insecure.
+func TestServeRefusesAnOpenNetworkListener(t *testing.T) {
+	cmd := exec.Command(driftwatchBinary(t), "serve", "--config", "../../../deploy/driftwatch.example.yaml", "--data", t.TempDir(),
+		"--nats-listen", "127.0.0.1:0", "--http", "0.0.0.0:0")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("serve started:\n%s", out)
+	}
+	for _, want := range []string{"--insecure", "http.tokens"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the refusal does not name %s:\n%s", want, out)
+		}
+	}
+}

@@ -15,7 +15,8 @@ import (
 
 func newMappingCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "mapping", Short: "Work with the status mapping tables"}
-	var candidate, last, natsURL, configPath, output string
+	var candidate, last, configPath, output string
+	var nf *natsFlags
 	var sample uint64
 	var allowChanges bool
 	test := &cobra.Command{
@@ -45,7 +46,7 @@ integration team can run it in CI before a mapping change ships.`,
 			if err != nil {
 				return err
 			}
-			js, nc, err := connectJS(natsURL, "driftwatch-mapping-test")
+			js, nc, err := connectJS(nf, "driftwatch-mapping-test")
 			if err != nil {
 				return err
 			}
@@ -79,7 +80,7 @@ integration team can run it in CI before a mapping change ships.`,
 	f.StringVar(&candidate, "candidate", "", "folder of candidate tables (<platform>.yaml)")
 	f.StringVar(&last, "last", "", "only events received in the last duration (7d)")
 	f.Uint64Var(&sample, "sample", 0, "only the last N events")
-	f.StringVar(&natsURL, "nats-url", nats.DefaultURL, "NATS holding the log")
+	nf = addNATSFlags(f, nats.DefaultURL, "NATS holding the log")
 	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.BoolVar(&allowChanges, "allow-changes", false, "changed canonical states are intended, not regressions")

@@ -29,6 +29,7 @@ func sides(m *detector.Mismatch) (src, tgt string) {
 
 func newMismatchesCmd() *cobra.Command {
 	var httpAddr, state, pattern, system, severity, order, output string
+	var auth apiAuth
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "mismatches",
@@ -43,7 +44,7 @@ func newMismatchesCmd() *cobra.Command {
 			}
 			q.Set("limit", fmt.Sprint(limit))
 			var page api.MismatchPage
-			if err := newAPIClient(httpAddr).do("GET", "/v1/mismatches?"+q.Encode(), nil, &page); err != nil {
+			if err := newAPIClient(httpAddr, &auth).do("GET", "/v1/mismatches?"+q.Encode(), nil, &page); err != nil {
 				return err
 			}
 			if output == "json" {
@@ -67,6 +68,7 @@ func newMismatchesCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address")
+	auth.addFlags(f)
 	f.StringVar(&state, "state", "open", "open (includes escalated), escalated, resolved, or all")
 	f.StringVar(&pattern, "pattern", "", "only this pattern")
 	f.StringVar(&system, "system", "", "only mismatches involving this system")

@@ -14,12 +14,13 @@ import (
 
 func newOrderCmd() *cobra.Command {
 	var httpAddr, asOf, output string
+	var auth apiAuth
 	cmd := &cobra.Command{
 		Use:   "order ORDER_ID",
 		Short: "Show an order's current state in every system, side by side, and its timeline",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := newAPIClient(httpAddr)
+			c := newAPIClient(httpAddr, &auth)
 			path := "/v1/orders/" + url.PathEscape(args[0])
 			if asOf != "" {
 				path += "?as_of=" + url.QueryEscape(asOf)
@@ -41,6 +42,7 @@ func newOrderCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address")
+	auth.addFlags(f)
 	f.StringVar(&asOf, "as-of", "", "show what each system's projection believed at this instant (RFC 3339)")
 	f.StringVarP(&output, "output", "o", "table", "table or json")
 	return cmd

@@ -24,7 +24,9 @@ import (
 const publishChunk = 1024
 
 func newPublishCmd() *cobra.Command {
-	var natsURL, httpURL, configPath, format string
+	var httpURL, configPath, format string
+	var auth apiAuth
+	var nf *natsFlags
 	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "publish FILE...",
@@ -46,11 +48,15 @@ dead-lettered; the exit status is 1 when any event was rejected.`,
 			}
 			var sink batchSink
 			if httpURL != "" {
-				sink = &httpSink{base: strings.TrimRight(httpURL, "/"), client: &http.Client{Timeout: 5 * time.Minute}}
+				c := newAPIClient(httpURL, &auth)
+				if c.err != nil {
+					return c.err
+				}
+				sink = &httpSink{base: c.base, client: c.http}
 			} else {
-				nc, err := nats.Connect(natsURL, nats.Name("driftwatch-publish"))
+				nc, err := nf.connect("driftwatch-publish")
 				if err != nil {
-					return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+					return err
 				}
 				defer nc.Close()
 				pub, err := events.NewPublisher(nc, events.WithSystems(known), events.WithZones(zones))
@@ -76,8 +82,9 @@ dead-lettered; the exit status is 1 when any event was rejected.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&natsURL, "nats-url", nats.DefaultURL, "NATS to publish to")
+	nf = addNATSFlags(f, nats.DefaultURL, "NATS to publish to")
 	f.StringVar(&httpURL, "http", "", "publish through the HTTP API at this base URL instead (http://127.0.0.1:8080)")
+	auth.addFlags(f)
 	f.StringVar(&configPath, "config", "", "configuration file: reject events of systems it does not configure")
 	f.StringVar(&format, "format", "", "ndjson or csv (default: from the file name)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar and no per-event rejections")

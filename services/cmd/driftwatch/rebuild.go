@@ -50,7 +50,8 @@ func carryDetectorState(live *projections.Store, fresh string, cfg *config.Confi
 }
 
 func newRebuildCmd() *cobra.Command {
-	var configPath, dataDir, natsURL string
+	var configPath, dataDir string
+	var nf *natsFlags
 	var quiet, dropState bool
 	cmd := &cobra.Command{
 		Use:   "rebuild",
@@ -99,8 +100,9 @@ while it runs.`,
 				}
 			}
 			defer closeHeld()
-			b, err := broker.Start(broker.Options{URL: natsURL, DataDir: dataDir, Listen: "127.0.0.1:-1",
-				SyncAlways: cfg.SyncAlways(), SyncInterval: cfg.SyncInterval(), Logger: log, ClientName: "driftwatch-rebuild"})
+			b, err := broker.Start(broker.Options{URL: nf.URL(), DataDir: dataDir, Listen: "127.0.0.1:-1",
+				SyncAlways: cfg.SyncAlways(), SyncInterval: cfg.SyncInterval(), Logger: log, ClientName: "driftwatch-rebuild",
+				Auth: app.NATSAuth(cfg), Client: nf.client()})
 			if err != nil {
 				return err
 			}
@@ -149,7 +151,7 @@ while it runs.`,
 	f := cmd.Flags()
 	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file")
 	f.StringVar(&dataDir, "data", "data", "data folder")
-	f.StringVar(&natsURL, "nats-url", "", "read the log from an existing NATS instead of the embedded store")
+	nf = addNATSFlags(f, "", "read the log from an existing NATS instead of the embedded store")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	f.BoolVar(&dropState, "drop-state", false, "rebuild a store of another format version, dropping its mismatches, audit trails, ops alerts and reports")
 	return cmd

@@ -24,12 +24,13 @@ import (
 func newReconcileCmd() *cobra.Command {
 	var httpAddr, format string
 	var latest bool
+	var auth apiAuth
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Sweep every open order now and print the report (or --latest for the last one)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := newAPIClient(httpAddr)
+			c := newAPIClient(httpAddr, &auth)
 			method, path := "POST", "/v1/reconcile"
 			if latest {
 				method, path = "GET", "/v1/reconcile/latest"
@@ -52,6 +53,7 @@ func newReconcileCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address")
+	auth.addFlags(f)
 	f.StringVar(&format, "format", "text", "text, json or csv")
 	f.BoolVar(&latest, "latest", false, "print the last report instead of running a sweep")
 	return cmd
@@ -59,7 +61,9 @@ func newReconcileCmd() *cobra.Command {
 
 func newSnapshotCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "snapshot", Short: "Import a system's export of its current order states"}
-	var system, natsURL, httpAddr, format string
+	var system, httpAddr, format string
+	var auth apiAuth
+	var nf *natsFlags
 	var quiet bool
 	imp := &cobra.Command{
 		Use:   "import --system SYSTEM FILE",
@@ -98,15 +102,18 @@ a line that is not CSV is reported with its line number.`,
 			}
 			var importPiece func(piece []byte) (reconcile.ImportStats, error)
 			if httpAddr != "" {
-				c := newAPIClient(httpAddr)
-				c.http = &http.Client{Timeout: 0}
+				c := newAPIClient(httpAddr, &auth)
+				if c.err != nil {
+					return c.err
+				}
+				c.http.Timeout = 0
 				importPiece = func(piece []byte) (reconcile.ImportStats, error) {
 					return postSnapshot(c, system, format, piece)
 				}
 			} else {
-				nc, err := nats.Connect(natsURL, nats.Name("driftwatch-snapshot"))
+				nc, err := nf.connect("driftwatch-snapshot")
 				if err != nil {
-					return fmt.Errorf("connect to NATS %s: %w", natsURL, err)
+					return err
 				}
 				defer nc.Close()
 				pub, err := events.NewPublisher(nc)
@@ -158,8 +165,9 @@ a line that is not CSV is reported with its line number.`,
 	}
 	f := imp.Flags()
 	f.StringVar(&system, "system", "", "the system the export comes from (required)")
-	f.StringVar(&natsURL, "nats-url", nats.DefaultURL, "NATS to publish to")
+	nf = addNATSFlags(f, nats.DefaultURL, "NATS to publish to")
 	f.StringVar(&httpAddr, "http", "", "import through the HTTP API at this address instead")
+	auth.addFlags(f)
 	f.StringVar(&format, "format", "", "csv or ndjson (default: from the file name)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	cmd.AddCommand(imp)

@@ -34,7 +34,9 @@ func parseWhen(flag, s string) (time.Time, error) {
 }
 
 func newReplayCmd() *cobra.Command {
-	var order, since, until, system, output, httpAddr, natsURL, configPath string
+	var order, since, until, system, output, httpAddr, configPath string
+	var auth apiAuth
+	var nf *natsFlags
 	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "replay --order ID | --since T [--until T] [--system S]",
@@ -46,7 +48,7 @@ func newReplayCmd() *cobra.Command {
 			}
 			if order != "" {
 				var v replay.View
-				if err := newAPIClient(httpAddr).do("GET", "/v1/orders/"+url.PathEscape(order)+"/replay", nil, &v); err != nil {
+				if err := newAPIClient(httpAddr, &auth).do("GET", "/v1/orders/"+url.PathEscape(order)+"/replay", nil, &v); err != nil {
 					return err
 				}
 				return printReplay(v, output)
@@ -63,7 +65,7 @@ func newReplayCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			js, nc, err := connectJS(natsURL, "driftwatch-replay")
+			js, nc, err := connectJS(nf, "driftwatch-replay")
 			if err != nil {
 				return err
 			}
@@ -95,7 +97,8 @@ func newReplayCmd() *cobra.Command {
 	f.StringVar(&system, "system", "", "only mismatches involving this system")
 	f.StringVarP(&output, "output", "o", "table", "table, json or csv")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address (for --order)")
-	f.StringVar(&natsURL, "nats-url", nats.DefaultURL, "NATS holding the log (for --since)")
+	auth.addFlags(f)
+	nf = addNATSFlags(f, nats.DefaultURL, "NATS holding the log (for --since)")
 	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file (for --since)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	return cmd

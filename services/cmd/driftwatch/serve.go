@@ -11,7 +11,9 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var (
-		configPath, dataDir, natsListen, natsURL, httpAddr, services string
+		configPath, dataDir, natsListen, httpAddr, services string
+		nf                                                  *natsFlags
+		insecure                                            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -37,10 +39,12 @@ func newServeCmd() *cobra.Command {
 				Config:     cfg,
 				DataDir:    dataDir,
 				NATSListen: natsListen,
-				NATSURL:    natsURL,
+				NATSURL:    nf.URL(),
+				NATSClient: nf.client(),
 				HTTPAddr:   httpAddr,
 				Services:   list,
 				Logger:     log,
+				Insecure:   insecure,
 			})
 			if err != nil {
 				return usageError{err}
@@ -52,8 +56,9 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file")
 	f.StringVar(&dataDir, "data", "data", "data folder: JetStream store and Pebble")
 	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's client address")
-	f.StringVar(&natsURL, "nats-url", "", "use an existing NATS instead of embedding one")
+	nf = addNATSFlags(f, "", "use an existing NATS instead of embedding one")
 	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "HTTP API and dashboard address")
 	f.StringVar(&services, "services", "all", "comma-separated subset of services to run")
+	f.BoolVar(&insecure, "insecure", false, "start even when --http or --nats-listen binds beyond loopback without http.tokens or nats.users configured (warns at every start)")
 	return cmd
 }

@@ -1,0 +1,141 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/detector"
+)
+
+// TestDashboardSignsInWithAToken drives the dashboard in headless Chromium
+// against a driftwatch with http.tokens: the page loads without a token,
+// the first API call's 401 opens the sign-in dialog, a wrong token is
+// refused and asked again, an operate token shows the mismatches and
+// resolves one (the audit names the token), and the page runs under the
+// Content-Security-Policy without a violation.
+func TestDashboardSignsInWithAToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	bin := chromium(t)
+	env := apptest.Start(t, apptest.Config(t, securedStack(t)), "")
+	if status, body, _ := call(t, env, "POST", "/v1/events", "application/json", shopEvent("sb1", "SIGNIN-1", "shop"), appIngestToken); status != 202 {
+		t.Fatalf("%d %s", status, body)
+	}
+	id := detector.AlertID("SIGNIN-1", detector.OrderNotAcknowledged, "shop", "erp")
+	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		_, err := detector.GetMismatch(env.App.Store, id)
+		return err
+	})
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000))
+	allocCtx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	must := func(step string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		must("text of "+sel, err)
+		return v
+	}
+	// Content-Security-Policy violations the page reports, from here on
+	// (nothing renders data before the sign-in).
+	watchCSP := chromedp.Evaluate[bool](`window.__cspViolations = [];
+		document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));
+		true`)
+
+	must("open the dashboard", chromedp.Do(ctx, chromedp.Navigate(env.BaseURL+"/")))
+	_, err := chromedp.Run(ctx, watchCSP)
+	must("watch CSP violations", err)
+	must("the sign-in dialog", chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#signin[open] #signin-token`))))
+	if reason := text("#signin-reason"); !strings.Contains(reason, "asks for an access token") {
+		t.Fatalf("sign-in reason %q", reason)
+	}
+	shot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		must("screenshot", err)
+		must("write screenshot", os.WriteFile(filepath.Join(artifacts(t), name), png, 0o644))
+	}
+	shot("dashboard-sign-in.png")
+	must("a wrong token", chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`#signin-token`), "not-the-token-of-this-driftwatch"),
+		chromedp.Click(chromedp.CSS(`#signin-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(`#signin[open] #signin-token`)),
+	))
+	apptest.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		r, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#signin[open] #signin-reason')?.textContent || ''`))
+		if err != nil || !strings.Contains(r, "refused") {
+			return fmt.Errorf("sign-in reason %q (%v)", r, err)
+		}
+		return nil
+	})
+
+	row := `tr.mismatch-row[data-alert-id="` + id + `"]`
+	must("the operate token", chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`#signin-token`), appOperateToken),
+		chromedp.Click(chromedp.CSS(`#signin-submit`)),
+		chromedp.WaitNotVisible(chromedp.CSS(`#signin`)),
+		chromedp.WaitVisible(chromedp.CSS(row)),
+		chromedp.WaitVisible(chromedp.CSS(`#sign-out`)),
+		chromedp.WaitVisible(chromedp.CSS(`.share-fill`)),
+	))
+	stored, err := chromedp.Run(ctx, chromedp.Evaluate[string](`sessionStorage.getItem('driftwatch.token') || ''`))
+	must("read sessionStorage", err)
+	if stored != appOperateToken {
+		t.Fatalf("sessionStorage holds %q", stored)
+	}
+	// The share bars get their width through the DOM, not a style attribute.
+	width, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('.share-fill').style.width`))
+	must("share bar width", err)
+	if !strings.HasSuffix(width, "%") {
+		t.Fatalf("share bar width %q", width)
+	}
+	shot("dashboard-signed-in.png")
+
+	must("open the order", chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(row+` a.order-link`)),
+		chromedp.WaitVisible(chromedp.CSS(`#order-page .timeline-event`)),
+	))
+	mis := `.order-mismatch[data-alert-id="` + id + `"]`
+	must("resolve with a note", chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS(mis+` textarea.resolve-note`)),
+		chromedp.SendKeys(chromedp.CSS(mis+` textarea.resolve-note`), "entered in NetSuite by hand"),
+		chromedp.Click(chromedp.CSS(mis+` button.resolve-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(`.resolved-ok`)),
+	))
+	m, err := detector.GetMismatch(env.App.Store, id)
+	if err != nil || m.State != detector.StateResolved || m.Audit[len(m.Audit)-1].By != "dashboard (token ops)" {
+		t.Fatalf("after resolving in the browser: %+v %v", m, err)
+	}
+	violations, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__cspViolations`))
+	must("read CSP violations", err)
+	if len(violations) > 0 {
+		t.Fatalf("Content-Security-Policy violations: %v", violations)
+	}
+
+	// Signing out forgets the token: the dialog comes back.
+	must("sign out", chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`#sign-out`)),
+		chromedp.WaitVisible(chromedp.CSS(`#signin[open] #signin-token`)),
+	))
+}
