@@ -77,15 +77,9 @@ func TestMetricsTimeToDetectNeverNegative(t *testing.T) {
 		t.Fatal(err)
 	}
 	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		resp, err := http.Get(env.BaseURL + "/metrics")
+		families, err := scrape(env)
 		if err != nil {
 			return err
-		}
-		defer resp.Body.Close()
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		families, err := parser.TextToMetricFamilies(resp.Body)
-		if err != nil {
-			t.Fatalf("/metrics does not parse: %v", err)
 		}
 		byPattern := func(family string) map[string]*dto.Metric {
 			out := map[string]*dto.Metric{}
@@ -134,13 +128,7 @@ func TestMetricLabelsOnlyFromTheConfiguration(t *testing.T) {
 	}
 	var series []string
 	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		resp, err := http.Get(env.BaseURL + "/metrics")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		parser := expfmt.NewTextParser(model.UTF8Validation)
-		families, err := parser.TextToMetricFamilies(resp.Body)
+		families, err := scrape(env)
 		if err != nil {
 			return err
 		}
@@ -202,4 +190,19 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// scrape reads /metrics as Prometheus text.
+func scrape(env *apptest.Env) (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get(env.BaseURL + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("/metrics does not parse: %w", err)
+	}
+	return families, nil
 }

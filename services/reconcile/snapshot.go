@@ -484,32 +484,12 @@ func (im *importer) readCSV(rr *recordReader) *StopError {
 		}
 		return fields, nil
 	}
-	var header []string
-	for header == nil {
-		rec, line, err := rr.next()
-		if errors.Is(err, io.EOF) {
-			return &StopError{Line: line, Code: CodeBadCSV, Message: "no CSV header row: the first row names the columns (order_id, status, ...)"}
-		}
-		if err != nil {
-			return readStop(line, err, im.lim)
-		}
-		fields, stop := parse(rec, line)
-		if stop != nil {
-			return stop
-		}
-		if fields == nil {
-			continue
-		}
-		header = make([]string, len(fields))
-		for i, h := range fields {
-			if len(h) > im.lim.MaxFieldBytes {
-				return &StopError{Line: line, Code: CodeFieldTooLong, Message: fmt.Sprintf("header column %d is over %d bytes", i+1, im.lim.MaxFieldBytes)}
-			}
-			header[i] = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
-		}
-	}
+	var header []string // the first non-empty row
 	for {
 		rec, line, err := rr.next()
+		if errors.Is(err, io.EOF) && header == nil {
+			return &StopError{Line: line, Code: CodeBadCSV, Message: "no CSV header row: the first row names the columns (order_id, status, ...)"}
+		}
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -521,6 +501,16 @@ func (im *importer) readCSV(rr *recordReader) *StopError {
 			return stop
 		}
 		if fields == nil {
+			continue
+		}
+		if header == nil {
+			header = make([]string, len(fields))
+			for i, h := range fields {
+				if len(h) > im.lim.MaxFieldBytes {
+					return &StopError{Line: line, Code: CodeFieldTooLong, Message: fmt.Sprintf("header column %d is over %d bytes", i+1, im.lim.MaxFieldBytes)}
+				}
+				header[i] = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
+			}
 			continue
 		}
 		br, stop := im.row(line)
