@@ -285,7 +285,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		systems[i] = s.ID
 	}
 	if a.serves(ServiceProjector) {
-		counted, err := telemetry.NewEventCounter(meter, "projector", systems)
+		counted, err := telemetry.NewEventCounter(meter, "projector", systems, projectorOutcomes)
 		if err != nil {
 			return err
 		}
@@ -374,7 +374,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("gate connection: %w", err)
 		}
 		a.gateConn = gateConn
-		metrics, err := gate.NewMetrics(meter)
+		metrics, err := gate.NewMetrics(meter, systems)
 		if err != nil {
 			return err
 		}
@@ -399,7 +399,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			if err != nil {
 				return err
 			}
-			counted, err := telemetry.NewEventCounter(meter, "ingest", systems)
+			counted, err := telemetry.NewEventCounter(meter, "ingest", systems, ingestOutcomes)
 			if err != nil {
 				return err
 			}
@@ -440,6 +440,12 @@ func (a *App) Start(ctx context.Context) (err error) {
 		Strs("services", a.opts.Services).Bool("sync_always", a.cfg.SyncAlways()).Msg("driftwatch started")
 	return nil
 }
+
+// The outcomes each stage counts (driftwatch.events.in).
+var (
+	ingestOutcomes    = []string{string(events.Accepted), string(events.Duplicate), string(events.Rejected)}
+	projectorOutcomes = []string{projections.Applied.String(), projections.Late.String(), projections.Acked.String(), projections.Duplicate.String(), projections.Rejected.String()}
+)
 
 // arrivals counts the outcomes of a batch that are events of the system
 // arriving (applied, late or acknowledgements), for the alert policy's

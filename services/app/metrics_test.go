@@ -206,3 +206,48 @@ func scrape(env *apptest.Env) (map[string]*dto.MetricFamily, error) {
 	}
 	return families, nil
 }
+
+// TestSeriesFromTheFirstScrape: before any event, the counters and gauges
+// have every series a dashboard or an alert rule refers to, at 0: events
+// per configured system, stage and outcome; open mismatches per pattern
+// and system; alerts published per pattern and state; gate decisions per
+// target (a rate() over a series that appears late misses its first
+// increase).
+func TestSeriesFromTheFirstScrape(t *testing.T) {
+	env := apptest.Start(t, apptest.Config(t, ""), "")
+	families, err := scrape(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := func(family string, labels map[string]string) bool {
+		for _, m := range families[family].GetMetric() {
+			match := true
+			for k, v := range labels {
+				found := false
+				for _, l := range m.GetLabel() {
+					found = found || (l.GetName() == k && l.GetValue() == v)
+				}
+				match = match && found
+			}
+			if match {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range []struct {
+		family string
+		labels map[string]string
+	}{
+		{"driftwatch_events_in_total", map[string]string{"stage": "ingest", "system": "shop", "outcome": "rejected"}},
+		{"driftwatch_events_in_total", map[string]string{"stage": "projector", "system": "erp", "outcome": "applied"}},
+		{"driftwatch_events_in_total", map[string]string{"stage": "ingest", "system": "_unknown", "outcome": "rejected"}},
+		{"driftwatch_mismatches_open", map[string]string{"pattern": detector.CancelNotPropagated, "system": "shop"}},
+		{"driftwatch_alerts_published_total", map[string]string{"pattern": detector.OrderNotAcknowledged, "state": "resolved"}},
+		{"driftwatch_gate_decisions_total", map[string]string{"target": "erp", "decision": "flag"}},
+	} {
+		if !has(c.family, c.labels) {
+			t.Errorf("no %s%v at the first scrape", c.family, c.labels)
+		}
+	}
+}

@@ -149,7 +149,11 @@ func New(opts Options) (*Detector, error) {
 		opts.TickEvery = 100 * time.Millisecond
 	}
 	d := &Detector{opts: opts, log: opts.Logger, outboxWake: make(chan struct{}, 1)}
-	if err := opts.Metrics.seed(opts.Store); err != nil {
+	var systems []string
+	for _, s := range opts.Engine.cfg.Systems {
+		systems = append(systems, s.ID)
+	}
+	if err := opts.Metrics.seed(opts.Store, systems); err != nil {
 		return nil, err
 	}
 	if err := opts.Metrics.observeExpectations(d); err != nil {

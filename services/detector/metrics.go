@@ -69,12 +69,23 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	return m, nil
 }
 
-// seed counts the open mismatches in the store (once, at New).
-func (m *Metrics) seed(store *projections.Store) error {
+// seed counts the open mismatches in the store (once, at New). Every
+// pattern's series (at its default severity, per configured system) is
+// there from the first scrape, at 0 when none is open; so are the
+// published alerts' counters.
+func (m *Metrics) seed(store *projections.Store, systems []string) error {
 	if m == nil {
 		return nil
 	}
 	counts := map[[3]string]int64{}
+	for _, p := range Patterns {
+		for _, s := range systems {
+			counts[[3]string{p, DefaultSeverity(p), s}] = 0
+		}
+		for _, state := range []string{StateOpen, StateEscalated, StateResolved} {
+			m.published.Add(context.Background(), 0, metric.WithAttributes(attribute.String("pattern", p), attribute.String("severity", DefaultSeverity(p)), attribute.String("state", state)))
+		}
+	}
 	err := ScanMismatches(store, Filter{State: StateOpen}, func(x *Mismatch) error {
 		counts[[3]string{x.Pattern, x.Severity, sourceSystem(x)}]++
 		return nil
@@ -131,9 +142,7 @@ func (m *Metrics) committed(alerts []*Mismatch) {
 			}
 		case StateResolved:
 			m.mu.Lock()
-			if m.open[k]--; m.open[k] <= 0 {
-				delete(m.open, k)
-			}
+			m.open[k] = max(m.open[k]-1, 0) // the series stays, at 0
 			m.mu.Unlock()
 		}
 	}

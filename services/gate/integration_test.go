@@ -59,6 +59,9 @@ func TestGateOverNATSAndHTTP(t *testing.T) {
 		"not json":      `{"event":`,
 		"no event":      `{"target":"erp"}`,
 		"invalid event": `{"event":{"event_id":"x","order_id":"o","system":"shop","status":"a","occurred_at":"2026-11-27T10:00:00"}}`,
+		// An unknown target is refused: never judged against, nor a
+		// metric label.
+		"unknown target": `{"event":{"event_id":"x","order_id":"o","system":"shop","status":"paid","occurred_at":"2026-11-27T10:00:00Z"},"target":"junk-42"}`,
 	} {
 		msg, err := env.NC.Request(events.ValidateSubject, []byte(body), 2*time.Second)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
@@ -17,8 +18,9 @@ type Metrics struct {
 	decisions metric.Int64Counter
 }
 
-// NewMetrics makes the gate's instruments from meter (nil: none).
-func NewMetrics(meter metric.Meter) (*Metrics, error) {
+// NewMetrics makes the gate's instruments from meter (nil: none), with
+// every target's decision series at 0 from the first scrape.
+func NewMetrics(meter metric.Meter, targets []string) (*Metrics, error) {
 	if meter == nil {
 		return nil, nil
 	}
@@ -30,6 +32,11 @@ func NewMetrics(meter metric.Meter) (*Metrics, error) {
 	}
 	if m.decisions, err = meter.Int64Counter("driftwatch.gate.decisions", metric.WithDescription("Boundary gate decisions, per target and decision")); err != nil {
 		return nil, err
+	}
+	for _, t := range targets {
+		for _, d := range []string{events.DecisionAllow, events.DecisionFlag} {
+			m.decisions.Add(context.Background(), 0, metric.WithAttributes(attribute.String("target", t), attribute.String("decision", d)))
+		}
 	}
 	return m, nil
 }

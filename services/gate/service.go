@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -42,6 +43,7 @@ type Gate struct {
 	decider *Decider
 	svcs    []micro.Service
 	flags   chan *detector.Mismatch
+	systems []string // configured, for the unknown-target error
 }
 
 // ServiceName and EndpointName are what `nats micro ls` shows.
@@ -60,7 +62,11 @@ func New(opts Options) (*Gate, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Gate{opts: opts, decider: NewDecider(opts.Config), flags: make(chan *detector.Mismatch, 10000)}, nil
+	g := &Gate{opts: opts, decider: NewDecider(opts.Config), flags: make(chan *detector.Mismatch, 10000)}
+	for _, s := range opts.Config.Systems {
+		g.systems = append(g.systems, s.ID)
+	}
+	return g, nil
 }
 
 // Validate reports every missing option, each with its field (Recorder
@@ -186,6 +192,10 @@ func (g *Gate) Validate(body []byte) (*events.ValidateReply, error) {
 	target := req.Target
 	if target == "" {
 		target = g.opts.Config.RecordSystem().ID
+	}
+	if !g.opts.Config.Known(target) {
+		// Never judged against, nor counted under, a name nobody configured.
+		return nil, &RequestError{"unknown_target", fmt.Sprintf("target: %q is not a configured system (known: %s)", target, strings.Join(g.systems, ", "))}
 	}
 	var row *projections.Row
 	if r, err := g.opts.Store.Row(ev.OrderID, target); err == nil {

@@ -10,6 +10,7 @@ package telemetry
 import (
 	"context"
 	"net/http"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -94,8 +95,10 @@ type EventCounter struct {
 const UnknownSystem = "_unknown"
 
 // NewEventCounter makes the counter of a stage from meter (nil: none),
-// labelled with the configured systems (any other is UnknownSystem).
-func NewEventCounter(meter metric.Meter, stage string, systems []string) (*EventCounter, error) {
+// labelled with the configured systems (any other is UnknownSystem). Each
+// system's series of each of the stage's outcomes starts at 0, so every
+// series is there from the first scrape.
+func NewEventCounter(meter metric.Meter, stage string, systems, outcomes []string) (*EventCounter, error) {
 	if meter == nil {
 		return nil, nil
 	}
@@ -107,7 +110,13 @@ func NewEventCounter(meter metric.Meter, stage string, systems []string) (*Event
 	for _, s := range systems {
 		known[s] = true
 	}
-	return &EventCounter{counter: c, stage: attribute.String("stage", stage), systems: known}, nil
+	ec := &EventCounter{counter: c, stage: attribute.String("stage", stage), systems: known}
+	for _, s := range append(slices.Clone(systems), UnknownSystem) {
+		for _, o := range outcomes {
+			c.Add(context.Background(), 0, metric.WithAttributes(ec.stage, attribute.String("system", s), attribute.String("outcome", o)))
+		}
+	}
+	return ec, nil
 }
 
 // Add counts n events of system with an outcome.
