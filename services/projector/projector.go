@@ -172,11 +172,11 @@ func (p *Projector) runWorker(g *errgroup.Group, ctx context.Context, w *worker)
 // checkStream compares the stream's identity and last sequence with what
 // the store was built from.
 func (p *Projector) checkStream(ctx context.Context) error {
-	info, err := p.stream.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("projector: stream info: %w", err)
-	}
-	id := info.Created.UTC().Format(time.RFC3339Nano)
+	// The checkpoints are read before the stream's state: while serving,
+	// the consumers apply on between the two reads, and a checkpoint read
+	// after the stream's last sequence could be above it without anything
+	// being lost. Read first, each checkpoint is at most the last sequence
+	// the stream had then, which only grows.
 	stored, err := p.opts.Store.StreamID()
 	if err != nil {
 		return err
@@ -185,6 +185,11 @@ func (p *Projector) checkStream(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	info, err := p.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("projector: stream info: %w", err)
+	}
+	id := info.Created.UTC().Format(time.RFC3339Nano)
 	var maxCkpt uint64
 	for _, c := range ckpts {
 		maxCkpt = max(maxCkpt, c)
