@@ -1,14 +1,22 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/httpjson"
 )
@@ -27,10 +35,34 @@ type ResolveRequest struct {
 	By   string `json:"by"`
 }
 
+// AssignRequest is the body of POST /v1/mismatches/{alert_id}/assign:
+// owner is required ("" unassigns); by and note go to the audit trail.
+type AssignRequest struct {
+	Owner *string `json:"owner"`
+	By    string  `json:"by"`
+	Note  string  `json:"note"`
+}
+
+// NoteRequest is the body of POST /v1/mismatches/{alert_id}/notes: note is
+// required.
+type NoteRequest struct {
+	By   string `json:"by"`
+	Note string `json:"note"`
+}
+
+// Limits of what a person adds to a mismatch's audit trail.
+const (
+	MaxNoteLength = 4096 // characters of a note
+	MaxByLength   = 128  // characters of "by"
+)
+
 // MismatchHandlers serves the mismatch store.
 type MismatchHandlers struct {
 	Store    *projections.Store
 	Detector *detector.Detector
+	// Config names the systems a filter may ask for and overrides the
+	// runbooks (nil: any system, the built-in runbooks).
+	Config *config.Config
 }
 
 // Register adds the routes.
@@ -38,12 +70,69 @@ func (h *MismatchHandlers) Register(s *Server) {
 	s.HandleFunc("GET /v1/mismatches", h.list)
 	s.HandleFunc("GET /v1/mismatches/{alert_id}", h.get)
 	s.HandleFunc("POST /v1/mismatches/{alert_id}/resolve", h.resolve)
+	s.HandleFunc("POST /v1/mismatches/{alert_id}/assign", h.assign)
+	s.HandleFunc("POST /v1/mismatches/{alert_id}/notes", h.note)
 }
 
-// FilterFromQuery reads state, pattern, system, severity, order and since.
+// FilterStates are the values of the state filter: open (open and
+// escalated), escalated, resolved, and all ("" too).
+var FilterStates = []string{detector.StateOpen, detector.StateEscalated, detector.StateResolved, "all"}
+
+// FilterError is a filter value that is not one of the valid ones. The
+// API answers it with 400, code bad_filter, the parameter and the valid
+// values: {"error", "code", "param", "valid"}.
+type FilterError struct {
+	Param string
+	Value string
+	Valid []string
+}
+
+func (e *FilterError) Error() string {
+	return fmt.Sprintf("%s: %q is not one of %s", e.Param, e.Value, strings.Join(e.Valid, ", "))
+}
+
+// FilterErrorBody is the reply to a FilterError.
+type FilterErrorBody struct {
+	Error string   `json:"error"`
+	Code  string   `json:"code"`
+	Param string   `json:"param"`
+	Valid []string `json:"valid"`
+}
+
+// CodeBadFilter is the error code of a filter value that is not valid.
+const CodeBadFilter = "bad_filter"
+
+// FilterFromQuery reads state, pattern, system, severity, order, owner,
+// since and min_age (ParseFilter without a list of systems: any system
+// passes).
 func FilterFromQuery(r *http.Request) (detector.Filter, error) {
-	q := r.URL.Query()
-	f := detector.Filter{State: q.Get("state"), Pattern: q.Get("pattern"), System: q.Get("system"), Severity: q.Get("severity"), OrderID: q.Get("order")}
+	return ParseFilter(r.URL.Query(), nil)
+}
+
+// ParseFilter reads a mismatch filter from query parameters: state (open,
+// escalated, resolved or all), pattern, severity, system (one of systems,
+// when given), order, owner (a name, or none for the unassigned), since
+// (RFC 3339) and min_age (seconds). A state, pattern, severity or system
+// that is not one of the valid values is a *FilterError.
+func ParseFilter(q url.Values, systems []string) (detector.Filter, error) {
+	f := detector.Filter{State: q.Get("state"), Pattern: q.Get("pattern"), System: q.Get("system"), Severity: q.Get("severity"),
+		OrderID: q.Get("order"), Owner: q.Get("owner")}
+	for _, c := range []struct {
+		param, value string
+		valid        []string
+	}{
+		{"state", f.State, FilterStates},
+		{"pattern", f.Pattern, detector.Patterns},
+		{"severity", f.Severity, detector.Severities},
+		{"system", f.System, systems},
+	} {
+		if c.value != "" && c.valid != nil && !slices.Contains(c.valid, c.value) {
+			return f, &FilterError{Param: c.param, Value: c.value, Valid: c.valid}
+		}
+	}
+	if f.State == "all" {
+		f.State = ""
+	}
 	if s := q.Get("since"); s != "" {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
@@ -58,18 +147,44 @@ func FilterFromQuery(r *http.Request) (detector.Filter, error) {
 		}
 		f.DetectedBeforeNanos = time.Now().Add(-time.Duration(secs) * time.Second).UnixNano()
 	}
-	switch f.State {
-	case "", detector.StateOpen, detector.StateEscalated, detector.StateResolved:
-	default:
-		return f, errors.New("state: want open, escalated or resolved")
-	}
 	return f, nil
 }
 
+// systems are the configured system ids (nil without a configuration).
+func (h *MismatchHandlers) systems() []string {
+	if h.Config == nil {
+		return nil
+	}
+	ids := make([]string, 0, len(h.Config.Systems))
+	for _, s := range h.Config.Systems {
+		ids = append(ids, s.ID)
+	}
+	return ids
+}
+
+// withRunbook fills in m's runbook (it is made when served, never stored).
+func (h *MismatchHandlers) withRunbook(m *detector.Mismatch) *detector.Mismatch {
+	if m != nil {
+		m.Runbook = detector.RunbookOf(h.Config, m)
+	}
+	return m
+}
+
+// writeFilterError answers a bad filter: a FilterError with the valid
+// values, anything else as bad_query.
+func writeFilterError(w http.ResponseWriter, err error) {
+	var fe *FilterError
+	if errors.As(err, &fe) {
+		httpjson.Write(w, http.StatusBadRequest, FilterErrorBody{Error: fe.Error(), Code: CodeBadFilter, Param: fe.Param, Valid: fe.Valid})
+		return
+	}
+	httpjson.WriteError(w, http.StatusBadRequest, "bad_query", err.Error())
+}
+
 func (h *MismatchHandlers) list(w http.ResponseWriter, r *http.Request) {
-	f, err := FilterFromQuery(r)
+	f, err := ParseFilter(r.URL.Query(), h.systems())
 	if err != nil {
-		httpjson.WriteError(w, http.StatusBadRequest, "bad_query", err.Error())
+		writeFilterError(w, err)
 		return
 	}
 	offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
@@ -85,6 +200,9 @@ func (h *MismatchHandlers) list(w http.ResponseWriter, r *http.Request) {
 	if page == nil {
 		page = []*detector.Mismatch{}
 	}
+	for _, m := range page {
+		h.withRunbook(m)
+	}
 	httpjson.Write(w, http.StatusOK, MismatchPage{Total: total, Offset: offset, Limit: limit, Mismatches: page})
 }
 
@@ -98,7 +216,7 @@ func (h *MismatchHandlers) get(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
 		return
 	}
-	httpjson.Write(w, http.StatusOK, m)
+	httpjson.Write(w, http.StatusOK, h.withRunbook(m))
 }
 
 func (h *MismatchHandlers) resolve(w http.ResponseWriter, r *http.Request) {
@@ -114,30 +232,144 @@ func (h *MismatchHandlers) resolve(w http.ResponseWriter, r *http.Request) {
 		httpjson.WriteError(w, http.StatusBadRequest, "note_required", "note: say why the mismatch is resolved (it is kept in the audit trail)")
 		return
 	}
-	// "by" is what the caller says; the token it came with is known, and
-	// the audit trail names it too.
-	c, authed := CallerOf(r.Context())
-	switch {
-	case req.By == "" && authed:
-		req.By = c.Name
-	case req.By == "":
-		req.By = "api"
-	case authed && req.By != c.Name:
-		req.By += " (token " + c.Name + ")"
-	}
+	req.By = auditBy(r, req.By)
 	if h.Detector == nil {
 		httpjson.WriteError(w, http.StatusServiceUnavailable, "detector_not_running", "the detector service is not running in this process")
 		return
 	}
 	m, err := h.Detector.Resolve(r.PathValue("alert_id"), req.By, req.Note)
+	h.reply(w, r, m, err)
+}
+
+// auditBy is who the audit trail names for a request: what the caller
+// says ("by"); the token it came with is known, and the trail names it
+// too ("kim (token ops)", or the token's name when by is empty); "api"
+// without tokens and by.
+func auditBy(r *http.Request, by string) string {
+	c, authed := CallerOf(r.Context())
+	switch {
+	case by == "" && authed:
+		return c.Name
+	case by == "":
+		return "api"
+	case authed && by != c.Name:
+		return by + " (token " + c.Name + ")"
+	}
+	return by
+}
+
+// reply answers a change of a mismatch: the record with its runbook, or
+// the error's status and code.
+func (h *MismatchHandlers) reply(w http.ResponseWriter, r *http.Request, m *detector.Mismatch, err error) {
+	id := r.PathValue("alert_id")
 	switch {
 	case errors.Is(err, detector.ErrMismatchNotFound):
-		httpjson.WriteError(w, http.StatusNotFound, "mismatch_not_found", "no mismatch with alert id "+r.PathValue("alert_id"))
+		httpjson.WriteError(w, http.StatusNotFound, "mismatch_not_found", "no mismatch with alert id "+id)
 	case errors.Is(err, detector.ErrAlreadyResolved):
-		httpjson.WriteError(w, http.StatusConflict, "already_resolved", "mismatch "+r.PathValue("alert_id")+" is already resolved")
+		httpjson.WriteError(w, http.StatusConflict, "already_resolved", "mismatch "+id+" is already resolved")
+	case errors.Is(err, detector.ErrAuditFull):
+		httpjson.WriteError(w, http.StatusConflict, "audit_full", fmt.Sprintf("mismatch %s's audit trail holds %d entries, the most it takes", id, detector.MaxAudit))
 	case err != nil:
 		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
 	default:
-		httpjson.Write(w, http.StatusOK, m)
+		httpjson.Write(w, http.StatusOK, h.withRunbook(m))
 	}
+}
+
+// readStrict decodes a JSON object body of at most 64 KiB into v,
+// refusing unknown keys (a misspelt "ownr" is an error, not an
+// unassignment); an empty body leaves v as it is.
+func readStrict(w http.ResponseWriter, r *http.Request, v any, shape string) bool {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+	if err != nil {
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_body", "reading the body: "+err.Error())
+		return false
+	}
+	if len(body) > 64<<10 {
+		httpjson.WriteError(w, http.StatusRequestEntityTooLarge, "too_large", "the body is larger than 64 KiB")
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_body", "want "+shape+": "+err.Error())
+		return false
+	}
+	if dec.More() {
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_body", "want one JSON object: "+shape)
+		return false
+	}
+	return true
+}
+
+// checkAudit checks the by and note a person adds to the trail.
+func checkAudit(w http.ResponseWriter, by, note string) bool {
+	switch {
+	case utf8.RuneCountInString(note) > MaxNoteLength:
+		httpjson.WriteError(w, http.StatusBadRequest, "note_too_long", fmt.Sprintf("note: at most %d characters", MaxNoteLength))
+	case utf8.RuneCountInString(by) > MaxByLength:
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_by", fmt.Sprintf("by: at most %d characters", MaxByLength))
+	case strings.IndexFunc(by, unicode.IsControl) >= 0:
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_by", "by: no control characters")
+	default:
+		return true
+	}
+	return false
+}
+
+// assign serves POST /v1/mismatches/{alert_id}/assign: the mismatch gets
+// owner ("" unassigns), with an assigned entry in its audit trail, and its
+// alert record is published again (Detector.Assign). The owner it already
+// has changes nothing. A resolved mismatch takes no owner (409).
+func (h *MismatchHandlers) assign(w http.ResponseWriter, r *http.Request) {
+	var req AssignRequest
+	const shape = `{"owner": "...", "by": "...", "note": "..."} (owner "" unassigns)`
+	if !readStrict(w, r, &req, shape) {
+		return
+	}
+	if req.Owner == nil {
+		httpjson.WriteError(w, http.StatusBadRequest, "owner_required", "owner: say who owns the mismatch now (\"\" unassigns): "+shape)
+		return
+	}
+	if *req.Owner != "" {
+		if why := config.CheckOwner(*req.Owner); why != "" {
+			httpjson.WriteError(w, http.StatusBadRequest, "bad_owner", "owner: the name "+why)
+			return
+		}
+	}
+	if !checkAudit(w, req.By, req.Note) {
+		return
+	}
+	if h.Detector == nil {
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "detector_not_running", "the detector service is not running in this process")
+		return
+	}
+	m, err := h.Detector.Assign(r.PathValue("alert_id"), *req.Owner, auditBy(r, req.By), req.Note)
+	h.reply(w, r, m, err)
+}
+
+// note serves POST /v1/mismatches/{alert_id}/notes: a note in the audit
+// trail (action note), in any state; nothing else changes and nothing is
+// published.
+func (h *MismatchHandlers) note(w http.ResponseWriter, r *http.Request) {
+	var req NoteRequest
+	if !readStrict(w, r, &req, `{"note": "...", "by": "..."}`) {
+		return
+	}
+	if strings.TrimSpace(req.Note) == "" {
+		httpjson.WriteError(w, http.StatusBadRequest, "note_required", "note: write the note (it is kept in the audit trail)")
+		return
+	}
+	if !checkAudit(w, req.By, req.Note) {
+		return
+	}
+	if h.Detector == nil {
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "detector_not_running", "the detector service is not running in this process")
+		return
+	}
+	m, err := h.Detector.Note(r.PathValue("alert_id"), auditBy(r, req.By), req.Note)
+	h.reply(w, r, m, err)
 }

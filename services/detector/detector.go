@@ -426,6 +426,44 @@ func (d *Detector) Resolve(alertID, by, note string) (*Mismatch, error) {
 	return m, nil
 }
 
+// Assign gives a mismatch to owner ("" unassigns) and republishes its
+// record (Engine.Assign); the same owner again changes nothing.
+func (d *Detector) Assign(alertID, owner, by, note string) (*Mismatch, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.opts.Store.NewBatch()
+	m, changed, err := d.opts.Engine.Assign(b, alertID, d.opts.Now(), owner, by, note)
+	if err != nil {
+		_ = d.finish(b, err)
+		return m, err
+	}
+	if !changed {
+		b.Close()
+		return m, nil
+	}
+	if err := d.finish(b, nil); err != nil {
+		return nil, err
+	}
+	d.wakeOutbox()
+	return m, nil
+}
+
+// Note adds a note to a mismatch's audit trail (Engine.AddNote).
+func (d *Detector) Note(alertID, by, note string) (*Mismatch, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b := d.opts.Store.NewBatch()
+	m, err := d.opts.Engine.AddNote(b, alertID, d.opts.Now(), by, note)
+	if err != nil {
+		_ = d.finish(b, err)
+		return m, err
+	}
+	if err := d.finish(b, nil); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // OpenExpectations counts stored expectations.
 func (d *Detector) OpenExpectations() (int, error) {
 	n := 0

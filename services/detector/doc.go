@@ -42,9 +42,16 @@
 //
 // Exactly-once effect: the consumer's checkpoint, the expectations, the
 // mismatches and the outbox entries of a batch are committed together; the
-// outbox is published with Nats-Msg-Id <alert_id>:<state> and deleted once
-// acknowledged, so a crash between commit and publish republishes, and the
-// alert stream's dedupe drops the copy.
+// outbox is published with Nats-Msg-Id <alert_id>:<state> (a change of
+// owner, which leaves the state as it is: <alert_id>:assigned:<n>, n
+// counting the mismatch's assignments) and deleted once acknowledged, so a
+// crash between commit and publish republishes, and the alert stream's
+// dedupe drops the copy.
+//
+// Owners and runbooks (Rules.DefaultOwner, runbooks.go): a
+// mismatch opens with the owner the configuration gives it, people change
+// it (Engine.Assign) and add notes (Engine.AddNote); the runbook of a
+// record is made when it is queued or served, never stored.
 //
 // No alert from lag: the detector processes an event only after the
 // projector of its system has applied it, and judges an expectation only

@@ -20,6 +20,7 @@ import (
 type received struct {
 	mu     sync.Mutex
 	alerts []detector.Alert
+	raw    [][]byte // the records as published
 	msgIDs map[string]int
 }
 
@@ -31,6 +32,7 @@ func (r *received) add(m *nats.Msg) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.alerts = append(r.alerts, a)
+	r.raw = append(r.raw, m.Data)
 	r.msgIDs[m.Header.Get(events.HeaderMsgID)]++
 }
 
@@ -225,12 +227,13 @@ func TestEndToEndFaults(t *testing.T) {
 			t.Errorf("message id %s published %d times", id, c)
 		}
 	}
-	// The alerts carry the contract's record.
+	// The alerts carry the contract's record (schemas/alert.schema.json).
 	sub.mu.Lock()
-	for _, a := range sub.alerts {
+	for i, a := range sub.alerts {
 		if a.AlertID == "" || a.Source == nil || a.DetectedAt == "" || a.Message == "" || a.Severity == "" || !strings.Contains(a.Message, a.OrderID) {
 			t.Errorf("incomplete alert %+v", a)
 		}
+		detector.CheckAlertRecord(t, sub.raw[i])
 	}
 	sub.mu.Unlock()
 	// And the store and API agree.

@@ -58,8 +58,12 @@ type timeline struct {
 
 var t0 = time.Date(2026, 11, 27, 15, 0, 0, 0, time.UTC)
 
-func newTimeline(t *testing.T) *timeline {
-	cfg, err := config.Parse("timeline.yaml", []byte(timelineConfig))
+func newTimeline(t *testing.T) *timeline { return newTimelineWith(t, "timeline.yaml", timelineConfig) }
+
+// newTimelineWith is newTimeline on another configuration, read as if from
+// the file path (relative paths in it are taken from its folder).
+func newTimelineWith(t *testing.T, path, yaml string) *timeline {
+	cfg, err := config.Parse(path, []byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,14 +114,26 @@ func (tl *timeline) drain(at time.Time) {
 		if err := json.Unmarshal(e.Data, &a); err != nil {
 			tl.t.Fatal(err)
 		}
-		if !strings.HasPrefix(e.Subject, "driftwatch.alerts."+a.Severity+"."+a.Pattern) || e.MsgID != a.AlertID+":"+a.State {
-			tl.t.Fatalf("outbox entry subject %s / msg id %s do not match the alert", e.Subject, e.MsgID)
+		checkAlertRecord(tl.t, e.Data)
+		// A state change goes out as <alert_id>:<state>, an assignment as
+		// <alert_id>:assigned:<n>.
+		wantID := a.AlertID + ":" + a.State
+		if e.Change == ActionAssigned {
+			wantID = a.AlertID + ":assigned:"
+		}
+		if !strings.HasPrefix(e.Subject, "driftwatch.alerts."+a.Severity+"."+a.Pattern) || !strings.HasPrefix(e.MsgID, wantID) ||
+			(e.Change == "" && e.MsgID != wantID) || a.Runbook == nil || a.Runbook.Summary == "" {
+			tl.t.Fatalf("outbox entry subject %s / msg id %s / runbook %v do not match the alert", e.Subject, e.MsgID, a.Runbook)
 		}
 		target := "-"
 		if a.Target != nil {
 			target = a.Target.System + "=" + a.Target.Status
 		}
-		fmt.Fprintf(&tl.out, "%-6s %-8s %-8s %-22s order=%s source=%s=%s target=%s\n", fmtDur(at.Sub(t0)), a.State, a.Severity, a.Pattern, a.OrderID, a.Source.System, a.Source.Status, target)
+		state := a.State
+		if e.Change != "" {
+			state = e.Change
+		}
+		fmt.Fprintf(&tl.out, "%-6s %-8s %-8s %-22s order=%s source=%s=%s target=%s\n", fmtDur(at.Sub(t0)), state, a.Severity, a.Pattern, a.OrderID, a.Source.System, a.Source.Status, target)
 		if a.State == StateOpen {
 			fmt.Fprintf(&tl.out, "       | %s\n", a.Message)
 		}
@@ -434,8 +450,9 @@ func TestReconcileOrderCurrentOrNot(t *testing.T) {
 // does not grow.
 func TestRepeatedSightings(t *testing.T) {
 	tl := newTimeline(t)
+	id := AlertID("R-9", MissingEvent, "shop", "shop")
 	raise := func(at time.Duration, by string) {
-		m := &Mismatch{Alert: Alert{AlertID: "dw-repeat", OrderID: "R-9", Pattern: MissingEvent, Severity: "high", DetectedBy: by,
+		m := &Mismatch{Alert: Alert{AlertID: id, OrderID: "R-9", Pattern: MissingEvent, Severity: "high", DetectedBy: by,
 			Source: &Side{System: "shop", Status: "fulfilled"}}}
 		b := tl.store.NewBatch()
 		if err := tl.engine.Raise(b, m, t0.Add(at)); err != nil {
@@ -448,7 +465,7 @@ func TestRepeatedSightings(t *testing.T) {
 	}
 	raise(10*time.Minute, ByValidate)
 	raise(11*time.Minute, ByReconcile)
-	m, found, err := getMismatch(tl.store, join(prefixMis, "dw-repeat"))
+	m, found, err := getMismatch(tl.store, join(prefixMis, id))
 	if err != nil || !found {
 		t.Fatalf("mismatch: found %v, %v", found, err)
 	}

@@ -91,21 +91,37 @@ type OutboxEntry struct {
 	Subject string `json:"subject"`
 	MsgID   string `json:"msg_id"`
 	Data    []byte `json:"data"`
+	// Change is "assigned" for a record republished because its owner
+	// changed (its state did not); "" for a state change.
+	Change string `json:"change,omitempty"`
 }
 
+// enqueue queues m's alert record after a state change (opened,
+// escalated, resolved), with Nats-Msg-Id <alert_id>:<state>.
 func (e *Engine) enqueue(b *pebble.Batch, m *Mismatch) error {
-	data, err := json.Marshal(&m.Alert)
+	return e.enqueueRecord(b, m, m.AlertID+":"+m.State, "")
+}
+
+// enqueueRecord queues m's alert record, with its runbook, under msgID.
+// Only state changes (change "") are handed to Committed: the metrics
+// count opened and resolved mismatches, and an assignment is neither.
+func (e *Engine) enqueueRecord(b *pebble.Batch, m *Mismatch, msgID, change string) error {
+	a := m.Alert
+	a.Runbook = RunbookOf(e.cfg, m)
+	data, err := json.Marshal(&a)
 	if err != nil {
 		return err
 	}
-	entry, err := json.Marshal(OutboxEntry{Subject: events.AlertSubject(m.Severity, m.Pattern), MsgID: m.AlertID + ":" + m.State, Data: data})
+	entry, err := json.Marshal(OutboxEntry{Subject: events.AlertSubject(m.Severity, m.Pattern), MsgID: msgID, Data: data, Change: change})
 	if err != nil {
 		return err
 	}
 	e.mu.Lock()
 	e.outboxID++
 	id := e.outboxID
-	e.queued = append(e.queued, m)
+	if change == "" {
+		e.queued = append(e.queued, m)
+	}
 	e.mu.Unlock()
 	return b.Set(binary.BigEndian.AppendUint64(append([]byte(nil), prefixOutbox...), id), entry, nil)
 }

@@ -268,7 +268,7 @@ func TestCountsOnlyWhatCommits(t *testing.T) {
 	tl := newTimeline(t)
 	tl.engine.Committed() // what the timeline queued before
 	m := func() *Mismatch {
-		return &Mismatch{Alert: Alert{AlertID: "dw-count", OrderID: "C-1", Pattern: MissingEvent, Severity: High, DetectedBy: ByReconcile,
+		return &Mismatch{Alert: Alert{AlertID: AlertID("C-1", MissingEvent, "shop", "shop"), OrderID: "C-1", Pattern: MissingEvent, Severity: High, DetectedBy: ByReconcile,
 			Source: &Side{System: "shop", Status: "fulfilled"}}}
 	}
 	open := func() int {

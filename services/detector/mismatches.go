@@ -2,6 +2,8 @@ package detector
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -75,10 +77,23 @@ func (e *Engine) open(b *pebble.Batch, m *Mismatch, now time.Time) (bool, error)
 	m.Occurrences = 1
 	action := "opened"
 	if found {
+		// Reopened: the trail, the assignment count (the msg ids of its
+		// assignments stay unique) and the owner carry over; the person
+		// who had it last knows it best.
 		action = "reopened"
 		m.Audit = old.Audit
+		m.Assignments = old.Assignments
+		if m.Owner == "" {
+			m.Owner = old.Owner
+		}
 	}
 	m.Audit = append(m.Audit, AuditEntry{At: at, Action: action, By: m.DetectedBy})
+	if m.Owner == "" {
+		if owner, rule := e.DefaultOwner(m); owner != "" {
+			m.Owner = owner
+			m.Audit = append(m.Audit, AuditEntry{At: at, Action: ActionAssigned, By: "driftwatch", To: owner, Note: "default owner (" + rule + ")"})
+		}
+	}
 	if err := putMismatch(b, key, m); err != nil {
 		return false, err
 	}
@@ -136,10 +151,13 @@ func (e *Engine) resolve(b *pebble.Batch, alertID string, now time.Time, action,
 	return &m, e.enqueue(b, &m)
 }
 
-// Escalate marks an open mismatch escalated and queues the record. A
+// Escalate marks an open mismatch escalated, open past its escalation
+// window after, and queues the record; its Escalation (and the audit
+// entry's note) says after how long and who owned it then ("escalated
+// after 24h; owner: team-erp", "escalated after 1h; unassigned"). A
 // mismatch that is gone is ErrMismatchNotFound; one no longer open
 // (resolved, or escalated already) is ErrNotOpen, and nothing is written.
-func (e *Engine) Escalate(b *pebble.Batch, alertID string, now time.Time, note string) (*Mismatch, error) {
+func (e *Engine) Escalate(b *pebble.Batch, alertID string, now time.Time, after time.Duration) (*Mismatch, error) {
 	key := join(prefixMis, alertID)
 	m, found, err := getMismatch(b, key)
 	switch {
@@ -153,11 +171,90 @@ func (e *Engine) Escalate(b *pebble.Batch, alertID string, now time.Time, note s
 	at := projections.FormatTime(now.UnixNano())
 	m.State = StateEscalated
 	m.EscalatedAt = at
-	m.Audit = append(m.Audit, AuditEntry{At: at, Action: "escalated", By: "policy", Note: note})
+	m.Escalation = EscalationNote(after, m.Owner)
+	m.Audit = append(m.Audit, AuditEntry{At: at, Action: "escalated", By: "policy", Note: m.Escalation})
 	if err := putMismatch(b, key, &m); err != nil {
 		return nil, err
 	}
 	return &m, e.enqueue(b, &m)
+}
+
+// EscalationNote says after how long a mismatch was escalated and who
+// owned it then: "escalated after 24h; owner: team-erp", or "...;
+// unassigned".
+func EscalationNote(after time.Duration, owner string) string {
+	who := "unassigned"
+	if owner != "" {
+		who = "owner: " + owner
+	}
+	return "escalated after " + ShortDuration(after) + "; " + who
+}
+
+// ShortDuration writes d without zero units: 24h, 1h30m, 90s as 1m30s.
+func ShortDuration(d time.Duration) string {
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// MaxAudit bounds a mismatch's audit trail for the entries people add
+// (assignments and notes): past it they are refused (ErrAuditFull).
+const MaxAudit = 500
+
+// Assign gives a mismatch that is not resolved to owner ("" unassigns),
+// with an audit entry (action assigned, from the owner before to the new
+// one, by, note), and queues the record again: an alert record state
+// change like a resolution, though its state stays. Its Nats-Msg-Id is
+// <alert_id>:assigned:<n>, n counting the mismatch's assignments, so the
+// alert stream's dedupe drops a copy of the same assignment (a crash
+// between commit and publish) and never a later one. Giving it to the
+// owner it has changes nothing and queues nothing (changed false). A
+// resolved mismatch is ErrAlreadyResolved; owner is not checked here
+// (config.CheckOwner is the API's).
+func (e *Engine) Assign(b *pebble.Batch, alertID string, now time.Time, owner, by, note string) (m *Mismatch, changed bool, err error) {
+	key := join(prefixMis, alertID)
+	x, found, err := getMismatch(b, key)
+	switch {
+	case err != nil:
+		return nil, false, err
+	case !found:
+		return nil, false, ErrMismatchNotFound
+	case x.State == StateResolved:
+		return &x, false, ErrAlreadyResolved
+	case x.Owner == owner:
+		return &x, false, nil
+	case len(x.Audit) >= MaxAudit:
+		return &x, false, ErrAuditFull
+	}
+	x.Audit = append(x.Audit, AuditEntry{At: projections.FormatTime(now.UnixNano()), Action: ActionAssigned, By: by, Note: note, From: x.Owner, To: owner})
+	x.Owner = owner
+	x.Assignments++
+	if err := putMismatch(b, key, &x); err != nil {
+		return nil, false, err
+	}
+	return &x, true, e.enqueueRecord(b, &x, fmt.Sprintf("%s:%s:%d", x.AlertID, ActionAssigned, x.Assignments), ActionAssigned)
+}
+
+// AddNote adds a note to a mismatch's audit trail (action note), in any
+// state, and changes nothing else: the alert record is not republished.
+func (e *Engine) AddNote(b *pebble.Batch, alertID string, now time.Time, by, note string) (*Mismatch, error) {
+	key := join(prefixMis, alertID)
+	m, found, err := getMismatch(b, key)
+	switch {
+	case err != nil:
+		return nil, err
+	case !found:
+		return nil, ErrMismatchNotFound
+	case len(m.Audit) >= MaxAudit:
+		return &m, ErrAuditFull
+	}
+	m.Audit = append(m.Audit, AuditEntry{At: projections.FormatTime(now.UnixNano()), Action: ActionNote, By: by, Note: note})
+	return &m, putMismatch(b, key, &m)
 }
 
 // Sentinel errors of the mismatch store.
@@ -165,6 +262,7 @@ var (
 	ErrMismatchNotFound = errors.New("detector: mismatch not found")
 	ErrAlreadyResolved  = errors.New("detector: mismatch already resolved")
 	ErrNotOpen          = errors.New("detector: mismatch is not open")
+	ErrAuditFull        = fmt.Errorf("detector: the mismatch's audit trail holds %d entries, the most it takes", MaxAudit)
 )
 
 // resolveAgreed resolves the order's open flow mismatches that involve sys

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 
 	"github.com/driftwatch/driftwatch/events/canonical"
+	"github.com/driftwatch/driftwatch/services/config"
 )
 
 // Patterns (CONTRACT.md section 6).
@@ -93,8 +94,8 @@ type Side struct {
 }
 
 // Alert is the alert record of CONTRACT.md section 6, published on
-// driftwatch.alerts.<severity>.<pattern>. Fields after Message extend the
-// contract (additive, for the dashboard and for people).
+// driftwatch.alerts.<severity>.<pattern>. Fields after Escalation extend
+// the contract (additive, for the dashboard and for people).
 type Alert struct {
 	AlertID         string         `json:"alert_id"`
 	State           string         `json:"state"`
@@ -110,6 +111,19 @@ type Alert struct {
 	DetectedBy      string         `json:"detected_by"`
 	MappingVersions map[string]int `json:"mapping_versions"`
 	Message         string         `json:"message"`
+	// Owner is the person or team that owns the mismatch ("" while
+	// unassigned): set when it opens from the configuration's owners,
+	// changed by an assignment (Engine.Assign).
+	Owner string `json:"owner"`
+	// Runbook is what the pattern means, its usual causes and the first
+	// checks for this mismatch (runbooks.go). It is filled in when a
+	// record is published or served, never stored: a change of the
+	// configuration's runbooks shows on every record at once.
+	Runbook *Runbook `json:"runbook,omitempty"`
+	// Escalation says, on an escalated record, after how long it was
+	// escalated and who owned it then ("escalated after 24h; owner:
+	// team-erp", "...; unassigned").
+	Escalation string `json:"escalation,omitempty"`
 
 	// Expected is the canonical state the target was expected to reflect.
 	Expected string `json:"expected,omitempty"`
@@ -129,6 +143,10 @@ type Alert struct {
 	Scope string `json:"scope,omitempty"`
 }
 
+// OwnerNone is the owner filter's word for the unassigned mismatches
+// (Filter.Owner, GET /v1/mismatches?owner=none); no owner may be called it.
+const OwnerNone = config.OwnerNone
+
 // ScopeSystem marks a finding about a system, not an order (Alert.Scope).
 const ScopeSystem = "system"
 
@@ -136,12 +154,29 @@ const ScopeSystem = "system"
 // per-order figures such as the mismatch rate and the value at risk).
 func (a *Alert) PerOrder() bool { return a.Scope != ScopeSystem }
 
-// AuditEntry is one step in a mismatch's life.
+// Audit actions (AuditEntry.Action).
+const (
+	ActionOpened    = "opened"
+	ActionRepeated  = "repeated"
+	ActionReopened  = "reopened"
+	ActionEscalated = "escalated"
+	ActionResolved  = "resolved"
+	ActionExpired   = "expired"
+	ActionAssigned  = "assigned"
+	ActionNote      = "note"
+)
+
+// AuditEntry is one step in a mismatch's life: opened, repeated,
+// reopened, escalated, resolved, expired (a gate flag), assigned (From and
+// To are the owners before and after; an empty one, left out of the JSON,
+// is "unassigned") or note (a remark that changes nothing else).
 type AuditEntry struct {
 	At     string `json:"at"`
-	Action string `json:"action"` // opened, repeated, escalated, resolved, reopened
+	Action string `json:"action"`
 	By     string `json:"by,omitempty"`
 	Note   string `json:"note,omitempty"`
+	From   string `json:"from,omitempty"`
+	To     string `json:"to,omitempty"`
 }
 
 // Mismatch is a stored alert with its lifecycle.
@@ -168,6 +203,9 @@ type Mismatch struct {
 	// flag resolves when the target shows a state that reflects it, and
 	// expires when its order never reaches the log.
 	GateTarget string `json:"gate_target,omitempty"`
+	// Assignments counts the owner changes the record was republished
+	// for: the n of their Nats-Msg-Id <alert_id>:assigned:<n>.
+	Assignments int `json:"assignments,omitempty"`
 }
 
 // AlertID is the stable id of (order_id, pattern, source system, target

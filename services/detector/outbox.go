@@ -120,11 +120,25 @@ func AlertLabels(e OutboxEntry) (pattern, severity, state string, ok bool) {
 	return a.Pattern, a.Severity, a.State, true
 }
 
-// AlertText is the sentence of a queued alert, prefixed for chat.
+// AlertText is the sentence of a queued alert, prefixed for chat: its
+// severity, pattern and state, what changed when it is not the state (an
+// assignment), the escalation with its owner, then its message and owner.
 func AlertText(e OutboxEntry) string {
 	var a Alert
 	if json.Unmarshal(e.Data, &a) != nil {
 		return ""
 	}
-	return fmt.Sprintf("driftwatch %s %s [%s] %s", a.Severity, a.Pattern, a.State, a.Message)
+	owner := "unassigned"
+	if a.Owner != "" {
+		owner = "owner: " + a.Owner
+	}
+	switch {
+	case e.Change == ActionAssigned && a.Owner == "":
+		return fmt.Sprintf("driftwatch %s %s [%s, unassigned] %s", a.Severity, a.Pattern, a.State, a.Message)
+	case e.Change == ActionAssigned:
+		return fmt.Sprintf("driftwatch %s %s [%s, assigned to %s] %s", a.Severity, a.Pattern, a.State, a.Owner, a.Message)
+	case a.State == StateEscalated && a.Escalation != "":
+		return fmt.Sprintf("driftwatch %s %s [%s: %s] %s", a.Severity, a.Pattern, a.State, a.Escalation, a.Message)
+	}
+	return fmt.Sprintf("driftwatch %s %s [%s] %s (%s)", a.Severity, a.Pattern, a.State, a.Message, owner)
 }

@@ -20,6 +20,9 @@ type Filter struct {
 	System   string // source or target
 	Severity string
 	OrderID  string
+	// Owner keeps the mismatches of one owner; OwnerNone ("none") the
+	// unassigned ones.
+	Owner string
 	// SinceNanos keeps mismatches detected at or after it.
 	SinceNanos int64
 	// DetectedBeforeNanos keeps mismatches detected before it (a minimum
@@ -35,6 +38,8 @@ func (f *Filter) Match(m *Mismatch) bool {
 		f.Pattern != "" && f.Pattern != m.Pattern,
 		f.Severity != "" && f.Severity != m.Severity,
 		f.OrderID != "" && f.OrderID != m.OrderID,
+		f.Owner == OwnerNone && m.Owner != "",
+		f.Owner != "" && f.Owner != OwnerNone && f.Owner != m.Owner,
 		f.SinceNanos != 0 && m.DetectedNanos < f.SinceNanos,
 		f.DetectedBeforeNanos != 0 && m.DetectedNanos >= f.DetectedBeforeNanos:
 		return false
@@ -134,7 +139,7 @@ func amountValue(s string) float64 {
 var MismatchCSVHeader = []string{"alert_id", "state", "order_id", "pattern", "severity", "detected_by",
 	"source_system", "source_status", "source_canonical", "source_occurred_at", "source_received_at", "source_seq",
 	"target_system", "target_status", "target_canonical", "target_occurred_at", "target_received_at", "target_seq",
-	"onset_at", "deadline", "detected_at", "resolved_at", "amount", "currency", "message"}
+	"onset_at", "deadline", "detected_at", "resolved_at", "amount", "currency", "message", "owner"}
 
 // MismatchCSVRow renders one mismatch as a CSV row (both timestamps of both
 // systems always).
@@ -157,5 +162,5 @@ func MismatchCSVRow(m *Mismatch) []string {
 		tgt[1] = "(no record)"
 	}
 	row = append(row, tgt...)
-	return append(row, m.OnsetAt, m.Deadline, m.DetectedAt, resolved, m.Amount, m.Currency, m.Message)
+	return append(row, m.OnsetAt, m.Deadline, m.DetectedAt, resolved, m.Amount, m.Currency, m.Message, m.Owner)
 }

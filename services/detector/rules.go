@@ -41,6 +41,39 @@ func NewRules(cfg *config.Config) *Rules {
 	return r
 }
 
+// DefaultOwner is the owner the configuration's owners give m when it
+// opens, and the key of the rule that gave it: owners.patterns.<pattern>,
+// then owners.systems.<system> for m's source system and, when the source
+// has no entry, its target, then owners.default. Both are "" when no rule
+// applies.
+func (r *Rules) DefaultOwner(m *Mismatch) (owner, rule string) {
+	o := &r.cfg.Owners
+	if v := o.Patterns[m.Pattern]; v != "" {
+		return v, "owners.patterns." + m.Pattern
+	}
+	var systems []string
+	if m.Source != nil {
+		systems = append(systems, m.Source.System)
+	}
+	switch {
+	case m.Target != nil:
+		systems = append(systems, m.Target.System)
+	case m.FlowTo != "":
+		systems = append(systems, m.FlowTo)
+	case m.GateTarget != "":
+		systems = append(systems, m.GateTarget)
+	}
+	for _, sys := range systems {
+		if v := o.Systems[sys]; v != "" {
+			return v, "owners.systems." + sys
+		}
+	}
+	if o.Default != "" {
+		return o.Default, "owners.default"
+	}
+	return "", ""
+}
+
 // known reports whether a system is configured.
 func (r *Rules) known(system string) bool { _, ok := r.systems[system]; return ok }
 

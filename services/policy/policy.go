@@ -8,7 +8,8 @@
 //     least MinShareCount of them: that channel needs an audit;
 //   - escalation: a mismatch stays open past alerts.escalate_after (or its
 //     pattern's override in alerts.escalate); the mismatch is republished
-//     with state escalated;
+//     with state escalated, and both it and the ops alert say who owned
+//     it ("escalated after 24h; owner: team-erp", or "unassigned");
 //   - source_silent: a system that normally sends events has sent none for
 //     far longer than its usual gap (learned from its recent arrivals, never
 //     less than alerts.silent_floor).
@@ -473,14 +474,14 @@ func (p *Policy) escalate(ctx context.Context, overdue []*detector.Mismatch, res
 		err := p.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
 			escalated = escalated[:0]
 			for _, m := range overdue {
-				_, err := e.Escalate(b, m.AlertID, now, "open past "+p.escalateAfter(m.Pattern).String())
+				x, err := e.Escalate(b, m.AlertID, now, p.escalateAfter(m.Pattern))
 				switch {
 				case errors.Is(err, detector.ErrMismatchNotFound) || errors.Is(err, detector.ErrNotOpen):
 					continue
 				case err != nil:
 					return err
 				}
-				escalated = append(escalated, m)
+				escalated = append(escalated, x) // as escalated: its owner now
 			}
 			return nil
 		})
@@ -491,7 +492,8 @@ func (p *Policy) escalate(ctx context.Context, overdue []*detector.Mismatch, res
 	}
 	for _, m := range overdue {
 		age := now.Sub(time.Unix(0, m.DetectedNanos)).Round(time.Second)
-		msg := fmt.Sprintf("Mismatch %s (%s, %s) on order %s has been open for %s, past its %s escalation window: %s", m.AlertID, m.Pattern, m.Severity, m.OrderID, age, p.escalateAfter(m.Pattern), m.Message)
+		msg := fmt.Sprintf("Mismatch %s (%s, %s) on order %s has been open for %s, past its escalation window: %s. %s",
+			m.AlertID, m.Pattern, m.Severity, m.OrderID, age, detector.EscalationNote(p.escalateAfter(m.Pattern), m.Owner), m.Message)
 		if err := p.set(ctx, KindEscalation, m.AlertID, true, age.Seconds(), p.escalateAfter(m.Pattern).Seconds(), msg, now); err != nil {
 			return err
 		}

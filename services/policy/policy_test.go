@@ -350,3 +350,52 @@ func TestEscalationSkipsWhatWasResolved(t *testing.T) {
 		t.Fatalf("mismatch states %v", states)
 	}
 }
+
+// TestEscalationNamesTheOwner: an escalated mismatch, its audit entry and
+// the ops alert say after how long and who owned it at the escalation
+// (assigned after it was read as overdue: the owner now), or that nobody
+// did.
+func TestEscalationNamesTheOwner(t *testing.T) {
+	cfg := testConfig(t)
+	store := openStore(t, t.TempDir())
+	t.Cleanup(func() { store.Close() })
+	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	eng, err := detector.NewEngine(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	det, err := detector.New(detector.Options{Store: store, Engine: eng, Now: c.now, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPolicy(cfg, store, c)
+	p.SetDetector(det)
+	var ids []string
+	for _, order := range []string{"W-1", "W-2"} {
+		m := &detector.Mismatch{}
+		m.AlertID = detector.AlertID(order, detector.OrderNotAcknowledged, "shop", "erp")
+		m.OrderID, m.Pattern, m.Severity, m.DetectedBy = order, detector.OrderNotAcknowledged, detector.High, detector.BySLA
+		m.Source = &detector.Side{System: "shop", Status: "unfulfilled"}
+		if err := det.Record([]*detector.Mismatch{m}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, m.AlertID)
+	}
+	c.t = c.t.Add(25 * time.Hour)
+	if _, err := det.Assign(ids[0], "team-erp", "lead", ""); err != nil {
+		t.Fatal(err)
+	}
+	evaluate(t, p)
+	for i, want := range []string{"escalated after 24h; owner: team-erp", "escalated after 24h; unassigned"} {
+		m, err := detector.GetMismatch(store, ids[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.State != detector.StateEscalated || m.Escalation != want || m.Audit[len(m.Audit)-1].Note != want {
+			t.Errorf("%s: state %s, escalation %q, audit %+v", m.OrderID, m.State, m.Escalation, m.Audit[len(m.Audit)-1])
+		}
+		if a := alert(t, store, KindEscalation, ids[i]); a.State != Firing || !strings.Contains(a.Message, want) {
+			t.Errorf("%s: ops alert %+v", m.OrderID, a)
+		}
+	}
+}

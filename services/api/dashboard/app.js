@@ -6,6 +6,9 @@
  *                         stream status, ops alerts and the paged mismatch list
  *   #/order/<order_id>    one order: systems side by side, open mismatches,
  *                         gaps and the event timeline
+ *   #/mismatch/<alert_id> one mismatch: its owner (take it, hand it over),
+ *                         its runbook, a note, the resolution and the
+ *                         audit trail
  *
  * Every view refreshes every POLL_MS. Refreshes update the DOM in place
  * (keyed by alert_id), so filters, the page, the scroll position and resolve
@@ -13,6 +16,10 @@
  *
  * Safety: every piece of data is inserted with textContent/setAttribute,
  * never with innerHTML.
+ *
+ * The operator's name, asked once (the first time an action needs it) and
+ * kept in sessionStorage, is the "by" of what is done here and the owner
+ * "Take it" assigns.
  */
 'use strict';
 
@@ -38,9 +45,10 @@
     ['pattern', 'filter-pattern'],
     ['system', 'filter-system'],
     ['state', 'filter-state'],
+    ['owner', 'filter-owner'],
     ['min_age', 'filter-age'],
   ];
-  const DEFAULT_FILTERS = { severity: '', pattern: '', system: '', state: 'open', min_age: '' };
+  const DEFAULT_FILTERS = { severity: '', pattern: '', system: '', state: 'open', owner: '', min_age: '' };
 
   // ----------------------------------------------------------- DOM helpers
 
@@ -218,6 +226,17 @@
     return `#/order/${encodeURIComponent(orderId)}`;
   }
 
+  function mismatchHref(alertId) {
+    return `#/mismatch/${encodeURIComponent(alertId)}`;
+  }
+
+  /** The owner of a mismatch, or a muted "unassigned". */
+  function ownerEl(owner) {
+    return owner
+      ? h('span', { class: 'owner-name', text: owner })
+      : h('span', { class: 'owner-name unassigned muted', text: 'unassigned' });
+  }
+
   function orderLink(orderId) {
     return h('a', { class: 'order-link', href: orderHref(orderId), text: orderId });
   }
@@ -373,6 +392,82 @@
     document.getElementById('sign-out').hidden = !auth.token;
   }
 
+  // -------------------------------------------------------- operator name
+  //
+  // Asked once, the first time an action needs it, and kept in
+  // sessionStorage (this tab only). The header's button changes it.
+
+  const OPERATOR_KEY = 'driftwatch.operator';
+  const operator = { name: readStoredOperator(), waiting: null };
+
+  function readStoredOperator() {
+    try { return sessionStorage.getItem(OPERATOR_KEY) || ''; } catch (_) { return ''; }
+  }
+
+  function setOperator(name) {
+    operator.name = name;
+    try {
+      if (name) sessionStorage.setItem(OPERATOR_KEY, name);
+      else sessionStorage.removeItem(OPERATOR_KEY);
+    } catch (_) { /* storage off: the name lives as long as the page */ }
+    renderOperator();
+  }
+
+  function renderOperator() {
+    const btn = document.getElementById('operator');
+    btn.textContent = operator.name ? `You: ${operator.name}` : 'Set your name';
+    btn.classList.toggle('is-set', Boolean(operator.name));
+  }
+
+  /**
+   * The operator's name: the stored one, or asked for now. Resolves to ''
+   * when the dialog is cancelled.
+   */
+  function operatorName(reason) {
+    if (operator.name && !reason) return Promise.resolve(operator.name);
+    if (operator.waiting) return operator.waiting;
+    operator.waiting = new Promise((resolve) => {
+      const dialog = document.getElementById('operator-dialog');
+      const form = document.getElementById('operator-form');
+      const input = document.getElementById('operator-name');
+      const cancel = document.getElementById('operator-cancel');
+      document.getElementById('operator-reason').textContent = reason
+        || 'Your name goes into the audit trail of what you do here, and "Take it" assigns mismatches to it.';
+      input.value = operator.name;
+      const done = (name) => {
+        form.removeEventListener('submit', onSubmit);
+        cancel.removeEventListener('click', onCancel);
+        dialog.removeEventListener('cancel', onCancel);
+        if (dialog.open) dialog.close();
+        operator.waiting = null;
+        resolve(name);
+      };
+      const onSubmit = (ev) => {
+        ev.preventDefault();
+        const name = input.value.trim();
+        if (!name) { input.focus(); return; }
+        setOperator(name);
+        done(name);
+      };
+      const onCancel = (ev) => { ev.preventDefault(); done(''); };
+      form.addEventListener('submit', onSubmit);
+      cancel.addEventListener('click', onCancel);
+      dialog.addEventListener('cancel', onCancel);
+      if (!dialog.open) dialog.showModal();
+      input.focus();
+      input.select();
+    });
+    return operator.waiting;
+  }
+
+  function wireOperator() {
+    renderOperator();
+    document.getElementById('operator').addEventListener('click', async () => {
+      await operatorName('Change the name the audit trail gives what you do here.');
+      if (state.overview && state.filters.owner === 'mine') loadList();
+    });
+  }
+
   /** GET /v1/orders/{order_id}[?as_of=RFC3339] */
   function orderPath(orderId) {
     return `/v1/orders/${encodeURIComponent(orderId)}`;
@@ -387,6 +482,7 @@
     listSeq: 0,          // id of the latest list request; older answers are dropped
     overview: null,      // the overview view (built once)
     order: null,         // the current order view (rebuilt per order)
+    mismatch: null,      // the current mismatch view (rebuilt per mismatch)
     overviewScroll: 0,
     lastResolved: null,  // {alertId, orderId} resolved from this browser
     replayMissing: false, // /replay route absent: use /timeline
@@ -439,6 +535,7 @@
     try {
       if (!document.hidden) {
         if (state.route && state.route.name === 'order' && state.order) await refreshOrder(state.order);
+        else if (state.route && state.route.name === 'mismatch' && state.mismatch) await refreshMismatch(state.mismatch);
         else if (state.overview) await refreshOverview();
         noteUpdated();
       }
@@ -460,19 +557,33 @@
       try { id = decodeURIComponent(id); } catch (_) { /* keep raw */ }
       return { name: 'order', orderId: id };
     }
+    const mm = path.match(/^\/mismatch\/(.+)$/);
+    if (mm) {
+      let id = mm[1];
+      try { id = decodeURIComponent(id); } catch (_) { /* keep raw */ }
+      return { name: 'mismatch', alertId: id };
+    }
     return { name: 'overview' };
   }
 
   function onRoute(initial) {
     const route = parseRoute(location.hash);
     const prev = state.route;
-    if (prev && prev.name === route.name && prev.orderId === route.orderId) return;
+    if (prev && prev.name === route.name && prev.orderId === route.orderId && prev.alertId === route.alertId) return;
     if (prev && prev.name === 'overview') state.overviewScroll = window.scrollY;
     state.route = route;
     state.lastResolved = null;
     const app = document.getElementById('app');
 
-    if (route.name === 'order') {
+    state.mismatch = null;
+    if (route.name === 'mismatch') {
+      state.order = null;
+      state.mismatch = buildMismatchView(route.alertId);
+      app.replaceChildren(state.mismatch.root);
+      document.title = `${route.alertId} · driftwatch`;
+      window.scrollTo(0, 0);
+      if (!initial) byId(state.mismatch.root, 'mm-title').focus({ preventScroll: true });
+    } else if (route.name === 'order') {
       state.order = buildOrderView(route.orderId);
       app.replaceChildren(state.order.root);
       document.title = `${route.orderId} · driftwatch`;
@@ -527,7 +638,13 @@
       const sel = byId(ov.root, id);
       ov.selects[key] = sel;
       sel.value = state.filters[key];
-      sel.addEventListener('change', () => {
+      sel.addEventListener('change', async () => {
+        if (key === 'owner' && sel.value === 'mine' && !operator.name) {
+          if (!await operatorName('Whose mismatches are yours? Enter your name.')) {
+            sel.value = state.filters.owner;
+            return;
+          }
+        }
         state.filters[key] = sel.value;
         state.offset = 0;
         loadList();
@@ -599,6 +716,9 @@
     for (const key of ['severity', 'pattern', 'system', 'min_age']) {
       if (state.filters[key]) p.set(key, state.filters[key]);
     }
+    // owner: a name, none (unassigned), or mine (the operator's name).
+    if (state.filters.owner === 'mine') p.set('owner', operator.name || 'none');
+    else if (state.filters.owner) p.set('owner', state.filters.owner);
     p.set('limit', String(PAGE_SIZE));
     p.set('offset', String(state.offset));
     return `/v1/mismatches?${p}`;
@@ -721,7 +841,7 @@
     return [
       h('td', { class: 'col-sev' }, sevChip(m.severity)),
       h('td', { class: 'col-pattern' },
-        h('span', { class: 'pattern', text: m.pattern }),
+        h('a', { class: 'pattern mismatch-link', href: mismatchHref(m.alert_id), text: m.pattern, title: 'Open the mismatch: owner, runbook, audit trail' }),
         m.dimension ? h('div', { class: 'muted small', text: m.dimension }) : null),
       h('td', { class: 'col-order' }, orderLink(m.order_id)),
       h('td', { class: 'col-systems' }, flowSummary(m)),
@@ -734,6 +854,7 @@
         stateChip(m.state),
         h('div', { class: 'muted small', text: `by ${m.detected_by || '?'}` }),
         m.occurrences > 1 ? h('div', { class: 'muted small', text: `×${m.occurrences}` }) : null),
+      h('td', { class: 'col-owner' }, ownerEl(m.owner)),
     ];
   }
 
@@ -776,7 +897,7 @@
       });
       g.form = form;
       g.formRow = h('tr', { class: 'resolve-row' },
-        h('td', { colspan: 9 }, form.el));
+        h('td', { colspan: 10 }, form.el));
       g.tbody.append(g.formRow);
       g.btn.setAttribute('aria-expanded', 'true');
     }
@@ -787,7 +908,7 @@
 
   /**
    * A resolve form: textarea.resolve-note + button.resolve-submit.
-   * POST /v1/mismatches/{alert_id}/resolve {"note", "by": "dashboard"} -> Mismatch;
+   * POST /v1/mismatches/{alert_id}/resolve {"note", "by": operator or "dashboard"} -> Mismatch;
    * 400 note_required (empty note), 409 already_resolved. API errors are shown
    * in a .error element; success replaces the form with .resolved-ok "resolved".
    */
@@ -830,7 +951,7 @@
     form.feedback.replaceChildren();
     try {
       await api('POST', `/v1/mismatches/${encodeURIComponent(form.alertId)}/resolve`,
-        { note: form.note.value.trim(), by: 'dashboard' });
+        { note: form.note.value.trim(), by: operator.name || 'dashboard' });
       hooks.onResolved();
       showResolved(form);
       scheduleRefresh(RESOLVED_HOLD_MS + 100);
@@ -1506,12 +1627,14 @@
       stateChip(m.state),
       h('span', { class: 'muted small', text: `detected by ${m.detected_by || '?'}` }),
       m.occurrences > 1 ? h('span', { class: 'muted small', text: `×${m.occurrences}` }) : null,
-      h('code', { class: 'alert-id', text: m.alert_id }));
+      h('code', { class: 'alert-id', text: m.alert_id }),
+      h('a', { class: 'mismatch-link', href: mismatchHref(m.alert_id), text: 'Owner, runbook, trail →' }));
     const msg = h('p', { class: 'om-message', text: m.message || '' });
     const versions = Object.entries(m.mapping_versions || {}).map(([p, n]) => `${p} v${n}`).join(', ');
     const replay = Array.isArray(m.replay_seqs) && m.replay_seqs.length
       ? h('span', { class: 'seq-list' }, m.replay_seqs.map((s) => seqButton(s))) : '';
     const facts = factList([
+      ['Owner', ownerEl(m.owner)],
       ['Source', sideNode(m.source, m.flow_from)],
       ['Target', sideNode(m.target, m.flow_to)],
       ['Expected', m.expected ? `${m.expected}${m.dimension ? ` (${m.dimension})` : ''}` : ''],
@@ -1745,6 +1868,267 @@
     row.classList.add('flash');
   }
 
+  // ========================================================= MISMATCH PAGE
+
+  function buildMismatchView(alertId) {
+    const root = cloneTemplate('tpl-mismatch');
+    const v = {
+      root,
+      alertId,
+      m: null,
+      sigs: {},               // part -> JSON of what it shows, to redraw only on change
+      resolveForm: null,
+      resolvedHere: false,
+      el: {
+        title: byId(root, 'mm-title'),
+        chips: byId(root, 'mm-chips'),
+        orderLink: byId(root, 'mm-order-link'),
+        error: byId(root, 'mm-error'),
+        sections: byId(root, 'mm-sections'),
+        owner: byId(root, 'mm-owner'),
+        take: byId(root, 'mm-take'),
+        unassign: byId(root, 'mm-unassign'),
+        handoverForm: byId(root, 'mm-handover-form'),
+        handover: byId(root, 'mm-handover'),
+        handoverSubmit: byId(root, 'mm-handover-submit'),
+        ownerFeedback: byId(root, 'mm-owner-feedback'),
+        message: byId(root, 'mm-message'),
+        facts: byId(root, 'mm-facts'),
+        runbook: byId(root, 'mm-runbook'),
+        noteForm: byId(root, 'mm-note-form'),
+        note: byId(root, 'mm-note'),
+        noteSubmit: byId(root, 'mm-note-submit'),
+        noteFeedback: byId(root, 'mm-note-feedback'),
+        resolve: byId(root, 'mm-resolve'),
+        audit: byId(root, 'mm-audit'),
+        auditCount: byId(root, 'mm-audit-count'),
+      },
+    };
+    byId(root, 'mm-alert-id').textContent = alertId;
+    v.el.title.textContent = alertId;
+    wireMismatchActions(v);
+    return v;
+  }
+
+  /** GET /v1/mismatches/{alert_id} -> Mismatch (with its runbook). */
+  async function refreshMismatch(v) {
+    try {
+      const m = await api('GET', `/v1/mismatches/${encodeURIComponent(v.alertId)}`);
+      if (state.mismatch !== v) return;
+      v.el.error.replaceChildren();
+      renderMismatch(v, m);
+    } catch (err) {
+      if (state.mismatch !== v) return;
+      checkNetwork(err);
+      if (err.status === 404) v.el.sections.hidden = true;
+      v.el.error.replaceChildren(h('p', { class: 'error', role: 'alert', text: errorText(err) }));
+    }
+  }
+
+  /** Redraws part of the page when what it shows changed (keeps focus and selection otherwise). */
+  function changed(v, part, value) {
+    const sig = JSON.stringify(value);
+    if (v.sigs[part] === sig) return false;
+    v.sigs[part] = sig;
+    return true;
+  }
+
+  function renderMismatch(v, m) {
+    v.m = m;
+    v.el.sections.hidden = false;
+    const resolved = m.state === 'resolved';
+    if (changed(v, 'head', [m.pattern, m.severity, m.state, m.order_id, m.detected_by, m.occurrences])) {
+      v.el.title.textContent = m.pattern || v.alertId;
+      v.el.chips.replaceChildren();
+      appendChildren(v.el.chips, [sevChip(m.severity), ' ', stateChip(m.state),
+        h('span', { class: 'muted small', text: ` detected by ${m.detected_by || '?'}` }),
+        m.occurrences > 1 ? h('span', { class: 'muted small', text: ` · seen ×${m.occurrences}` }) : null]);
+      v.el.orderLink.textContent = `Order ${m.order_id}`;
+      v.el.orderLink.setAttribute('href', orderHref(m.order_id));
+      document.title = `${m.pattern} · ${m.order_id} · driftwatch`;
+    }
+    if (changed(v, 'owner', [m.owner, m.state, operator.name])) {
+      v.el.owner.replaceChildren(ownerEl(m.owner));
+      v.el.owner.dataset.owner = m.owner || '';
+      v.el.take.hidden = resolved || (Boolean(operator.name) && m.owner === operator.name);
+      v.el.take.textContent = operator.name ? `Take it (${operator.name})` : 'Take it';
+      v.el.unassign.hidden = resolved || !m.owner;
+      v.el.handoverForm.hidden = resolved;
+      if (resolved) {
+        v.el.ownerFeedback.replaceChildren(h('p', { class: 'muted small', text: 'Resolved: its owner no longer changes.' }));
+      }
+    }
+    if (changed(v, 'what', [m.message, m.source, m.target, m.expected, m.onset_at, m.deadline, m.detected_at, m.resolved_at, m.escalation, m.amount, m.mapping_versions, m.replay_seqs])) {
+      v.el.message.textContent = m.message || '';
+      const versions = Object.entries(m.mapping_versions || {}).map(([p, n]) => `${p} v${n}`).join(', ');
+      v.el.facts.replaceChildren(factList([
+        ['Source', sideNode(m.source, m.flow_from)],
+        ['Target', (m.target || m.flow_to || m.gate_target) ? sideNode(m.target, m.flow_to || m.gate_target) : ''],
+        ['Expected', m.expected ? `${m.expected}${m.dimension ? ` (${m.dimension})` : ''}` : ''],
+        ['Onset', m.onset_at ? timeEl(m.onset_at) : ''],
+        ['Deadline', m.deadline ? timeEl(m.deadline) : ''],
+        ['Detected', h('span', null, timeEl(m.detected_at), resolved ? '' : h('span', { class: 'muted', text: ` · open ${fmtAge(m.detected_at)}` }))],
+        ['Escalated', m.escalation ? h('span', null, timeEl(m.escalated_at), ` · ${m.escalation}`) : ''],
+        ['Resolved', m.resolved_at ? timeEl(m.resolved_at) : ''],
+        ['Value at risk', m.amount ? fmtMoney(m.amount, m.currency) : ''],
+        ['Mapping', versions],
+      ], 'facts om-facts'));
+    }
+    if (changed(v, 'runbook', m.runbook || null)) {
+      v.el.runbook.replaceChildren(...runbookNodes(m.runbook));
+    }
+    const audit = Array.isArray(m.audit) ? m.audit : [];
+    if (changed(v, 'audit', audit)) {
+      v.el.auditCount.textContent = `(${audit.length})`;
+      v.el.audit.replaceChildren(...audit.map(auditItem));
+    }
+    if (!resolved && !v.resolveForm) {
+      v.resolveForm = buildResolveForm(m, { onResolved: () => { v.resolvedHere = true; } });
+      v.el.resolve.replaceChildren(v.resolveForm.el);
+    } else if (resolved && !v.resolvedHere && changed(v, 'resolved', m.resolved_at)) {
+      v.resolveForm = null;
+      v.el.resolve.replaceChildren(h('p', { class: 'resolved-msg' },
+        h('span', { class: 'resolved-done', text: 'resolved' }), ' ', m.resolved_at ? timeEl(m.resolved_at) : ''));
+    }
+  }
+
+  /**
+   * A runbook: {summary, causes[], checks[], commands[], url?}. The
+   * commands are shown as code with a copy button; the url (http or https
+   * only) as a link to the team's own runbook.
+   */
+  function runbookNodes(rb) {
+    if (!rb) return [emptyText('No runbook for this pattern.')];
+    const nodes = String(rb.summary || '').split('\n\n').filter(Boolean)
+      .map((p) => h('p', { class: 'rb-summary', text: p }));
+    const causes = Array.isArray(rb.causes) ? rb.causes : [];
+    const checks = Array.isArray(rb.checks) ? rb.checks : [];
+    const commands = Array.isArray(rb.commands) ? rb.commands : [];
+    if (causes.length) {
+      nodes.push(h('h3', { text: 'Usual causes' }), h('ul', { class: 'rb-causes' }, causes.map((c) => h('li', { text: c }))));
+    }
+    if (checks.length) {
+      nodes.push(h('h3', { text: 'First checks' }), h('ol', { class: 'rb-checks' }, checks.map((c) => h('li', { text: c }))));
+    }
+    if (commands.length) {
+      nodes.push(h('h3', { text: 'Commands' }), h('div', { class: 'rb-commands' }, commands.map(commandLine)));
+    }
+    if (rb.url && /^https?:\/\//i.test(rb.url)) {
+      nodes.push(h('p', { class: 'rb-link' },
+        h('a', { href: rb.url, target: '_blank', rel: 'noopener noreferrer', text: 'Your team\'s runbook' }),
+        h('span', { class: 'muted small', text: ` ${rb.url}` })));
+    }
+    return nodes;
+  }
+
+  function commandLine(cmd) {
+    const code = h('code', { class: 'rb-command-text', text: cmd });
+    const btn = h('button', { type: 'button', class: 'copy-btn btn-secondary', text: 'Copy', 'aria-label': `Copy ${cmd}` });
+    btn.addEventListener('click', async () => {
+      try {
+        await navigator.clipboard.writeText(cmd);
+        btn.textContent = 'Copied';
+      } catch (_) {
+        // No clipboard (a page not served over https or from localhost): select it.
+        const range = document.createRange();
+        range.selectNodeContents(code);
+        const sel = window.getSelection();
+        sel.removeAllRanges();
+        sel.addRange(range);
+        btn.textContent = 'Selected';
+      }
+      setTimeout(() => { btn.textContent = 'Copy'; }, 1500);
+    });
+    return h('div', { class: 'rb-command' }, code, btn);
+  }
+
+  /** One audit entry: when, what (assigned: from → to), by whom, the note. */
+  function auditItem(a) {
+    const what = a.action === 'assigned'
+      ? [h('strong', { text: 'assigned' }), ' ', ownerEl(a.from), ' → ', ownerEl(a.to)]
+      : h('strong', { text: a.action || '?' });
+    return h('li', { class: `audit-entry action-${a.action || 'unknown'}`, dataset: { action: a.action } },
+      timeEl(a.at), ' ', what,
+      a.by ? h('span', { class: 'muted', text: ` by ${a.by}` }) : null,
+      a.note ? h('q', { text: a.note }) : null);
+  }
+
+  function wireMismatchActions(v) {
+    v.el.take.addEventListener('click', async () => {
+      const name = await operatorName();
+      if (name) assignMismatch(v, name);
+    });
+    v.el.unassign.addEventListener('click', () => assignMismatch(v, ''));
+    v.el.handoverForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const owner = v.el.handover.value.trim();
+      if (!owner) {
+        v.el.ownerFeedback.replaceChildren(h('p', { class: 'error', role: 'alert', text: 'Enter the person or team that takes it over.' }));
+        v.el.handover.focus();
+        return;
+      }
+      assignMismatch(v, owner);
+    });
+    v.el.noteForm.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      addNote(v);
+    });
+    v.el.note.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) {
+        ev.preventDefault();
+        addNote(v);
+      }
+    });
+  }
+
+  /**
+   * POST /v1/mismatches/{alert_id}/assign {"owner", "by"} -> Mismatch;
+   * owner "" unassigns. The operator's name (asked once) is "by".
+   */
+  async function assignMismatch(v, owner) {
+    const by = await operatorName();
+    if (!by) return;
+    const buttons = [v.el.take, v.el.unassign, v.el.handoverSubmit];
+    for (const b of buttons) b.disabled = true;
+    v.el.ownerFeedback.replaceChildren();
+    try {
+      const m = await api('POST', `/v1/mismatches/${encodeURIComponent(v.alertId)}/assign`, { owner, by });
+      if (owner && v.el.handover.value.trim() === owner) v.el.handover.value = '';
+      renderMismatch(v, m);
+      v.el.ownerFeedback.replaceChildren(h('p', { class: 'ok-text owner-changed', role: 'status', text: owner ? `Assigned to ${owner}.` : 'Unassigned.' }));
+    } catch (err) {
+      checkNetwork(err);
+      v.el.ownerFeedback.replaceChildren(h('p', { class: 'error', role: 'alert', text: errorText(err) }));
+    } finally {
+      for (const b of buttons) b.disabled = false;
+    }
+  }
+
+  /** POST /v1/mismatches/{alert_id}/notes {"note", "by"} -> Mismatch. */
+  async function addNote(v) {
+    const note = v.el.note.value.trim();
+    if (!note) {
+      v.el.noteFeedback.replaceChildren(h('p', { class: 'error', role: 'alert', text: 'Write the note first.' }));
+      v.el.note.focus();
+      return;
+    }
+    const by = await operatorName();
+    if (!by) return;
+    v.el.noteSubmit.disabled = true;
+    v.el.noteFeedback.replaceChildren();
+    try {
+      const m = await api('POST', `/v1/mismatches/${encodeURIComponent(v.alertId)}/notes`, { note, by });
+      v.el.note.value = '';
+      renderMismatch(v, m);
+      v.el.noteFeedback.replaceChildren(h('p', { class: 'ok-text note-added', role: 'status', text: 'Note added to the audit trail.' }));
+    } catch (err) {
+      checkNetwork(err);
+      v.el.noteFeedback.replaceChildren(h('p', { class: 'error', role: 'alert', text: errorText(err) }));
+    } finally {
+      v.el.noteSubmit.disabled = false;
+    }
+  }
+
   // ================================================================= START
 
   function wireHeader() {
@@ -1761,6 +2145,7 @@
   function start() {
     wireHeader();
     wireSignIn();
+    wireOperator();
     window.addEventListener('hashchange', () => onRoute(false));
     document.addEventListener('visibilitychange', () => { if (!document.hidden) refreshNow(); });
     onRoute(true);
