@@ -28,9 +28,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -163,6 +165,23 @@ func startEmbedded(opts Options) (*server.Server, []nats.Option, *identity, erro
 	if opts.DataDir == "" {
 		return nil, nil, nil, errors.New("broker: a data folder is required for the embedded server")
 	}
+	// The server reports a store it cannot write and a port it cannot
+	// bind only in its log, and then never becomes ready: both are
+	// checked first, so that the error says which it is at once.
+	storeDir := filepath.Join(opts.DataDir, "jetstream")
+	if err := os.MkdirAll(storeDir, 0o700); err != nil {
+		return nil, nil, nil, fmt.Errorf("the data folder %s cannot hold the log: %w", opts.DataDir, err)
+	}
+	if err := CheckWritable(storeDir); err != nil {
+		return nil, nil, nil, err
+	}
+	if port > 0 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, portStr))
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("the embedded nats-server cannot listen on %s: %w (another nats-server or driftwatch holds the port? give another address with --nats-listen)", listen, err)
+		}
+		_ = ln.Close()
+	}
 	sopts := &server.Options{}
 	if opts.Auth.ConfigFile != "" {
 		// The file decides everything it sets; driftwatch's listen
@@ -177,7 +196,7 @@ func startEmbedded(opts Options) (*server.Server, []nats.Option, *identity, erro
 	}
 	sopts.Host, sopts.Port = host, port
 	sopts.JetStream = true
-	sopts.StoreDir = filepath.Join(opts.DataDir, "jetstream")
+	sopts.StoreDir = storeDir
 	sopts.SyncAlways, sopts.SyncInterval = opts.SyncAlways, opts.SyncInterval
 	sopts.NoSigs = true
 	if sopts.MaxPayload == 0 {
@@ -198,14 +217,52 @@ func startEmbedded(opts Options) (*server.Server, []nats.Option, *identity, erro
 		id.wipe()
 		return nil, nil, nil, fmt.Errorf("embedded nats-server: %w", err)
 	}
-	srv.SetLoggerV2(&natsLogger{log: opts.Logger.With().Str("component", "nats-server").Logger()}, false, false, false)
+	logger := &natsLogger{log: opts.Logger.With().Str("component", "nats-server").Logger()}
+	srv.SetLoggerV2(logger, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
+	// The server logs why it cannot start (a port taken meanwhile,
+	// JetStream refusing its store) and stays unready: that reason ends
+	// the wait at once.
+	for deadline := time.Now().Add(10 * time.Second); !srv.ReadyForConnections(20 * time.Millisecond); {
+		why := logger.fatal.Load()
+		if why == nil && time.Now().Before(deadline) {
+			continue
+		}
 		srv.Shutdown()
 		id.wipe()
-		return nil, nil, nil, fmt.Errorf("embedded nats-server did not become ready on %s (is the port in use?)", listen)
+		if why != nil {
+			return nil, nil, nil, fmt.Errorf("the embedded nats-server did not start on %s: %s", listen, *why)
+		}
+		return nil, nil, nil, fmt.Errorf("the embedded nats-server did not become ready on %s within 10s", listen)
 	}
 	return srv, connOpts, id, nil
+}
+
+// CheckWritable makes sure files can be written in dir, by creating,
+// writing, syncing and removing a probe file: a read-only folder, a
+// read-only file system or a full disk is reported with the system's
+// reason, before anything that needs the folder starts.
+func CheckWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".driftwatch-write-check-*")
+	if err != nil {
+		return fmt.Errorf("the data folder %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	defer os.Remove(name)
+	_, err = f.Write(make([]byte, 64<<10))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Remove(name)
+	}
+	if err != nil {
+		return fmt.Errorf("the data folder %s is not writable: %w", dir, err)
+	}
+	return nil
 }
 
 // applyTLS serves the client port over TLS when t is set.
@@ -304,12 +361,21 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 	return nil
 }
 
-// natsLogger routes nats-server's log lines to zerolog.
-type natsLogger struct{ log zerolog.Logger }
+// natsLogger routes nats-server's log lines to zerolog, and keeps the
+// first fatal one: the server's reason for not starting.
+type natsLogger struct {
+	log   zerolog.Logger
+	fatal atomic.Pointer[string]
+}
 
 func (l *natsLogger) Noticef(format string, v ...any) { l.log.Debug().Msgf(format, v...) }
 func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn().Msgf(format, v...) }
-func (l *natsLogger) Fatalf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
 func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error().Msgf(format, v...) }
 func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug().Msgf(format, v...) }
 func (l *natsLogger) Tracef(format string, v ...any)  { l.log.Trace().Msgf(format, v...) }
+
+func (l *natsLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.fatal.CompareAndSwap(nil, &msg)
+	l.log.Error().Msg(msg)
+}

@@ -129,7 +129,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 			if err != nil {
 				return err
 			}
-			if output == "json" {
+			if output == outJSON {
 				if open != nil {
 					return printJSON(map[string]any{"open": open, "secure": res, "secure_over_open": res.EndToEndRate / open.EndToEndRate})
 				}
@@ -185,7 +185,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.IntVar(&memoryLimitMB, "memory-limit-mb", -1, "with --sweep-orders: run the server phase with this memory.limit_mb instead of the configuration's default")
 	f.DurationVar(&o.SLA, "sla", 0, "replace every flow's SLA (3s in the workload); a longer one keeps more expectations open at once")
 	f.StringVar(&skip, "skip", "", "comma-separated steps to skip: gate, replay")
-	f.StringVarP(&output, "output", "o", "text", "text or json")
+	outputFlag(f, &output, outTable, outJSON).aliases = map[string]string{"text": outTable}
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
 	f.StringVar(&traceOut, "trace", "", "write a runtime execution trace of the run (or of --profile-phase) to this file (go tool trace)")
 	f.StringVar(&profilePhase, "profile-phase", "", "with --cpuprofile or --trace: profile only this step (e2e: from the first publish until every consumer applied everything; gate: the gate under ingest; sweep: the timed sweep of --sweep-orders)")

@@ -74,15 +74,14 @@ func (a *apiAuth) bearer() (string, error) {
 	return token, nil
 }
 
-// newAPIClient returns a client of the API at addr (host:port or a URL)
-// sending auth's token, if any.
+// newAPIClient returns a client of the API at addr (--http: host:port or
+// an http(s):// URL, read by apiBaseURL) sending auth's token, if any. A
+// bad address or token is the client's err, returned by every request.
 func newAPIClient(addr string, auth *apiAuth) *apiClient {
-	if !strings.HasPrefix(addr, "http://") && !strings.HasPrefix(addr, "https://") {
-		addr = "http://" + addr
-	}
-	c := &apiClient{base: strings.TrimRight(addr, "/")}
-	t := &bearerTransport{base: http.DefaultTransport}
-	if auth != nil {
+	base, err := apiBaseURL(addr)
+	c := &apiClient{base: base, err: err}
+	t := &bearerTransport{base: http.DefaultTransport, err: err}
+	if auth != nil && c.err == nil {
 		t.token, c.err = auth.bearer()
 		t.err = c.err
 	}

@@ -35,6 +35,10 @@ within a minute. Ctrl-C stops it.`,
 			if err != nil {
 				return err
 			}
+			listen, err := listenAddr(httpAddr, false)
+			if err != nil {
+				return err
+			}
 			if dataDir == "" {
 				if dataDir, err = os.MkdirTemp("", "driftwatch-demo-"); err != nil {
 					return err
@@ -42,7 +46,7 @@ within a minute. Ctrl-C stops it.`,
 				defer os.RemoveAll(dataDir)
 			}
 			app.ApplyMemoryLimit(cfg)
-			a, err := app.New(app.Options{Config: cfg, DataDir: dataDir, NATSListen: natsListen, HTTPAddr: httpAddr, Logger: log})
+			a, err := app.New(app.Options{Config: cfg, DataDir: dataDir, NATSListen: natsListen, HTTPAddr: listen, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -66,7 +70,7 @@ within a minute. Ctrl-C stops it.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&dataDir, "data", "", "data folder (default: a temporary folder removed on exit)")
-	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "HTTP API and dashboard address")
+	f.StringVar(&httpAddr, "http", defaultHTTP, "HTTP API and dashboard address: host:port, or an http:// URL")
 	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's client address")
 	f.Float64Var(&speed, "speed", 1, "simulation speed (2 = twice as fast)")
 	return cmd

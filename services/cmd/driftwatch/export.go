@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,18 +16,24 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/events"
-	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/csvout"
 )
 
 func newExportCmd() *cobra.Command {
-	var since, until, format, system, httpAddr, configPath string
+	var since, until, output, system, httpAddr, configPath string
 	var auth apiAuth
 	var nf *natsFlags
 	cmd := &cobra.Command{
 		Use:   "export events|mismatches --since T",
 		Short: "Stream the log or the mismatch history as CSV or NDJSON (both timestamps always)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Stream the log (events, read from NATS) or the mismatch history
+(mismatches, from driftwatch serve's API) to stdout as CSV or NDJSON.
+
+An event's occurred_at sent without an offset is read in its system's
+configured timezone, as the projector reads it: the configuration comes from
+--config FILE, else from driftwatch serve (--http); without either, such
+times are exported as sent, with a warning.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			from, err := parseWhen("since", since)
 			if err != nil {
@@ -36,15 +43,21 @@ func newExportCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if format != "csv" && format != "ndjson" {
-				return usagef("--format: %q: want csv or ndjson", format)
-			}
 			switch args[0] {
 			case "events":
 				var zones events.ZoneOf
-				if configPath != "" {
-					cfg, err := config.LoadFile(configPath)
-					if err != nil {
+				cfg, done, err := clientConfig(configPath, httpAddr, &auth)
+				if err != nil {
+					var ue usageError
+					if configPath != "" || errors.As(err, &ue) {
+						return err
+					}
+					// The log reads without the configuration: only
+					// times sent without an offset need it.
+					printf(os.Stderr, "driftwatch: warning: without the configuration (driftwatch serve at --http: %s; or --config FILE), an occurred_at sent without an offset is exported as sent\n", briefCause(err))
+				} else {
+					defer done()
+					if err := checkSystem("system", system, cfg); err != nil {
 						return err
 					}
 					zones = cfg.Zones()
@@ -54,9 +67,19 @@ func newExportCmd() *cobra.Command {
 					return err
 				}
 				defer nc.Close()
-				return exportEvents(cmd.Context(), js, os.Stdout, from, to, system, format, zones)
+				return exportEvents(cmd.Context(), js, os.Stdout, from, to, system, output, zones)
 			case "mismatches":
-				q := url.Values{"format": {format}, "state": {""}}
+				if system != "" {
+					cfg, done, err := clientConfig(configPath, httpAddr, &auth)
+					if err != nil {
+						return err
+					}
+					done()
+					if err := checkSystem("system", system, cfg); err != nil {
+						return err
+					}
+				}
+				q := url.Values{"format": {output}, "state": {""}}
 				if !from.IsZero() {
 					q.Set("since", from.UTC().Format(time.RFC3339))
 				}
@@ -70,7 +93,7 @@ func newExportCmd() *cobra.Command {
 				c.http.Timeout = 0 // a long export streams for as long as it takes
 				resp, err := c.http.Get(c.base + "/v1/export/mismatches?" + q.Encode())
 				if err != nil {
-					return fmt.Errorf("driftwatch API at %s: %w", c.base, err)
+					return fmt.Errorf("driftwatch API at %s: %w (is driftwatch serve running? see --http)", c.base, err)
 				}
 				defer resp.Body.Close()
 				if resp.StatusCode != http.StatusOK {
@@ -87,12 +110,12 @@ func newExportCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "", "from T (RFC 3339 or a duration ago: 24h, 30d); default: the beginning")
 	f.StringVar(&until, "until", "", "until T (events only; default now)")
-	f.StringVar(&format, "format", "csv", "csv or ndjson")
+	legacyFormatFlag(cmd, outputFlag(f, &output, outCSV, outNDJSON))
 	f.StringVar(&system, "system", "", "only this system")
 	nf = addNATSFlags(f, nats.DefaultURL, "NATS holding the log (events)")
-	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address (mismatches)")
+	httpFlag(f, &httpAddr)
 	auth.addFlags(f)
-	f.StringVar(&configPath, "config", "", "configuration file (events): systems' timezones, for times sent without an offset")
+	f.StringVar(&configPath, "config", "", "configuration file (default: driftwatch serve's, from --http): the systems, and their timezones for times sent without an offset")
 	return cmd
 }
 

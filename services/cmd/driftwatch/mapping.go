@@ -9,13 +9,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/events/mapping"
-	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/replay"
 )
 
 func newMappingCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "mapping", Short: "Work with the status mapping tables"}
-	var candidate, last, configPath, output string
+	var candidate, last, configPath, output, httpAddr string
+	var auth apiAuth
 	var nf *natsFlags
 	var sample uint64
 	var allowChanges bool
@@ -34,10 +34,11 @@ integration team can run it in CI before a mapping change ships.`,
 			if candidate == "" {
 				return usagef("--candidate DIR is required")
 			}
-			cfg, err := config.LoadFile(configPath)
+			cfg, done, err := clientConfig(configPath, httpAddr, &auth)
 			if err != nil {
 				return err
 			}
+			defer done()
 			cand, err := mapping.LoadDirs(cfg.MappingsPath, candidate)
 			if err != nil {
 				return err
@@ -63,7 +64,7 @@ integration team can run it in CI before a mapping change ships.`,
 					}
 				}
 			}
-			if output == "json" {
+			if output == outJSON {
 				if err := printJSON(res); err != nil {
 					return err
 				}
@@ -81,8 +82,10 @@ integration team can run it in CI before a mapping change ships.`,
 	f.StringVar(&last, "last", "", "only events received in the last duration (7d)")
 	f.Uint64Var(&sample, "sample", 0, "only the last N events")
 	nf = addNATSFlags(f, nats.DefaultURL, "NATS holding the log")
-	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file")
-	f.StringVarP(&output, "output", "o", "text", "text or json")
+	f.StringVar(&configPath, "config", "", "configuration file (default: driftwatch serve's, from --http, with the tables of its mappings_dir)")
+	httpFlag(f, &httpAddr)
+	auth.addFlags(f)
+	outputFlag(f, &output, outTable, outJSON).aliases = map[string]string{"text": outTable}
 	f.BoolVar(&allowChanges, "allow-changes", false, "changed canonical states are intended, not regressions")
 	cmd.AddCommand(test)
 	return cmd

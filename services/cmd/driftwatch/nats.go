@@ -104,6 +104,11 @@ func (n *natsFlags) connect(name string) (*nats.Conn, error) {
 	url := n.URL()
 	nc, err := nats.Connect(url, append([]nats.Option{nats.Name(name), nats.ErrorHandler(asyncError)}, opts...)...)
 	if err != nil {
+		if errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) {
+			// Nothing answered there: the server is down or elsewhere,
+			// unlike a refusal of the credentials, which says so itself.
+			return nil, fmt.Errorf("connect to NATS %s: %w (is driftwatch serve running? see --nats-url)", broker.Redact(url), err)
+		}
 		return nil, fmt.Errorf("connect to NATS %s: %w", broker.Redact(url), err)
 	}
 	return nc, nil

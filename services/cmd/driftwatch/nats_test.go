@@ -153,14 +153,17 @@ func TestClientCommandsAuthenticate(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The publisher's seed from NATS_NKEY.
+	// The publisher's seed from NATS_NKEY; the systems from the
+	// configuration file, as no driftwatch serve answers here.
 	t.Setenv("NATS_NKEY", shopSeed)
-	captureStdout(t, func() error { return run("publish", "--quiet", "--nats-url", b.ClientURL, file) })
+	captureStdout(t, func() error {
+		return run("publish", "--quiet", "--nats-url", b.ClientURL, "--config", "../../../deploy/driftwatch.example.yaml", file)
+	})
 	t.Setenv("NATS_NKEY", "")
 
 	// The operator's seed from --nkey.
 	out := captureStdout(t, func() error {
-		return run("export", "events", "--format", "ndjson", "--nats-url", b.ClientURL, "--nkey", opsSeed)
+		return run("export", "events", "-o", "ndjson", "--nats-url", b.ClientURL, "--nkey", opsSeed, "--config", "../../../deploy/driftwatch.example.yaml")
 	})
 	if !strings.Contains(out, `"CLI-1"`) {
 		t.Fatalf("export as the operator:\n%s", out)

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/services/api"
+	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/replay"
 )
 
@@ -17,7 +18,7 @@ func newOrderCmd() *cobra.Command {
 	var auth apiAuth
 	cmd := &cobra.Command{
 		Use:   "order ORDER_ID",
-		Short: "Show an order's current state in every system, side by side, and its timeline",
+		Short: "Show an order's current state in every system, side by side, its timeline and its open mismatches",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := newAPIClient(httpAddr, &auth)
@@ -33,19 +34,50 @@ func newOrderCmd() *cobra.Command {
 			if err := c.do("GET", "/v1/orders/"+url.PathEscape(args[0])+"/timeline", nil, &tl); err != nil {
 				return err
 			}
-			if output == "json" {
+			if output == outJSON { // the order's open_mismatches are in its view
 				return printJSON(map[string]any{"order": view, "timeline": tl})
 			}
+			// Its open mismatches (escalated included), most severe first.
+			q := url.Values{"order": {args[0]}, "state": {detector.StateOpen}, "limit": {"1000"}}
+			var page api.MismatchPage
+			if err := c.do("GET", "/v1/mismatches?"+q.Encode(), nil, &page); err != nil {
+				return err
+			}
 			printOrder(view, tl)
+			printOrderMismatches(page, output == outWide)
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address")
+	httpFlag(f, &httpAddr)
 	auth.addFlags(f)
 	f.StringVar(&asOf, "as-of", "", "show what each system's projection believed at this instant (RFC 3339)")
-	f.StringVarP(&output, "output", "o", "table", "table or json")
+	outputFlag(f, &output, outTable, outWide, outJSON)
 	return cmd
+}
+
+// printOrderMismatches lists an order's open mismatches under its
+// timeline; wide adds each one's message.
+func printOrderMismatches(page api.MismatchPage, wide bool) {
+	if len(page.Mismatches) == 0 {
+		printf(os.Stdout, "\nno open mismatches\n")
+		return
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	printf(w, "\nOPEN MISMATCHES\nSEVERITY\tPATTERN\tSOURCE\tTARGET\tSTATE\tDETECTED_AT\tALERT_ID\n")
+	for _, m := range page.Mismatches {
+		src, tgt := sides(m)
+		printf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Severity, m.Pattern, src, tgt, m.State, m.DetectedAt, m.AlertID)
+	}
+	_ = w.Flush()
+	if page.Total > len(page.Mismatches) {
+		printf(os.Stdout, "%d of %d shown (driftwatch mismatches --order %s)\n", len(page.Mismatches), page.Total, page.Mismatches[0].OrderID)
+	}
+	if wide {
+		for _, m := range page.Mismatches {
+			printf(os.Stdout, "\n%s %s\n  %s\n", m.AlertID, strings.ToUpper(m.Severity), m.Message)
+		}
+	}
 }
 
 func printOrder(v api.OrderView, tl replay.TimelineView) {

@@ -17,14 +17,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/events"
-	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/ingest"
 )
 
 const publishChunk = 1024
 
 func newPublishCmd() *cobra.Command {
-	var httpURL, configPath, format string
+	var httpURL, configPath, format, output string
 	var auth apiAuth
 	var nf *natsFlags
 	var quiet bool
@@ -34,18 +33,14 @@ func newPublishCmd() *cobra.Command {
 		Long: `Append events from NDJSON files (one envelope per line) or CSV exports (a
 header row naming envelope fields) to the log, over NATS (default) or the
 HTTP API (--http). Invalid events are reported with their line and reason and
-dead-lettered; the exit status is 1 when any event was rejected.`,
+dead-lettered; the exit status is 1 when any event was rejected.
+
+Over NATS an event of a system driftwatch does not configure is refused
+before it is published, as the API refuses it: the configured systems come
+from --config FILE (DRIFTWATCH_CONFIG), else from driftwatch serve's
+GET /v1/config at ` + defaultHTTP + `.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var known events.SystemChecker
-			var zones events.ZoneOf
-			if configPath != "" {
-				cfg, err := config.LoadFile(configPath)
-				if err != nil {
-					return err
-				}
-				known, zones = cfg.Known, cfg.Zones()
-			}
 			var sink batchSink
 			if httpURL != "" {
 				c := newAPIClient(httpURL, &auth)
@@ -54,12 +49,17 @@ dead-lettered; the exit status is 1 when any event was rejected.`,
 				}
 				sink = &httpSink{base: c.base, client: c.http}
 			} else {
+				cfg, done, err := natsSideConfig("publish", configPath, &auth)
+				if err != nil {
+					return err
+				}
+				defer done()
 				nc, err := nf.connect("driftwatch-publish")
 				if err != nil {
 					return err
 				}
 				defer nc.Close()
-				pub, err := events.NewPublisher(nc, events.WithSystems(known), events.WithZones(zones))
+				pub, err := events.NewPublisher(nc, events.WithSystems(cfg.Known), events.WithZones(cfg.Zones()))
 				if err != nil {
 					return err
 				}
@@ -73,8 +73,15 @@ dead-lettered; the exit status is 1 when any event was rejected.`,
 					return fmt.Errorf("%s: %w", path, err)
 				}
 			}
-			printf(os.Stdout, "published %d events: %d accepted, %d duplicate, %d rejected (%.0f events/s)\n",
-				total.count(), total.accepted, total.duplicate, total.rejected, total.rate())
+			if output == outJSON {
+				if err := printJSON(map[string]any{"events": total.count(), "accepted": total.accepted, "duplicate": total.duplicate,
+					"rejected": total.rejected, "events_per_second": total.rate()}); err != nil {
+					return err
+				}
+			} else {
+				printf(os.Stdout, "published %d events: %d accepted, %d duplicate, %d rejected (%.0f events/s)\n",
+					total.count(), total.accepted, total.duplicate, total.rejected, total.rate())
+			}
 			if total.rejected > 0 {
 				return fmt.Errorf("%d events rejected (dead-lettered to driftwatch.dlq.*)", total.rejected)
 			}
@@ -83,11 +90,12 @@ dead-lettered; the exit status is 1 when any event was rejected.`,
 	}
 	f := cmd.Flags()
 	nf = addNATSFlags(f, nats.DefaultURL, "NATS to publish to")
-	f.StringVar(&httpURL, "http", "", "publish through the HTTP API at this base URL instead (http://127.0.0.1:8080)")
+	f.StringVar(&httpURL, "http", "", "publish through the HTTP API at this address instead: host:port or an http(s):// URL ("+defaultHTTP+")")
 	auth.addFlags(f)
-	f.StringVar(&configPath, "config", "", "configuration file: reject events of systems it does not configure")
+	f.StringVar(&configPath, "config", "", "configuration file whose systems events over NATS are checked against (default: driftwatch serve's)")
 	f.StringVar(&format, "format", "", "ndjson or csv (default: from the file name)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar and no per-event rejections")
+	outputFlag(f, &output, outTable, outJSON)
 	return cmd
 }
 
@@ -197,7 +205,7 @@ func (h *httpSink) PublishBatch(ctx context.Context, batch [][]byte) ([]events.R
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("POST %s/v1/events: %w", h.base, err)
+		return nil, fmt.Errorf("POST %s/v1/events: %w (is driftwatch serve running? see --http)", h.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

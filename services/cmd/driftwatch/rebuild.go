@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -50,7 +51,7 @@ func carryDetectorState(live *projections.Store, fresh string, cfg *config.Confi
 }
 
 func newRebuildCmd() *cobra.Command {
-	var configPath, dataDir string
+	var configPath, dataDir, output string
 	var nf *natsFlags
 	var quiet, dropState bool
 	cmd := &cobra.Command{
@@ -59,7 +60,9 @@ func newRebuildCmd() *cobra.Command {
 		Long: `Rebuild every projection from the log (DRIFTWATCH_EVENTS) into a fresh
 Pebble store and swap it in: needed after a mapping table changes. Stop
 driftwatch serve on this data folder first; the rebuild holds the store's lock
-while it runs.`,
+while it runs. It runs without serve, so it reads the configuration file
+itself: give serve's with --config FILE (or DRIFTWATCH_CONFIG), and serve's
+data folder with --data DIR (or DRIFTWATCH_DATA).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			log, err := newLogger()
@@ -67,7 +70,19 @@ while it runs.`,
 				return err
 			}
 			cfg, err := config.LoadFile(configPath)
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("rebuild runs without driftwatch serve, so it reads serve's configuration file itself: %w: give it with --config FILE or DRIFTWATCH_CONFIG", err)
+			}
 			if err != nil {
+				return err
+			}
+			if nf.URL() == "" {
+				// The embedded server's log is in the data folder.
+				if _, err := os.Stat(filepath.Join(dataDir, "jetstream")); errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("no log in the data folder %s (%s/jetstream is missing): give serve's data folder with --data DIR or DRIFTWATCH_DATA", dataDir, dataDir)
+				}
+			}
+			if err := broker.CheckWritable(dataDir); err != nil {
 				return err
 			}
 			live := filepath.Join(dataDir, app.StoreDir)
@@ -140,6 +155,12 @@ while it runs.`,
 			if err != nil {
 				return err
 			}
+			if output == outJSON {
+				return printJSON(struct {
+					rebuild.Stats
+					ResolvedUnmapped int `json:"resolved_unmapped"`
+				}{st, resolved})
+			}
 			printf(os.Stdout, "rebuilt %d events up to sequence %d in %s (%.0f events/s): %d applied, %d late, %d acks, %d duplicates, %d rejected\n",
 				st.Events, st.LastSeq, st.Elapsed.Round(time.Millisecond), st.EventsPerSec, st.Applied, st.Late, st.Acks, st.Duplicates, st.Rejected)
 			if resolved > 0 {
@@ -149,8 +170,9 @@ while it runs.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file")
-	f.StringVar(&dataDir, "data", "data", "data folder")
+	f.StringVar(&configPath, "config", "driftwatch.yaml", "serve's configuration file (DRIFTWATCH_CONFIG)")
+	f.StringVar(&dataDir, "data", "data", "serve's data folder (DRIFTWATCH_DATA)")
+	outputFlag(f, &output, outTable, outJSON)
 	nf = addNATSFlags(f, "", "read the log from an existing NATS instead of the embedded store")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	f.BoolVar(&dropState, "drop-state", false, "rebuild a store of another format version, dropping its mismatches, audit trails, ops alerts and reports")

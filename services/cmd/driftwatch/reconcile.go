@@ -17,12 +17,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/httpjson"
 	"github.com/driftwatch/driftwatch/services/reconcile"
 )
 
 func newReconcileCmd() *cobra.Command {
-	var httpAddr, format string
+	var httpAddr, output string
 	var latest bool
 	var auth apiAuth
 	cmd := &cobra.Command{
@@ -39,29 +40,27 @@ func newReconcileCmd() *cobra.Command {
 			if err := c.do(method, path, nil, &rep); err != nil {
 				return err
 			}
-			switch format {
-			case "json":
+			switch output {
+			case outJSON:
 				return printJSON(rep)
-			case "csv":
+			case outCSV:
 				return rep.WriteCSV(os.Stdout)
-			case "text":
-				return rep.WriteText(os.Stdout)
 			default:
-				return usagef("--format: %q: want text, json or csv", format)
+				return rep.WriteText(os.Stdout)
 			}
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address")
+	httpFlag(f, &httpAddr)
 	auth.addFlags(f)
-	f.StringVar(&format, "format", "text", "text, json or csv")
+	legacyFormatFlag(cmd, outputFlag(f, &output, outTable, outJSON, outCSV))
 	f.BoolVar(&latest, "latest", false, "print the last report instead of running a sweep")
 	return cmd
 }
 
 func newSnapshotCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "snapshot", Short: "Import a system's export of its current order states"}
-	var system, httpAddr, format string
+	var system, httpAddr, format, configPath, output string
 	var auth apiAuth
 	var nf *natsFlags
 	var quiet bool
@@ -77,11 +76,35 @@ Large files stream in bounded memory: the file is sent in pieces of at most
 100,000 rows and 16 MiB, each one import. Every refused row is printed to
 stderr with its line in the file and why; the summary names the lines
 applied. A record over 64 KiB, a field over 8 KiB (that row is refused), or
-a line that is not CSV is reported with its line number.`,
+a line that is not CSV is reported with its line number.
+
+A system driftwatch does not configure is refused before the file is read:
+over NATS the configured systems come from --config FILE
+(DRIFTWATCH_CONFIG), else from driftwatch serve's GET /v1/config at
+` + defaultHTTP + `; through the API (--http), from the server.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if system == "" {
 				return usagef("--system is required")
+			}
+			var cfg *config.Config
+			if httpAddr != "" {
+				c, done, err := clientConfig("", httpAddr, &auth)
+				if err != nil {
+					return err
+				}
+				done()
+				cfg = c
+			} else {
+				c, done, err := natsSideConfig("snapshot import", configPath, &auth)
+				if err != nil {
+					return err
+				}
+				defer done()
+				cfg = c
+			}
+			if err := checkSystem("system", system, cfg); err != nil {
+				return err
 			}
 			f, err := os.Open(args[0])
 			if err != nil {
@@ -116,7 +139,7 @@ a line that is not CSV is reported with its line number.`,
 					return err
 				}
 				defer nc.Close()
-				pub, err := events.NewPublisher(nc)
+				pub, err := events.NewPublisher(nc, events.WithSystems(cfg.Known), events.WithZones(cfg.Zones()))
 				if err != nil {
 					return err
 				}
@@ -146,9 +169,19 @@ a line that is not CSV is reported with its line number.`,
 			if bar != nil {
 				_ = bar.Finish()
 			}
-			printf(os.Stdout, "imported %d rows of %s: %d new, %d already in the log, %d refused\n", total.Rows, system, total.Accepted, total.Duplicate, total.Rejected)
-			if len(total.Applied) > 0 {
-				printf(os.Stdout, "applied: lines %s\n", lineRanges(total.Applied))
+			if output == outJSON {
+				if total.Applied == nil {
+					total.Applied = []reconcile.LineRange{}
+				}
+				total.Refused = []reconcile.RefusedRow{} // printed to stderr as they came
+				if perr := printJSON(total); perr != nil && err == nil {
+					err = perr
+				}
+			} else {
+				printf(os.Stdout, "imported %d rows of %s: %d new, %d already in the log, %d refused\n", total.Rows, system, total.Accepted, total.Duplicate, total.Rejected)
+				if len(total.Applied) > 0 {
+					printf(os.Stdout, "applied: lines %s\n", lineRanges(total.Applied))
+				}
 			}
 			if err != nil {
 				var stop *reconcile.StopError
@@ -166,10 +199,12 @@ a line that is not CSV is reported with its line number.`,
 	f := imp.Flags()
 	f.StringVar(&system, "system", "", "the system the export comes from (required)")
 	nf = addNATSFlags(f, nats.DefaultURL, "NATS to publish to")
-	f.StringVar(&httpAddr, "http", "", "import through the HTTP API at this address instead")
+	f.StringVar(&httpAddr, "http", "", "import through the HTTP API at this address instead: host:port or an http(s):// URL ("+defaultHTTP+")")
 	auth.addFlags(f)
-	f.StringVar(&format, "format", "", "csv or ndjson (default: from the file name)")
+	f.StringVar(&configPath, "config", "", "configuration file whose systems are checked over NATS (default: driftwatch serve's)")
+	f.StringVar(&format, "format", "", "the file's format, csv or ndjson (default: from the file name)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
+	outputFlag(f, &output, outTable, outJSON)
 	cmd.AddCommand(imp)
 	return cmd
 }

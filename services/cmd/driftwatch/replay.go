@@ -61,8 +61,12 @@ func newReplayCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := config.LoadFile(configPath)
+			cfg, done, err := clientConfig(configPath, httpAddr, &auth)
 			if err != nil {
+				return err
+			}
+			defer done()
+			if err := checkSystem("system", system, cfg); err != nil {
 				return err
 			}
 			js, nc, err := connectJS(nf, "driftwatch-replay")
@@ -94,12 +98,12 @@ func newReplayCmd() *cobra.Command {
 	f.StringVar(&order, "order", "", "an order's cross-system timeline with the gaps that matter")
 	f.StringVar(&since, "since", "", "re-run detection over the events received since T (RFC 3339 or a duration ago: 2h)")
 	f.StringVar(&until, "until", "", "... until T (default now)")
-	f.StringVar(&system, "system", "", "only mismatches involving this system")
-	f.StringVarP(&output, "output", "o", "table", "table, json or csv")
-	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "driftwatch HTTP API address (for --order)")
+	f.StringVar(&system, "system", "", "only mismatches involving this system (--since)")
+	outputFlag(f, &output, outTable, outJSON, outCSV)
+	httpFlag(f, &httpAddr)
 	auth.addFlags(f)
 	nf = addNATSFlags(f, nats.DefaultURL, "NATS holding the log (for --since)")
-	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file (for --since)")
+	f.StringVar(&configPath, "config", "", "configuration file (for --since; default: driftwatch serve's, from --http)")
 	f.BoolVarP(&quiet, "quiet", "q", false, "no progress bar")
 	return cmd
 }

@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/services/app"
-	"github.com/driftwatch/driftwatch/services/config"
 )
 
 func newServeCmd() *cobra.Command {
@@ -24,7 +23,11 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg, err := config.LoadFile(configPath)
+			cfg, err := loadConfigFile(configPath)
+			if err != nil {
+				return err
+			}
+			listen, err := listenAddr(httpAddr, cfg.HTTP.TLS.CertFile != "")
 			if err != nil {
 				return err
 			}
@@ -41,7 +44,7 @@ func newServeCmd() *cobra.Command {
 				NATSListen: natsListen,
 				NATSURL:    nf.URL(),
 				NATSClient: nf.client(),
-				HTTPAddr:   httpAddr,
+				HTTPAddr:   listen,
 				Services:   list,
 				Logger:     log,
 				Insecure:   insecure,
@@ -53,11 +56,11 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file")
+	f.StringVar(&configPath, "config", "driftwatch.yaml", "configuration file (DRIFTWATCH_CONFIG)")
 	f.StringVar(&dataDir, "data", "data", "data folder: JetStream store and Pebble")
 	f.StringVar(&natsListen, "nats-listen", "127.0.0.1:4222", "embedded NATS server's client address")
 	nf = addNATSFlags(f, "", "use an existing NATS instead of embedding one")
-	f.StringVar(&httpAddr, "http", "127.0.0.1:8080", "HTTP API and dashboard address")
+	f.StringVar(&httpAddr, "http", defaultHTTP, "HTTP API and dashboard address: host:port, or an http:// or https:// URL")
 	f.StringVar(&services, "services", "all", "comma-separated subset of services to run")
 	f.BoolVar(&insecure, "insecure", false, "start even when --http or --nats-listen binds beyond loopback without http.tokens or nats.users configured (warns at every start)")
 	return cmd
