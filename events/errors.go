@@ -83,11 +83,16 @@ func (e *ValidationError) OrNil() error {
 }
 
 // ErrorCode returns the Driftwatch-Error-Code for err: the validation code
-// when err is a *ValidationError, else invalid_field.
+// when err is a *ValidationError, the code of an error that says its own
+// (an ErrorCode method: a webhook's bad_signature), else invalid_field.
 func ErrorCode(err error) string {
 	var ve *ValidationError
 	if errors.As(err, &ve) {
 		return ve.Code()
+	}
+	var coded interface{ ErrorCode() string }
+	if errors.As(err, &coded) {
+		return coded.ErrorCode()
 	}
 	return CodeInvalidField
 }

@@ -89,6 +89,10 @@ func (e *Error) Error() string {
 // for an *Error of that reason.
 func (e *Error) Is(target error) bool { return sentinels[e.Reason] == target }
 
+// ErrorCode is the reason, as the dead-letter stream's
+// Driftwatch-Error-Code header carries it (events.ErrorCode).
+func (e *Error) ErrorCode() string { return string(e.Reason) }
+
 // ReasonOf returns the reason of an *Error in err's chain, or "".
 func ReasonOf(err error) Reason {
 	var e *Error

@@ -18,6 +18,10 @@ const (
 	// Public routes need no token: liveness, readiness and the dashboard's
 	// static files, which hold no data.
 	Public Access = iota
+	// Signed routes need no token either: the caller is a platform whose
+	// own signature over the request authenticates it (POST
+	// /v1/webhooks/{system}, verified by the handler).
+	Signed
 	// Ingest routes take an ingest token (for events of its systems only)
 	// or an operate token.
 	Ingest
@@ -31,6 +35,8 @@ func (a Access) String() string {
 	switch a {
 	case Public:
 		return "public"
+	case Signed:
+		return "signed"
 	case Ingest:
 		return "ingest"
 	case Read:
@@ -50,7 +56,8 @@ var Routes = map[string]Access{
 	"GET /assets/app.js":    Public,
 	"GET /assets/style.css": Public,
 
-	"POST /v1/events": Ingest,
+	"POST /v1/events":            Ingest,
+	"POST /v1/webhooks/{system}": Signed, // the platform's signature, checked by the handler
 
 	"POST /v1/validate":                  Read, // the gate is a question; a flag it raises is recorded as any detection is
 	"GET /v1/orders/{order_id}":          Read,
@@ -63,9 +70,12 @@ var Routes = map[string]Access{
 	"GET /v1/stats":                      Read,
 	"GET /v1/export/mismatches":          Read,
 	"GET /v1/status":                     Read,
+	"GET /v1/config":                     Read, // the effective configuration, without secrets
 	"GET /metrics":                       Read,
 
 	"POST /v1/mismatches/{alert_id}/resolve": Operate,
+	"POST /v1/mismatches/{alert_id}/assign":  Operate,
+	"POST /v1/mismatches/{alert_id}/notes":   Operate,
 	"POST /v1/reconcile":                     Operate,
 	"POST /v1/snapshots/{system}":            Operate,
 }
@@ -82,7 +92,7 @@ func AccessOf(pattern string) Access {
 // mayCall reports whether a token role may call a route of access a.
 func mayCall(role string, a Access) bool {
 	switch a {
-	case Public:
+	case Public, Signed:
 		return true
 	case Ingest:
 		return role == config.TokenIngest || role == config.TokenOperate
@@ -165,7 +175,7 @@ func (ts tokenSet) match(presented string) (Caller, bool) {
 // the route, and otherwise returns the request carrying its Caller.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, pattern string) (*http.Request, bool) {
 	access := AccessOf(pattern)
-	if len(s.tokens) == 0 || access == Public {
+	if len(s.tokens) == 0 || access == Public || access == Signed {
 		return r, true
 	}
 	header := r.Header.Get("Authorization")

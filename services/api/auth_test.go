@@ -132,11 +132,15 @@ func TestRouteAccessByRole(t *testing.T) {
 		name, header string
 		want         func(Access) int
 	}{
-		{"no token", "", func(a Access) int { return map[bool]int{true: 200, false: 401}[a == Public] }},
-		{"unknown token", "Bearer not-a-configured-token-at-all", func(a Access) int { return map[bool]int{true: 200, false: 401}[a == Public] }},
-		{"malformed header", "Basic b3BzOnNlY3JldA==", func(a Access) int { return map[bool]int{true: 200, false: 401}[a == Public] }},
-		{"ingest", "Bearer " + ingestToken, func(a Access) int { return map[bool]int{true: 200, false: 403}[a == Public || a == Ingest] }},
-		{"read", "Bearer " + readToken, func(a Access) int { return map[bool]int{true: 200, false: 403}[a == Public || a == Read] }},
+		{"no token", "", func(a Access) int { return map[bool]int{true: 200, false: 401}[a == Public || a == Signed] }},
+		{"unknown token", "Bearer not-a-configured-token-at-all", func(a Access) int { return map[bool]int{true: 200, false: 401}[a == Public || a == Signed] }},
+		{"malformed header", "Basic b3BzOnNlY3JldA==", func(a Access) int { return map[bool]int{true: 200, false: 401}[a == Public || a == Signed] }},
+		{"ingest", "Bearer " + ingestToken, func(a Access) int {
+			return map[bool]int{true: 200, false: 403}[a == Public || a == Signed || a == Ingest]
+		}},
+		{"read", "Bearer " + readToken, func(a Access) int {
+			return map[bool]int{true: 200, false: 403}[a == Public || a == Signed || a == Read]
+		}},
 		{"operate", "bearer  " + operateToken, func(a Access) int { return 200 }},
 	}
 	event := `{"event_id":"e1","order_id":"ORD-1","system":"shop","status":"unfulfilled","occurred_at":"2026-11-27T10:04:05Z"}`

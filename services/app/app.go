@@ -228,8 +228,22 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := os.MkdirAll(a.opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data folder: %w", err)
 	}
-	if err := os.Chmod(a.opts.DataDir, 0o700); err != nil { // a folder made by an earlier version
+	// A folder made by an earlier version loses its group and other
+	// permissions; the owner's are left as they are, so a folder made
+	// read-only stays so, and is reported below.
+	st, err := os.Stat(a.opts.DataDir)
+	if err != nil {
 		return fmt.Errorf("data folder: %w", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(a.opts.DataDir, perm&0o700); err != nil {
+			return fmt.Errorf("data folder: %w", err)
+		}
+	}
+	// The log and the store fail late and vaguely in a folder they cannot
+	// write (read-only, or a full disk): it is checked first.
+	if err := broker.CheckWritable(a.opts.DataDir); err != nil {
+		return err
 	}
 	m, err := telemetry.New()
 	if err != nil {
@@ -405,10 +419,15 @@ func (a *App) Start(ctx context.Context) (err error) {
 			}
 			h := ingest.New(pub, a.log.With().Str("component", "ingest").Logger(), counted, a.Tracing)
 			a.HTTP.Handle("POST /v1/events", h)
+			wh, err := ingest.NewWebhookHandler(a.cfg, pub, b.JS, a.log.With().Str("component", "webhooks").Logger(), counted)
+			if err != nil {
+				return err
+			}
+			a.HTTP.Handle("POST /v1/webhooks/{system}", wh)
 		}
 		if a.serves(ServiceAPI) {
 			(&api.OrderHandlers{Config: a.cfg, Store: a.Store}).Register(a.HTTP)
-			(&api.MismatchHandlers{Store: a.Store, Detector: a.Detector}).Register(a.HTTP)
+			(&api.MismatchHandlers{Store: a.Store, Detector: a.Detector, Config: a.cfg}).Register(a.HTTP)
 			if a.Gate != nil {
 				a.HTTP.Handle("POST /v1/validate", a.Gate)
 			}
@@ -424,6 +443,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 				(&api.SnapshotHandlers{Config: a.cfg, Publisher: pub}).Register(a.HTTP)
 			}
 			a.HTTP.HandleFunc("GET /v1/status", a.serveStatus)
+			a.HTTP.Handle("GET /v1/config", api.NewConfigHandler(a.cfg))
 			a.HTTP.Handle("GET /metrics", a.Metrics.Handler())
 			if err := a.observeStatus(); err != nil {
 				return err

@@ -23,6 +23,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/mapping"
+	"github.com/driftwatch/driftwatch/events/webhook"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -120,6 +121,8 @@ type System struct {
 	// system whose occurred_at has no offset are read in it (and marked
 	// as assumed) instead of being rejected. Empty: no offset, no event.
 	Timezone string `yaml:"timezone"`
+	// Webhook configures the system's native webhooks (optional).
+	Webhook *SystemWebhook `yaml:"webhook"`
 
 	zone *time.Location
 }
@@ -465,6 +468,10 @@ type Config struct {
 	MappingsDir string    `yaml:"mappings_dir"`
 	// NATS is the embedded server's authentication and TLS (nats.go).
 	NATS NATS `yaml:"nats"`
+	// Owners says who owns a mismatch when it opens; Runbooks override
+	// the built-in runbooks per pattern (owners.go).
+	Owners   Owners             `yaml:"owners"`
+	Runbooks map[string]Runbook `yaml:"runbooks"`
 
 	// Mappings are the loaded tables (built-in plus mappings_dir).
 	Mappings *mapping.Set `yaml:"-"`
@@ -540,7 +547,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, &Error{File: file, Problems: []string{"mappings_dir: " + err.Error()}}
 	}
 	cfg.Mappings = set
-	var problems []string
+	problems := cfg.loadRunbooks()
 	for i, s := range cfg.Systems {
 		if _, ok := set.Table(s.Platform); !ok {
 			plats := set.Platforms()
@@ -596,6 +603,17 @@ func (c *Config) Validate() error {
 				add("systems[%d].timezone: %q is not an IANA time zone name (e.g. America/New_York, Europe/London, UTC)", i, s.Timezone)
 			} else {
 				s.zone = loc
+			}
+		}
+		if s.Webhook != nil {
+			if !slices.Contains(webhook.Platforms(), s.Platform) {
+				add("systems[%d].webhook: platform %q has no native webhooks (those that do: %s)", i, s.Platform, strings.Join(webhook.Platforms(), ", "))
+			}
+			if s.Webhook.Tolerance < 0 {
+				add("systems[%d].webhook.tolerance: %v is negative", i, s.Webhook.Tolerance.D())
+			}
+			if h := s.Webhook.Header; h != "" && !validHeaderName(h) {
+				add("systems[%d].webhook.header: %q is not a header name", i, h)
 			}
 		}
 	}
@@ -690,6 +708,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateNATS(add)
 	c.validateHTTP(add)
+	c.validateOwners(add)
 	if len(p) > 0 {
 		return &Error{File: c.Path, Problems: p}
 	}

@@ -19,6 +19,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
 // usageError marks bad usage (exit status 2).
@@ -118,7 +120,11 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	addLogFlags(root.PersistentFlags())
-	root.AddCommand(newServeCmd(), newPublishCmd(), newOrderCmd(), newRebuildCmd(), newMismatchesCmd(), newReconcileCmd(), newSnapshotCmd(), newReplayCmd(), newExportCmd(), newMappingCmd(), newDemoCmd(), newBenchCmd(), newNATSCmd(), newTokenCmd())
+	root.AddCommand(newServeCmd(), newPublishCmd(), newOrderCmd(), newRebuildCmd(), newMismatchesCmd(), newReconcileCmd(), newSnapshotCmd(), newReplayCmd(), newExportCmd(), newMappingCmd(), newDemoCmd(), newBenchCmd(), newNATSCmd(), newTokenCmd(), newVersionCmd(), newWebhookCmd())
+	// --version prints what `driftwatch version` prints.
+	root.Version = telemetry.ReadBuild().String()
+	root.SetVersionTemplate("driftwatch {{.Version}}\n")
+	root.SetUsageTemplate(usageTemplate)
 	return root
 }
 
