@@ -268,10 +268,12 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.Broker = b
 	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamSettings{
-		DedupeWindow:  a.cfg.Ingest.DedupeWindow.D(),
-		MaxAge:        a.cfg.Ingest.MaxAge.D(),
-		Replicas:      a.cfg.Ingest.Replicas,
-		AtomicBatches: a.cfg.SyncAlways(),
+		DedupeWindow:     a.cfg.Ingest.DedupeWindow.D(),
+		MaxAge:           a.cfg.Ingest.MaxAge.D(),
+		Replicas:         a.cfg.Ingest.Replicas,
+		PlacementCluster: a.cfg.Ingest.Placement.Cluster,
+		PlacementTags:    a.cfg.Ingest.Placement.Tags,
+		AtomicBatches:    a.cfg.SyncAlways(),
 	}); err != nil {
 		return err
 	}

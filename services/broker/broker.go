@@ -298,6 +298,10 @@ type StreamSettings struct {
 	DedupeWindow time.Duration
 	MaxAge       time.Duration
 	Replicas     int
+	// PlacementCluster and PlacementTags place the streams (JetStream's
+	// placement; both empty: no placement).
+	PlacementCluster string
+	PlacementTags    []string
 	// AtomicBatches lets publishers append atomic batches to the events
 	// stream: stored as one unit with one fsync when JetStream syncs every
 	// write (sync_interval "always"), where it multiplies the publish rate.
@@ -310,7 +314,11 @@ type StreamSettings struct {
 func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 	replicas := max(s.Replicas, 1)
 	alertsDedupe := min(10*time.Minute, s.MaxAge)
-	return []jetstream.StreamConfig{
+	var placement *jetstream.Placement
+	if s.PlacementCluster != "" || len(s.PlacementTags) > 0 {
+		placement = &jetstream.Placement{Cluster: s.PlacementCluster, Tags: s.PlacementTags}
+	}
+	cfgs := []jetstream.StreamConfig{
 		{
 			Name:               events.EventsStream,
 			Description:        "driftwatch: every inbound order-status event (the log)",
@@ -342,6 +350,10 @@ func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 			Replicas:    replicas,
 		},
 	}
+	for i := range cfgs {
+		cfgs[i].Placement = placement
+	}
+	return cfgs
 }
 
 // EnsureStreams creates the streams or updates them to the settings.

@@ -194,6 +194,16 @@ type Ingest struct {
 	SyncInterval string `yaml:"sync_interval"`
 	// Replicas of the streams when running against a cluster (default 1).
 	Replicas int `yaml:"replicas"`
+	// Placement puts the streams on a cluster or on servers with tags
+	// (JetStream's placement); empty: wherever JetStream chooses.
+	Placement Placement `yaml:"placement"`
+}
+
+// Placement is JetStream's stream placement: the cluster's name and the
+// server tags every replica's server must have.
+type Placement struct {
+	Cluster string   `yaml:"cluster"`
+	Tags    []string `yaml:"tags"`
 }
 
 // Memory sizes driftwatch's caches and bounds its heap. The defaults favour

@@ -1,0 +1,221 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/app"
+	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/detector"
+)
+
+// startCluster runs n nats-servers clustered with JetStream on file
+// storage, each in its own folder, on random 127.0.0.1 ports, and waits
+// until JetStream has a meta leader. It returns the servers and a URL
+// list of all of them.
+func startCluster(t *testing.T, n int) ([]*server.Server, string) {
+	t.Helper()
+	routes := make([]string, n)
+	ports := make([]int, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
+	}
+	servers := make([]*server.Server, n)
+	var urls []string
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "driftwatch", Host: "127.0.0.1", Port: ports[i]},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		servers[i] = s
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(20 * time.Second) {
+			t.Fatal("a cluster node did not start")
+		}
+		urls = append(urls, s.ClientURL())
+	}
+	url := strings.Join(urls, ",")
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	apptest.CheckFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		_, err := js.AccountInfo(context.Background())
+		return err
+	})
+	return servers, url
+}
+
+// TestClusterNodeLossLosesNothing runs driftwatch against a 3-node
+// JetStream cluster with R3 streams placed on it (ingest.replicas: 3,
+// ingest.placement.cluster) and kills the
+// events stream's leader mid-stream: every event JetStream acknowledged is
+// applied, each fault order raises its alert exactly once, and no alert
+// is published twice. The failover gap (from the kill to the next
+// acknowledged publish) is measured and printed.
+func TestClusterNodeLossLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster")
+	}
+	servers, url := startCluster(t, 3)
+	cfg := apptest.Config(t, strings.Replace(apptest.StackYAML, "ingest:\n", "ingest:\n  replicas: 3\n  sync_interval: always\n  placement: {cluster: driftwatch}\n", 1))
+	env := apptest.Start(t, cfg, "", func(o *app.Options) { o.NATSURL = url })
+	ctx := context.Background()
+
+	pubConn, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pubConn.Close()
+	pub, err := events.NewPublisher(pubConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// publish retries until JetStream acknowledges (a leader election
+	// refuses for a moment): an acknowledged event is one the log holds.
+	publish := func(data string) time.Duration {
+		start := time.Now()
+		for {
+			res, err := pub.PublishRaw(ctx, []byte(data))
+			if err == nil && (res.Outcome == events.Accepted || res.Outcome == events.Duplicate) {
+				return time.Since(start)
+			}
+			if time.Since(start) > 60*time.Second {
+				t.Fatalf("no acknowledgement in 60 s: %+v %v", res, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	const orders = 120
+	faults := map[string]bool{}
+	var gap time.Duration
+	for i := range orders {
+		if i == orders/2 {
+			leader := streamLeader(t, env.JS)
+			for _, s := range servers {
+				if s.Name() == leader {
+					s.Shutdown()
+				}
+			}
+			gap = publish(fmt.Sprintf(`{"event_id":"gap","order_id":"CL-GAP","system":"erp","status":"Pending Fulfillment","occurred_at":"%s"}`, now))
+			t.Logf("killed the events stream's leader %s: the next publish was acknowledged after %v", leader, gap)
+		}
+		order := fmt.Sprintf("CL-%03d", i)
+		publish(fmt.Sprintf(`{"event_id":"s-%d","order_id":"%s","system":"shop","status":"unfulfilled","occurred_at":"%s"}`, i, order, now))
+		if i%10 == 0 {
+			faults[order] = true // the ERP never hears of it
+			continue
+		}
+		publish(fmt.Sprintf(`{"event_id":"e-%d","order_id":"%s","system":"erp","status":"Pending Fulfillment","occurred_at":"%s"}`, i, order, now))
+	}
+	env.WaitSettled(t, 60*time.Second)
+	for i := range orders {
+		order := fmt.Sprintf("CL-%03d", i)
+		if _, err := env.App.Store.Row(order, "shop"); err != nil {
+			t.Fatalf("acknowledged event of %s not applied: %v", order, err)
+		}
+		_, err := detector.GetMismatch(env.App.Store, detector.AlertID(order, detector.OrderNotAcknowledged, "shop", "erp"))
+		if faults[order] != (err == nil) {
+			t.Fatalf("%s: fault %v, mismatch %v", order, faults[order], err)
+		}
+	}
+	// Each alert record was published once.
+	alerts, err := env.JS.Stream(ctx, events.AlertsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := alerts.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AlertsPrefix + "*." + detector.OrderNotAcknowledged}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			seen[m.Headers().Get(jetstream.MsgIDHeader)]++
+		}
+		if errors.Is(batch.Error(), jetstream.ErrNoMessages) || n == 0 {
+			break
+		}
+	}
+	opened := 0
+	for id, c := range seen {
+		if c != 1 {
+			t.Fatalf("alert %s published %d times", id, c)
+		}
+		if strings.HasSuffix(id, ":"+detector.StateOpen) {
+			opened++
+		}
+	}
+	if opened != len(faults) {
+		t.Fatalf("%d order_not_acknowledged alerts opened, want %d (one per fault)", opened, len(faults))
+	}
+}
+
+// streamLeader names the server leading the events stream.
+func streamLeader(t *testing.T, js jetstream.JetStream) string {
+	t.Helper()
+	s, err := js.Stream(context.Background(), events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+		t.Fatalf("no stream leader: %+v %v", info, err)
+	}
+	if info.Config.Placement == nil || info.Config.Placement.Cluster != "driftwatch" {
+		t.Fatalf("the events stream's placement: %+v", info.Config.Placement)
+	}
+	if len(info.Cluster.Replicas)+1 != 3 {
+		t.Fatalf("the events stream has %d replicas, want 3", len(info.Cluster.Replicas)+1)
+	}
+	return info.Cluster.Leader
+}
+
+// TestClusterConfigsLoad: the deploy folder's three cluster configurations
+// are valid nats-server configuration (routes, JetStream, the users with
+// their permissions).
+func TestClusterConfigsLoad(t *testing.T) {
+	for _, n := range []string{"n1", "n2", "n3"} {
+		opts, err := server.ProcessConfigFile("../../deploy/nats-cluster/" + n + ".conf")
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		if !opts.JetStream || opts.Cluster.Name != "driftwatch" || len(opts.Routes) != 3 || len(opts.Nkeys) != 3 {
+			t.Fatalf("%s: jetstream %v, cluster %q, %d routes, %d users", n, opts.JetStream, opts.Cluster.Name, len(opts.Routes), len(opts.Nkeys))
+		}
+	}
+}
