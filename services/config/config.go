@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -672,14 +673,22 @@ func (c *Config) Validate() error {
 	if c.Alerts.EscalateAfter <= 0 {
 		add("alerts.escalate_after: must be positive")
 	}
-	for pat, d := range c.Alerts.Escalate {
-		if d <= 0 {
+	for _, pat := range slices.Sorted(maps.Keys(c.Alerts.Escalate)) {
+		if !slices.Contains(Patterns, pat) {
+			add("alerts.escalate.%s: not a pattern (known: %s)", pat, strings.Join(Patterns, ", "))
+		}
+		if c.Alerts.Escalate[pat] <= 0 {
 			add("alerts.escalate.%s: must be positive", pat)
 		}
 	}
 	for i, w := range c.Alerts.Webhooks {
 		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
-			add("alerts.webhooks[%d].url: %q must be an http or https URL", i, w.URL)
+			// Not quoted whole: a webhook URL carries its secret.
+			scheme, _, _ := strings.Cut(w.URL, ":")
+			if len(scheme) > 10 {
+				scheme = scheme[:10] + "…"
+			}
+			add("alerts.webhooks[%d].url: must be an http or https URL (it starts %q)", i, scheme)
 		}
 		if w.Format != "" && w.Format != "json" && w.Format != "slack" {
 			add("alerts.webhooks[%d].format: %q: want json or slack", i, w.Format)

@@ -62,3 +62,18 @@ func TestWebhookSectionNamesTheKey(t *testing.T) {
 		}
 	}
 }
+
+// TestAlertsSectionNamesTheKey: an escalation window for a name that is
+// no pattern is an error naming it; a webhook URL that is not HTTP is
+// refused without repeating it (its path carries the secret).
+func TestAlertsSectionNamesTheKey(t *testing.T) {
+	base := strings.Replace(webhookStack, ", webhook: {secret_file: shop.secret}", "", 1)
+	_, err := Parse("test.yaml", []byte(base+"alerts:\n  escalate: {cancel_not_propagated: 1h, cancel_not_propagatd: 1h}\n"))
+	if err == nil || !strings.Contains(err.Error(), "alerts.escalate.cancel_not_propagatd: not a pattern") || strings.Contains(err.Error(), "alerts.escalate.cancel_not_propagated:") {
+		t.Fatalf("escalate: %v", err)
+	}
+	_, err = Parse("test.yaml", []byte(base+"alerts:\n  webhooks: [{url: \"hooks.slack.com/services/T0/B0/SECRETTOKEN\"}]\n"))
+	if err == nil || !strings.Contains(err.Error(), "alerts.webhooks[0].url") || strings.Contains(err.Error(), "SECRETTOKEN") {
+		t.Fatalf("webhook url: %v", err)
+	}
+}
