@@ -107,7 +107,7 @@ func (e *Engine) enqueue(b *pebble.Batch, m *Mismatch) error {
 // count opened and resolved mismatches, and an assignment is neither.
 func (e *Engine) enqueueRecord(b *pebble.Batch, m *Mismatch, msgID, change string) error {
 	a := m.Alert
-	a.Runbook = RunbookOf(e.cfg, m)
+	a.Runbook = RunbookOf(e.cfg, m).Brief()
 	data, err := json.Marshal(&a)
 	if err != nil {
 		return err

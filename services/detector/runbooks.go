@@ -13,10 +13,22 @@ import (
 // configuration links one, the team's own runbook.
 type Runbook struct {
 	Summary  string   `json:"summary"`
-	Causes   []string `json:"causes"`
-	Checks   []string `json:"checks"`
+	Causes   []string `json:"causes,omitempty"`
+	Checks   []string `json:"checks,omitempty"`
 	Commands []string `json:"commands"`
 	URL      string   `json:"url,omitempty"`
+}
+
+// Brief is the runbook a published alert record carries: its summary,
+// commands and URL. The causes and checks, the same for every mismatch of
+// a pattern, are served with the mismatch (GET /v1/mismatches/{alert_id},
+// driftwatch mismatches show, the dashboard): a burst of records stays
+// small on the alert stream and in memory.
+func (r *Runbook) Brief() *Runbook {
+	if r == nil {
+		return nil
+	}
+	return &Runbook{Summary: r.Summary, Commands: r.Commands, URL: r.URL}
 }
 
 // runbookText is a built-in runbook, with the placeholders of
