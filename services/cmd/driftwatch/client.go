@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/driftwatch/driftwatch/services/api"
-	"github.com/driftwatch/driftwatch/services/httpjson"
 )
 
 // apiClient talks to a running driftwatch's HTTP API. Every request made
@@ -116,7 +115,7 @@ func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // do sends a request and decodes a 2xx JSON reply into out; an error reply
-// becomes an error carrying the API's message.
+// becomes an *apiError carrying the API's message.
 func (c *apiClient) do(method, path string, body io.Reader, out any) error {
 	if c.err != nil {
 		return c.err
@@ -140,12 +139,9 @@ func (c *apiClient) do(method, path string, body io.Reader, out any) error {
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e httpjson.ErrorBody
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			if resp.StatusCode == http.StatusUnauthorized {
-				return fmt.Errorf("%s (give the token with --token-file, or DRIFTWATCH_TOKEN)", e.Error)
-			}
-			return fmt.Errorf("%s", e.Error)
+		e := &apiError{status: resp.StatusCode}
+		if json.Unmarshal(data, &e.FilterErrorBody) == nil && e.FilterErrorBody.Error != "" {
+			return e
 		}
 		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}

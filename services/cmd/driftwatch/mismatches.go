@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -121,9 +122,6 @@ func (e *apiError) Error() string {
 // *apiError, and a bad filter value (400 bad_filter) bad usage listing the
 // valid values.
 func (c *apiClient) call(method, path string, body, out any) error {
-	if c.err != nil {
-		return c.err
-	}
 	var rd io.Reader
 	if body != nil {
 		data, err := json.Marshal(body)
@@ -132,36 +130,12 @@ func (c *apiClient) call(method, path string, body, out any) error {
 		}
 		rd = bytes.NewReader(data)
 	}
-	req, err := http.NewRequest(method, c.base+path, rd)
-	if err != nil {
-		return err
+	err := c.do(method, path, rd, out)
+	var e *apiError
+	if errors.As(err, &e) && e.Code == api.CodeBadFilter { // --state, --pattern and --severity are checked as they are set; --system here
+		return usagef("--%s: %q is not one of %s", e.Param, filterValue(path, e.Param), oneOf(e.Valid))
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("driftwatch API at %s: %w (is driftwatch serve running? see --http)", c.base, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		e := &apiError{status: resp.StatusCode}
-		if json.Unmarshal(data, &e.FilterErrorBody) != nil || e.FilterErrorBody.Error == "" {
-			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-		}
-		if e.Code == api.CodeBadFilter { // --state, --pattern and --severity are checked as they are set; --system here
-			return usagef("--%s: %q is not one of %s", e.Param, filterValue(path, e.Param), oneOf(e.Valid))
-		}
-		return e
-	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(data, out)
+	return err
 }
 
 // filterValue is a query parameter of path.
@@ -374,43 +348,43 @@ func newMismatchAssignCmd(conn *mismatchesAPI) *cobra.Command {
 }
 
 func newMismatchNoteCmd(conn *mismatchesAPI) *cobra.Command {
-	var flags changeFlags
-	cmd := &cobra.Command{
-		Use:   "note ALERT_ID --note TEXT [--by NAME]",
-		Short: "Add a note to a mismatch's audit trail (nothing else changes)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if strings.TrimSpace(flags.note) == "" {
-				return usagef("--note is required")
-			}
-			var m detector.Mismatch
-			if err := conn.client().call("POST", mismatchPath(args[0], "notes"), api.NoteRequest{By: flags.who(), Note: flags.note}, &m); err != nil {
-				return err
-			}
-			return flags.done(&m, fmt.Sprintf("%s: note added (%d entries in the audit trail)", m.AlertID, len(m.Audit)))
-		},
-	}
-	flags.add(cmd, "the note (required)")
-	return cmd
+	return newMismatchNotedCmd(conn, "note", "notes", "Add a note to a mismatch's audit trail (nothing else changes)",
+		"--note is required", "the note (required)",
+		func(by, note string) any { return api.NoteRequest{By: by, Note: note} },
+		func(m *detector.Mismatch) string {
+			return fmt.Sprintf("%s: note added (%d entries in the audit trail)", m.AlertID, len(m.Audit))
+		})
 }
 
 func newMismatchResolveCmd(conn *mismatchesAPI) *cobra.Command {
+	return newMismatchNotedCmd(conn, "resolve", "resolve", "Resolve a mismatch by hand, saying why; its resolved record is published",
+		"--note is required: say why the mismatch is resolved (it is kept in the audit trail)", "why it is resolved (required)",
+		func(by, note string) any { return api.ResolveRequest{By: by, Note: note} },
+		func(m *detector.Mismatch) string {
+			return fmt.Sprintf("%s resolved (%s on order %s)", m.AlertID, m.Pattern, m.OrderID)
+		})
+}
+
+// newMismatchNotedCmd is a mismatch command that posts a required note
+// (and who wrote it) to POST /v1/mismatches/{alert_id}/<route>, then says
+// what changed.
+func newMismatchNotedCmd(conn *mismatchesAPI, action, route, short, noNote, noteHelp string, request func(by, note string) any, said func(*detector.Mismatch) string) *cobra.Command {
 	var flags changeFlags
 	cmd := &cobra.Command{
-		Use:   "resolve ALERT_ID --note TEXT [--by NAME]",
-		Short: "Resolve a mismatch by hand, saying why; its resolved record is published",
+		Use:   action + " ALERT_ID --note TEXT [--by NAME]",
+		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if strings.TrimSpace(flags.note) == "" {
-				return usagef("--note is required: say why the mismatch is resolved (it is kept in the audit trail)")
+				return usagef("%s", noNote)
 			}
 			var m detector.Mismatch
-			if err := conn.client().call("POST", mismatchPath(args[0], "resolve"), api.ResolveRequest{By: flags.who(), Note: flags.note}, &m); err != nil {
+			if err := conn.client().call("POST", mismatchPath(args[0], route), request(flags.who(), flags.note), &m); err != nil {
 				return err
 			}
-			return flags.done(&m, fmt.Sprintf("%s resolved (%s on order %s)", m.AlertID, m.Pattern, m.OrderID))
+			return flags.done(&m, said(&m))
 		},
 	}
-	flags.add(cmd, "why it is resolved (required)")
+	flags.add(cmd, noteHelp)
 	return cmd
 }
