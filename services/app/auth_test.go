@@ -237,10 +237,7 @@ func TestResolveNamesTheToken(t *testing.T) {
 		t.Fatalf("%d %s", status, body)
 	}
 	id := detector.AlertID("ORD-AUTH-R", detector.OrderNotAcknowledged, "shop", "erp")
-	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		_, err := detector.GetMismatch(env.App.Store, id)
-		return err
-	})
+	waitMismatch(t, env, id)
 	status, body, _ := call(t, env, "POST", "/v1/mismatches/"+id+"/resolve", "application/json", `{"note":"fixed by hand","by":"kim"}`, appOperateToken)
 	if status != 200 {
 		t.Fatalf("%d %s", status, body)

@@ -2,8 +2,6 @@ package app_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,31 +28,15 @@ func TestDashboardSignsInWithAToken(t *testing.T) {
 		t.Fatalf("%d %s", status, body)
 	}
 	id := detector.AlertID("SIGNIN-1", detector.OrderNotAcknowledged, "shop", "erp")
-	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		_, err := detector.GetMismatch(env.App.Store, id)
-		return err
-	})
+	waitMismatch(t, env, id)
 
 	pg := newPage(t, bin)
-	ctx, must, text := pg.ctx, pg.must, pg.text
-	// Content-Security-Policy violations the page reports, from here on
-	// (nothing renders data before the sign-in).
-	watchCSP := chromedp.Evaluate[bool](`window.__cspViolations = [];
-		document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));
-		true`)
-
+	ctx, must, text, shot := pg.ctx, pg.must, pg.text, pg.shot
 	must("open the dashboard", chromedp.Do(ctx, chromedp.Navigate(env.BaseURL+"/")))
-	_, err := chromedp.Run(ctx, watchCSP)
-	must("watch CSP violations", err)
+	pg.watchCSP() // from here on: nothing renders data before the sign-in
 	must("the sign-in dialog", chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`#signin[open] #signin-token`))))
 	if reason := text("#signin-reason"); !strings.Contains(reason, "asks for an access token") {
 		t.Fatalf("sign-in reason %q", reason)
-	}
-	shot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		must("screenshot", err)
-		must("write screenshot", os.WriteFile(filepath.Join(artifacts(t), name), png, 0o644))
 	}
 	shot("dashboard-sign-in.png")
 	must("a wrong token", chromedp.Do(ctx,
@@ -107,11 +89,7 @@ func TestDashboardSignsInWithAToken(t *testing.T) {
 	if err != nil || m.State != detector.StateResolved || m.Audit[len(m.Audit)-1].By != "dashboard (token ops)" {
 		t.Fatalf("after resolving in the browser: %+v %v", m, err)
 	}
-	violations, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__cspViolations`))
-	must("read CSP violations", err)
-	if len(violations) > 0 {
-		t.Fatalf("Content-Security-Policy violations: %v", violations)
-	}
+	pg.cspClean()
 
 	// Signing out forgets the token: the dialog comes back.
 	must("sign out", chromedp.Do(ctx,

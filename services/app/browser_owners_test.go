@@ -2,8 +2,6 @@ package app_test
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,25 +36,13 @@ runbooks:
 		t.Fatalf("%d %s", status, body)
 	}
 	id := detector.AlertID("OWNER-1", detector.OrderNotAcknowledged, "shop", "erp")
-	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		_, err := detector.GetMismatch(env.App.Store, id)
-		return err
-	})
+	waitMismatch(t, env, id)
 
 	pg := newPage(t, bin)
-	ctx, must, text := pg.ctx, pg.must, pg.text
-	shot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		must("screenshot", err)
-		must("write screenshot", os.WriteFile(filepath.Join(artifacts(t), name), png, 0o644))
-	}
+	ctx, must, text, shot := pg.ctx, pg.must, pg.text, pg.shot
 	row := fmt.Sprintf(`tr.mismatch-row[data-alert-id="%s"]`, id)
 	must("open the dashboard", chromedp.Do(ctx, chromedp.Navigate(env.BaseURL+"/")))
-	_, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`window.__cspViolations = [];
-		document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));
-		true`))
-	must("watch CSP violations", err)
+	pg.watchCSP()
 	must("the list", chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(row))))
 	if owner := text(row + ` td.col-owner`); strings.TrimSpace(owner) != "team-erp" {
 		t.Fatalf("the list's owner cell: %q", owner)
@@ -138,9 +124,5 @@ runbooks:
 	if got := strings.Join(trail, "|"); got != want {
 		t.Fatalf("audit trail\n%s\nwant\n%s", got, want)
 	}
-	violations, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.__cspViolations`))
-	must("read CSP violations", err)
-	if len(violations) > 0 {
-		t.Fatalf("Content-Security-Policy violations: %v", violations)
-	}
+	pg.cspClean()
 }

@@ -63,21 +63,11 @@ func TestDashboardInChromium(t *testing.T) {
 		}
 	}
 	id := detector.AlertID("BROWSER-1", detector.OrderNotAcknowledged, "shop", "erp")
-	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
-		_, err := detector.GetMismatch(env.App.Store, id)
-		return err
-	})
+	waitMismatch(t, env, id)
 
 	pg := newPage(t, bin)
-	ctx, must, text := pg.ctx, pg.must, pg.text
-	dir := artifacts(t)
+	ctx, must, text, shot := pg.ctx, pg.must, pg.text, pg.shot
 	row := fmt.Sprintf(`tr.mismatch-row[data-alert-id="%s"]`, id)
-	shot := func(name string) {
-		t.Helper()
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-		must("screenshot", err)
-		must("write screenshot", os.WriteFile(filepath.Join(dir, name), png, 0o644))
-	}
 
 	// The mismatch list shows the freshly injected fault.
 	must("open the dashboard", chromedp.Do(ctx, chromedp.Navigate(env.BaseURL+"/"), chromedp.WaitVisible(chromedp.CSS(row))))
@@ -153,4 +143,42 @@ func (p *page) text(sel string) string {
 	v, err := chromedp.Run(p.ctx, chromedp.Text(chromedp.CSS(sel)))
 	p.must("text of "+sel, err)
 	return v
+}
+
+// shot saves a full-page screenshot to test-artifacts/name.
+func (p *page) shot(name string) {
+	p.t.Helper()
+	png, err := chromedp.Run(p.ctx, chromedp.FullScreenshot(100))
+	p.must("screenshot", err)
+	p.must("write screenshot", os.WriteFile(filepath.Join(artifacts(p.t), name), png, 0o644))
+}
+
+// watchCSP records the Content-Security-Policy violations the page
+// reports from now on (cspClean fails on any).
+func (p *page) watchCSP() {
+	p.t.Helper()
+	_, err := chromedp.Run(p.ctx, chromedp.Evaluate[bool](`window.__cspViolations = [];
+		document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));
+		true`))
+	p.must("watch CSP violations", err)
+}
+
+// cspClean fails the test when the page reported a violation since
+// watchCSP.
+func (p *page) cspClean() {
+	p.t.Helper()
+	violations, err := chromedp.Run(p.ctx, chromedp.Evaluate[[]string](`window.__cspViolations`))
+	p.must("read CSP violations", err)
+	if len(violations) > 0 {
+		p.t.Fatalf("Content-Security-Policy violations: %v", violations)
+	}
+}
+
+// waitMismatch waits until the mismatch id is in the store.
+func waitMismatch(t *testing.T, env *apptest.Env, id string) {
+	t.Helper()
+	apptest.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		_, err := detector.GetMismatch(env.App.Store, id)
+		return err
+	})
 }
