@@ -117,13 +117,9 @@ func (e *Engine) Resolve(b *pebble.Batch, alertID string, now time.Time, by, not
 
 // resolve is Resolve with the audit action named (resolved, expired).
 func (e *Engine) resolve(b *pebble.Batch, alertID string, now time.Time, action, by, note string, update ...func(*Mismatch)) (*Mismatch, error) {
-	key := join(prefixMis, alertID)
-	m, found, err := getMismatch(b, key)
+	key, m, err := existingMismatch(b, alertID)
 	if err != nil {
 		return nil, err
-	}
-	if !found {
-		return nil, ErrMismatchNotFound
 	}
 	if m.State == StateResolved {
 		return &m, ErrAlreadyResolved
@@ -158,13 +154,10 @@ func (e *Engine) resolve(b *pebble.Batch, alertID string, now time.Time, action,
 // mismatch that is gone is ErrMismatchNotFound; one no longer open
 // (resolved, or escalated already) is ErrNotOpen, and nothing is written.
 func (e *Engine) Escalate(b *pebble.Batch, alertID string, now time.Time, after time.Duration) (*Mismatch, error) {
-	key := join(prefixMis, alertID)
-	m, found, err := getMismatch(b, key)
+	key, m, err := existingMismatch(b, alertID)
 	switch {
 	case err != nil:
 		return nil, err
-	case !found:
-		return nil, ErrMismatchNotFound
 	case m.State != StateOpen:
 		return &m, ErrNotOpen
 	}
@@ -217,13 +210,10 @@ const MaxAudit = 500
 // resolved mismatch is ErrAlreadyResolved; owner is not checked here
 // (config.CheckOwner is the API's).
 func (e *Engine) Assign(b *pebble.Batch, alertID string, now time.Time, owner, by, note string) (m *Mismatch, changed bool, err error) {
-	key := join(prefixMis, alertID)
-	x, found, err := getMismatch(b, key)
+	key, x, err := existingMismatch(b, alertID)
 	switch {
 	case err != nil:
 		return nil, false, err
-	case !found:
-		return nil, false, ErrMismatchNotFound
 	case x.State == StateResolved:
 		return &x, false, ErrAlreadyResolved
 	case x.Owner == owner:
@@ -243,18 +233,26 @@ func (e *Engine) Assign(b *pebble.Batch, alertID string, now time.Time, owner, b
 // AddNote adds a note to a mismatch's audit trail (action note), in any
 // state, and changes nothing else: the alert record is not republished.
 func (e *Engine) AddNote(b *pebble.Batch, alertID string, now time.Time, by, note string) (*Mismatch, error) {
-	key := join(prefixMis, alertID)
-	m, found, err := getMismatch(b, key)
+	key, m, err := existingMismatch(b, alertID)
 	switch {
 	case err != nil:
 		return nil, err
-	case !found:
-		return nil, ErrMismatchNotFound
 	case len(m.Audit) >= MaxAudit:
 		return &m, ErrAuditFull
 	}
 	m.Audit = append(m.Audit, AuditEntry{At: projections.FormatTime(now.UnixNano()), Action: ActionNote, By: by, Note: note})
 	return &m, putMismatch(b, key, &m)
+}
+
+// existingMismatch reads the mismatch alertID and its key, or
+// ErrMismatchNotFound.
+func existingMismatch(b *pebble.Batch, alertID string) ([]byte, Mismatch, error) {
+	key := join(prefixMis, alertID)
+	m, found, err := getMismatch(b, key)
+	if err == nil && !found {
+		err = ErrMismatchNotFound
+	}
+	return key, m, err
 }
 
 // Sentinel errors of the mismatch store.
