@@ -233,8 +233,7 @@ func (h *MismatchHandlers) resolve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.By = auditBy(r, req.By)
-	if h.Detector == nil {
-		httpjson.WriteError(w, http.StatusServiceUnavailable, "detector_not_running", "the detector service is not running in this process")
+	if !h.detectorRuns(w) {
 		return
 	}
 	m, err := h.Detector.Resolve(r.PathValue("alert_id"), req.By, req.Note)
@@ -343,12 +342,20 @@ func (h *MismatchHandlers) assign(w http.ResponseWriter, r *http.Request) {
 	if !checkAudit(w, req.By, req.Note) {
 		return
 	}
-	if h.Detector == nil {
-		httpjson.WriteError(w, http.StatusServiceUnavailable, "detector_not_running", "the detector service is not running in this process")
+	if !h.detectorRuns(w) {
 		return
 	}
 	m, err := h.Detector.Assign(r.PathValue("alert_id"), *req.Owner, auditBy(r, req.By), req.Note)
 	h.reply(w, r, m, err)
+}
+
+// detectorRuns answers 503 when this process runs no detector (the
+// mismatch changes go through it).
+func (h *MismatchHandlers) detectorRuns(w http.ResponseWriter) bool {
+	if h.Detector == nil {
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "detector_not_running", "the detector service is not running in this process")
+	}
+	return h.Detector != nil
 }
 
 // note serves POST /v1/mismatches/{alert_id}/notes: a note in the audit
@@ -366,8 +373,7 @@ func (h *MismatchHandlers) note(w http.ResponseWriter, r *http.Request) {
 	if !checkAudit(w, req.By, req.Note) {
 		return
 	}
-	if h.Detector == nil {
-		httpjson.WriteError(w, http.StatusServiceUnavailable, "detector_not_running", "the detector service is not running in this process")
+	if !h.detectorRuns(w) {
 		return
 	}
 	m, err := h.Detector.Note(r.PathValue("alert_id"), auditBy(r, req.By), req.Note)
