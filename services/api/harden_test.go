@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -287,6 +289,8 @@ func TestConnectionCap(t *testing.T) {
 	if err := get(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// Eight kept-alive connections, each known to be accepted: it has
+	// been answered once, and stays open.
 	var held []net.Conn
 	for range 8 {
 		c, err := net.Dial("tcp", s.Addr())
@@ -294,8 +298,15 @@ func TestConnectionCap(t *testing.T) {
 			t.Fatal(err)
 		}
 		held = append(held, c)
+		if _, err := fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", s.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
 	}
-	time.Sleep(100 * time.Millisecond) // let the server accept them
 	if err := get(300 * time.Millisecond); err == nil {
 		t.Fatal("a ninth connection was served")
 	}
