@@ -74,11 +74,6 @@ func (p *Publisher) Stats() PublishStats {
 		AtomicRefused: p.atomicRefused.Load()}
 }
 
-// sentBatch is a queued batch that was sent and waits for its PubAck.
-type sentBatch struct {
-	queued
-}
-
 // batchAck is JetStream's answer to a batch commit.
 type batchAck struct {
 	Seq   uint64 `json:"seq"`
@@ -116,7 +111,7 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 		return items
 	}
 	defer sub.Unsubscribe()
-	inFlight := make(map[string]*sentBatch, maxAtomicBatchInFlight)
+	inFlight := make(map[string]*queued, maxAtomicBatchInFlight) // sent, waiting for their PubAck, by reply subject
 	timeout := time.NewTimer(commitTimeout)
 	defer timeout.Stop()
 	token := 0
@@ -138,8 +133,7 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 			queue = queue[1:]
 			token++
 			reply := inbox + "." + strconv.Itoa(token)
-			sb, err := p.sendAtomic(ctx, reply, q.items)
-			if err != nil {
+			if err := p.sendAtomic(ctx, reply, q.items); err != nil {
 				rest = append(rest, q.items...)
 				if q.pair != nil {
 					if held, _ := q.pair.settle(q.side, false, nil); held != nil {
@@ -148,8 +142,7 @@ func (p *Publisher) publishAtomic(ctx context.Context, items []batchItem, result
 				}
 				continue
 			}
-			sb.queued = q
-			inFlight[reply] = sb
+			inFlight[reply] = &q
 		}
 		if len(inFlight) == 0 {
 			break
@@ -264,7 +257,7 @@ func (h *halves) settle(side int, refused bool, items []batchItem) (split []batc
 
 // pending returns the held halves of pairs whose sibling is still in
 // flight (when the loop stops waiting for it).
-func pending(inFlight map[string]*sentBatch) [][]batchItem {
+func pending(inFlight map[string]*queued) [][]batchItem {
 	var out [][]batchItem
 	for _, sb := range inFlight {
 		if sb.pair != nil && sb.pair.held[1-sb.side] != nil {
@@ -277,8 +270,7 @@ func pending(inFlight map[string]*sentBatch) [][]batchItem {
 // sendAtomic publishes one atomic batch, the commit with reply subject
 // reply. The items' Nats-Msg-Ids are distinct (PublishBatch sends each
 // once): JetStream refuses a batch that repeats one.
-func (p *Publisher) sendAtomic(ctx context.Context, reply string, items []batchItem) (*sentBatch, error) {
-	sb := &sentBatch{queued: queued{items: items}}
+func (p *Publisher) sendAtomic(ctx context.Context, reply string, items []batchItem) error {
 	batchID := nuid.Next()
 	for k := range items {
 		msg := p.newEventMsg(ctx, &items[k].ev, items[k].data)
@@ -290,17 +282,17 @@ func (p *Publisher) sendAtomic(ctx context.Context, reply string, items []batchI
 			msg.Reply = reply
 		}
 		if err := p.nc.PublishMsg(msg); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return sb, nil
+	return nil
 }
 
 // settleAtomic fills the results of an acknowledged batch. It returns a
 // non-nil error when the batch was not stored: errSplit when JetStream
 // refused it for holding an event already in the log (worth splitting),
 // another error otherwise.
-func (p *Publisher) settleAtomic(sb *sentBatch, data []byte, results []Result) error {
+func (p *Publisher) settleAtomic(sb *queued, data []byte, results []Result) error {
 	var ack batchAck
 	if err := json.Unmarshal(data, &ack); err != nil {
 		return errBatchRefused
