@@ -18,6 +18,10 @@ type Delivery struct {
 	Data     []byte
 	Seq      uint64    // stream sequence
 	Received time.Time // JetStream message time: the processing timestamp
+	// Owns, when set, says whether this store keeps the order (its
+	// partition is owned, package services/partition); another's order
+	// is NotOwned and changes nothing.
+	Owns func(orderID string) bool
 }
 
 // Result says what Apply did with a delivery.
@@ -37,10 +41,13 @@ const (
 	Duplicate
 	// Rejected: invalid input; the caller dead-letters it. Nothing changed.
 	Rejected
+	// NotOwned: the order (valid or not) is in a partition another
+	// instance owns; it applies and dead-letters it. Nothing changed.
+	NotOwned
 )
 
 func (r Result) String() string {
-	return [...]string{"", "applied", "late", "acked", "duplicate", "rejected"}[r]
+	return [...]string{"", "applied", "late", "acked", "duplicate", "rejected", "not_owned"}[r]
 }
 
 // Outcome is the result of applying one delivery, with what the detector
@@ -79,6 +86,11 @@ func (a *Applier) Known(system string) bool { _, ok := a.tables[system]; return 
 func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 	b := tx.B
 	ev, err := events.CheckDeliveredZoned(d.Subject, d.Data, a.Known, a.zones)
+	if d.Owns != nil && !d.Owns(ev.OrderID) {
+		// Decided on the order id as read, valid or not: every instance
+		// reads the same bytes the same way, so exactly one owns it.
+		return Outcome{Result: NotOwned, Event: ev, Entry: Entry{Seq: d.Seq}}, nil
+	}
 	if err != nil {
 		return Outcome{Result: Rejected, Err: err, Event: ev}, nil
 	}

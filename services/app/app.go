@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
@@ -35,11 +36,13 @@ import (
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/api"
 	"github.com/driftwatch/driftwatch/services/broker"
+	"github.com/driftwatch/driftwatch/services/cluster"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/gate"
 	"github.com/driftwatch/driftwatch/services/ingest"
 	"github.com/driftwatch/driftwatch/services/notify"
+	"github.com/driftwatch/driftwatch/services/partition"
 	"github.com/driftwatch/driftwatch/services/policy"
 	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/reconcile"
@@ -115,6 +118,11 @@ type App struct {
 	Reconcile *reconcile.Reconciler
 	Policy    *policy.Policy
 	Notifier  *notify.Notifier
+	// Cluster is this instance's membership when it shares the orders
+	// with others (cluster.instance); nil otherwise.
+	Cluster *cluster.Member
+	// Owned is the partitions this instance owns (nil: every order).
+	Owned *partition.Set
 
 	gateConn *nats.Conn
 	// detectorRef lets the projector (started first) hand its outcomes to
@@ -300,6 +308,13 @@ func (a *App) Start(ctx context.Context) (err error) {
 	for i, s := range a.cfg.Systems {
 		systems[i] = s.ID
 	}
+	instance := a.cfg.Cluster.Instance
+	if a.cfg.Clustered() {
+		if !a.serves(ServiceProjector) || !a.serves(ServiceDetector) {
+			return fmt.Errorf("cluster.instance %q: an instance of a cluster runs the projector and the detector (--services)", instance)
+		}
+		a.Owned = partition.NewSet(a.cfg.Cluster.Partitions)
+	}
 	if a.serves(ServiceProjector) {
 		counted, err := telemetry.NewEventCounter(meter, "projector", systems, projectorOutcomes)
 		if err != nil {
@@ -308,7 +323,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		proj, err := projector.New(projector.Options{
 			JS: b.JS, Store: a.Store, Applier: a.Applier, Systems: systems,
 			Logger:  a.log.With().Str("component", "projector").Logger(),
-			Tracing: a.Tracing, Counted: counted,
+			Tracing: a.Tracing, Counted: counted, Instance: instance, Owned: a.Owned,
 			OnBatch: func(system string, outcomes []projections.Outcome) {
 				if a.Policy != nil {
 					a.Policy.Arrived(system, arrivals(outcomes), time.Now())
@@ -333,6 +348,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 		a.Engine = eng
+		eng.SetOwned(a.Owned)
 		metrics, err := detector.NewMetrics(meter)
 		if err != nil {
 			return err
@@ -341,7 +357,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			JS: b.JS, Store: a.Store, Engine: eng, Metrics: metrics,
 			Applied: func(system string) uint64 { return a.Projector.AppliedOf(system) },
 			Logger:  a.log.With().Str("component", "detector").Logger(),
-			Tracing: a.Tracing,
+			Tracing: a.Tracing, Instance: instance, Owned: a.Owned,
 			OnPublished: func(e detector.OutboxEntry) {
 				if _, sev, state, ok := detector.AlertLabels(e); ok {
 					a.Notifier.Notify(notify.Notification{Kind: sev, State: state, JSON: e.Data, Text: detector.AlertText(e)})
@@ -357,6 +373,26 @@ func (a *App) Start(ctx context.Context) (err error) {
 			return err
 		}
 		a.run("detector", a.Detector.Run)
+	}
+	if a.cfg.Clustered() {
+		var placement *jetstream.Placement
+		if p := a.cfg.Ingest.Placement; p.Cluster != "" || len(p.Tags) > 0 {
+			placement = &jetstream.Placement{Cluster: p.Cluster, Tags: p.Tags}
+		}
+		m, err := cluster.New(cluster.Options{
+			JS: b.JS, Instance: instance, Partitions: a.cfg.Cluster.Partitions, Lease: a.cfg.Cluster.Lease.D(),
+			Replicas: a.cfg.Ingest.Replicas, Placement: placement, Owned: a.Owned,
+			Store: a.Store, Applier: a.Applier, Projector: a.Projector, Detector: a.Detector, Systems: systems,
+			Logger: a.log.With().Str("component", "cluster").Logger(), HTTP: a.opts.HTTPAddr,
+		})
+		if err != nil {
+			return err
+		}
+		if err := m.Start(ctx); err != nil {
+			return err
+		}
+		a.Cluster = m
+		a.run("cluster", m.Run)
 	}
 	if a.serves(ServiceReconcile) {
 		metrics, err := reconcile.NewMetrics(meter)

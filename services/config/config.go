@@ -483,6 +483,8 @@ type Config struct {
 	// the built-in runbooks per pattern (owners.go).
 	Owners   Owners             `yaml:"owners"`
 	Runbooks map[string]Runbook `yaml:"runbooks"`
+	// Cluster shares the work among instances (cluster.go).
+	Cluster Cluster `yaml:"cluster"`
 
 	// Mappings are the loaded tables (built-in plus mappings_dir).
 	Mappings *mapping.Set `yaml:"-"`
@@ -503,6 +505,7 @@ func Defaults() Config {
 		Ingest:    Ingest{DedupeWindow: Duration(2 * time.Hour), MaxAge: Duration(90 * 24 * time.Hour), SyncInterval: "always", Replicas: 1},
 		Memory:    Memory{LimitMB: 0, BlockCacheMB: 32, MemtableMB: 16, RowCache: 65536},
 		HTTP:      HTTP{MaxConnections: DefaultMaxConnections},
+		Cluster:   Cluster{Partitions: DefaultPartitions, Lease: Duration(6 * time.Second)},
 	}
 }
 
@@ -728,6 +731,7 @@ func (c *Config) Validate() error {
 	c.validateNATS(add)
 	c.validateHTTP(add)
 	c.validateOwners(add)
+	c.validateCluster(add)
 	if len(p) > 0 {
 		return &Error{File: c.Path, Problems: p}
 	}

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/consume"
+	"github.com/driftwatch/driftwatch/services/partition"
 	"github.com/driftwatch/driftwatch/services/schedule"
 	"github.com/driftwatch/driftwatch/services/telemetry"
 )
@@ -50,6 +52,14 @@ type Options struct {
 	Metrics *Metrics
 	// Tracing, when enabled, makes a span per event detected.
 	Tracing *telemetry.Tracing
+	// Instance, when set, is appended to the durable consumer's name
+	// (projector.DurableName); the checkpoint keeps the plain name.
+	Instance string
+	// Owned, when set, is the partitions this instance owns: only their
+	// orders are judged (the engine is told too, Engine.SetOwned), and
+	// each batch holds the set while it changes the store. Nil: every
+	// order.
+	Owned *partition.Set
 }
 
 // Detector runs the detection consumer, the judgement ticker and the
@@ -106,8 +116,18 @@ func (d *Detector) Hint(outcomes []projections.Outcome) {
 		switch o.Result {
 		case projections.Applied, projections.Late, projections.Acked:
 			d.hints[o.Entry.Seq] = hint{order: o.Event.OrderID, entry: o.Entry}
+		case projections.NotOwned:
+			d.hints[o.Entry.Seq] = hint{} // another instance's order: nothing to detect here
 		}
 	}
+}
+
+// ForgetHints drops every hint: after a change of ownership, a "not
+// owned" hint may be about an order that is now this instance's.
+func (d *Detector) ForgetHints() {
+	d.hintMu.Lock()
+	d.hints = nil
+	d.hintMu.Unlock()
 }
 
 func (d *Detector) takeHint(seq uint64) (hint, bool) {
@@ -179,7 +199,7 @@ func (d *Detector) Start(ctx context.Context) error {
 	}
 	d.applied.Store(ckpt)
 	d.dur = &consume.Durable{
-		Stream: s, Name: ConsumerName, Description: "driftwatch detector", Filter: events.InPrefix + ">", MaxBatch: maxBatch,
+		Stream: s, Name: durableName(ConsumerName, d.opts.Instance), Description: "driftwatch detector", Filter: events.InPrefix + ">", MaxBatch: maxBatch,
 		Checkpoint: d.applied.Load,
 		Apply:      d.processBatch,
 		Recover: func(ctx context.Context, err error) error {
@@ -236,6 +256,14 @@ func (d *Detector) Applied() uint64 { return d.applied.Load() }
 
 const maxBatch = 1000
 
+// durableName is projector.DurableName (which this package cannot import).
+func durableName(name, instance string) string {
+	if instance == "" {
+		return name
+	}
+	return name + "_" + instance
+}
+
 // waitProjected waits until the projector of system has applied seq.
 func (d *Detector) waitProjected(ctx context.Context, system string, seq uint64) error {
 	for d.opts.Applied(system) < seq {
@@ -282,20 +310,27 @@ func (d *Detector) processBatch(ctx context.Context, msgs []consume.Msg) error {
 				}
 			}
 		}
+		d.opts.Owned.Hold()
 		d.mu.Lock()
 		err := d.applyItems(items, func(b *pebble.Batch, it item) error {
 			if !d.opts.Engine.known(it.system) {
 				return nil
 			}
 			if h, ok := d.takeHint(it.seq); ok {
+				if h.order == "" {
+					return nil
+				}
 				return d.opts.Engine.OnEntry(b, h.order, h.entry, d.opts.Now())
 			}
 			order, err := d.opts.Store.OrderOfSeq(it.seq)
 			if errors.Is(err, projections.ErrNotFound) {
-				return nil // rejected or duplicate: nothing to detect
+				return nil // rejected, duplicate or another's: nothing to detect
 			}
 			if err != nil {
 				return err
+			}
+			if !d.opts.Owned.Owns(order) {
+				return nil // kept from when its partition was this instance's
 			}
 			entry, err := projections.ReadEntry(b, order, it.seq)
 			if err != nil {
@@ -305,9 +340,13 @@ func (d *Detector) processBatch(ctx context.Context, msgs []consume.Msg) error {
 		}, items[len(items)-1].seq)
 		d.mu.Unlock()
 		if err != nil {
+			d.opts.Owned.Done()
 			return err
 		}
+		// Published before the hold is given back: a change of ownership
+		// reads the checkpoint as the store has it.
 		d.applied.Store(items[len(items)-1].seq)
+		d.opts.Owned.Done()
 		d.lastReceived.Store(items[len(items)-1].received.UnixNano())
 		d.wakeOutbox()
 	}
@@ -343,10 +382,15 @@ func (d *Detector) applyItems(items []item, fn func(*pebble.Batch, item) error, 
 // the engine forgets what it counted in it (its open mismatches per order
 // are recounted from the store), so nothing of a lost batch outlives it.
 func (d *Detector) finish(b *pebble.Batch, err error) error {
+	return d.finishWith(func() error { return d.opts.Store.Commit(b) }, func() { b.Close() }, err)
+}
+
+// finishWith is finish with the batch's commit and discard given.
+func (d *Detector) finishWith(commit func() error, discard func(), err error) error {
 	if err == nil {
-		err = d.opts.Store.Commit(b)
+		err = commit()
 	} else {
-		b.Close()
+		discard()
 	}
 	if err != nil {
 		if rerr := d.opts.Engine.Discard(); rerr != nil {
@@ -391,16 +435,19 @@ func (d *Detector) Tick(ctx context.Context) error {
 	}
 	var cursor []byte
 	for {
+		d.opts.Owned.Hold()
 		d.mu.Lock()
 		b := d.opts.Store.NewBatch()
 		n, next, err := d.opts.Engine.JudgeDueAfter(b, wm, now, 2000, cursor)
 		if err == nil && n == 0 {
 			b.Close()
 			d.mu.Unlock()
+			d.opts.Owned.Done()
 			return nil
 		}
 		err = d.finish(b, err)
 		d.mu.Unlock()
+		d.opts.Owned.Done()
 		if err != nil {
 			return err
 		}
@@ -467,7 +514,16 @@ func (d *Detector) Note(alertID, by, note string) (*Mismatch, error) {
 // OpenExpectations counts stored expectations.
 func (d *Detector) OpenExpectations() (int, error) {
 	n := 0
-	err := scanPrefix(d.opts.Store, prefixExp, func(_, _ []byte) error { n++; return nil })
+	err := scanPrefix(d.opts.Store, prefixExp, func(k, _ []byte) error {
+		if d.opts.Owned != nil {
+			order, _, _ := bytes.Cut(k[len(prefixExp):], []byte{0})
+			if !d.opts.Owned.Owns(string(order)) {
+				return nil // kept from when its partition was this instance's
+			}
+		}
+		n++
+		return nil
+	})
 	return n, err
 }
 
@@ -503,6 +559,8 @@ func (d *Detector) Status(ctx context.Context) consume.Status {
 // durably and wakes the alert publisher. Other services (reconciliation,
 // the alert policy) change mismatches through it.
 func (d *Detector) Update(fn func(b *pebble.Batch, e *Engine, now time.Time) error) error {
+	d.opts.Owned.Hold()
+	defer d.opts.Owned.Done()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := d.opts.Store.NewBatch()
@@ -518,9 +576,26 @@ func (d *Detector) Update(fn func(b *pebble.Batch, e *Engine, now time.Time) err
 	return nil
 }
 
+// UpdateTx is Update for a projections.Tx (an indexed one): fn's writes
+// and the Tx's projections are committed together, durably, and the Tx's
+// rows reach the store's row cache. A partition taken over is caught up so
+// (services/cluster).
+func (d *Detector) UpdateTx(tx *projections.Tx, fn func(e *Engine, now time.Time) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	err := fn(d.opts.Engine, d.opts.Now())
+	if err := d.finishWith(func() error { return d.opts.Store.CommitTx(tx, true) }, tx.Close, err); err != nil {
+		return err
+	}
+	d.wakeOutbox()
+	return nil
+}
+
 // Record stores mismatches found by other services (the gate,
 // reconciliation) in one durable batch and queues their alerts.
 func (d *Detector) Record(ms []*Mismatch) error {
+	d.opts.Owned.Hold()
+	defer d.opts.Owned.Done()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	b := d.opts.Store.NewBatch()

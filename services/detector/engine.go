@@ -15,6 +15,7 @@ import (
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/partition"
 )
 
 // Engine is the deterministic core of detection. All methods take the
@@ -44,6 +45,26 @@ type Engine struct {
 	// queued are the alerts queued in the batch being written, handed
 	// over once it is committed (Committed) or forgotten (Discard).
 	queued []*Mismatch
+	// owned is the partitions whose orders this engine judges (nil:
+	// every order). The store may hold others', kept from when they were
+	// owned here: their expectations wait, unjudged, for their return.
+	owned *partition.Set
+}
+
+// SetOwned makes the engine judge only the orders of owned's partitions.
+// Call it before the engine is used.
+func (e *Engine) SetOwned(owned *partition.Set) { e.owned = owned }
+
+// Owns reports whether the engine judges orderID.
+func (e *Engine) Owns(orderID string) bool { return e.owned.Owns(orderID) }
+
+// ResetDueFloor makes the next JudgeDue scan every stored expectation
+// again: the expectations of a partition taken back were passed over
+// while it was another's, and are due now.
+func (e *Engine) ResetDueFloor() {
+	e.mu.Lock()
+	e.dueFloor = 0
+	e.mu.Unlock()
 }
 
 // Committed returns the alerts queued in the batch just committed, and
@@ -358,6 +379,9 @@ func (e *Engine) JudgeDueAfter(b *pebble.Batch, watermark, now time.Time, limit 
 		if err != nil {
 			it.Close()
 			return 0, nil, err
+		}
+		if !e.owned.Owns(x.OrderID) {
+			continue
 		}
 		due = append(due, x)
 		next = append(append(next[:0], it.Key()...), 0) // the smallest key after this one

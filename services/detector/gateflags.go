@@ -138,6 +138,9 @@ func (e *Engine) ExpireGateFlags(b *pebble.Batch, now time.Time, expiry time.Dur
 	}
 	n := 0
 	for _, f := range flags {
+		if !e.owned.Owns(f.order) {
+			continue // another instance's order now: it expires it
+		}
 		m, found, err := getMismatch(b, join(prefixMis, f.id))
 		if err != nil {
 			return n, err

@@ -474,6 +474,9 @@ func (p *Policy) escalate(ctx context.Context, overdue []*detector.Mismatch, res
 		err := p.opts.Detector.Update(func(b *pebble.Batch, e *detector.Engine, now time.Time) error {
 			escalated = escalated[:0]
 			for _, m := range overdue {
+				if !e.Owns(m.OrderID) {
+					continue // another instance's order: it escalates it
+				}
 				x, err := e.Escalate(b, m.AlertID, now, p.escalateAfter(m.Pattern))
 				switch {
 				case errors.Is(err, detector.ErrMismatchNotFound) || errors.Is(err, detector.ErrNotOpen):

@@ -42,6 +42,7 @@ import (
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/consume"
+	"github.com/driftwatch/driftwatch/services/partition"
 	"github.com/driftwatch/driftwatch/services/telemetry"
 )
 
@@ -76,6 +77,14 @@ type Options struct {
 	// Tracing, when enabled, makes a span per applied event, child of the
 	// trace context in its headers.
 	Tracing *telemetry.Tracing
+	// Instance, when set, is appended to the durable consumers' names
+	// (dw-proj-<system>_<instance>): each instance of a cluster reads the
+	// whole log with its own consumers. Checkpoints keep the plain names.
+	Instance string
+	// Owned, when set, is the partitions this instance owns: the events
+	// of other orders are passed over (NotOwned outcomes), and each batch
+	// holds the set while it changes the store. Nil: every order.
+	Owned *partition.Set
 }
 
 // Projector runs the per-system consumers.
@@ -191,8 +200,10 @@ func (p *Projector) checkStream(ctx context.Context) error {
 	}
 	id := info.Created.UTC().Format(time.RFC3339Nano)
 	var maxCkpt uint64
-	for _, c := range ckpts {
-		maxCkpt = max(maxCkpt, c)
+	for name, c := range ckpts {
+		if !strings.HasPrefix(name, PartitionKeyPrefix) {
+			maxCkpt = max(maxCkpt, c)
+		}
 	}
 	if stored != "" && stored != id {
 		return fmt.Errorf("%w: the store was built from stream %s created %s, the stream now was created %s; rebuild the projections (driftwatch rebuild) or restore the stream", ErrStreamChanged, events.EventsStream, stored, id)
@@ -256,7 +267,7 @@ func (p *Projector) newSentryWorker(ctx context.Context, unknown []string) (*wor
 func (p *Projector) startWorker(ctx context.Context, w *worker, filters []string) error {
 	name := w.name
 	w.dur = &consume.Durable{
-		Stream: p.stream, Name: name, Description: "driftwatch projector for " + w.filter, Filter: w.filter, Filters: filters, MaxBatch: MaxBatch,
+		Stream: p.stream, Name: DurableName(name, p.opts.Instance), Description: "driftwatch projector for " + w.filter, Filter: w.filter, Filters: filters, MaxBatch: MaxBatch,
 		Checkpoint: w.applied.Load,
 		Apply:      func(ctx context.Context, batch []consume.Msg) error { return p.applyBatch(ctx, w, batch) },
 		Recover: func(ctx context.Context, err error) error {
@@ -294,6 +305,12 @@ func counter(s *projections.Store, consumer, name string) uint64 {
 
 // applyBatch applies msgs in one Pebble batch, commits it durably and acks.
 func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Msg) error {
+	p.opts.Owned.Hold()
+	defer p.opts.Owned.Done()
+	var owns func(string) bool
+	if p.opts.Owned != nil {
+		owns = p.opts.Owned.Owns
+	}
 	ckpt := w.applied.Load()
 	tx := p.opts.Store.NewTx(false)
 	committed := false
@@ -329,7 +346,7 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 			out = projections.Outcome{Result: projections.Rejected, Err: unknownSubjectError(m.Subject())}
 		} else {
 			var err error
-			out, err = p.opts.Applier.Apply(tx, projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: meta.Timestamp})
+			out, err = p.opts.Applier.Apply(tx, projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: meta.Timestamp, Owns: owns})
 			if err != nil {
 				return err
 			}
@@ -530,7 +547,7 @@ func countOutcomes(c *telemetry.EventCounter, system string, outcomes []projecti
 	if c == nil {
 		return
 	}
-	var counts [projections.Rejected + 1]int64
+	var counts [projections.NotOwned + 1]int64
 	for i := range outcomes {
 		counts[outcomes[i].Result]++
 	}
@@ -538,6 +555,20 @@ func countOutcomes(c *telemetry.EventCounter, system string, outcomes []projecti
 		c.Add(system, r.String(), counts[r])
 	}
 }
+
+// DurableName is the JetStream name of the consumer whose checkpoint is
+// name, for instance ("" for the one instance of the default deployment).
+func DurableName(name, instance string) string {
+	if instance == "" {
+		return name
+	}
+	return name + "_" + instance
+}
+
+// PartitionKeyPrefix begins the checkpoint keys of the partitions'
+// bookkeeping (services/cluster): counts and flags, not sequences of the
+// log.
+const PartitionKeyPrefix = "dw-part"
 
 // SentryConsumer is the durable consumer that dead-letters the events on
 // subjects of no configured system.

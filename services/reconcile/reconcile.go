@@ -302,6 +302,9 @@ func (r *Reconciler) check(ctx context.Context, chunks <-chan *projections.RawCh
 		open, active, inFlight := 0, 0, 0
 		now := r.opts.Detector.Now() // the clock Update judges by
 		for i := range raw {
+			if !e.Owns(raw[i].OrderID) {
+				continue // another instance's order: its sweep checks it
+			}
 			rows, err := raw[i].Rows(scratch[:0], true) // checked, then dropped
 			if err != nil {
 				return err

@@ -10,9 +10,9 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var (
-		configPath, dataDir, natsListen, httpAddr, services string
-		nf                                                  *natsFlags
-		insecure                                            bool
+		configPath, dataDir, natsListen, httpAddr, services, instance string
+		nf                                                            *natsFlags
+		insecure                                                      bool
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -35,6 +35,12 @@ func newServeCmd() *cobra.Command {
 			if services != "" && services != "all" {
 				for _, s := range strings.Split(services, ",") {
 					list = append(list, strings.TrimSpace(s))
+				}
+			}
+			if instance != "" {
+				cfg.Cluster.Instance = instance
+				if err := cfg.Validate(); err != nil {
+					return usageError{err}
 				}
 			}
 			app.ApplyMemoryLimit(cfg)
@@ -62,6 +68,7 @@ func newServeCmd() *cobra.Command {
 	nf = addNATSFlags(f, "", "use an existing NATS instead of embedding one")
 	f.StringVar(&httpAddr, "http", defaultHTTP, "HTTP API and dashboard address: host:port, or an http:// or https:// URL")
 	f.StringVar(&services, "services", "all", "comma-separated subset of services to run")
+	f.StringVar(&instance, "instance", "", "join a cluster as this instance (cluster.instance): share the orders' partitions with the other instances on --nats-url, each with its own --data folder")
 	f.BoolVar(&insecure, "insecure", false, "start even when --http or --nats-listen binds beyond loopback without http.tokens or nats.users configured (warns at every start)")
 	return cmd
 }

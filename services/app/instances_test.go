@@ -1,0 +1,163 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/app"
+	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/detector"
+)
+
+// clusterYAML is the test stack as instance name of a cluster of
+// instances sharing 8 partitions with a 2 s lease, on R3 streams.
+func clusterYAML(name string) string {
+	return strings.Replace(apptest.StackYAML, "ingest:\n", "ingest:\n  replicas: 3\n  placement: {cluster: driftwatch}\n", 1) +
+		"cluster:\n  instance: " + name + "\n  partitions: 8\n  lease: 2s\n"
+}
+
+// TestInstancesShareThePartitions runs two driftwatch instances on a
+// 3-node JetStream cluster: they split the 8 partitions, each keeps only
+// its orders, every fault of a 300-order stack raises its alert exactly
+// once, and when one instance stops the other takes its partitions,
+// catches them up from the log and holds every order without publishing
+// any alert again.
+func TestInstancesShareThePartitions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster and two instances")
+	}
+	_, url := apptest.StartCluster(t, 3)
+	withURL := func(o *app.Options) { o.NATSURL = url }
+	a := apptest.Start(t, apptest.Config(t, clusterYAML("a")), "", withURL)
+	b := apptest.Start(t, apptest.Config(t, clusterYAML("b")), "", withURL)
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		oa, ob := a.App.Owned.Owned(), b.App.Owned.Owned()
+		if len(oa) != 4 || len(ob) != 4 {
+			return fmt.Errorf("a owns %v, b owns %v", oa, ob)
+		}
+		return nil
+	})
+	t.Logf("a owns %v, b owns %v", a.App.Owned.Owned(), b.App.Owned.Owned())
+
+	pub, err := events.NewPublisher(a.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now().UTC().Format(time.RFC3339)
+	const orders = 300
+	faults := map[string]bool{}
+	for i := range orders {
+		order := fmt.Sprintf("IN-%03d", i)
+		mustPublish(t, pub, fmt.Sprintf(`{"event_id":"s-%d","order_id":"%s","system":"shop","status":"unfulfilled","occurred_at":"%s"}`, i, order, now))
+		if i%10 == 3 {
+			faults[order] = true // the ERP never hears of it
+			continue
+		}
+		mustPublish(t, pub, fmt.Sprintf(`{"event_id":"e-%d","order_id":"%s","system":"erp","status":"Pending Fulfillment","occurred_at":"%s"}`, i, order, now))
+	}
+	a.WaitSettled(t, 30*time.Second)
+	b.WaitSettled(t, 30*time.Second)
+	for i := range orders {
+		order := fmt.Sprintf("IN-%03d", i)
+		owner, other := a, b
+		if !a.App.Owned.Owns(order) {
+			owner, other = b, a
+		}
+		if _, err := owner.App.Store.Row(order, "shop"); err != nil {
+			t.Fatalf("%s: not in its owner's store: %v", order, err)
+		}
+		if _, err := other.App.Store.Row(order, "shop"); err == nil {
+			t.Fatalf("%s: in both instances' stores", order)
+		}
+		_, err := detector.GetMismatch(owner.App.Store, detector.AlertID(order, detector.OrderNotAcknowledged, "shop", "erp"))
+		if faults[order] != (err == nil) {
+			t.Fatalf("%s: fault %v, mismatch %v", order, faults[order], err)
+		}
+	}
+	checkAlertsOnce(t, a.JS, len(faults))
+
+	// b stops; a takes its partitions and catches them up from the log.
+	b.Stop()
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if got := a.App.Owned.Owned(); len(got) != 8 {
+			return fmt.Errorf("a owns %v", got)
+		}
+		return nil
+	})
+	t.Logf("a took b's partitions: %+v", a.App.Cluster.LastChange())
+	a.WaitSettled(t, 30*time.Second)
+	for i := range orders {
+		order := fmt.Sprintf("IN-%03d", i)
+		if _, err := a.App.Store.Row(order, "shop"); err != nil {
+			t.Fatalf("%s: not in a's store after the take-over: %v", order, err)
+		}
+		_, err := detector.GetMismatch(a.App.Store, detector.AlertID(order, detector.OrderNotAcknowledged, "shop", "erp"))
+		if faults[order] != (err == nil) {
+			t.Fatalf("%s after the take-over: fault %v, mismatch %v", order, faults[order], err)
+		}
+	}
+	checkAlertsOnce(t, a.JS, len(faults))
+	_ = ctx
+}
+
+// mustPublish publishes one event and fails unless the log took it.
+func mustPublish(t *testing.T, pub *events.Publisher, data string) {
+	t.Helper()
+	res, err := pub.PublishRaw(context.Background(), []byte(data))
+	if err != nil || res.Outcome != events.Accepted {
+		t.Fatalf("publish: %+v %v", res, err)
+	}
+}
+
+// checkAlertsOnce reads every order_not_acknowledged record of the
+// alerts stream: each message id is there once, and want alerts opened.
+func checkAlertsOnce(t *testing.T, js jetstream.JetStream, want int) {
+	t.Helper()
+	ctx := context.Background()
+	alerts, err := js.Stream(ctx, events.AlertsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := alerts.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AlertsPrefix + "*." + detector.OrderNotAcknowledged}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			seen[m.Headers().Get(nats.MsgIdHdr)]++
+		}
+		if errors.Is(batch.Error(), jetstream.ErrNoMessages) || n == 0 {
+			break
+		}
+	}
+	var opened []string
+	for id, c := range seen {
+		if c != 1 {
+			t.Fatalf("alert %s published %d times", id, c)
+		}
+		if strings.HasSuffix(id, ":"+detector.StateOpen) {
+			opened = append(opened, id)
+		}
+	}
+	if len(opened) != want {
+		slices.Sort(opened)
+		t.Fatalf("%d order_not_acknowledged alerts opened, want %d: %v", len(opened), want, opened)
+	}
+}

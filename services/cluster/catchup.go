@@ -1,0 +1,281 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/projector"
+)
+
+// The partitions' bookkeeping is kept under checkpoint keys beginning with
+// projector.PartitionKeyPrefix (which the stream check passes over).
+const partitionCountKey = projector.PartitionKeyPrefix + "itions"
+
+// markKey is the checkpoint of consumer that partition p's state in this
+// store is current at, while p is not owned here.
+func markKey(p int, consumer string) string {
+	return projector.PartitionKeyPrefix + "-" + strconv.Itoa(p) + "/" + consumer
+}
+
+// heldKey is 1 while partition p is owned here: its state then follows
+// the consumers' own checkpoints, and its marks are stale.
+func heldKey(p int) string { return projector.PartitionKeyPrefix + "-" + strconv.Itoa(p) + "/held" }
+
+// catchUpBatch is the most events caught up in one durable batch.
+const catchUpBatch = 1000
+
+// consumers are the checkpoints a partition's state follows: one
+// projector consumer per system, and the detector's.
+func (m *Member) consumers() []string {
+	out := make([]string, 0, len(m.opts.Systems)+1)
+	for _, s := range m.opts.Systems {
+		out = append(out, projector.ConsumerPrefix+s)
+	}
+	return append(out, detector.ConsumerName)
+}
+
+// checkpoints are the consumers' checkpoints now: the live ones (read
+// with no batch in flight, under partition.Set.Change, they are the
+// store's), or the store's before the consumers started.
+func (m *Member) checkpoints(live bool) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, c := range m.consumers() {
+		if live {
+			continue
+		}
+		seq, err := m.opts.Store.Checkpoint(c)
+		if err != nil {
+			return nil, err
+		}
+		out[c] = seq
+	}
+	if live {
+		for sys, seq := range m.opts.Projector.Applied() {
+			out[projector.ConsumerPrefix+sys] = seq
+		}
+		out[detector.ConsumerName] = m.opts.Detector.Applied()
+	}
+	return out, nil
+}
+
+// recover turns the partitions the store held when this instance last
+// stopped (or died) into marks at the store's checkpoints: it owns nothing
+// until it takes leases again.
+func (m *Member) recover() error {
+	ckpts, err := m.checkpoints(false)
+	if err != nil {
+		return err
+	}
+	b := m.opts.Store.NewBatch()
+	for p := range m.opts.Partitions {
+		held, err := m.opts.Store.Checkpoint(heldKey(p))
+		if err != nil {
+			b.Close()
+			return err
+		}
+		if held == 1 {
+			if err := m.setMarks(b, p, ckpts); err != nil {
+				b.Close()
+				return err
+			}
+		}
+	}
+	return m.opts.Store.Commit(b)
+}
+
+func (m *Member) setMarks(b *pebble.Batch, p int, ckpts map[string]uint64) error {
+	for c, seq := range ckpts {
+		if err := projections.SetCheckpoint(b, markKey(p, c), seq); err != nil {
+			return err
+		}
+	}
+	return projections.SetCheckpoint(b, heldKey(p), 0)
+}
+
+// change makes want the owned partitions: the ones lost get marks at the
+// consumers' checkpoints, the ones gained are caught up from theirs.
+func (m *Member) change(want []int) error {
+	return m.opts.Owned.Change(want, func(gained, lost []int) error {
+		start := time.Now()
+		ckpts, err := m.checkpoints(true)
+		if err != nil {
+			return err
+		}
+		b := m.opts.Store.NewBatch()
+		for _, p := range lost {
+			if err := m.setMarks(b, p, ckpts); err != nil {
+				b.Close()
+				return err
+			}
+		}
+		if err := m.opts.Store.Commit(b); err != nil {
+			return err
+		}
+		replayed := 0
+		if len(gained) > 0 {
+			if replayed, err = m.catchUp(gained, ckpts); err != nil {
+				return fmt.Errorf("cluster: catch up partitions %v: %w", gained, err)
+			}
+			b := m.opts.Store.NewBatch()
+			for _, p := range gained {
+				if err := projections.SetCheckpoint(b, heldKey(p), 1); err != nil {
+					b.Close()
+					return err
+				}
+			}
+			if err := m.opts.Store.Commit(b); err != nil {
+				return err
+			}
+			// Hints of "another's order" may name these partitions'
+			// orders now; their expectations were passed over by the
+			// ticks while they were another's.
+			m.opts.Detector.ForgetHints()
+			m.opts.Detector.Engine().ResetDueFloor()
+		}
+		c := Change{At: time.Now().UTC(), Gained: gained, Lost: lost, Replayed: replayed, Took: time.Since(start)}
+		m.mu.Lock()
+		m.last = c
+		m.mu.Unlock()
+		m.log.Info().Ints("gained", gained).Ints("lost", lost).Int("replayed", replayed).Dur("took", c.Took).Msg("partitions changed")
+		return nil
+	})
+}
+
+// catchUp projects and judges, in log order, the events of the gained
+// partitions that came after their marks, up to the consumers'
+// checkpoints (what the consumers read later is theirs). Each batch
+// moves the marks it covered, in the same durable commit, so a catch-up
+// cut short goes on where it stopped.
+func (m *Member) catchUp(gained []int, ckpts map[string]uint64) (int, error) {
+	n := m.opts.Partitions
+	marks := make(map[int]map[string]uint64, len(gained))
+	from, to := uint64(0), uint64(0)
+	first := true
+	for _, p := range gained {
+		mk := map[string]uint64{}
+		for c, ck := range ckpts {
+			seq, err := m.opts.Store.Checkpoint(markKey(p, c))
+			if err != nil {
+				return 0, err
+			}
+			mk[c] = seq
+			if first || seq < from {
+				from, first = seq, false
+			}
+			to = max(to, ck)
+		}
+		marks[p] = mk
+	}
+	if from >= to {
+		return 0, nil
+	}
+	subjects := make([]string, 0, len(m.opts.Systems))
+	for _, s := range m.opts.Systems {
+		subjects = append(subjects, events.InSubject(s))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	cons, err := m.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1,
+	})
+	if err != nil {
+		return 0, err
+	}
+	det := detector.ConsumerName
+	replayed := 0
+	for {
+		batch, err := cons.FetchNoWait(catchUpBatch)
+		if err != nil {
+			return replayed, err
+		}
+		var msgs []jetstream.Msg
+		for msg := range batch.Messages() {
+			msgs = append(msgs, msg)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			return replayed, err
+		}
+		if len(msgs) == 0 {
+			return replayed, nil // the log has nothing more of these subjects
+		}
+		last := uint64(0)
+		tx := m.opts.Store.NewTx(true)
+		err = m.opts.Detector.UpdateTx(tx, func(e *detector.Engine, now time.Time) error {
+			for _, msg := range msgs {
+				meta, err := msg.Metadata()
+				if err != nil {
+					return err
+				}
+				seq := meta.Sequence.Stream
+				if seq > to {
+					break
+				}
+				last = seq
+				replayed++
+				sys, _ := events.SystemFromSubject(msg.Subject())
+				proj := projector.ConsumerPrefix + sys
+				projTo := ckpts[proj]
+				out, err := m.opts.Applier.Apply(tx, projections.Delivery{
+					Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp,
+					Owns: func(order string) bool {
+						mk, ok := marks[events.Partition(order, n)]
+						return ok && seq > mk[proj] && seq <= projTo
+					},
+				})
+				if err != nil {
+					return err
+				}
+				mk, ok := marks[events.Partition(out.Event.OrderID, n)]
+				if !ok || seq <= mk[det] || seq > ckpts[det] {
+					continue // not gained, or judged already, or the detector's to read
+				}
+				switch out.Result {
+				case projections.Applied, projections.Late, projections.Acked:
+					if err := e.OnEntry(tx.B, out.Event.OrderID, out.Entry, now); err != nil {
+						return err
+					}
+				case projections.NotOwned:
+					// Projected here before, not judged yet.
+					entry, err := projections.ReadEntry(tx.B, out.Event.OrderID, seq)
+					if errors.Is(err, projections.ErrNotFound) {
+						continue // it was rejected or a duplicate
+					}
+					if err != nil {
+						return err
+					}
+					if err := e.OnEntry(tx.B, out.Event.OrderID, entry, now); err != nil {
+						return err
+					}
+				}
+			}
+			for _, p := range gained {
+				for c, ck := range ckpts {
+					if mark := min(last, ck); mark > marks[p][c] {
+						marks[p][c] = mark
+						if err := projections.SetCheckpoint(tx.B, markKey(p, c), mark); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return replayed, err
+		}
+		// Done at the last checkpoint, or when the log has nothing more
+		// of these subjects (the last message says how many follow it).
+		if meta, err := msgs[len(msgs)-1].Metadata(); err != nil || meta.Sequence.Stream >= to || meta.NumPending == 0 {
+			return replayed, err
+		}
+	}
+}

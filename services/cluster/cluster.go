@@ -1,0 +1,408 @@
+// Package cluster shares the orders among driftwatch instances on one
+// JetStream cluster. Orders are split into N partitions (events.Partition);
+// each instance owns some of them under a lease in the NATS key-value
+// bucket DRIFTWATCH_PARTITIONS, and keeps those orders' projections,
+// expectations and mismatches in its own store. Together the instances own
+// every partition once.
+//
+// The bucket's keys expire after the lease (cluster.lease) unless renewed,
+// every third of it: "instances.<name>" says an instance is alive,
+// "partitions.<p>" who owns partition p (created with Create, so two
+// instances can never both hold it), "config.partitions" the number every
+// instance must agree on. Each round an instance renews its leases, counts
+// the live instances, gives back what is above its fair share (N over the
+// live instances, rounded up) and takes unowned partitions up to it. A dead
+// instance's leases expire and the survivors take its partitions.
+//
+// A partition taken is caught up from the log before it counts as owned
+// (while every consumer of this instance stands still, partition.Set.
+// Change): the store remembers, per partition it does not own, the
+// checkpoints its state was current at ("marks"), so only what came since
+// is projected and judged again, in one pass, in log order. A partition
+// never owned here is caught up from the log's start: a rebuild of just
+// its orders. Its overdue expectations are judged at the next tick; the
+// alerts stream's Nats-Msg-Id window (10 minutes) drops an alert the
+// previous owner already published.
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/partition"
+	"github.com/driftwatch/driftwatch/services/projector"
+)
+
+// Bucket is the key-value bucket of the leases.
+const Bucket = "DRIFTWATCH_PARTITIONS"
+
+// Key prefixes in Bucket.
+const (
+	instancePrefix  = "instances."
+	partitionPrefix = "partitions."
+	partitionsKey   = "config.partitions"
+)
+
+// ErrPartitions means this instance's partition count differs from the
+// cluster's or from the one its store was built with.
+var ErrPartitions = errors.New("cluster: partition count differs")
+
+// Options configures a member.
+type Options struct {
+	JS         jetstream.JetStream
+	Instance   string
+	Partitions int
+	Lease      time.Duration
+	Replicas   int
+	Placement  *jetstream.Placement
+	Owned      *partition.Set
+	Store      *projections.Store
+	Applier    *projections.Applier
+	Projector  *projector.Projector
+	Detector   *detector.Detector
+	Systems    []string
+	Logger     zerolog.Logger
+	// HTTP is this instance's HTTP address, published in its instance key.
+	HTTP string
+}
+
+// Instance is what an instance publishes about itself.
+type Instance struct {
+	Name    string `json:"name"`
+	HTTP    string `json:"http,omitempty"`
+	Started string `json:"started"`
+}
+
+// Member is one instance's membership: its leases and its catch-up.
+type Member struct {
+	opts    Options
+	log     zerolog.Logger
+	kv      jetstream.KeyValue
+	stream  jetstream.Stream
+	started time.Time
+
+	mu   sync.Mutex
+	revs map[int]uint64 // owned partitions' lease revisions
+	last Change         // the last change of ownership
+}
+
+// Change is one change of this instance's partitions.
+type Change struct {
+	At       time.Time     `json:"at"`
+	Gained   []int         `json:"gained,omitempty"`
+	Lost     []int         `json:"lost,omitempty"`
+	Replayed int           `json:"replayed"` // events read from the log to catch up
+	Took     time.Duration `json:"took_ns"`
+}
+
+// New returns a member, or what is missing.
+func New(opts Options) (*Member, error) {
+	var errs []error
+	if opts.JS == nil || opts.Store == nil || opts.Applier == nil || opts.Projector == nil || opts.Detector == nil || opts.Owned == nil {
+		errs = append(errs, errors.New("cluster: Options.JS, Store, Applier, Projector, Detector and Owned are required"))
+	}
+	if opts.Instance == "" {
+		errs = append(errs, errors.New("cluster: Options.Instance is required"))
+	}
+	if opts.Lease < time.Second {
+		errs = append(errs, fmt.Errorf("cluster: Options.Lease: %v is below 1s", opts.Lease))
+	}
+	if opts.Owned != nil && opts.Owned.N() != opts.Partitions {
+		errs = append(errs, fmt.Errorf("cluster: Options.Owned has %d partitions, Options.Partitions %d", opts.Owned.N(), opts.Partitions))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &Member{opts: opts, log: opts.Logger.With().Str("instance", opts.Instance).Logger(), revs: map[int]uint64{}}, nil
+}
+
+// Start opens (or creates) the bucket, checks the partition count against
+// the cluster's and the store's, turns what the store held when this
+// instance last stopped into marks, and takes a first share of the
+// partitions. Call it before the projector and the detector run.
+func (m *Member) Start(ctx context.Context) error {
+	m.started = time.Now()
+	kv, err := m.opts.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: Bucket, Description: "driftwatch: which instance owns which partition of the orders",
+		TTL: m.opts.Lease, History: 1, Storage: jetstream.FileStorage,
+		Replicas: max(m.opts.Replicas, 1), Placement: m.opts.Placement,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: open bucket %s: %w", Bucket, err)
+	}
+	m.kv = kv
+	if m.stream, err = m.opts.JS.Stream(ctx, events.EventsStream); err != nil {
+		return fmt.Errorf("cluster: open stream: %w", err)
+	}
+	if err := m.checkPartitions(ctx); err != nil {
+		return err
+	}
+	if err := m.recover(); err != nil {
+		return err
+	}
+	return m.round(ctx)
+}
+
+// checkPartitions compares the partition count with the cluster's (kept
+// without expiry by the first instance, renewed by every round) and the
+// store's.
+func (m *Member) checkPartitions(ctx context.Context) error {
+	n := m.opts.Partitions
+	stored, err := m.opts.Store.Checkpoint(partitionCountKey)
+	if err != nil {
+		return err
+	}
+	if stored != 0 && int(stored) != n {
+		return fmt.Errorf("%w: the store in %s was built with %d partitions, cluster.partitions is %d: follow the procedure in the README (Scale out) to change it", ErrPartitions, m.opts.Store.Dir(), stored, n)
+	}
+	if err := m.claimCount(ctx); err != nil {
+		return err
+	}
+	if stored == 0 {
+		b := m.opts.Store.NewBatch()
+		if err := projections.SetCheckpoint(b, partitionCountKey, uint64(n)); err != nil {
+			b.Close()
+			return err
+		}
+		return m.opts.Store.Commit(b)
+	}
+	return nil
+}
+
+// claimCount creates or renews the cluster's partition count, and refuses
+// a different one.
+func (m *Member) claimCount(ctx context.Context) error {
+	want := strconv.Itoa(m.opts.Partitions)
+	e, err := m.kv.Get(ctx, partitionsKey)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		if _, err := m.kv.Create(ctx, partitionsKey, []byte(want)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("cluster: set the partition count: %w", err)
+		}
+		return m.claimCount(ctx) // read back what won
+	case err != nil:
+		return fmt.Errorf("cluster: read the partition count: %w", err)
+	}
+	if got := string(e.Value()); got != want {
+		return fmt.Errorf("%w: the cluster runs with %s partitions, this instance with %s (cluster.partitions)", ErrPartitions, got, want)
+	}
+	_, err = m.kv.Update(ctx, partitionsKey, []byte(want), e.Revision())
+	if err != nil && !isWrongRevision(err) { // another instance renewed it first
+		return fmt.Errorf("cluster: renew the partition count: %w", err)
+	}
+	return nil
+}
+
+// Run renews the leases and rebalances every third of the lease until ctx
+// ends, then gives every partition back (marks kept) and returns nil. A
+// round that fails is logged and tried again: a NATS node lost for a
+// moment must not stop detection.
+func (m *Member) Run(ctx context.Context) error {
+	t := time.NewTicker(m.opts.Lease / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.leave()
+			return nil
+		case <-t.C:
+		}
+		if err := m.round(ctx); err != nil && ctx.Err() == nil {
+			m.log.Warn().Err(err).Msg("cluster round failed; trying again")
+		}
+	}
+}
+
+// leave gives every partition back (marks kept) and removes the leases,
+// so the others take them at once instead of after the lease.
+func (m *Member) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := m.change(nil); err != nil {
+		m.log.Error().Err(err).Msg("cluster: giving the partitions back failed; their leases expire")
+		return
+	}
+	m.mu.Lock()
+	revs := m.revs
+	m.revs = map[int]uint64{}
+	m.mu.Unlock()
+	for p, rev := range revs {
+		_ = m.kv.Delete(ctx, partitionKey(p), jetstream.LastRevision(rev))
+	}
+	_ = m.kv.Delete(ctx, instancePrefix+m.opts.Instance)
+}
+
+// round renews, looks, gives back and takes.
+func (m *Member) round(ctx context.Context) error {
+	info, _ := json.Marshal(Instance{Name: m.opts.Instance, HTTP: m.opts.HTTP, Started: m.started.UTC().Format(time.RFC3339)})
+	if _, err := m.kv.Put(ctx, instancePrefix+m.opts.Instance, info); err != nil {
+		return fmt.Errorf("renew instance: %w", err)
+	}
+	if err := m.claimCount(ctx); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	revs := maps.Clone(m.revs)
+	m.mu.Unlock()
+	for p, rev := range revs {
+		next, err := m.kv.Update(ctx, partitionKey(p), []byte(m.opts.Instance), rev)
+		switch {
+		case err == nil:
+			revs[p] = next
+		case isWrongRevision(err) || errors.Is(err, jetstream.ErrKeyNotFound):
+			m.log.Warn().Int("partition", p).Msg("lease lost (not renewed in time); giving the partition up")
+			delete(revs, p)
+		default:
+			return fmt.Errorf("renew partition %d: %w", p, err)
+		}
+	}
+	owners, live, err := m.view(ctx)
+	if err != nil {
+		return err
+	}
+	n := m.opts.Partitions
+	share := (n + live - 1) / max(live, 1)
+	mine := slices.Sorted(maps.Keys(revs))
+	var giveBack []int
+	if len(mine) > share {
+		giveBack = mine[share:]
+	}
+	for i, start := 0, startOf(m.opts.Instance, n); i < n && len(revs)-len(giveBack) < share; i++ {
+		p := (start + i) % n
+		if owners[p] != "" {
+			continue
+		}
+		rev, err := m.kv.Create(ctx, partitionKey(p), []byte(m.opts.Instance))
+		if err == nil {
+			revs[p] = rev
+		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("take partition %d: %w", p, err)
+		}
+	}
+	var want []int
+	for p := range revs {
+		if !slices.Contains(giveBack, p) {
+			want = append(want, p)
+		}
+	}
+	m.mu.Lock()
+	m.revs = revs
+	m.mu.Unlock()
+	if err := m.change(want); err != nil {
+		return err
+	}
+	for _, p := range giveBack {
+		if err := m.kv.Delete(ctx, partitionKey(p), jetstream.LastRevision(revs[p])); err != nil {
+			m.log.Warn().Err(err).Int("partition", p).Msg("giving a lease back failed; it expires")
+		}
+		m.mu.Lock()
+		delete(m.revs, p)
+		m.mu.Unlock()
+	}
+	return nil
+}
+
+// view reads the bucket: each partition's owner and how many instances
+// are alive.
+func (m *Member) view(ctx context.Context) (owners map[int]string, live int, err error) {
+	w, err := m.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, 0, fmt.Errorf("read the leases: %w", err)
+	}
+	defer w.Stop()
+	owners = map[int]string{}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case e := <-w.Updates():
+			if e == nil { // every current value was sent
+				return owners, max(live, 1), nil
+			}
+			key := e.Key()
+			switch {
+			case strings.HasPrefix(key, instancePrefix):
+				live++
+			case strings.HasPrefix(key, partitionPrefix):
+				if p, err := strconv.Atoi(key[len(partitionPrefix):]); err == nil {
+					owners[p] = string(e.Value())
+				}
+			}
+		}
+	}
+}
+
+// Owners returns each partition's owner and the live instances as the
+// bucket has them now.
+func (m *Member) Owners(ctx context.Context) (map[int]string, []Instance, error) {
+	w, err := m.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, nil, err
+	}
+	defer w.Stop()
+	owners := map[int]string{}
+	var live []Instance
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case e := <-w.Updates():
+			if e == nil {
+				slices.SortFunc(live, func(a, b Instance) int { return strings.Compare(a.Name, b.Name) })
+				return owners, live, nil
+			}
+			key := e.Key()
+			switch {
+			case strings.HasPrefix(key, instancePrefix):
+				var in Instance
+				if json.Unmarshal(e.Value(), &in) == nil {
+					live = append(live, in)
+				}
+			case strings.HasPrefix(key, partitionPrefix):
+				if p, err := strconv.Atoi(key[len(partitionPrefix):]); err == nil {
+					owners[p] = string(e.Value())
+				}
+			}
+		}
+	}
+}
+
+// LastChange is the last change of this instance's partitions.
+func (m *Member) LastChange() Change {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last
+}
+
+// Instance is this member's name.
+func (m *Member) Instance() string { return m.opts.Instance }
+
+func partitionKey(p int) string { return partitionPrefix + strconv.Itoa(p) }
+
+// startOf is where an instance starts looking for free partitions: spread
+// by its name, so instances starting together rarely race for the same.
+func startOf(instance string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(instance))
+	return int(h.Sum32() % uint32(n))
+}
+
+func isWrongRevision(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
