@@ -165,6 +165,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// forwardedKey marks a request another instance received and forwarded.
+type forwardedKey struct{}
+
+// ServeForwarded serves a request another instance of a cluster received,
+// authorised and forwarded here (services/cluster): the route's handler
+// runs without a second authorisation, and IsForwarded tells it so.
+func (s *Server) ServeForwarded(w http.ResponseWriter, r *http.Request) {
+	setSecurityHeaders(w.Header())
+	s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardedKey{}, true)))
+}
+
+// IsForwarded reports whether the request was forwarded by another
+// instance (it must not be forwarded again).
+func IsForwarded(ctx context.Context) bool { return ctx.Value(forwardedKey{}) != nil }
+
 // Start listens on addr ("127.0.0.1:8080"; port 0 picks one) and serves in
 // the background until Stop: HTTPS when Secure gave it a certificate, at
 // most http.max_connections connections at once (the next wait to be

@@ -124,6 +124,19 @@ func BuildOrderView(cfg *config.Config, orderID string, rows []projections.Row, 
 type OrderHandlers struct {
 	Config *config.Config
 	Store  *projections.Store
+	// Forward, when set, serves a request about an order another
+	// instance owns on that instance (services/cluster) and reports
+	// whether it did; nil: every order is served here.
+	Forward Forwarder
+}
+
+// Forwarder serves r, about orderID, on the instance that owns the order,
+// and reports whether it did (false: this instance owns it).
+type Forwarder func(w http.ResponseWriter, r *http.Request, orderID string) bool
+
+// forwarded reports whether h.Forward served r.
+func (h *OrderHandlers) forwarded(w http.ResponseWriter, r *http.Request, orderID string) bool {
+	return h.Forward != nil && h.Forward(w, r, orderID)
 }
 
 // Register adds the routes.
@@ -135,6 +148,9 @@ func (h *OrderHandlers) Register(s *Server) {
 
 func (h *OrderHandlers) order(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("order_id")
+	if h.forwarded(w, r, id) {
+		return
+	}
 	var rows []projections.Row
 	var err error
 	asOf := r.URL.Query().Get("as_of")
@@ -182,6 +198,9 @@ func (h *OrderHandlers) order(w http.ResponseWriter, r *http.Request) {
 
 func (h *OrderHandlers) timeline(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("order_id")
+	if h.forwarded(w, r, id) {
+		return
+	}
 	if entries, acks, ok := LoadTimeline(w, h.Store, id); ok {
 		httpjson.Write(w, http.StatusOK, replay.BuildTimeline(id, entries, acks))
 	}
@@ -190,6 +209,9 @@ func (h *OrderHandlers) timeline(w http.ResponseWriter, r *http.Request) {
 // replay is GET /v1/orders/{order_id}/replay: the annotated timeline.
 func (h *OrderHandlers) replay(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("order_id")
+	if h.forwarded(w, r, id) {
+		return
+	}
 	if entries, acks, ok := LoadTimeline(w, h.Store, id); ok {
 		httpjson.Write(w, http.StatusOK, replay.Annotate(h.Config, id, entries, acks, time.Now()))
 	}

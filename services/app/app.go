@@ -430,12 +430,19 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		g, err := gate.New(gate.Options{Conn: gateConn, Config: a.cfg, Store: a.Store, Recorder: rec, Metrics: metrics,
+		var router gate.Router
+		if a.Cluster != nil {
+			router = a.Cluster
+		}
+		g, err := gate.New(gate.Options{Conn: gateConn, Config: a.cfg, Store: a.Store, Recorder: rec, Metrics: metrics, Router: router, Instance: instance,
 			Logger: a.log.With().Str("component", "gate").Logger()})
 		if err != nil {
 			return err
 		}
 		a.Gate = g
+		if a.Cluster != nil {
+			a.Cluster.Serve(nil, g)
+		}
 		if err := a.Gate.Start(); err != nil {
 			return err
 		}
@@ -464,7 +471,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 			a.HTTP.Handle("POST /v1/webhooks/{system}", wh)
 		}
 		if a.serves(ServiceAPI) {
-			(&api.OrderHandlers{Config: a.cfg, Store: a.Store}).Register(a.HTTP)
+			orders := &api.OrderHandlers{Config: a.cfg, Store: a.Store}
+			if a.Cluster != nil {
+				orders.Forward = a.Cluster.ForwardHTTP
+			}
+			orders.Register(a.HTTP)
 			(&api.MismatchHandlers{Store: a.Store, Detector: a.Detector, Config: a.cfg}).Register(a.HTTP)
 			if a.Gate != nil {
 				a.HTTP.Handle("POST /v1/validate", a.Gate)
@@ -486,6 +497,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 			if err := a.observeStatus(); err != nil {
 				return err
 			}
+		}
+		if a.Cluster != nil {
+			a.Cluster.Serve(a.HTTP, nil)
 		}
 		if err := a.HTTP.Start(a.opts.HTTPAddr); err != nil {
 			return err

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/cluster"
 	"github.com/driftwatch/driftwatch/services/detector"
 )
 
@@ -85,6 +87,7 @@ func TestInstancesShareThePartitions(t *testing.T) {
 		}
 	}
 	checkAlertsOnce(t, a.JS, len(faults))
+	checkReadsSpanInstances(t, a, b)
 
 	// b stops; a takes its partitions and catches them up from the log.
 	b.Stop()
@@ -108,6 +111,46 @@ func TestInstancesShareThePartitions(t *testing.T) {
 	}
 	checkAlertsOnce(t, a.JS, len(faults))
 	_ = ctx
+}
+
+// checkReadsSpanInstances asks a about an order b owns: the order view
+// (HTTP) and the gate (NATS) answer from b's store, and b's micro
+// endpoint lists what it owns.
+func checkReadsSpanInstances(t *testing.T, a, b *apptest.Env) {
+	t.Helper()
+	var order string
+	for i := range 300 {
+		if o := fmt.Sprintf("IN-%03d", i); i%10 != 3 && b.App.Owned.Owns(o) {
+			order = o
+			break
+		}
+	}
+	status, body := a.Do(t, "GET", "/v1/orders/"+order, "", "")
+	if status != 200 || !strings.Contains(body, `"order_id":"`+order+`"`) || !strings.Contains(body, "Pending Fulfillment") {
+		t.Fatalf("GET /v1/orders/%s on a (b owns it): %d %s", order, status, body)
+	}
+	req := fmt.Sprintf(`{"event":{"event_id":"g-1","order_id":"%s","system":"erp","status":"Billed","occurred_at":"%s"},"target":"erp"}`, order, time.Now().UTC().Format(time.RFC3339))
+	msg, err := a.NC.Request(events.ValidateSubject, []byte(req), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply events.ValidateReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		t.Fatalf("gate reply %s: %v", msg.Data, err)
+	}
+	if !reply.Current.HasRecord || reply.Current.Status != "Pending Fulfillment" {
+		t.Fatalf("gate about %s (b's) judged without b's state: %+v", order, reply)
+	}
+	msg, err = a.NC.Request(cluster.InstanceSubject("b", "partitions"), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts struct {
+		Owned []int `json:"owned"`
+	}
+	if err := json.Unmarshal(msg.Data, &parts); err != nil || !slices.Equal(parts.Owned, b.App.Owned.Owned()) {
+		t.Fatalf("b's partitions endpoint: %s (%v), b owns %v", msg.Data, err, b.App.Owned.Owned())
+	}
 }
 
 // mustPublish publishes one event and fails unless the log took it.

@@ -104,7 +104,9 @@ func (m *Member) setMarks(b *pebble.Batch, p int, ckpts map[string]uint64) error
 // change makes want the owned partitions: the ones lost get marks at the
 // consumers' checkpoints, the ones gained are caught up from theirs.
 func (m *Member) change(want []int) error {
-	return m.opts.Owned.Change(want, func(gained, lost []int) error {
+	changed := false
+	err := m.opts.Owned.Change(want, func(gained, lost []int) error {
+		changed = true
 		start := time.Now()
 		ckpts, err := m.checkpoints(true)
 		if err != nil {
@@ -148,6 +150,10 @@ func (m *Member) change(want []int) error {
 		m.log.Info().Ints("gained", gained).Ints("lost", lost).Int("replayed", replayed).Dur("took", c.Took).Msg("partitions changed")
 		return nil
 	})
+	if err == nil && changed {
+		m.announce()
+	}
+	return err
 }
 
 // catchUp projects and judges, in log order, the events of the gained

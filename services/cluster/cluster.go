@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/driftwatch/driftwatch/events"
@@ -96,9 +97,13 @@ type Member struct {
 	stream  jetstream.Stream
 	started time.Time
 
-	mu   sync.Mutex
-	revs map[int]uint64 // owned partitions' lease revisions
-	last Change         // the last change of ownership
+	mu     sync.Mutex
+	revs   map[int]uint64 // owned partitions' lease revisions
+	owners map[int]string // each partition's owner, as the last round saw it
+	last   Change         // the last change of ownership
+	svc    micro.Service  // announces what this instance owns (router.go)
+
+	srv servers
 }
 
 // Change is one change of this instance's partitions.
@@ -128,7 +133,7 @@ func New(opts Options) (*Member, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Member{opts: opts, log: opts.Logger.With().Str("instance", opts.Instance).Logger(), revs: map[int]uint64{}}, nil
+	return &Member{opts: opts, log: opts.Logger.With().Str("instance", opts.Instance).Logger(), revs: map[int]uint64{}, owners: map[int]string{}}, nil
 }
 
 // Start opens (or creates) the bucket, checks the partition count against
@@ -155,7 +160,11 @@ func (m *Member) Start(ctx context.Context) error {
 	if err := m.recover(); err != nil {
 		return err
 	}
-	return m.round(ctx)
+	if err := m.round(ctx); err != nil {
+		return err
+	}
+	m.announce()
+	return nil
 }
 
 // checkPartitions compares the partition count with the cluster's (kept
@@ -219,6 +228,11 @@ func (m *Member) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			m.leave()
+			m.mu.Lock()
+			if m.svc != nil {
+				_ = m.svc.Stop()
+			}
+			m.mu.Unlock()
 			return nil
 		case <-t.C:
 		}
@@ -275,6 +289,9 @@ func (m *Member) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.mu.Lock()
+	m.owners = owners
+	m.mu.Unlock()
 	n := m.opts.Partitions
 	share := (n + live - 1) / max(live, 1)
 	mine := slices.Sorted(maps.Keys(revs))

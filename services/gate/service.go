@@ -35,6 +35,19 @@ type Options struct {
 	Metrics  *Metrics
 	Logger   zerolog.Logger
 	Now      func() time.Time
+	// Router, when set, sends a request about an order another instance
+	// owns to that instance (services/cluster); nil: every order is
+	// judged here.
+	Router Router
+	// Instance names this instance in the micro service's metadata.
+	Instance string
+}
+
+// Router sends a gate request to the instance that owns its order.
+type Router interface {
+	// RouteValidate returns the owner's answer to body, or handled false
+	// when this instance owns orderID and judges it itself.
+	RouteValidate(orderID string, body []byte) (reply *events.ValidateReply, handled bool, err error)
 }
 
 // Gate serves the boundary gate.
@@ -106,10 +119,15 @@ func (g *Gate) Start() error {
 }
 
 func (g *Gate) addInstance() error {
+	var meta map[string]string
+	if g.opts.Instance != "" {
+		meta = map[string]string{"instance": g.opts.Instance}
+	}
 	svc, err := micro.AddService(g.opts.Conn, micro.Config{
 		Name:        ServiceName,
 		Version:     Version,
 		Description: "driftwatch boundary gate: validates a status against the target's current state before it is written",
+		Metadata:    meta,
 	})
 	if err != nil {
 		return fmt.Errorf("gate: add micro service: %w", err)
@@ -171,8 +189,19 @@ type RequestError struct {
 
 func (e *RequestError) Error() string { return e.Message }
 
-// Validate decides one request body.
+// Validate decides one request body: here, or, for an order another
+// instance owns, there (Options.Router).
 func (g *Gate) Validate(body []byte) (*events.ValidateReply, error) {
+	return g.validate(body, g.opts.Router)
+}
+
+// ValidateHere decides one request body on this instance, whoever owns
+// the order: the owner's side of a routed request.
+func (g *Gate) ValidateHere(body []byte) (*events.ValidateReply, error) {
+	return g.validate(body, nil)
+}
+
+func (g *Gate) validate(body []byte, router Router) (*events.ValidateReply, error) {
 	start := time.Now()
 	var req events.ValidateRequest
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -196,6 +225,11 @@ func (g *Gate) Validate(body []byte) (*events.ValidateReply, error) {
 	if !g.opts.Config.Known(target) {
 		// Never judged against, nor counted under, a name nobody configured.
 		return nil, &RequestError{"unknown_target", fmt.Sprintf("target: %q is not a configured system (known: %s)", target, strings.Join(g.systems, ", "))}
+	}
+	if router != nil {
+		if reply, handled, err := router.RouteValidate(ev.OrderID, body); handled {
+			return reply, err
+		}
 	}
 	var row *projections.Row
 	if r, err := g.opts.Store.Row(ev.OrderID, target); err == nil {
