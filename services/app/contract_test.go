@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/cluster"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/policy"
@@ -194,8 +195,8 @@ func TestContractPatternsAreTheDetectors(t *testing.T) {
 // ops alert kinds are the alert policy's.
 func TestContractSubjectsAndStreams(t *testing.T) {
 	sec := contractSection(t, "4")
-	code := []string{events.InPrefix, events.DLQPrefix, events.AlertsPrefix, events.OpsAlertsPrefix, events.ReportsSubject, events.ValidateSubject}
-	for _, s := range append(code, events.EventsStream, events.AlertsStream, events.DLQStream) {
+	code := []string{events.InPrefix, events.DLQPrefix, events.AlertsPrefix, events.OpsAlertsPrefix, events.ReportsSubject, events.ValidateSubject, cluster.InstancePrefix}
+	for _, s := range append(code, events.EventsStream, events.AlertsStream, events.DLQStream, cluster.Bucket) {
 		if !strings.Contains(sec, "`"+s) {
 			t.Errorf("section 4 does not name %s", s)
 		}

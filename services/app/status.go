@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/cluster"
 	"github.com/driftwatch/driftwatch/services/consume"
 	"github.com/driftwatch/driftwatch/services/httpjson"
 )
@@ -23,6 +24,9 @@ type Status struct {
 	Stream    StreamStatus     `json:"stream"`
 	DLQ       StreamStatus     `json:"dlq"`
 	Consumers []consume.Status `json:"consumers"`
+	// Cluster is this instance's view of the instances sharing the
+	// orders (absent without cluster.instance).
+	Cluster *cluster.Status `json:"cluster,omitempty"`
 }
 
 // Status reports the stream's last sequence and every consumer's progress.
@@ -48,6 +52,10 @@ func (a *App) Status(ctx context.Context) (Status, error) {
 	}
 	if a.Detector != nil {
 		st.Consumers = append(st.Consumers, a.Detector.Status(ctx))
+	}
+	if a.Cluster != nil {
+		cs := a.Cluster.Status()
+		st.Cluster = &cs
 	}
 	return st, nil
 }

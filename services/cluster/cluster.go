@@ -97,11 +97,12 @@ type Member struct {
 	stream  jetstream.Stream
 	started time.Time
 
-	mu     sync.Mutex
-	revs   map[int]uint64 // owned partitions' lease revisions
-	owners map[int]string // each partition's owner, as the last round saw it
-	last   Change         // the last change of ownership
-	svc    micro.Service  // announces what this instance owns (router.go)
+	mu        sync.Mutex
+	revs      map[int]uint64 // owned partitions' lease revisions
+	owners    map[int]string // each partition's owner, as the last round saw it
+	instances []Instance     // the live instances, as the last round saw them
+	last      Change         // the last change of ownership
+	svc       micro.Service  // announces what this instance owns (router.go)
 
 	srv servers
 }
@@ -290,10 +291,10 @@ func (m *Member) round(ctx context.Context) error {
 		return err
 	}
 	m.mu.Lock()
-	m.owners = owners
+	m.owners, m.instances = owners, live
 	m.mu.Unlock()
 	n := m.opts.Partitions
-	share := (n + live - 1) / max(live, 1)
+	share := (n + len(live) - 1) / max(len(live), 1)
 	mine := slices.Sorted(maps.Keys(revs))
 	var giveBack []int
 	if len(mine) > share {
@@ -334,62 +335,29 @@ func (m *Member) round(ctx context.Context) error {
 	return nil
 }
 
-// view reads the bucket: each partition's owner and how many instances
-// are alive.
-func (m *Member) view(ctx context.Context) (owners map[int]string, live int, err error) {
+// view reads the bucket: each partition's owner and the live instances.
+func (m *Member) view(ctx context.Context) (owners map[int]string, live []Instance, err error) {
 	w, err := m.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, 0, fmt.Errorf("read the leases: %w", err)
+		return nil, nil, fmt.Errorf("read the leases: %w", err)
 	}
 	defer w.Stop()
 	owners = map[int]string{}
 	for {
 		select {
 		case <-ctx.Done():
-			return nil, 0, ctx.Err()
-		case e := <-w.Updates():
-			if e == nil { // every current value was sent
-				return owners, max(live, 1), nil
-			}
-			key := e.Key()
-			switch {
-			case strings.HasPrefix(key, instancePrefix):
-				live++
-			case strings.HasPrefix(key, partitionPrefix):
-				if p, err := strconv.Atoi(key[len(partitionPrefix):]); err == nil {
-					owners[p] = string(e.Value())
-				}
-			}
-		}
-	}
-}
-
-// Owners returns each partition's owner and the live instances as the
-// bucket has them now.
-func (m *Member) Owners(ctx context.Context) (map[int]string, []Instance, error) {
-	w, err := m.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, nil, err
-	}
-	defer w.Stop()
-	owners := map[int]string{}
-	var live []Instance
-	for {
-		select {
-		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		case e := <-w.Updates():
-			if e == nil {
+			if e == nil { // every current value was sent
 				slices.SortFunc(live, func(a, b Instance) int { return strings.Compare(a.Name, b.Name) })
 				return owners, live, nil
 			}
 			key := e.Key()
 			switch {
 			case strings.HasPrefix(key, instancePrefix):
-				var in Instance
-				if json.Unmarshal(e.Value(), &in) == nil {
-					live = append(live, in)
-				}
+				in := Instance{Name: key[len(instancePrefix):]}
+				_ = json.Unmarshal(e.Value(), &in)
+				live = append(live, in)
 			case strings.HasPrefix(key, partitionPrefix):
 				if p, err := strconv.Atoi(key[len(partitionPrefix):]); err == nil {
 					owners[p] = string(e.Value())
@@ -422,4 +390,23 @@ func startOf(instance string, n int) int {
 func isWrongRevision(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// Status is this instance's view of the cluster (GET /v1/status).
+type Status struct {
+	Instance   string         `json:"instance"`
+	Partitions int            `json:"partitions"`
+	Owned      []int          `json:"owned"`
+	Owners     map[int]string `json:"owners"`
+	Instances  []Instance     `json:"instances"`
+	LastChange Change         `json:"last_change"`
+}
+
+// Status is what the last round saw: every partition's owner and the
+// live instances.
+func (m *Member) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Status{Instance: m.opts.Instance, Partitions: m.opts.Partitions, Owned: m.opts.Owned.Owned(),
+		Owners: maps.Clone(m.owners), Instances: slices.Clone(m.instances), LastChange: m.last}
 }

@@ -29,9 +29,12 @@ import (
 // one of its orders).
 const ServiceName = "driftwatch-instance"
 
+// InstancePrefix begins the subjects of the instances' endpoints.
+const InstancePrefix = "driftwatch.instance."
+
 // InstanceSubject is the subject of an instance's endpoint.
 func InstanceSubject(instance, endpoint string) string {
-	return "driftwatch.instance." + instance + "." + endpoint
+	return InstancePrefix + instance + "." + endpoint
 }
 
 // forwardTimeout bounds a request forwarded to the owner.
@@ -87,7 +90,7 @@ func (m *Member) announce() {
 		m.log.Warn().Err(err).Msg("cluster: micro service not announced")
 		return
 	}
-	g := svc.AddGroup("driftwatch.instance." + m.opts.Instance)
+	g := svc.AddGroup(InstancePrefix + m.opts.Instance)
 	for name, h := range map[string]micro.HandlerFunc{
 		"partitions": m.servePartitions, "http": m.serveHTTP, "validate": m.serveValidate,
 	} {
