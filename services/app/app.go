@@ -349,6 +349,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		a.Engine = eng
 		eng.SetOwned(a.Owned)
+		eng.SetMirror(a.cfg.Clustered())
 		metrics, err := detector.NewMetrics(meter)
 		if err != nil {
 			return err
@@ -359,6 +360,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 			Logger:  a.log.With().Str("component", "detector").Logger(),
 			Tracing: a.Tracing, Instance: instance, Owned: a.Owned,
 			OnPublished: func(e detector.OutboxEntry) {
+				if a.Cluster != nil {
+					a.Cluster.Mirror(e)
+				}
 				if _, sev, state, ok := detector.AlertLabels(e); ok {
 					a.Notifier.Notify(notify.Notification{Kind: sev, State: state, JSON: e.Data, Text: detector.AlertText(e)})
 				}

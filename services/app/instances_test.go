@@ -89,7 +89,31 @@ func TestInstancesShareThePartitions(t *testing.T) {
 	checkAlertsOnce(t, a.JS, len(faults))
 	checkReadsSpanInstances(t, a, b)
 
-	// b stops; a takes its partitions and catches them up from the log.
+	// On b, one fault is resolved by hand and another handed to a team:
+	// records only b's store and its mirror hold.
+	var bFaults []string
+	for order := range faults {
+		if b.App.Owned.Owns(order) {
+			bFaults = append(bFaults, order)
+		}
+	}
+	slices.Sort(bFaults)
+	resolvedID := detector.AlertID(bFaults[0], detector.OrderNotAcknowledged, "shop", "erp")
+	assignedID := detector.AlertID(bFaults[1], detector.OrderNotAcknowledged, "shop", "erp")
+	if _, err := b.App.Detector.Resolve(resolvedID, "ops@example.com", "entered in the ERP by hand"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.App.Detector.Assign(assignedID, "team-erp", "ops@example.com", ""); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitSettled(t, 30*time.Second)
+
+	// b stops; a takes its partitions, catches them up from the log
+	// without publishing again what b published, and adopts b's records.
+	published, err := a.NC.SubscribeSync(events.AlertsPrefix + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
 	b.Stop()
 	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if got := a.App.Owned.Owned(); len(got) != 8 {
@@ -110,6 +134,19 @@ func TestInstancesShareThePartitions(t *testing.T) {
 		}
 	}
 	checkAlertsOnce(t, a.JS, len(faults))
+	if err := a.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := published.Pending(); n != 0 {
+		m, _ := published.NextMsg(time.Second)
+		t.Fatalf("the take-over published %d alert records again, the first %s: %s", n, m.Subject, m.Data)
+	}
+	if m, err := detector.GetMismatch(a.App.Store, resolvedID); err != nil || m.State != detector.StateResolved {
+		t.Fatalf("the mismatch resolved by hand on b is not resolved on a: %+v %v", m, err)
+	}
+	if m, err := detector.GetMismatch(a.App.Store, assignedID); err != nil || m.Owner != "team-erp" || m.State != detector.StateOpen {
+		t.Fatalf("the mismatch assigned on b is not team-erp's on a: %+v %v", m, err)
+	}
 	_ = ctx
 }
 

@@ -122,10 +122,24 @@ func (m *Member) change(want []int) error {
 		if err := m.opts.Store.Commit(b); err != nil {
 			return err
 		}
-		replayed := 0
+		replayed, adopted := 0, 0
 		if len(gained) > 0 {
-			if replayed, err = m.catchUp(gained, ckpts); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			// What their previous owner judged is re-derived silently
+			// (it published the alerts), then its records are adopted.
+			prev, err := m.previousOwners(ctx, gained)
+			if err != nil {
+				return fmt.Errorf("cluster: read the progress of partitions %v: %w", gained, err)
+			}
+			if replayed, err = m.catchUp(ctx, gained, ckpts, prev); err != nil {
 				return fmt.Errorf("cluster: catch up partitions %v: %w", gained, err)
+			}
+			if err := m.judgeAsBefore(prev); err != nil {
+				return fmt.Errorf("cluster: judge partitions %v as before: %w", gained, err)
+			}
+			if adopted, err = m.adopt(ctx, gained); err != nil {
+				return fmt.Errorf("cluster: adopt the records of partitions %v: %w", gained, err)
 			}
 			b := m.opts.Store.NewBatch()
 			for _, p := range gained {
@@ -147,7 +161,7 @@ func (m *Member) change(want []int) error {
 		m.mu.Lock()
 		m.last = c
 		m.mu.Unlock()
-		m.log.Info().Ints("gained", gained).Ints("lost", lost).Int("replayed", replayed).Dur("took", c.Took).Msg("partitions changed")
+		m.log.Info().Ints("gained", gained).Ints("lost", lost).Int("replayed", replayed).Int("adopted", adopted).Dur("took", c.Took).Msg("partitions changed")
 		return nil
 	})
 	if err == nil && changed {
@@ -161,7 +175,7 @@ func (m *Member) change(want []int) error {
 // checkpoints (what the consumers read later is theirs). Each batch
 // moves the marks it covered, in the same durable commit, so a catch-up
 // cut short goes on where it stopped.
-func (m *Member) catchUp(gained []int, ckpts map[string]uint64) (int, error) {
+func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uint64, prev map[int]progress) (int, error) {
 	n := m.opts.Partitions
 	marks := make(map[int]map[string]uint64, len(gained))
 	from, to := uint64(0), uint64(0)
@@ -188,8 +202,6 @@ func (m *Member) catchUp(gained []int, ckpts map[string]uint64) (int, error) {
 	for _, s := range m.opts.Systems {
 		subjects = append(subjects, events.InSubject(s))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
 	cons, err := m.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1,
 	})
@@ -240,27 +252,34 @@ func (m *Member) catchUp(gained []int, ckpts map[string]uint64) (int, error) {
 				if err != nil {
 					return err
 				}
-				mk, ok := marks[events.Partition(out.Event.OrderID, n)]
+				part := events.Partition(out.Event.OrderID, n)
+				mk, ok := marks[part]
 				if !ok || seq <= mk[det] || seq > ckpts[det] {
 					continue // not gained, or judged already, or the detector's to read
 				}
+				entry := out.Entry
 				switch out.Result {
 				case projections.Applied, projections.Late, projections.Acked:
-					if err := e.OnEntry(tx.B, out.Event.OrderID, out.Entry, now); err != nil {
-						return err
-					}
 				case projections.NotOwned:
 					// Projected here before, not judged yet.
-					entry, err := projections.ReadEntry(tx.B, out.Event.OrderID, seq)
+					entry, err = projections.ReadEntry(tx.B, out.Event.OrderID, seq)
 					if errors.Is(err, projections.ErrNotFound) {
 						continue // it was rejected or a duplicate
 					}
 					if err != nil {
 						return err
 					}
-					if err := e.OnEntry(tx.B, out.Event.OrderID, entry, now); err != nil {
-						return err
-					}
+				default:
+					continue
+				}
+				detect := func() error { return e.OnEntry(tx.B, out.Event.OrderID, entry, now) }
+				if pr, ok := prev[part]; ok && seq <= pr.Seq {
+					err = e.Silently(detect) // its previous owner judged it
+				} else {
+					err = detect()
+				}
+				if err != nil {
+					return err
 				}
 			}
 			for _, p := range gained {

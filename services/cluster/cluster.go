@@ -91,11 +91,12 @@ type Instance struct {
 
 // Member is one instance's membership: its leases and its catch-up.
 type Member struct {
-	opts    Options
-	log     zerolog.Logger
-	kv      jetstream.KeyValue
-	stream  jetstream.Stream
-	started time.Time
+	opts     Options
+	log      zerolog.Logger
+	kv       jetstream.KeyValue // the leases
+	handover jetstream.KeyValue // progress and mismatch records (handover.go)
+	stream   jetstream.Stream
+	started  time.Time
 
 	mu        sync.Mutex
 	revs      map[int]uint64 // owned partitions' lease revisions
@@ -152,6 +153,9 @@ func (m *Member) Start(ctx context.Context) error {
 		return fmt.Errorf("cluster: open bucket %s: %w", Bucket, err)
 	}
 	m.kv = kv
+	if err := m.openHandover(ctx); err != nil {
+		return err
+	}
 	if m.stream, err = m.opts.JS.Stream(ctx, events.EventsStream); err != nil {
 		return fmt.Errorf("cluster: open stream: %w", err)
 	}
@@ -248,9 +252,13 @@ func (m *Member) Run(ctx context.Context) error {
 func (m *Member) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	owned := m.opts.Owned.Owned()
 	if err := m.change(nil); err != nil {
 		m.log.Error().Err(err).Msg("cluster: giving the partitions back failed; their leases expire")
 		return
+	}
+	if err := m.putProgress(ctx, owned); err != nil {
+		m.log.Warn().Err(err).Msg("cluster: the progress of the partitions given back was not recorded")
 	}
 	m.mu.Lock()
 	revs := m.revs
@@ -322,6 +330,9 @@ func (m *Member) round(ctx context.Context) error {
 	m.revs = revs
 	m.mu.Unlock()
 	if err := m.change(want); err != nil {
+		return err
+	}
+	if err := m.putProgress(ctx, append(m.opts.Owned.Owned(), giveBack...)); err != nil {
 		return err
 	}
 	for _, p := range giveBack {

@@ -76,6 +76,7 @@ type Detector struct {
 
 	applied      atomic.Uint64 // checkpoint
 	lastReceived atomic.Int64  // received time of the last processed message
+	judgedTo     atomic.Int64  // the watermark of the last complete Tick (Unix ns)
 	outboxWake   chan struct{}
 
 	// hints are the projector's outcomes by sequence, handed over in
@@ -250,6 +251,10 @@ func (d *Detector) Engine() *Engine { return d.opts.Engine }
 
 // Now is the detector's clock.
 func (d *Detector) Now() time.Time { return d.opts.Now() }
+
+// JudgedTo is the watermark of the last complete Tick: every
+// expectation due by it has been judged (and its alert queued).
+func (d *Detector) JudgedTo() time.Time { return time.Unix(0, d.judgedTo.Load()) }
 
 // Applied is the detector's checkpoint.
 func (d *Detector) Applied() uint64 { return d.applied.Load() }
@@ -443,6 +448,7 @@ func (d *Detector) Tick(ctx context.Context) error {
 			b.Close()
 			d.mu.Unlock()
 			d.opts.Owned.Done()
+			d.judgedTo.Store(wm.UnixNano())
 			return nil
 		}
 		err = d.finish(b, err)

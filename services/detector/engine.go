@@ -49,6 +49,26 @@ type Engine struct {
 	// every order). The store may hold others', kept from when they were
 	// owned here: their expectations wait, unjudged, for their return.
 	owned *partition.Set
+	// silent, set by Silently while a taken-over partition's past is
+	// re-derived, stores what is raised without queueing its alert;
+	// mirror puts the whole record in every queued alert (SetMirror).
+	// Both are read and written under the detector's lock.
+	silent, mirror bool
+}
+
+// SetMirror makes every queued alert carry its whole stored record
+// (OutboxEntry.Record), for the instances of a cluster to hand records
+// over. Call it before the engine is used.
+func (e *Engine) SetMirror(on bool) { e.mirror = on }
+
+// Silently runs fn with alerts not queued: what fn raises or resolves is
+// stored, and published by nobody. A partition taken over re-derives so
+// what its previous owner already published. Call it under the
+// detector's lock (Detector.UpdateTx).
+func (e *Engine) Silently(fn func() error) error {
+	e.silent = true
+	defer func() { e.silent = false }()
+	return fn()
 }
 
 // SetOwned makes the engine judge only the orders of owned's partitions.
@@ -360,6 +380,13 @@ func (e *Engine) JudgeDue(b *pebble.Batch, watermark, now time.Time, limit int) 
 // it. The cursor is valid only once b is committed and only for the same
 // watermark.
 func (e *Engine) JudgeDueAfter(b *pebble.Batch, watermark, now time.Time, limit int, cursor []byte) (int, []byte, error) {
+	return e.JudgeDueFor(b, watermark, now, limit, cursor, e.owned.Owns)
+}
+
+// JudgeDueFor is JudgeDueAfter for the orders owns accepts (a partition
+// being taken over, before it counts as owned). The floor it keeps is
+// the engine's: pass a nil cursor and judge everything due with it.
+func (e *Engine) JudgeDueFor(b *pebble.Batch, watermark, now time.Time, limit int, cursor []byte, owns func(orderID string) bool) (int, []byte, error) {
 	upper := binary.BigEndian.AppendUint64(append([]byte(nil), prefixDue...), uint64(watermark.UnixNano())+1)
 	e.mu.Lock()
 	floor := e.dueFloor
@@ -380,7 +407,7 @@ func (e *Engine) JudgeDueAfter(b *pebble.Batch, watermark, now time.Time, limit 
 			it.Close()
 			return 0, nil, err
 		}
-		if !e.owned.Owns(x.OrderID) {
+		if !owns(x.OrderID) {
 			continue
 		}
 		due = append(due, x)

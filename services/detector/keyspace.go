@@ -94,6 +94,12 @@ type OutboxEntry struct {
 	// Change is "assigned" for a record republished because its owner
 	// changed (its state did not); "" for a state change.
 	Change string `json:"change,omitempty"`
+	// AlertID and Record (the whole stored mismatch, with its audit
+	// trail) are set when the engine mirrors its records (SetMirror):
+	// instances of a cluster hand a partition's records over through
+	// them.
+	AlertID string          `json:"alert_id,omitempty"`
+	Record  json.RawMessage `json:"record,omitempty"`
 }
 
 // enqueue queues m's alert record after a state change (opened,
@@ -106,13 +112,23 @@ func (e *Engine) enqueue(b *pebble.Batch, m *Mismatch) error {
 // Only state changes (change "") are handed to Committed: the metrics
 // count opened and resolved mismatches, and an assignment is neither.
 func (e *Engine) enqueueRecord(b *pebble.Batch, m *Mismatch, msgID, change string) error {
+	if e.silent {
+		return nil // re-derived: its owner then published it (Silently)
+	}
 	a := m.Alert
 	a.Runbook = RunbookOf(e.cfg, m).Brief()
 	data, err := json.Marshal(&a)
 	if err != nil {
 		return err
 	}
-	entry, err := json.Marshal(OutboxEntry{Subject: events.AlertSubject(m.Severity, m.Pattern), MsgID: msgID, Data: data, Change: change})
+	out := OutboxEntry{Subject: events.AlertSubject(m.Severity, m.Pattern), MsgID: msgID, Data: data, Change: change}
+	if e.mirror {
+		if out.Record, err = json.Marshal(m); err != nil {
+			return err
+		}
+		out.AlertID = m.AlertID
+	}
+	entry, err := json.Marshal(out)
 	if err != nil {
 		return err
 	}

@@ -109,6 +109,42 @@ func (e *Engine) open(b *pebble.Batch, m *Mismatch, now time.Time) (bool, error)
 	return true, e.enqueue(b, m)
 }
 
+// Adopt stores m, a record another instance kept (its mirror, handed
+// over with a partition), as it is: its state, owner and audit trail win
+// over what this store re-derived. Nothing is queued.
+func (e *Engine) Adopt(b *pebble.Batch, m *Mismatch) error {
+	key := join(prefixMis, m.AlertID)
+	old, found, err := getMismatch(b, key)
+	if err != nil {
+		return err
+	}
+	wasOpen, isOpen := found && old.State != StateResolved, m.State != StateResolved
+	if err := putMismatch(b, key, m); err != nil {
+		return err
+	}
+	switch {
+	case isOpen && !wasOpen:
+		if err := b.Set(join(prefixOpen, m.OrderID, m.AlertID), nil, nil); err != nil {
+			return err
+		}
+		if m.GateTarget != "" {
+			if err := b.Set(join(prefixGate, m.AlertID), []byte(m.OrderID), nil); err != nil {
+				return err
+			}
+		}
+		e.countOpen(m.OrderID, 1)
+	case wasOpen && !isOpen:
+		if err := b.Delete(join(prefixOpen, m.OrderID, m.AlertID), nil); err != nil {
+			return err
+		}
+		if err := b.Delete(join(prefixGate, m.AlertID), nil); err != nil {
+			return err
+		}
+		e.countOpen(m.OrderID, -1)
+	}
+	return nil
+}
+
 // Resolve marks an open mismatch resolved (by a person or because the
 // systems agree) and queues the resolved record.
 func (e *Engine) Resolve(b *pebble.Batch, alertID string, now time.Time, by, note string, update ...func(*Mismatch)) (*Mismatch, error) {

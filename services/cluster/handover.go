@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/driftwatch/driftwatch/events"
+	"github.com/driftwatch/driftwatch/services/detector"
+)
+
+// HandoverBucket keeps what a partition's next owner needs from its last
+// one, without expiry: "progress.<p>" (how far the owner had judged) and
+// "mismatch.<alert_id>" (every mismatch record as of its last state
+// change, with its owner and audit trail: the mirror).
+const HandoverBucket = "DRIFTWATCH_HANDOVER"
+
+const (
+	progressPrefix = "progress."
+	mismatchPrefix = "mismatch."
+)
+
+// progress is how far a partition's owner had processed the log: every
+// event up to Seq judged and its alerts queued, every expectation due by
+// Judged judged. An owner that dies was up to a third of the lease
+// further: what it judged in that time is judged again by the next owner,
+// and the alerts stream's Nats-Msg-Id window drops the copies.
+type progress struct {
+	Instance string `json:"instance"`
+	Seq      uint64 `json:"seq"`
+	Judged   int64  `json:"judged_ns"`
+}
+
+// openHandover opens (or creates) the handover bucket.
+func (m *Member) openHandover(ctx context.Context) error {
+	kv, err := m.opts.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: HandoverBucket, Description: "driftwatch: what the next owner of a partition takes over (progress, mismatch records)",
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(m.opts.Replicas, 1), Placement: m.opts.Placement,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: open bucket %s: %w", HandoverBucket, err)
+	}
+	m.handover = kv
+	return nil
+}
+
+// putProgress records, for partitions, how far this instance has
+// processed: the detector's checkpoint and the watermark of its last
+// complete tick. Called each round for the owned partitions, and for the
+// ones given back just before their leases are.
+func (m *Member) putProgress(ctx context.Context, partitions []int) error {
+	if len(partitions) == 0 {
+		return nil
+	}
+	p := progress{Instance: m.opts.Instance, Judged: m.opts.Detector.JudgedTo().UnixNano(), Seq: m.opts.Detector.Applied()}
+	data, _ := json.Marshal(p)
+	for _, part := range partitions {
+		if _, err := m.handover.Put(ctx, progressPrefix+strconv.Itoa(part), data); err != nil {
+			return fmt.Errorf("record progress of partition %d: %w", part, err)
+		}
+	}
+	return nil
+}
+
+// Mirror keeps a published alert's whole record in the handover bucket
+// (detector.Options.OnPublished): the next owner of its partition adopts
+// it. It does not wait: the record goes as one message to the bucket's
+// stream.
+func (m *Member) Mirror(e detector.OutboxEntry) {
+	if e.AlertID == "" || len(e.Record) == 0 {
+		return
+	}
+	if err := m.opts.JS.Conn().Publish("$KV."+HandoverBucket+"."+mismatchPrefix+e.AlertID, e.Record); err != nil {
+		m.log.Warn().Err(err).Str("alert_id", e.AlertID).Msg("cluster: mismatch record not mirrored")
+	}
+}
+
+// previousOwners reads the gained partitions' progress, for those another
+// instance owned last.
+func (m *Member) previousOwners(ctx context.Context, gained []int) (map[int]progress, error) {
+	out := map[int]progress{}
+	for _, p := range gained {
+		e, err := m.handover.Get(ctx, progressPrefix+strconv.Itoa(p))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var pr progress
+		if json.Unmarshal(e.Value(), &pr) == nil && pr.Instance != m.opts.Instance {
+			out[p] = pr
+		}
+	}
+	return out, nil
+}
+
+// judgeAsBefore judges, silently, the gained partitions' expectations
+// their previous owner had judged (due by its progress): it published
+// what they raised.
+func (m *Member) judgeAsBefore(prev map[int]progress) error {
+	for p, pr := range prev {
+		owns := func(order string) bool { return events.Partition(order, m.opts.Partitions) == p }
+		for {
+			tx := m.opts.Store.NewTx(true)
+			n := 0
+			err := m.opts.Detector.UpdateTx(tx, func(e *detector.Engine, now time.Time) error {
+				return e.Silently(func() error {
+					var err error
+					n, _, err = e.JudgeDueFor(tx.B, time.Unix(0, pr.Judged), now, 2000, nil, owns)
+					return err
+				})
+			})
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// adopt takes over the mirrored mismatch records of the gained
+// partitions' orders: their state, owner and audit trail as their last
+// owner left them.
+func (m *Member) adopt(ctx context.Context, gained []int) (int, error) {
+	set := map[int]bool{}
+	for _, p := range gained {
+		set[p] = true
+	}
+	w, err := m.handover.Watch(ctx, mismatchPrefix+">", jetstream.IgnoreDeletes())
+	if err != nil {
+		return 0, err
+	}
+	defer w.Stop()
+	var records []*detector.Mismatch
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		var rec detector.Mismatch
+		if err := json.Unmarshal(e.Value(), &rec); err != nil || !strings.HasPrefix(e.Key(), mismatchPrefix) {
+			continue
+		}
+		if set[events.Partition(rec.OrderID, m.opts.Partitions)] {
+			records = append(records, &rec)
+		}
+	}
+	for start := 0; start < len(records); start += catchUpBatch {
+		batch := records[start:min(start+catchUpBatch, len(records))]
+		tx := m.opts.Store.NewTx(true)
+		if err := m.opts.Detector.UpdateTx(tx, func(e *detector.Engine, _ time.Time) error {
+			for _, rec := range batch {
+				if err := e.Adopt(tx.B, rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return len(records), nil
+}
