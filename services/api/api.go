@@ -171,9 +171,15 @@ type forwardedKey struct{}
 // ServeForwarded serves a request another instance of a cluster received,
 // authorised and forwarded here (services/cluster): the route's handler
 // runs without a second authorisation, and IsForwarded tells it so.
-func (s *Server) ServeForwarded(w http.ResponseWriter, r *http.Request) {
+// The caller, when the receiving instance had one (tokens), is who the
+// audit trail names.
+func (s *Server) ServeForwarded(w http.ResponseWriter, r *http.Request, caller *Caller) {
 	setSecurityHeaders(w.Header())
-	s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardedKey{}, true)))
+	ctx := context.WithValue(r.Context(), forwardedKey{}, true)
+	if caller != nil {
+		ctx = context.WithValue(ctx, callerKey{}, *caller)
+	}
+	s.mux.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // IsForwarded reports whether the request was forwarded by another

@@ -63,6 +63,81 @@ type MismatchHandlers struct {
 	// Config names the systems a filter may ask for and overrides the
 	// runbooks (nil: any system, the built-in runbooks).
 	Config *config.Config
+	// Cluster, when set, reaches the other instances of a cluster: the
+	// list gathers every instance's, and a mismatch this instance does
+	// not own is read and changed on the one that does. Owns then says
+	// which orders are this instance's.
+	Cluster Cluster
+	Owns    func(orderID string) bool
+}
+
+// Cluster reaches the instances of a cluster (services/cluster).
+type Cluster interface {
+	// Gather sends a GET of uri to every live instance, this one too,
+	// and returns the bodies of their 200 replies.
+	Gather(r *http.Request, uri string) ([][]byte, error)
+	// ForwardAny sends r (with body) to the other live instances in turn
+	// and writes the first reply that is not a 404; false when none
+	// answered other than 404.
+	ForwardAny(w http.ResponseWriter, r *http.Request, body []byte) bool
+}
+
+// maxGathered is the most mismatches one instance returns to a gathering
+// list (the page's offset plus its limit).
+const maxGathered = 100000
+
+// elsewhere serves r, about mismatch alertID, on the instance that owns
+// it, when this one does not, and reports whether it did. On the owner's
+// side of a forwarded request, another's mismatch is a 404, so the sender
+// tries the next instance. r's body is read here and left readable.
+func (h *MismatchHandlers) elsewhere(w http.ResponseWriter, r *http.Request, alertID string) bool {
+	if h.Cluster == nil {
+		return false
+	}
+	m, err := detector.GetMismatch(h.Store, alertID)
+	mine := err == nil && h.Owns(m.OrderID)
+	if mine {
+		return false
+	}
+	if !IsForwarded(r.Context()) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if h.Cluster.ForwardAny(w, r, body) {
+			return true
+		}
+	}
+	httpjson.WriteError(w, http.StatusNotFound, "mismatch_not_found", "no mismatch with alert id "+alertID)
+	return true
+}
+
+// gather answers the list from every instance: each returns the first
+// offset+limit of its own, and the pages merge in the list's order.
+func (h *MismatchHandlers) gather(w http.ResponseWriter, r *http.Request, offset, limit int) {
+	q := r.URL.Query()
+	q.Set("offset", "0")
+	q.Set("limit", strconv.Itoa(offset+limit))
+	bodies, err := h.Cluster.Gather(r, "/v1/mismatches?"+q.Encode())
+	if err != nil {
+		httpjson.WriteError(w, http.StatusBadGateway, "instances_unreachable", err.Error())
+		return
+	}
+	var all []*detector.Mismatch
+	total := 0
+	for _, b := range bodies {
+		var p MismatchPage
+		if err := json.Unmarshal(b, &p); err != nil {
+			httpjson.WriteError(w, http.StatusBadGateway, "instance_error", "a list from another instance: "+err.Error())
+			return
+		}
+		total += p.Total
+		all = append(all, p.Mismatches...)
+	}
+	detector.SortMismatches(all)
+	page := all[min(offset, len(all)):min(offset+limit, len(all))]
+	if page == nil {
+		page = []*detector.Mismatch{}
+	}
+	httpjson.Write(w, http.StatusOK, MismatchPage{Total: total, Offset: offset, Limit: limit, Mismatches: page})
 }
 
 // Register adds the routes.
@@ -188,11 +263,20 @@ func (h *MismatchHandlers) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	offset, _ := strconv.Atoi(r.URL.Query().Get("offset"))
+	offset = max(offset, 0)
 	limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
-	if err != nil || limit <= 0 || limit > 1000 {
+	forwarded := IsForwarded(r.Context())
+	if err != nil || limit <= 0 || limit > 1000 && !(forwarded && limit <= maxGathered) {
 		limit = 100
 	}
-	page, total, err := detector.ListMismatches(h.Store, f, max(offset, 0), limit)
+	if h.Cluster != nil {
+		if !forwarded {
+			h.gather(w, r, offset, limit)
+			return
+		}
+		f.Owns = h.Owns
+	}
+	page, total, err := detector.ListMismatches(h.Store, f, offset, limit)
 	if err != nil {
 		httpjson.WriteError(w, http.StatusInternalServerError, "store_error", err.Error())
 		return
@@ -207,6 +291,9 @@ func (h *MismatchHandlers) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *MismatchHandlers) get(w http.ResponseWriter, r *http.Request) {
+	if h.elsewhere(w, r, r.PathValue("alert_id")) {
+		return
+	}
 	m, err := detector.GetMismatch(h.Store, r.PathValue("alert_id"))
 	if errors.Is(err, detector.ErrMismatchNotFound) {
 		httpjson.WriteError(w, http.StatusNotFound, "mismatch_not_found", "no mismatch with alert id "+r.PathValue("alert_id"))
@@ -220,6 +307,9 @@ func (h *MismatchHandlers) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *MismatchHandlers) resolve(w http.ResponseWriter, r *http.Request) {
+	if h.elsewhere(w, r, r.PathValue("alert_id")) {
+		return
+	}
 	var req ResolveRequest
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if len(body) > 0 {
@@ -324,6 +414,9 @@ func checkAudit(w http.ResponseWriter, by, note string) bool {
 // alert record is published again (Detector.Assign). The owner it already
 // has changes nothing. A resolved mismatch takes no owner (409).
 func (h *MismatchHandlers) assign(w http.ResponseWriter, r *http.Request) {
+	if h.elsewhere(w, r, r.PathValue("alert_id")) {
+		return
+	}
 	var req AssignRequest
 	const shape = `{"owner": "...", "by": "...", "note": "..."} (owner "" unassigns)`
 	if !readStrict(w, r, &req, shape) {
@@ -362,6 +455,9 @@ func (h *MismatchHandlers) detectorRuns(w http.ResponseWriter) bool {
 // trail (action note), in any state; nothing else changes and nothing is
 // published.
 func (h *MismatchHandlers) note(w http.ResponseWriter, r *http.Request) {
+	if h.elsewhere(w, r, r.PathValue("alert_id")) {
+		return
+	}
 	var req NoteRequest
 	if !readStrict(w, r, &req, `{"note": "...", "by": "..."}`) {
 		return

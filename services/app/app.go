@@ -480,7 +480,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 				orders.Forward = a.Cluster.ForwardHTTP
 			}
 			orders.Register(a.HTTP)
-			(&api.MismatchHandlers{Store: a.Store, Detector: a.Detector, Config: a.cfg}).Register(a.HTTP)
+			mismatches := &api.MismatchHandlers{Store: a.Store, Detector: a.Detector, Config: a.cfg}
+			if a.Cluster != nil {
+				mismatches.Cluster, mismatches.Owns = a.Cluster, a.Owned.Owns
+			}
+			mismatches.Register(a.HTTP)
 			if a.Gate != nil {
 				a.HTTP.Handle("POST /v1/validate", a.Gate)
 			}

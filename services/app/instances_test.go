@@ -100,11 +100,15 @@ func TestInstancesShareThePartitions(t *testing.T) {
 	slices.Sort(bFaults)
 	resolvedID := detector.AlertID(bFaults[0], detector.OrderNotAcknowledged, "shop", "erp")
 	assignedID := detector.AlertID(bFaults[1], detector.OrderNotAcknowledged, "shop", "erp")
-	if _, err := b.App.Detector.Resolve(resolvedID, "ops@example.com", "entered in the ERP by hand"); err != nil {
-		t.Fatal(err)
+	// Both asked of a: the owner, b, answers.
+	if status, body := a.Do(t, "POST", "/v1/mismatches/"+resolvedID+"/resolve", "application/json", `{"note":"entered in the ERP by hand","by":"ops@example.com"}`); status != 200 || !strings.Contains(body, `"state":"resolved"`) {
+		t.Fatalf("resolve on a of b's mismatch: %d %s", status, body)
 	}
-	if _, err := b.App.Detector.Assign(assignedID, "team-erp", "ops@example.com", ""); err != nil {
-		t.Fatal(err)
+	if status, body := a.Do(t, "POST", "/v1/mismatches/"+assignedID+"/assign", "application/json", `{"owner":"team-erp","by":"ops@example.com"}`); status != 200 || !strings.Contains(body, `"owner":"team-erp"`) {
+		t.Fatalf("assign on a of b's mismatch: %d %s", status, body)
+	}
+	if m, err := detector.GetMismatch(b.App.Store, resolvedID); err != nil || m.State != detector.StateResolved {
+		t.Fatalf("resolved through a, b's record: %+v %v", m, err)
 	}
 	b.WaitSettled(t, 30*time.Second)
 
@@ -177,6 +181,25 @@ func checkReadsSpanInstances(t *testing.T, a, b *apptest.Env) {
 	}
 	if !reply.Current.HasRecord || reply.Current.Status != "Pending Fulfillment" {
 		t.Fatalf("gate about %s (b's) judged without b's state: %+v", order, reply)
+	}
+	// The list is every instance's, from either.
+	for _, env := range []*apptest.Env{a, b} {
+		status, body := env.Do(t, "GET", "/v1/mismatches?pattern=order_not_acknowledged&limit=1000", "", "")
+		var page struct {
+			Total      int `json:"total"`
+			Mismatches []struct {
+				OrderID string `json:"order_id"`
+			} `json:"mismatches"`
+		}
+		if err := json.Unmarshal([]byte(body), &page); status != 200 || err != nil || page.Total != 30 || len(page.Mismatches) != 30 {
+			t.Fatalf("GET /v1/mismatches: %d, total %d, %d listed (want 30): %v %.300s", status, page.Total, len(page.Mismatches), err, body)
+		}
+	}
+	id := detector.AlertID(fmt.Sprintf("IN-%03d", 3), detector.OrderNotAcknowledged, "shop", "erp")
+	for _, env := range []*apptest.Env{a, b} {
+		if status, body := env.Do(t, "GET", "/v1/mismatches/"+id, "", ""); status != 200 || !strings.Contains(body, `"order_id":"IN-003"`) {
+			t.Fatalf("GET /v1/mismatches/%s: %d %s", id, status, body)
+		}
 	}
 	msg, err = a.NC.Request(cluster.InstanceSubject("b", "partitions"), nil, 5*time.Second)
 	if err != nil {

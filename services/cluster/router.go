@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -46,9 +47,22 @@ const codeNotOwner = "not_owner"
 
 // forwardedRequest is an HTTP request sent to the owner of its order.
 type forwardedRequest struct {
-	Method string `json:"method"`
-	URI    string `json:"uri"`
-	Accept string `json:"accept,omitempty"`
+	Method      string      `json:"method"`
+	URI         string      `json:"uri"`
+	Accept      string      `json:"accept,omitempty"`
+	ContentType string      `json:"content_type,omitempty"`
+	Body        []byte      `json:"body,omitempty"`
+	Caller      *api.Caller `json:"caller,omitempty"` // the token the request came with
+}
+
+// forwarding is r as the owner receives it.
+func forwarding(r *http.Request, uri string, body []byte) []byte {
+	f := forwardedRequest{Method: r.Method, URI: uri, Accept: r.Header.Get("Accept"), ContentType: r.Header.Get("Content-Type"), Body: body}
+	if c, ok := api.CallerOf(r.Context()); ok {
+		f.Caller = &c
+	}
+	data, _ := json.Marshal(f)
+	return data
 }
 
 // forwardedReply is the owner's response.
@@ -119,7 +133,7 @@ func (m *Member) serveHTTP(req micro.Request) {
 		_ = req.Error("503", "this instance serves no HTTP API", nil)
 		return
 	}
-	r, err := http.NewRequestWithContext(context.Background(), in.Method, in.URI, nil)
+	r, err := http.NewRequestWithContext(context.Background(), in.Method, in.URI, bytes.NewReader(in.Body))
 	if err != nil {
 		_ = req.Error("400", err.Error(), nil)
 		return
@@ -127,8 +141,11 @@ func (m *Member) serveHTTP(req micro.Request) {
 	if in.Accept != "" {
 		r.Header.Set("Accept", in.Accept)
 	}
+	if in.ContentType != "" {
+		r.Header.Set("Content-Type", in.ContentType)
+	}
 	w := &bufferedResponse{header: http.Header{}}
-	h.ServeForwarded(w, r)
+	h.ServeForwarded(w, r, in.Caller)
 	_ = req.RespondJSON(forwardedReply{Status: w.status(), ContentType: w.header.Get("Content-Type"), Body: w.body.Bytes()})
 }
 
@@ -186,7 +203,7 @@ func (m *Member) ForwardHTTP(w http.ResponseWriter, r *http.Request, orderID str
 		httpjson.WriteError(w, http.StatusServiceUnavailable, codeNotOwner, fmt.Sprintf("partition %d (order %s) is not instance %s's", p, orderID, m.opts.Instance))
 		return true
 	}
-	data, _ := json.Marshal(forwardedRequest{Method: r.Method, URI: r.URL.RequestURI(), Accept: r.Header.Get("Accept")})
+	data := forwarding(r, r.URL.RequestURI(), nil)
 	for attempt := range 2 {
 		owner, err := m.ownerOf(r.Context(), p, attempt > 0)
 		if err != nil || owner == "" || owner == m.opts.Instance {
@@ -202,25 +219,94 @@ func (m *Member) ForwardHTTP(w http.ResponseWriter, r *http.Request, orderID str
 			httpjson.WriteError(w, http.StatusBadGateway, "owner_unreachable", fmt.Sprintf("instance %s (owner of partition %d): %v", owner, p, err))
 			return true
 		}
-		var rep forwardedReply
-		if err := json.Unmarshal(msg.Data, &rep); err != nil || rep.Status == 0 {
-			httpjson.WriteError(w, http.StatusBadGateway, "owner_error", fmt.Sprintf("instance %s (owner of partition %d): %s", owner, p, msg.Header.Get(micro.ErrorHeader)))
+		rep, err := decodeReply(msg)
+		if err != nil {
+			httpjson.WriteError(w, http.StatusBadGateway, "owner_error", fmt.Sprintf("instance %s (owner of partition %d): %v", owner, p, err))
 			return true
 		}
 		if rep.Status == http.StatusServiceUnavailable && bytes.Contains(rep.Body, []byte(`"`+codeNotOwner+`"`)) {
 			continue // it gave the partition up since: look again
 		}
-		if rep.ContentType != "" {
-			w.Header().Set("Content-Type", rep.ContentType)
-		}
-		w.Header().Set("Driftwatch-Instance", owner)
-		w.WriteHeader(rep.Status)
-		_, _ = w.Write(rep.Body)
+		rep.write(w, owner)
 		return true
 	}
 	w.Header().Set("Retry-After", "1")
 	httpjson.WriteError(w, http.StatusServiceUnavailable, "no_owner", fmt.Sprintf("partition %d (order %s) is moving between instances; retry in a few seconds", p, orderID))
 	return true
+}
+
+// decodeReply reads an instance's answer to a forwarded request.
+func decodeReply(msg *nats.Msg) (forwardedReply, error) {
+	var rep forwardedReply
+	if err := json.Unmarshal(msg.Data, &rep); err != nil || rep.Status == 0 {
+		return rep, fmt.Errorf("no reply: %s", msg.Header.Get(micro.ErrorHeader))
+	}
+	return rep, nil
+}
+
+// write answers with the reply instance gave.
+func (rep forwardedReply) write(w http.ResponseWriter, instance string) {
+	if rep.ContentType != "" {
+		w.Header().Set("Content-Type", rep.ContentType)
+	}
+	w.Header().Set("Driftwatch-Instance", instance)
+	w.WriteHeader(rep.Status)
+	_, _ = w.Write(rep.Body)
+}
+
+// Gather sends a GET of uri to every live instance, this one included,
+// and returns the bodies of their 200 replies (api.Cluster). An instance
+// that fails to answer fails the whole: a list without one instance's
+// mismatches would look complete.
+func (m *Member) Gather(r *http.Request, uri string) ([][]byte, error) {
+	m.mu.Lock()
+	live := slices.Clone(m.instances)
+	m.mu.Unlock()
+	data := forwarding(r, uri, nil)
+	var out [][]byte
+	for _, in := range live {
+		ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
+		msg, err := m.opts.JS.Conn().RequestWithContext(ctx, InstanceSubject(in.Name, "http"), data)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("instance %s: %w", in.Name, err)
+		}
+		rep, err := decodeReply(msg)
+		if err != nil {
+			return nil, fmt.Errorf("instance %s: %w", in.Name, err)
+		}
+		if rep.Status != http.StatusOK {
+			return nil, fmt.Errorf("instance %s answered %d: %s", in.Name, rep.Status, rep.Body)
+		}
+		out = append(out, rep.Body)
+	}
+	return out, nil
+}
+
+// ForwardAny sends r to the other live instances in turn and writes the
+// first reply that is not a 404 (api.Cluster): the instance that owns
+// the mismatch answers it.
+func (m *Member) ForwardAny(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	m.mu.Lock()
+	live := slices.Clone(m.instances)
+	m.mu.Unlock()
+	data := forwarding(r, r.URL.RequestURI(), body)
+	for _, in := range live {
+		if in.Name == m.opts.Instance {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), forwardTimeout)
+		msg, err := m.opts.JS.Conn().RequestWithContext(ctx, InstanceSubject(in.Name, "http"), data)
+		cancel()
+		if err != nil {
+			continue // gone: its partitions are moving; the next may hold it
+		}
+		if rep, err := decodeReply(msg); err == nil && rep.Status != http.StatusNotFound {
+			rep.write(w, in.Name)
+			return true
+		}
+	}
+	return false
 }
 
 // RouteValidate sends a gate request about another instance's order to

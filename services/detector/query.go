@@ -28,10 +28,17 @@ type Filter struct {
 	// DetectedBeforeNanos keeps mismatches detected before it (a minimum
 	// age).
 	DetectedBeforeNanos int64
+	// Owns, when set, keeps the mismatches of the orders it accepts: an
+	// instance of a cluster lists only its partitions' (its store may
+	// hold others', kept from when they were its own).
+	Owns func(orderID string) bool
 }
 
 // Match reports whether m passes the filter.
 func (f *Filter) Match(m *Mismatch) bool {
+	if f.Owns != nil && !f.Owns(m.OrderID) {
+		return false
+	}
 	switch {
 	case f.State == StateOpen && m.State == StateResolved,
 		f.State != "" && f.State != StateOpen && f.State != m.State,
@@ -75,6 +82,21 @@ func ListMismatches(s *projections.Store, f Filter, offset, limit int) (page []*
 	if err := ScanMismatches(s, f, func(m *Mismatch) error { all = append(all, m); return nil }); err != nil {
 		return nil, 0, err
 	}
+	SortMismatches(all)
+	total = len(all)
+	if offset > total {
+		offset = total
+	}
+	end := total
+	if limit > 0 && offset+limit < end {
+		end = offset + limit
+	}
+	return all[offset:end], total, nil
+}
+
+// SortMismatches puts the most pressing first: by severity, then by
+// amount (largest first), then the latest detected.
+func SortMismatches(all []*Mismatch) {
 	sort.SliceStable(all, func(i, j int) bool {
 		a, b := all[i], all[j]
 		if ra, rb := SeverityRank(a.Severity), SeverityRank(b.Severity); ra != rb {
@@ -85,15 +107,6 @@ func ListMismatches(s *projections.Store, f Filter, offset, limit int) (page []*
 		}
 		return a.DetectedNanos > b.DetectedNanos
 	})
-	total = len(all)
-	if offset > total {
-		offset = total
-	}
-	end := total
-	if limit > 0 && offset+limit < end {
-		end = offset + limit
-	}
-	return all[offset:end], total, nil
 }
 
 // GetMismatch reads one mismatch.
