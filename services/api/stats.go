@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"sort"
 	"time"
@@ -42,6 +43,65 @@ type Stats struct {
 type StatsHandler struct {
 	Config *config.Config
 	Store  *projections.Store
+	// Cluster and Owns, when set, make the statistics every instance's
+	// (MismatchHandlers.Cluster): each counts its own orders', and the
+	// instance asked adds them up.
+	Cluster Cluster
+	Owns    func(orderID string) bool
+}
+
+// gather adds up every instance's statistics for the same query.
+func (h *StatsHandler) gather(w http.ResponseWriter, r *http.Request) {
+	bodies, err := h.Cluster.Gather(r, "/v1/stats?"+r.URL.RawQuery)
+	if err != nil {
+		httpjson.WriteError(w, http.StatusBadGateway, "instances_unreachable", err.Error())
+		return
+	}
+	var sum Stats
+	byStart := map[string]int{}
+	ttdSum := map[string]float64{}
+	for i, b := range bodies {
+		var st Stats
+		if err := json.Unmarshal(b, &st); err != nil {
+			httpjson.WriteError(w, http.StatusBadGateway, "instance_error", "statistics from another instance: "+err.Error())
+			return
+		}
+		if i == 0 { // its buckets are the answer's
+			sum = Stats{Window: st.Window, Bucket: st.Bucket, Patterns: st.Patterns, Systems: st.Systems, Buckets: make([]Bucket, len(st.Buckets)),
+				OpenBySystem: map[string]int{}, OpenByPattern: map[string]int{}, OpenBySeverity: map[string]int{}}
+			for j, bk := range st.Buckets {
+				sum.Buckets[j].Start = bk.Start
+				byStart[bk.Start] = j
+			}
+		}
+		for _, bk := range st.Buckets {
+			j, ok := byStart[bk.Start]
+			if !ok {
+				continue // a bucket that began or ended between the two reads
+			}
+			sum.Buckets[j].Detected += bk.Detected
+			sum.Buckets[j].Resolved += bk.Resolved
+			sum.Buckets[j].TTDCount += bk.TTDCount
+			sum.Buckets[j].TTDSkewed += bk.TTDSkewed
+			ttdSum[bk.Start] += bk.TTDMeanSeconds * float64(bk.TTDCount)
+		}
+		sum.OpenTotal += st.OpenTotal
+		for k, v := range st.OpenBySystem {
+			sum.OpenBySystem[k] += v
+		}
+		for k, v := range st.OpenByPattern {
+			sum.OpenByPattern[k] += v
+		}
+		for k, v := range st.OpenBySeverity {
+			sum.OpenBySeverity[k] += v
+		}
+	}
+	for j := range sum.Buckets {
+		if c := sum.Buckets[j].TTDCount; c > 0 {
+			sum.Buckets[j].TTDMeanSeconds = ttdSum[sum.Buckets[j].Start] / float64(c)
+		}
+	}
+	httpjson.Write(w, http.StatusOK, sum)
 }
 
 func (h *StatsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -54,6 +114,14 @@ func (h *StatsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil || bucket <= 0 || window/bucket > 500 {
 		httpjson.WriteError(w, http.StatusBadRequest, "bad_bucket", "bucket: want a duration, at most 500 buckets per window")
 		return
+	}
+	var filter detector.Filter
+	if h.Cluster != nil {
+		if !IsForwarded(r.Context()) {
+			h.gather(w, r)
+			return
+		}
+		filter.Owns = h.Owns
 	}
 	now := time.Now()
 	start := now.Add(-window).Truncate(bucket)
@@ -74,7 +142,7 @@ func (h *StatsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return i
 	}
-	err = detector.ScanMismatches(h.Store, detector.Filter{}, func(m *detector.Mismatch) error {
+	err = detector.ScanMismatches(h.Store, filter, func(m *detector.Mismatch) error {
 		if i := idx(m.DetectedNanos); i >= 0 {
 			st.Buckets[i].Detected++
 			switch d, outcome := detector.TimeToDetect(m); outcome {

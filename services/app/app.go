@@ -489,7 +489,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 				a.HTTP.Handle("POST /v1/validate", a.Gate)
 			}
 			(&api.ReconcileHandlers{Store: a.Store, Reconciler: a.Reconcile}).Register(a.HTTP)
-			a.HTTP.Handle("GET /v1/stats", &api.StatsHandler{Config: a.cfg, Store: a.Store})
+			stats := &api.StatsHandler{Config: a.cfg, Store: a.Store}
+			if a.Cluster != nil {
+				stats.Cluster, stats.Owns = a.Cluster, a.Owned.Owns
+			}
+			a.HTTP.Handle("GET /v1/stats", stats)
 			a.HTTP.HandleFunc("GET /v1/export/mismatches", a.serveExportMismatches)
 			a.HTTP.RegisterDashboard()
 			if a.serves(ServiceIngest) {

@@ -195,6 +195,33 @@ func checkReadsSpanInstances(t *testing.T, a, b *apptest.Env) {
 			t.Fatalf("GET /v1/mismatches: %d, total %d, %d listed (want 30): %v %.300s", status, page.Total, len(page.Mismatches), err, body)
 		}
 	}
+	// The statistics are both instances' added up.
+	want := 0
+	for _, env := range []*apptest.Env{a, b} {
+		_, n, err := detector.ListMismatches(env.App.Store, detector.Filter{Owns: env.App.Owned.Owns}, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += n
+	}
+	for _, env := range []*apptest.Env{a, b} {
+		status, body := env.Do(t, "GET", "/v1/stats?window=1h&bucket=10m", "", "")
+		var st struct {
+			OpenTotal int `json:"open_total"`
+			Buckets   []struct {
+				Detected int `json:"detected"`
+			} `json:"buckets"`
+		}
+		detected := 0
+		if err := json.Unmarshal([]byte(body), &st); err == nil {
+			for _, bk := range st.Buckets {
+				detected += bk.Detected
+			}
+		}
+		if status != 200 || st.OpenTotal != want || detected != want || want < 30 {
+			t.Fatalf("GET /v1/stats: %d, open %d, detected %d (want %d, at least 30): %.300s", status, st.OpenTotal, detected, want, body)
+		}
+	}
 	id := detector.AlertID(fmt.Sprintf("IN-%03d", 3), detector.OrderNotAcknowledged, "shop", "erp")
 	for _, env := range []*apptest.Env{a, b} {
 		if status, body := env.Do(t, "GET", "/v1/mismatches/"+id, "", ""); status != 200 || !strings.Contains(body, `"order_id":"IN-003"`) {
