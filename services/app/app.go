@@ -296,8 +296,20 @@ func (a *App) Start(ctx context.Context) (err error) {
 	meter := a.Metrics.Meter()
 	a.Notifier = notify.New(a.cfg.Alerts.Webhooks, a.log.With().Str("component", "notify").Logger())
 	a.run("notify", a.Notifier.Run)
+	instance := a.cfg.Cluster.Instance
+	if a.cfg.Clustered() {
+		if !a.serves(ServiceProjector) || !a.serves(ServiceDetector) {
+			return fmt.Errorf("cluster.instance %q: an instance of a cluster runs the projector and the detector (--services)", instance)
+		}
+		a.Owned = partition.NewSet(a.cfg.Cluster.Partitions)
+	}
 	if a.serves(ServicePolicy) {
+		var judgesSources func() bool
+		if a.Owned != nil {
+			judgesSources = func() bool { return a.Owned.OwnsPartition(0) }
+		}
 		p, err := policy.New(policy.Options{Config: a.cfg, Store: a.Store, JS: b.JS, Notifier: a.Notifier,
+			Instance: instance, JudgesSources: judgesSources,
 			Logger: a.log.With().Str("component", "policy").Logger()})
 		if err != nil {
 			return err
@@ -307,13 +319,6 @@ func (a *App) Start(ctx context.Context) (err error) {
 	systems := make([]string, len(a.cfg.Systems))
 	for i, s := range a.cfg.Systems {
 		systems[i] = s.ID
-	}
-	instance := a.cfg.Cluster.Instance
-	if a.cfg.Clustered() {
-		if !a.serves(ServiceProjector) || !a.serves(ServiceDetector) {
-			return fmt.Errorf("cluster.instance %q: an instance of a cluster runs the projector and the detector (--services)", instance)
-		}
-		a.Owned = partition.NewSet(a.cfg.Cluster.Partitions)
 	}
 	if a.serves(ServiceProjector) {
 		counted, err := telemetry.NewEventCounter(meter, "projector", systems, projectorOutcomes)
@@ -538,7 +543,8 @@ func arrivals(outcomes []projections.Outcome) int {
 	n := 0
 	for i := range outcomes {
 		switch outcomes[i].Result {
-		case projections.Applied, projections.Late, projections.Acked:
+		// Another instance's order came from the source all the same.
+		case projections.Applied, projections.Late, projections.Acked, projections.NotOwned:
 			n++
 		}
 	}

@@ -80,9 +80,12 @@ const minArrivals = 20
 
 // OpsAlert is an ops alert record, published on driftwatch.alerts.ops.<kind>.
 type OpsAlert struct {
-	Kind      string    `json:"kind"`
-	Subject   string    `json:"subject"` // "all", a system id or an alert id
-	State     string    `json:"state"`   // firing or cleared
+	Kind    string `json:"kind"`
+	Subject string `json:"subject"` // "all", a system id or an alert id
+	// Instance is the instance of a cluster that judged it, over its
+	// partitions (cluster.instance; absent for the one instance).
+	Instance  string    `json:"instance,omitempty"`
+	State     string    `json:"state"` // firing or cleared
 	Value     float64   `json:"value"`
 	Threshold float64   `json:"threshold"`
 	FiredAt   string    `json:"fired_at"`
@@ -123,6 +126,13 @@ type Options struct {
 	Now      func() time.Time
 	// Every is how often the policy is evaluated (default 15s).
 	Every time.Duration
+	// Instance names this instance of a cluster in its ops alerts: its
+	// rates are over its own partitions.
+	Instance string
+	// JudgesSources, when set, says whether this instance judges silent
+	// sources now: every instance reads every event, so one judges them
+	// for the cluster (the owner of partition 0).
+	JudgesSources func() bool
 }
 
 // Policy evaluates the thresholds.
@@ -512,6 +522,9 @@ func (p *Policy) escalate(ctx context.Context, overdue []*detector.Mismatch, res
 // judgeSilence fires source_silent for systems quiet far past their usual
 // gap, and clears it when they send again.
 func (p *Policy) judgeSilence(ctx context.Context, now time.Time) error {
+	if p.opts.JudgesSources != nil && !p.opts.JudgesSources() {
+		return nil
+	}
 	type verdict struct {
 		sys          string
 		silent       bool
@@ -568,7 +581,7 @@ func (p *Policy) set(ctx context.Context, kind, subject string, on bool, value, 
 		return nil
 	}
 	at := projections.FormatTime(now.UnixNano())
-	cur.Value, cur.Threshold = value, threshold
+	cur.Value, cur.Threshold, cur.Instance = value, threshold, p.opts.Instance
 	if on {
 		cur.State, cur.FiredAt, cur.ClearedAt, cur.Message = Firing, at, "", msg
 	} else {
@@ -589,7 +602,11 @@ func (p *Policy) set(ctx context.Context, kind, subject string, on bool, value, 
 	if p.opts.JS != nil {
 		m := nats.NewMsg(events.OpsAlertsPrefix + kind)
 		m.Data = data
-		m.Header.Set(events.HeaderMsgID, fmt.Sprintf("ops:%s:%s:%s:%s", kind, subject, cur.State, at))
+		id := fmt.Sprintf("ops:%s:%s:%s:%s", kind, subject, cur.State, at)
+		if p.opts.Instance != "" {
+			id = "ops:" + p.opts.Instance + id[3:]
+		}
+		m.Header.Set(events.HeaderMsgID, id)
 		if _, err := p.opts.JS.PublishMsg(ctx, m); err != nil {
 			return fmt.Errorf("publish ops alert: %w", err)
 		}

@@ -399,3 +399,33 @@ func TestEscalationNamesTheOwner(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterInstanceJudgesSourcesOnlyWithPartitionZero: in a cluster,
+// every instance hears every source, and only the one that owns partition
+// 0 judges silence; its ops alerts name it.
+func TestClusterInstanceJudgesSourcesOnlyWithPartitionZero(t *testing.T) {
+	cfg := testConfig(t)
+	store := openStore(t, t.TempDir())
+	t.Cleanup(func() { store.Close() })
+	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	judges := false
+	p, err := New(Options{Config: cfg, Store: store, Logger: zerolog.Nop(), Now: c.now, Instance: "b",
+		JudgesSources: func() bool { return judges }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 30 {
+		c.t = c.t.Add(time.Second)
+		p.Arrived("wms", 3, c.t)
+	}
+	c.t = c.t.Add(time.Minute)
+	evaluate(t, p)
+	if a := alert(t, store, KindSourceSilent, "wms"); a.State != "" {
+		t.Fatalf("an instance without partition 0 judged a silent source: %+v", a)
+	}
+	judges = true
+	evaluate(t, p)
+	if a := alert(t, store, KindSourceSilent, "wms"); a.State != Firing || a.Instance != "b" {
+		t.Fatalf("the instance with partition 0: %+v", a)
+	}
+}
