@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -93,28 +92,9 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 		}
 	}
 	// Each alert record was published once.
-	alerts, err := env.JS.Stream(ctx, events.AlertsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := alerts.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AlertsPrefix + "*." + detector.OrderNotAcknowledged}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := map[string]int{}
-	for {
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			seen[m.Headers().Get(jetstream.MsgIDHeader)]++
-		}
-		if errors.Is(batch.Error(), jetstream.ErrNoMessages) || n == 0 {
-			break
-		}
+	for _, m := range apptest.StreamMessages(t, env.JS, events.AlertsStream, events.AlertsPrefix+"*."+detector.OrderNotAcknowledged) {
+		seen[m.Headers().Get(jetstream.MsgIDHeader)]++
 	}
 	opened := 0
 	for id, c := range seen {

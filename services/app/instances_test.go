@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -143,7 +142,7 @@ func TestInstancesShareThePartitions(t *testing.T) {
 	}
 	if n, _, _ := published.Pending(); n != 0 {
 		m, _ := published.NextMsg(time.Second)
-		t.Fatalf("the take-over published %d alert records again, the first %s: %s", n, m.Subject, m.Data)
+		t.Fatalf("the take-over published %d alert records again, the first %s %v: %s", n, m.Subject, m.Header, m.Data)
 	}
 	if m, err := detector.GetMismatch(a.App.Store, resolvedID); err != nil || m.State != detector.StateResolved {
 		t.Fatalf("the mismatch resolved by hand on b is not resolved on a: %+v %v", m, err)
@@ -253,29 +252,9 @@ func mustPublish(t *testing.T, pub *events.Publisher, data string) {
 // alerts stream: each message id is there once, and want alerts opened.
 func checkAlertsOnce(t *testing.T, js jetstream.JetStream, want int) {
 	t.Helper()
-	ctx := context.Background()
-	alerts, err := js.Stream(ctx, events.AlertsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cons, err := alerts.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AlertsPrefix + "*." + detector.OrderNotAcknowledged}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := map[string]int{}
-	for {
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			seen[m.Headers().Get(nats.MsgIdHdr)]++
-		}
-		if errors.Is(batch.Error(), jetstream.ErrNoMessages) || n == 0 {
-			break
-		}
+	for _, m := range apptest.StreamMessages(t, js, events.AlertsStream, events.AlertsPrefix+"*."+detector.OrderNotAcknowledged) {
+		seen[m.Headers().Get(nats.MsgIdHdr)]++
 	}
 	var opened []string
 	for id, c := range seen {

@@ -66,3 +66,42 @@ func StartCluster(t testing.TB, n int) ([]*server.Server, string) {
 	})
 	return servers, url
 }
+
+// StreamMessages reads every message stream holds on filter now: as many
+// as the stream's subject counts say, failing if they do not come.
+func StreamMessages(t testing.TB, js jetstream.JetStream, stream, filter string) []jetstream.Msg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, n := range info.State.Subjects {
+		want += int(n)
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []jetstream.Msg
+	for len(out) < want {
+		batch, err := cons.Fetch(want-len(out), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, m)
+			n++
+		}
+		if n == 0 {
+			t.Fatalf("%s on %s: read %d of its %d messages: %v", stream, filter, len(out), want, batch.Error())
+		}
+	}
+	return out
+}

@@ -128,6 +128,9 @@ func (m *Member) change(want []int) error {
 			defer cancel()
 			// What their previous owner judged is re-derived silently
 			// (it published the alerts), then its records are adopted.
+			// The gained partitions' expectations lie below the floor
+			// this instance's ticks have raised: judge from the bottom.
+			m.opts.Detector.Engine().ResetDueFloor()
 			prev, err := m.previousOwners(ctx, gained)
 			if err != nil {
 				return fmt.Errorf("cluster: read the progress of partitions %v: %w", gained, err)
@@ -297,6 +300,7 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 		if err != nil {
 			return replayed, err
 		}
+		m.renewIfDue(ctx)
 		// Done at the last checkpoint, or when the log has nothing more
 		// of these subjects (the last message says how many follow it).
 		if meta, err := msgs[len(msgs)-1].Metadata(); err != nil || meta.Sequence.Stream >= to || meta.NumPending == 0 {

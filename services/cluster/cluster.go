@@ -100,6 +100,7 @@ type Member struct {
 
 	mu        sync.Mutex
 	revs      map[int]uint64 // owned partitions' lease revisions
+	renewed   time.Time      // when the leases were last renewed
 	owners    map[int]string // each partition's owner, as the last round saw it
 	instances []Instance     // the live instances, as the last round saw them
 	last      Change         // the last change of ownership
@@ -215,8 +216,8 @@ func (m *Member) claimCount(ctx context.Context) error {
 	if got := string(e.Value()); got != want {
 		return fmt.Errorf("%w: the cluster runs with %s partitions, this instance with %s (cluster.partitions)", ErrPartitions, got, want)
 	}
-	_, err = m.kv.Update(ctx, partitionsKey, []byte(want), e.Revision())
-	if err != nil && !isWrongRevision(err) { // another instance renewed it first
+	// Every instance renews it with the same value: the last write wins.
+	if _, err := m.kv.Put(ctx, partitionsKey, []byte(want)); err != nil {
 		return fmt.Errorf("cluster: renew the partition count: %w", err)
 	}
 	return nil
@@ -270,8 +271,11 @@ func (m *Member) leave() {
 	_ = m.kv.Delete(ctx, instancePrefix+m.opts.Instance)
 }
 
-// round renews, looks, gives back and takes.
-func (m *Member) round(ctx context.Context) error {
+// renew renews this instance's key and its leases. A lease found taken
+// or gone is dropped: the next change gives its partition up. A catch-up
+// calls it between batches too (renewIfDue): a long one must not let the
+// leases it holds expire.
+func (m *Member) renew(ctx context.Context) error {
 	info, _ := json.Marshal(Instance{Name: m.opts.Instance, HTTP: m.opts.HTTP, Started: m.started.UTC().Format(time.RFC3339)})
 	if _, err := m.kv.Put(ctx, instancePrefix+m.opts.Instance, info); err != nil {
 		return fmt.Errorf("renew instance: %w", err)
@@ -286,13 +290,43 @@ func (m *Member) round(ctx context.Context) error {
 		next, err := m.kv.Update(ctx, partitionKey(p), []byte(m.opts.Instance), rev)
 		switch {
 		case err == nil:
-			revs[p] = next
-		case isWrongRevision(err) || errors.Is(err, jetstream.ErrKeyNotFound):
+			m.mu.Lock()
+			if _, held := m.revs[p]; held {
+				m.revs[p] = next
+			}
+			m.mu.Unlock()
+		case isLeaseLost(err):
 			m.log.Warn().Int("partition", p).Msg("lease lost (not renewed in time); giving the partition up")
-			delete(revs, p)
+			m.mu.Lock()
+			delete(m.revs, p)
+			m.mu.Unlock()
 		default:
 			return fmt.Errorf("renew partition %d: %w", p, err)
 		}
+	}
+	m.mu.Lock()
+	m.renewed = time.Now()
+	m.mu.Unlock()
+	return nil
+}
+
+// renewIfDue renews when a third of the lease has passed since the last
+// renewal.
+func (m *Member) renewIfDue(ctx context.Context) {
+	m.mu.Lock()
+	due := time.Since(m.renewed) >= m.opts.Lease/3
+	m.mu.Unlock()
+	if due {
+		if err := m.renew(ctx); err != nil {
+			m.log.Warn().Err(err).Msg("cluster: renewing the leases during a catch-up failed")
+		}
+	}
+}
+
+// round renews, looks, gives back and takes.
+func (m *Member) round(ctx context.Context) error {
+	if err := m.renew(ctx); err != nil {
+		return err
 	}
 	owners, live, err := m.view(ctx)
 	if err != nil {
@@ -300,34 +334,37 @@ func (m *Member) round(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	m.owners, m.instances = owners, live
+	mine := slices.Sorted(maps.Keys(m.revs))
 	m.mu.Unlock()
 	n := m.opts.Partitions
 	share := (n + len(live) - 1) / max(len(live), 1)
-	mine := slices.Sorted(maps.Keys(revs))
 	var giveBack []int
 	if len(mine) > share {
 		giveBack = mine[share:]
 	}
-	for i, start := 0, startOf(m.opts.Instance, n); i < n && len(revs)-len(giveBack) < share; i++ {
+	held := len(mine)
+	for i, start := 0, startOf(m.opts.Instance, n); i < n && held-len(giveBack) < share; i++ {
 		p := (start + i) % n
 		if owners[p] != "" {
 			continue
 		}
 		rev, err := m.kv.Create(ctx, partitionKey(p), []byte(m.opts.Instance))
 		if err == nil {
-			revs[p] = rev
+			m.mu.Lock()
+			m.revs[p] = rev
+			m.mu.Unlock()
+			held++
 		} else if !errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("take partition %d: %w", p, err)
 		}
 	}
 	var want []int
-	for p := range revs {
+	m.mu.Lock()
+	for p := range m.revs {
 		if !slices.Contains(giveBack, p) {
 			want = append(want, p)
 		}
 	}
-	m.mu.Lock()
-	m.revs = revs
 	m.mu.Unlock()
 	if err := m.change(want); err != nil {
 		return err
@@ -336,12 +373,13 @@ func (m *Member) round(ctx context.Context) error {
 		return err
 	}
 	for _, p := range giveBack {
-		if err := m.kv.Delete(ctx, partitionKey(p), jetstream.LastRevision(revs[p])); err != nil {
-			m.log.Warn().Err(err).Int("partition", p).Msg("giving a lease back failed; it expires")
-		}
 		m.mu.Lock()
+		rev := m.revs[p]
 		delete(m.revs, p)
 		m.mu.Unlock()
+		if err := m.kv.Delete(ctx, partitionKey(p), jetstream.LastRevision(rev)); err != nil {
+			m.log.Warn().Err(err).Int("partition", p).Msg("giving a lease back failed; it expires")
+		}
 	}
 	return nil
 }
@@ -398,9 +436,11 @@ func startOf(instance string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-func isWrongRevision(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+// isLeaseLost reports whether a lease's renewal failed because the key
+// changed or went since this instance last wrote it: another instance
+// holds it now, or it expired.
+func isLeaseLost(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted)
 }
 
 // Status is this instance's view of the cluster (GET /v1/status).

@@ -111,6 +111,9 @@ func (m *Member) judgeAsBefore(prev map[int]progress) error {
 			tx := m.opts.Store.NewTx(true)
 			n := 0
 			err := m.opts.Detector.UpdateTx(tx, func(e *detector.Engine, now time.Time) error {
+				// A judgement raises the engine's floor to its watermark:
+				// the next partition's older expectations lie below it.
+				e.ResetDueFloor()
 				return e.Silently(func() error {
 					var err error
 					n, _, err = e.JudgeDueFor(tx.B, time.Unix(0, pr.Judged), now, 2000, nil, owns)
