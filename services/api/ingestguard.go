@@ -62,9 +62,9 @@ func guardIngest(w http.ResponseWriter, r *http.Request, allowed func(string) bo
 	r.Body = io.NopCloser(f)
 	r.ContentLength = -1
 	r.Header.Del("Content-Length")
-	rec := &bufferedResponse{header: http.Header{}}
+	rec := NewBufferedResponse()
 	next.ServeHTTP(rec, r)
-	if len(f.refused) == 0 || rec.status != http.StatusOK {
+	if len(f.refused) == 0 || rec.Status() != http.StatusOK {
 		rec.copyTo(w)
 		return
 	}
@@ -168,35 +168,50 @@ func (f *systemFilter) next() {
 	f.out = append(append(f.out[:0], line...), '\n')
 }
 
-// bufferedResponse keeps a handler's reply to be read before it is sent.
-type bufferedResponse struct {
+// BufferedResponse keeps a handler's reply to be read before it is sent
+// (or sent elsewhere: services/cluster answers forwarded requests so).
+type BufferedResponse struct {
 	header http.Header
 	status int
 	body   bytes.Buffer
 }
 
-func (b *bufferedResponse) Header() http.Header { return b.header }
+// NewBufferedResponse returns an empty one.
+func NewBufferedResponse() *BufferedResponse { return &BufferedResponse{header: http.Header{}} }
 
-func (b *bufferedResponse) WriteHeader(status int) {
+// Header is the reply's header.
+func (b *BufferedResponse) Header() http.Header { return b.header }
+
+// WriteHeader keeps the first status.
+func (b *BufferedResponse) WriteHeader(status int) {
 	if b.status == 0 {
 		b.status = status
 	}
 }
 
-func (b *bufferedResponse) Write(p []byte) (int, error) {
+// Write keeps p (and status 200 when none was written).
+func (b *BufferedResponse) Write(p []byte) (int, error) {
 	if b.status == 0 {
 		b.status = http.StatusOK
 	}
 	return b.body.Write(p)
 }
 
-func (b *bufferedResponse) copyTo(w http.ResponseWriter) {
+// Status is the reply's status (200 when the handler wrote none).
+func (b *BufferedResponse) Status() int {
+	if b.status == 0 {
+		return http.StatusOK
+	}
+	return b.status
+}
+
+// Body is the reply's body.
+func (b *BufferedResponse) Body() []byte { return b.body.Bytes() }
+
+func (b *BufferedResponse) copyTo(w http.ResponseWriter) {
 	for k, v := range b.header {
 		w.Header()[k] = v
 	}
-	if b.status == 0 {
-		b.status = http.StatusOK
-	}
-	w.WriteHeader(b.status)
+	w.WriteHeader(b.Status())
 	_, _ = w.Write(b.body.Bytes())
 }

@@ -144,9 +144,9 @@ func (m *Member) serveHTTP(req micro.Request) {
 	if in.ContentType != "" {
 		r.Header.Set("Content-Type", in.ContentType)
 	}
-	w := &bufferedResponse{header: http.Header{}}
+	w := api.NewBufferedResponse()
 	h.ServeForwarded(w, r, in.Caller)
-	_ = req.RespondJSON(forwardedReply{Status: w.status(), ContentType: w.header.Get("Content-Type"), Body: w.body.Bytes()})
+	_ = req.RespondJSON(forwardedReply{Status: w.Status(), ContentType: w.Header().Get("Content-Type"), Body: w.Body()})
 }
 
 // serveValidate answers a gate request about one of this instance's
@@ -169,25 +169,7 @@ func (m *Member) serveValidate(req micro.Request) {
 		return
 	}
 	reply, err := g.ValidateHere(req.Data())
-	if err != nil {
-		code := "500"
-		var re *gate.RequestError
-		if errors.As(err, &re) {
-			code = "400"
-		}
-		body, _ := json.Marshal(httpjson.ErrorBody{Error: err.Error(), Code: errorCode(err)})
-		_ = req.Error(code, err.Error(), body)
-		return
-	}
-	_ = req.RespondJSON(reply)
-}
-
-func errorCode(err error) string {
-	var re *gate.RequestError
-	if errors.As(err, &re) {
-		return re.Code
-	}
-	return "internal"
+	gate.Respond(req, reply, err)
 }
 
 // ForwardHTTP serves r on the instance that owns orderID and reports
@@ -392,30 +374,4 @@ func ranges(ps []int) string {
 		return "none"
 	}
 	return b.String()
-}
-
-// bufferedResponse is an http.ResponseWriter that keeps the response.
-type bufferedResponse struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (b *bufferedResponse) Header() http.Header { return b.header }
-func (b *bufferedResponse) WriteHeader(code int) {
-	if b.code == 0 {
-		b.code = code
-	}
-}
-func (b *bufferedResponse) Write(p []byte) (int, error) {
-	if b.code == 0 {
-		b.code = http.StatusOK
-	}
-	return b.body.Write(p)
-}
-func (b *bufferedResponse) status() int {
-	if b.code == 0 {
-		return http.StatusOK
-	}
-	return b.code
 }

@@ -247,6 +247,13 @@ func (g *Gate) validate(body []byte, router Router) (*events.ValidateReply, erro
 
 func (g *Gate) handle(req micro.Request) {
 	reply, err := g.Validate(req.Data())
+	Respond(req, reply, err)
+}
+
+// Respond answers a gate request with reply, or with err: a micro error
+// 400 for a malformed request (a *RequestError), else 500, its body the
+// API's error shape.
+func Respond(req micro.Request, reply *events.ValidateReply, err error) {
 	if err != nil {
 		code := "500"
 		var re *RequestError
