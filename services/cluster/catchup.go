@@ -212,7 +212,12 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 		return 0, err
 	}
 	det := detector.ConsumerName
-	replayed := 0
+	replayed, deadLettered := 0, 0
+	defer func() {
+		if deadLettered > 0 {
+			m.log.Warn().Int("dead_lettered", deadLettered).Ints("partitions", gained).Msg("bad input passed over while the partitions had no owner, dead-lettered by the catch-up")
+		}
+	}()
 	for {
 		batch, err := cons.FetchNoWait(catchUpBatch)
 		if err != nil {
@@ -257,6 +262,16 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 				}
 				part := events.Partition(out.Event.OrderID, n)
 				mk, ok := marks[part]
+				if ok && out.Result == projections.Rejected && seq > prev[part].Seq {
+					// Bad input nobody dead-lettered yet: passed over
+					// by every instance while the partition had no
+					// owner (a copy its previous owner sent is dropped
+					// by the message id).
+					if err := projector.DeadLetter(ctx, m.opts.JS, sys, msg.Data(), out.Err, seq); err != nil {
+						return err
+					}
+					deadLettered++
+				}
 				if !ok || seq <= mk[det] || seq > ckpts[det] {
 					continue // not gained, or judged already, or the detector's to read
 				}

@@ -359,11 +359,8 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 			} else if s, ok := events.SystemFromSubject(m.Subject()); ok {
 				sys = s
 			}
-			dl := events.DeadLetterMsg(sys, m.Data(), out.Err)
-			dl.Header.Set(events.HeaderMsgID, fmt.Sprintf("log:%d", seq)) // a redelivery dead-letters once
-			dl.Header.Set("Driftwatch-Log-Seq", fmt.Sprint(seq))
-			if _, err := p.opts.JS.PublishMsg(ctx, dl, jetstream.WithExpectStream(events.DLQStream)); err != nil {
-				return fmt.Errorf("dead-letter log seq %d: %w", seq, err)
+			if err := DeadLetter(ctx, p.opts.JS, sys, m.Data(), out.Err, seq); err != nil {
+				return err
 			}
 			dead++
 			p.log.Warn().Str("consumer", w.name).Uint64("seq", seq).Str("code", events.ErrorCode(out.Err)).Str("reason", out.Err.Error()).Msg("event dead-lettered")
@@ -419,6 +416,20 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 	// AckAll: acknowledging the last message acknowledges the batch.
 	if err := msgs[len(msgs)-1].Ack(); err != nil && ctx.Err() == nil {
 		p.log.Warn().Err(err).Str("consumer", w.name).Msg("ack failed; the batch will be redelivered and skipped")
+	}
+	return nil
+}
+
+// DeadLetter keeps the log's event seq, of system, in the dead-letter
+// stream with its reason. Its message id is the log sequence: whoever
+// dead-letters it again (a redelivery, the next owner of its partition)
+// is dropped by JetStream within the stream's window.
+func DeadLetter(ctx context.Context, js jetstream.JetStream, system string, data []byte, reason error, seq uint64) error {
+	dl := events.DeadLetterMsg(system, data, reason)
+	dl.Header.Set(events.HeaderMsgID, fmt.Sprintf("log:%d", seq))
+	dl.Header.Set("Driftwatch-Log-Seq", fmt.Sprint(seq))
+	if _, err := js.PublishMsg(ctx, dl, jetstream.WithExpectStream(events.DLQStream)); err != nil {
+		return fmt.Errorf("dead-letter log seq %d: %w", seq, err)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,9 +131,25 @@ func TestInstancesFailOver(t *testing.T) {
 	// Phase 1: SIGKILL of an instance.
 	var killed time.Time
 	gap := make(chan time.Duration, 1)
+	var badSeq uint64
 	stack(0, 400, func() {
+		bOwned := owned("b")
 		b.kill()
 		killed = time.Now()
+		// Bad input for one of b's orders while its partition has no
+		// owner: a passes over it, then dead-letters it when it takes
+		// the partition.
+		order := ""
+		for i := 0; order == ""; i++ {
+			if o := fmt.Sprintf("BAD-%d", i); slices.Contains(bOwned, events.Partition(o, 8)) {
+				order = o
+			}
+		}
+		ack, err := js.Publish(ctx, events.InSubject("shop"), []byte(`{"event_id":"bad-1","order_id":"`+order+`","system":"shop","status":"unfulfilled"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		badSeq = ack.Sequence
 		go func() {
 			for len(owned("a")) != 8 {
 				time.Sleep(20 * time.Millisecond)
@@ -146,6 +164,10 @@ func TestInstancesFailOver(t *testing.T) {
 		t.Fatalf("a did not take b's partitions: owns %v", owned("a"))
 	}
 	check(400, a)
+	dead := apptest.StreamMessages(t, js, events.DLQStream, events.DLQSubject("shop"))
+	if len(dead) != 1 || dead[0].Headers().Get("Driftwatch-Log-Seq") != strconv.FormatUint(badSeq, 10) {
+		t.Fatalf("dead letters of shop: %d, want the one at log seq %d", len(dead), badSeq)
+	}
 
 	// Phase 2: b back, then the events stream's leader node shut down.
 	b = serve("b", dataB)
