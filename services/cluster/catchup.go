@@ -43,35 +43,35 @@ func (m *Member) consumers() []string {
 	return append(out, detector.ConsumerName)
 }
 
-// checkpoints are the consumers' checkpoints now: the live ones (read
-// with no batch in flight, under partition.Set.Change, they are the
-// store's), or the store's before the consumers started.
-func (m *Member) checkpoints(live bool) (map[string]uint64, error) {
+// storedCheckpoints are the consumers' checkpoints as the store has them
+// (before the consumers run).
+func (m *Member) storedCheckpoints() (map[string]uint64, error) {
 	out := map[string]uint64{}
 	for _, c := range m.consumers() {
-		if live {
-			continue
-		}
 		seq, err := m.opts.Store.Checkpoint(c)
 		if err != nil {
 			return nil, err
 		}
 		out[c] = seq
 	}
-	if live {
-		for sys, seq := range m.opts.Projector.Applied() {
-			out[projector.ConsumerPrefix+sys] = seq
-		}
-		out[detector.ConsumerName] = m.opts.Detector.Applied()
-	}
 	return out, nil
+}
+
+// liveCheckpoints are the consumers' checkpoints now; read with no batch
+// in flight (under partition.Set.Change), they are the store's.
+func (m *Member) liveCheckpoints() map[string]uint64 {
+	out := map[string]uint64{detector.ConsumerName: m.opts.Detector.Applied()}
+	for sys, seq := range m.opts.Projector.Applied() {
+		out[projector.ConsumerPrefix+sys] = seq
+	}
+	return out
 }
 
 // recover turns the partitions the store held when this instance last
 // stopped (or died) into marks at the store's checkpoints: it owns nothing
 // until it takes leases again.
 func (m *Member) recover() error {
-	ckpts, err := m.checkpoints(false)
+	ckpts, err := m.storedCheckpoints()
 	if err != nil {
 		return err
 	}
@@ -108,10 +108,7 @@ func (m *Member) change(want []int) error {
 	err := m.opts.Owned.Change(want, func(gained, lost []int) error {
 		changed = true
 		start := time.Now()
-		ckpts, err := m.checkpoints(true)
-		if err != nil {
-			return err
-		}
+		ckpts := m.liveCheckpoints()
 		b := m.opts.Store.NewBatch()
 		for _, p := range lost {
 			if err := m.setMarks(b, p, ckpts); err != nil {
@@ -160,7 +157,7 @@ func (m *Member) change(want []int) error {
 			m.opts.Detector.ForgetHints()
 			m.opts.Detector.Engine().ResetDueFloor()
 		}
-		c := Change{At: time.Now().UTC(), Gained: gained, Lost: lost, Replayed: replayed, Took: time.Since(start)}
+		c := Change{At: time.Now().UTC(), Gained: gained, Lost: lost, Replayed: replayed, Adopted: adopted, Took: time.Since(start)}
 		m.mu.Lock()
 		m.last = c
 		m.mu.Unlock()

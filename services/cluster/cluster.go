@@ -115,6 +115,7 @@ type Change struct {
 	Gained   []int         `json:"gained,omitempty"`
 	Lost     []int         `json:"lost,omitempty"`
 	Replayed int           `json:"replayed"` // events read from the log to catch up
+	Adopted  int           `json:"adopted"`  // mismatch records taken over from the previous owners
 	Took     time.Duration `json:"took_ns"`
 }
 
