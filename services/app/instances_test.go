@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/app"
@@ -268,5 +270,27 @@ func checkAlertsOnce(t *testing.T, js jetstream.JetStream, want int) {
 	if len(opened) != want {
 		slices.Sort(opened)
 		t.Fatalf("%d order_not_acknowledged alerts opened, want %d: %v", len(opened), want, opened)
+	}
+}
+
+// TestInstanceRefusesAnotherPartitionCount: an instance configured with a
+// partition count other than the cluster's does not start, and says why.
+func TestInstanceRefusesAnotherPartitionCount(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster")
+	}
+	_, url := apptest.StartCluster(t, 3)
+	apptest.Start(t, apptest.Config(t, clusterYAML("a")), "", func(o *app.Options) { o.NATSURL = url })
+	cfg := apptest.Config(t, strings.Replace(clusterYAML("b"), "partitions: 8", "partitions: 4", 1))
+	a, err := app.New(app.Options{Config: cfg, DataDir: t.TempDir(), NATSURL: url, HTTPAddr: "127.0.0.1:0", Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = a.Start(ctx)
+	defer a.Stop(context.Background())
+	if !errors.Is(err, cluster.ErrPartitions) || !strings.Contains(err.Error(), "the cluster runs with 8 partitions, this instance with 4") {
+		t.Fatalf("start with 4 partitions in a cluster of 8: %v", err)
 	}
 }
