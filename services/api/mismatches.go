@@ -113,6 +113,10 @@ func (h *MismatchHandlers) elsewhere(w http.ResponseWriter, r *http.Request, ale
 // gather answers the list from every instance: each returns the first
 // offset+limit of its own, and the pages merge in the list's order.
 func (h *MismatchHandlers) gather(w http.ResponseWriter, r *http.Request, offset, limit int) {
+	if offset+limit > maxGathered {
+		httpjson.WriteError(w, http.StatusBadRequest, "bad_offset", fmt.Sprintf("offset: instances of a cluster list at most %d mismatches past the offset's start; narrow the filter", maxGathered))
+		return
+	}
 	q := r.URL.Query()
 	q.Set("offset", "0")
 	q.Set("limit", strconv.Itoa(offset+limit))
