@@ -20,9 +20,16 @@
 // checkpoints its state was current at ("marks"), so only what came since
 // is projected and judged again, in one pass, in log order. A partition
 // never owned here is caught up from the log's start: a rebuild of just
-// its orders. Its overdue expectations are judged at the next tick; the
-// alerts stream's Nats-Msg-Id window (10 minutes) drops an alert the
-// previous owner already published.
+// its orders. What its previous owner had already judged (its progress,
+// in DRIFTWATCH_HANDOVER) is re-derived silently, and the mismatch records
+// it mirrored there are adopted (handover.go); its other overdue
+// expectations are judged at the next tick. What a dead owner judged in
+// its last third of a lease is judged again: the alerts stream's
+// Nats-Msg-Id window (10 minutes) drops those copies.
+//
+// Requests about another instance's orders (HTTP routes, the gate) go to
+// the owner over NATS request-reply, and lists are gathered from every
+// instance (router.go).
 package cluster
 
 import (
