@@ -141,6 +141,7 @@ func runInstances(b *testing.B, n int, payloads [][]byte) {
 	waitFor(b, 60*time.Second, func() bool { return len(apps[0].Owned.Owned()) == benchPartitions })
 	c := apps[0].Cluster.LastChange()
 	b.ReportMetric(float64(c.Took.Milliseconds()), "takeover-ms")
+	b.ReportMetric(float64(c.Paused.Microseconds())/1000, "paused-ms")
 	b.ReportMetric(float64(c.Took.Milliseconds())/float64(max(len(c.Gained), 1)), "ms/partition")
 	b.ReportMetric(float64(c.Replayed)/c.Took.Seconds(), "catchup-events/s")
 }

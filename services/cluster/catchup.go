@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -104,10 +105,36 @@ func (m *Member) setMarks(b *pebble.Batch, p int, ckpts map[string]uint64) error
 // change makes want the owned partitions: the ones lost get marks at the
 // consumers' checkpoints, the ones gained are caught up from theirs.
 func (m *Member) change(want []int) error {
+	start := time.Now()
+	// First the bulk, while the consumers run on: they pass these
+	// partitions over until they are owned, and the catch-up moves their
+	// marks. Under the change only what came meanwhile is left.
+	early := 0
+	var gaining []int
+	for _, p := range want {
+		if !m.opts.Owned.OwnsPartition(p) {
+			gaining = append(gaining, p)
+		}
+	}
+	var records []*detector.Mismatch
+	if len(gaining) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		prev, err := m.previousOwners(ctx, gaining)
+		if err == nil {
+			early, err = m.catchUp(ctx, gaining, m.liveCheckpoints(), prev)
+		}
+		if err == nil {
+			records, err = m.records(ctx, gaining)
+		}
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cluster: take partitions %v: %w", gaining, err)
+		}
+	}
 	changed := false
 	err := m.opts.Owned.Change(want, func(gained, lost []int) error {
 		changed = true
-		start := time.Now()
+		paused := time.Now()
 		ckpts := m.liveCheckpoints()
 		b := m.opts.Store.NewBatch()
 		for _, p := range lost {
@@ -138,9 +165,10 @@ func (m *Member) change(want []int) error {
 			if err := m.judgeAsBefore(prev); err != nil {
 				return fmt.Errorf("cluster: judge partitions %v as before: %w", gained, err)
 			}
-			if adopted, err = m.adopt(ctx, gained); err != nil {
+			if err := m.adopt(records); err != nil {
 				return fmt.Errorf("cluster: adopt the records of partitions %v: %w", gained, err)
 			}
+			adopted = len(records)
 			b := m.opts.Store.NewBatch()
 			for _, p := range gained {
 				if err := projections.SetCheckpoint(b, heldKey(p), 1); err != nil {
@@ -157,11 +185,12 @@ func (m *Member) change(want []int) error {
 			m.opts.Detector.ForgetHints()
 			m.opts.Detector.Engine().ResetDueFloor()
 		}
-		c := Change{At: time.Now().UTC(), Gained: gained, Lost: lost, Replayed: replayed, Adopted: adopted, Took: time.Since(start)}
+		c := Change{At: time.Now().UTC(), Gained: gained, Lost: lost, Replayed: early + replayed, Adopted: adopted,
+			Took: time.Since(start), Paused: time.Since(paused)}
 		m.mu.Lock()
 		m.last = c
 		m.mu.Unlock()
-		m.log.Info().Ints("gained", gained).Ints("lost", lost).Int("replayed", replayed).Int("adopted", adopted).Dur("took", c.Took).Msg("partitions changed")
+		m.log.Info().Ints("gained", gained).Ints("lost", lost).Int("replayed", c.Replayed).Int("adopted", adopted).Dur("took", c.Took).Dur("paused", c.Paused).Msg("partitions changed")
 		return nil
 	})
 	if err == nil && changed {
@@ -178,8 +207,10 @@ func (m *Member) change(want []int) error {
 func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uint64, prev map[int]progress) (int, error) {
 	n := m.opts.Partitions
 	marks := make(map[int]map[string]uint64, len(gained))
-	from, to := uint64(0), uint64(0)
-	first := true
+	// From the lowest mark still behind its consumer's checkpoint to the
+	// highest such checkpoint (a consumer with nothing to read, its mark
+	// at its checkpoint, moves neither).
+	from, to := uint64(math.MaxUint64), uint64(0)
 	for _, p := range gained {
 		mk := map[string]uint64{}
 		for c, ck := range ckpts {
@@ -188,14 +219,13 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 				return 0, err
 			}
 			mk[c] = seq
-			if first || seq < from {
-				from, first = seq, false
+			if seq < ck {
+				from, to = min(from, seq), max(to, ck)
 			}
-			to = max(to, ck)
 		}
 		marks[p] = mk
 	}
-	if from >= to {
+	if to == 0 {
 		return 0, nil
 	}
 	subjects := make([]string, 0, len(m.opts.Systems))

@@ -14,11 +14,13 @@
 // live instances, rounded up) and takes unowned partitions up to it. A dead
 // instance's leases expire and the survivors take its partitions.
 //
-// A partition taken is caught up from the log before it counts as owned
-// (while every consumer of this instance stands still, partition.Set.
-// Change): the store remembers, per partition it does not own, the
-// checkpoints its state was current at ("marks"), so only what came since
-// is projected and judged again, in one pass, in log order. A partition
+// A partition taken is caught up from the log before it counts as owned:
+// the store remembers, per partition it does not own, the checkpoints its
+// state was current at ("marks"), so only what came since is projected
+// and judged again, in one pass, in log order. The bulk runs while this
+// instance's consumers go on (they pass the partition over until it is
+// owned); what came meanwhile is caught up with them standing still
+// (partition.Set.Change). A partition
 // never owned here is caught up from the log's start: a rebuild of just
 // its orders. What its previous owner had already judged (its progress,
 // in DRIFTWATCH_HANDOVER) is re-derived silently, and the mismatch records
@@ -124,6 +126,9 @@ type Change struct {
 	Replayed int           `json:"replayed"` // events read from the log to catch up
 	Adopted  int           `json:"adopted"`  // mismatch records taken over from the previous owners
 	Took     time.Duration `json:"took_ns"`
+	// Paused is how long this instance's consumers stood still for it:
+	// the bulk of a catch-up runs before, while they go on.
+	Paused time.Duration `json:"paused_ns"`
 }
 
 // New returns a member, or what is missing.

@@ -131,17 +131,17 @@ func (m *Member) judgeAsBefore(prev map[int]progress) error {
 	return nil
 }
 
-// adopt takes over the mirrored mismatch records of the gained
-// partitions' orders: their state, owner and audit trail as their last
-// owner left them.
-func (m *Member) adopt(ctx context.Context, gained []int) (int, error) {
+// records reads the mirrored mismatch records of the gained partitions'
+// orders. Read before the change: their previous owners write them no
+// more (they gave the partitions back, or died).
+func (m *Member) records(ctx context.Context, gained []int) ([]*detector.Mismatch, error) {
 	set := map[int]bool{}
 	for _, p := range gained {
 		set[p] = true
 	}
 	w, err := m.handover.Watch(ctx, mismatchPrefix+">", jetstream.IgnoreDeletes())
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer w.Stop()
 	var records []*detector.Mismatch
@@ -157,6 +157,12 @@ func (m *Member) adopt(ctx context.Context, gained []int) (int, error) {
 			records = append(records, &rec)
 		}
 	}
+	return records, nil
+}
+
+// adopt takes over records: their state, owner and audit trail as their
+// last owner left them.
+func (m *Member) adopt(records []*detector.Mismatch) error {
 	for start := 0; start < len(records); start += catchUpBatch {
 		batch := records[start:min(start+catchUpBatch, len(records))]
 		tx := m.opts.Store.NewTx(true)
@@ -168,8 +174,8 @@ func (m *Member) adopt(ctx context.Context, gained []int) (int, error) {
 			}
 			return nil
 		}); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return len(records), nil
+	return nil
 }
