@@ -124,6 +124,9 @@ func (m *Member) change(want []int) error {
 			early, err = m.catchUp(ctx, gaining, m.liveCheckpoints(), prev)
 		}
 		if err == nil {
+			err = m.judgeAsBefore(prev)
+		}
+		if err == nil {
 			records, err = m.records(ctx, gaining)
 		}
 		cancel()
