@@ -121,6 +121,7 @@ func (m *Member) change(want []int) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 		prev, err := m.previousOwners(ctx, gaining)
 		if err == nil {
+			m.reach(ctx, prev)
 			early, err = m.catchUp(ctx, gaining, m.liveCheckpoints(), prev)
 		}
 		if err == nil {
@@ -200,6 +201,30 @@ func (m *Member) change(want []int) error {
 		m.announce()
 	}
 	return err
+}
+
+// reach waits, for at most a lease, until this instance's detector has
+// read the log as far as the gained partitions' previous owners had: an
+// instance behind them would otherwise judge aloud, once the partitions
+// are its own, events their owner already judged and published.
+func (m *Member) reach(ctx context.Context, prev map[int]progress) {
+	var seq uint64
+	for _, pr := range prev {
+		seq = max(seq, pr.Seq)
+	}
+	deadline := time.Now().Add(m.opts.Lease)
+	for m.opts.Detector.Applied() < seq {
+		if time.Now().After(deadline) {
+			m.log.Warn().Uint64("at", m.opts.Detector.Applied()).Uint64("previous_owner_at", seq).
+				Msg("cluster: taking partitions while behind their previous owner; what it judged in between is judged again")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // catchUp projects and judges, in log order, the events of the gained

@@ -52,6 +52,11 @@ type Durable struct {
 	OnFailure func(err error)
 	// Retry is the pause after a failure (default 1s).
 	Retry time.Duration
+	// InactiveThreshold, when set, lets the server delete the consumer
+	// after that long without a reader: an instance of a cluster that
+	// never comes back leaves none behind (Create makes it again from the
+	// checkpoint).
+	InactiveThreshold time.Duration
 
 	// cons is the current consumer: replaced by Run after a failed
 	// session while status requests read it.
@@ -80,6 +85,8 @@ func (d *Durable) Create(ctx context.Context) error {
 		MaxDeliver:     -1,
 		MemoryStorage:  true,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
+
+		InactiveThreshold: d.InactiveThreshold,
 	}
 	if len(d.Filters) > 0 {
 		cfg.FilterSubject = ""
@@ -172,4 +179,25 @@ func (d *Durable) session(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// InstanceName is the JetStream name of the consumer whose checkpoint is
+// name, for instance of a cluster: each instance reads the whole log with
+// its own consumers ("" names the one instance of the default
+// deployment, whose consumers keep the plain names).
+func InstanceName(name, instance string) string {
+	if instance == "" {
+		return name
+	}
+	return name + "_" + instance
+}
+
+// InstanceInactive is how long an instance's consumers outlive it without
+// a reader (Durable.InactiveThreshold): a day; for ever (0) for the one
+// instance of the default deployment.
+func InstanceInactive(instance string) time.Duration {
+	if instance == "" {
+		return 0
+	}
+	return 24 * time.Hour
 }

@@ -53,7 +53,7 @@ type Options struct {
 	// Tracing, when enabled, makes a span per event detected.
 	Tracing *telemetry.Tracing
 	// Instance, when set, is appended to the durable consumer's name
-	// (projector.DurableName); the checkpoint keeps the plain name.
+	// (consume.InstanceName); the checkpoint keeps the plain name.
 	Instance string
 	// Owned, when set, is the partitions this instance owns: only their
 	// orders are judged (the engine is told too, Engine.SetOwned), and
@@ -200,7 +200,7 @@ func (d *Detector) Start(ctx context.Context) error {
 	}
 	d.applied.Store(ckpt)
 	d.dur = &consume.Durable{
-		Stream: s, Name: durableName(ConsumerName, d.opts.Instance), Description: "driftwatch detector", Filter: events.InPrefix + ">", MaxBatch: maxBatch,
+		Stream: s, Name: consume.InstanceName(ConsumerName, d.opts.Instance), InactiveThreshold: consume.InstanceInactive(d.opts.Instance), Description: "driftwatch detector", Filter: events.InPrefix + ">", MaxBatch: maxBatch,
 		Checkpoint: d.applied.Load,
 		Apply:      d.processBatch,
 		Recover: func(ctx context.Context, err error) error {
@@ -260,14 +260,6 @@ func (d *Detector) JudgedTo() time.Time { return time.Unix(0, d.judgedTo.Load())
 func (d *Detector) Applied() uint64 { return d.applied.Load() }
 
 const maxBatch = 1000
-
-// durableName is projector.DurableName (which this package cannot import).
-func durableName(name, instance string) string {
-	if instance == "" {
-		return name
-	}
-	return name + "_" + instance
-}
 
 // waitProjected waits until the projector of system has applied seq.
 func (d *Detector) waitProjected(ctx context.Context, system string, seq uint64) error {

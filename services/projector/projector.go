@@ -267,7 +267,7 @@ func (p *Projector) newSentryWorker(ctx context.Context, unknown []string) (*wor
 func (p *Projector) startWorker(ctx context.Context, w *worker, filters []string) error {
 	name := w.name
 	w.dur = &consume.Durable{
-		Stream: p.stream, Name: DurableName(name, p.opts.Instance), Description: "driftwatch projector for " + w.filter, Filter: w.filter, Filters: filters, MaxBatch: MaxBatch,
+		Stream: p.stream, Name: consume.InstanceName(name, p.opts.Instance), InactiveThreshold: consume.InstanceInactive(p.opts.Instance), Description: "driftwatch projector for " + w.filter, Filter: w.filter, Filters: filters, MaxBatch: MaxBatch,
 		Checkpoint: w.applied.Load,
 		Apply:      func(ctx context.Context, batch []consume.Msg) error { return p.applyBatch(ctx, w, batch) },
 		Recover: func(ctx context.Context, err error) error {
@@ -565,15 +565,6 @@ func countOutcomes(c *telemetry.EventCounter, system string, outcomes []projecti
 	for r := projections.Applied; r <= projections.Rejected; r++ {
 		c.Add(system, r.String(), counts[r])
 	}
-}
-
-// DurableName is the JetStream name of the consumer whose checkpoint is
-// name, for instance ("" for the one instance of the default deployment).
-func DurableName(name, instance string) string {
-	if instance == "" {
-		return name
-	}
-	return name + "_" + instance
 }
 
 // PartitionKeyPrefix begins the checkpoint keys of the partitions'
