@@ -185,13 +185,16 @@ func (m *Member) ForwardHTTP(w http.ResponseWriter, r *http.Request, orderID str
 		httpjson.WriteError(w, http.StatusServiceUnavailable, codeNotOwner, fmt.Sprintf("partition %d (order %s) is not instance %s's", p, orderID, m.opts.Instance))
 		return true
 	}
+	moving := func() bool {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(m.opts.Lease/time.Second, 1))))
+		httpjson.WriteError(w, http.StatusServiceUnavailable, "no_owner", fmt.Sprintf("partition %d (order %s) is moving between instances; retry in a few seconds", p, orderID))
+		return true
+	}
 	data := forwarding(r, r.URL.RequestURI(), nil)
 	for attempt := range 2 {
 		owner, err := m.ownerOf(r.Context(), p, attempt > 0)
 		if err != nil || owner == "" || owner == m.opts.Instance {
-			w.Header().Set("Retry-After", strconv.Itoa(int(max(m.opts.Lease/time.Second, 1))))
-			httpjson.WriteError(w, http.StatusServiceUnavailable, "no_owner", fmt.Sprintf("partition %d (order %s) is moving between instances; retry in a few seconds", p, orderID))
-			return true
+			return moving()
 		}
 		msg, err := m.opts.JS.Conn().Request(InstanceSubject(owner, "http"), data, forwardTimeout)
 		if err != nil {
@@ -212,9 +215,7 @@ func (m *Member) ForwardHTTP(w http.ResponseWriter, r *http.Request, orderID str
 		rep.write(w, owner)
 		return true
 	}
-	w.Header().Set("Retry-After", "1")
-	httpjson.WriteError(w, http.StatusServiceUnavailable, "no_owner", fmt.Sprintf("partition %d (order %s) is moving between instances; retry in a few seconds", p, orderID))
-	return true
+	return moving()
 }
 
 // decodeReply reads an instance's answer to a forwarded request.
