@@ -229,6 +229,35 @@ func checkReadsSpanInstances(t *testing.T, a, b *apptest.Env) {
 			t.Fatalf("GET /v1/mismatches/%s: %d %s", id, status, body)
 		}
 	}
+	// What `nats micro ls` reads: each instance's service, with what it
+	// owns in its description and metadata.
+	infos, err := a.NC.SubscribeSync(nats.NewInbox())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.NC.PublishRequest("$SRV.INFO."+cluster.ServiceName, infos.Subject, nil); err != nil {
+		t.Fatal(err)
+	}
+	described := map[string]string{}
+	for len(described) < 2 {
+		m, err := infos.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("service infos: %v (have %v)", err, described)
+		}
+		var info struct {
+			Description string            `json:"description"`
+			Metadata    map[string]string `json:"metadata"`
+		}
+		if err := json.Unmarshal(m.Data, &info); err != nil {
+			t.Fatal(err)
+		}
+		described[info.Metadata["instance"]] = info.Metadata["owned"] + " | " + info.Description
+	}
+	for _, name := range []string{"a", "b"} {
+		if d := described[name]; strings.HasPrefix(d, "none") || !strings.Contains(d, "driftwatch instance "+name+": owns 4 of 8 partitions") {
+			t.Fatalf("the instances' services say %v", described)
+		}
+	}
 	msg, err = a.NC.Request(cluster.InstanceSubject("b", "partitions"), nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
