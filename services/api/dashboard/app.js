@@ -1360,8 +1360,9 @@
         h('span', { class: 'mini-kpi-label', text: 'Dead letters' })));
     const note = h('p', { class: 'muted small' },
       `Stream ${stream.name || '?'}, seq ${fmtInt(stream.first_seq)}–${fmtInt(stream.last_seq)}.`);
+    const cluster = st.cluster ? clusterNote(st.cluster) : null;
     const consumers = Array.isArray(st.consumers) ? st.consumers : [];
-    if (!consumers.length) return [head, note, emptyText('No consumers.')];
+    if (!consumers.length) return [head, note, cluster, emptyText('No consumers.')].filter(Boolean);
     const table = h('table', { class: 'data-table compact consumers' },
       h('thead', null, h('tr', null,
         ['Consumer', 'Applied seq', 'Lag (pending)', 'Behind head', 'DLQ', 'Dups'].map((t, i) => h('th', {
@@ -1379,7 +1380,38 @@
           h('td', { class: 'num', text: fmtInt(c.dead_lettered || 0) }),
           h('td', { class: 'num', text: fmtInt(c.duplicates || 0) }));
       })));
-    return [head, note, h('div', { class: 'table-wrap' }, table)];
+    return [head, note, cluster, h('div', { class: 'table-wrap' }, table)].filter(Boolean);
+  }
+
+  /** Partitions [0,1,2,3,6] -> "0–3, 6". */
+  function fmtRanges(ps) {
+    const out = [];
+    for (let i = 0; i < ps.length;) {
+      let j = i;
+      while (j + 1 < ps.length && ps[j + 1] === ps[j] + 1) j += 1;
+      out.push(j > i ? `${ps[i]}–${ps[j]}` : `${ps[i]}`);
+      i = j + 1;
+    }
+    return out.length ? out.join(', ') : 'none';
+  }
+
+  /**
+   * The instance of a cluster this dashboard asks (GET /v1/status's
+   * cluster: {instance, partitions, owned, owners, instances: [{name}],
+   * last_change: {at, gained, lost, replayed, took_ns, paused_ns}}).
+   */
+  function clusterNote(c) {
+    const names = (Array.isArray(c.instances) ? c.instances : []).map((i) => i.name).join(', ');
+    const owned = Array.isArray(c.owned) ? c.owned : [];
+    const last = c.last_change || {};
+    const parts = [`Instance ${c.instance}: partitions ${fmtRanges(owned)} of ${fmtInt(c.partitions)}; instances live: ${names || '—'}.`];
+    if (last.at) {
+      const moved = [];
+      if (Array.isArray(last.gained) && last.gained.length) moved.push(`took ${fmtRanges(last.gained)}`);
+      if (Array.isArray(last.lost) && last.lost.length) moved.push(`gave back ${fmtRanges(last.lost)}`);
+      parts.push(`Last change ${fmtAge(last.at)} ago: ${moved.join(', ') || 'none'}, ${fmtInt(last.replayed)} events caught up in ${fmtLag(Math.round((last.took_ns || 0) / 1e6))}.`);
+    }
+    return h('p', { class: 'small cluster-note', dataset: { instance: c.instance }, text: parts.join(' ') });
   }
 
   // ------------------------------------------------------------ ops alerts
