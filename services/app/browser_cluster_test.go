@@ -10,8 +10,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/driftwatch/driftwatch/events"
-	"github.com/driftwatch/driftwatch/services/app"
-	"github.com/driftwatch/driftwatch/services/apptest"
 	"github.com/driftwatch/driftwatch/services/detector"
 )
 
@@ -26,16 +24,7 @@ func TestDashboardAcrossInstances(t *testing.T) {
 		t.Skip("starts a browser, a 3-node cluster and two instances")
 	}
 	bin := chromium(t)
-	_, url := apptest.StartCluster(t, 3)
-	withURL := func(o *app.Options) { o.NATSURL = url }
-	a := apptest.Start(t, apptest.Config(t, clusterYAML("a")), "", withURL)
-	b := apptest.Start(t, apptest.Config(t, clusterYAML("b")), "", withURL)
-	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if len(a.App.Owned.Owned()) != 4 || len(b.App.Owned.Owned()) != 4 {
-			return fmt.Errorf("a owns %v, b owns %v", a.App.Owned.Owned(), b.App.Owned.Owned())
-		}
-		return nil
-	})
+	a, b := startInstances(t)
 	order := ""
 	for i := 0; order == ""; i++ {
 		if o := fmt.Sprintf("ACROSS-%d", i); slices.Contains(b.App.Owned.Owned(), events.Partition(o, 8)) {

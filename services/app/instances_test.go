@@ -28,6 +28,23 @@ func clusterYAML(name string) string {
 		"cluster:\n  instance: " + name + "\n  partitions: 8\n  lease: 2s\n"
 }
 
+// startInstances runs instances a and b on a 3-node cluster and waits
+// until they own 4 of the 8 partitions each.
+func startInstances(t *testing.T) (a, b *apptest.Env) {
+	t.Helper()
+	_, url := apptest.StartCluster(t, 3)
+	withURL := func(o *app.Options) { o.NATSURL = url }
+	a = apptest.Start(t, apptest.Config(t, clusterYAML("a")), "", withURL)
+	b = apptest.Start(t, apptest.Config(t, clusterYAML("b")), "", withURL)
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if oa, ob := a.App.Owned.Owned(), b.App.Owned.Owned(); len(oa) != 4 || len(ob) != 4 {
+			return fmt.Errorf("a owns %v, b owns %v", oa, ob)
+		}
+		return nil
+	})
+	return a, b
+}
+
 // TestInstancesShareThePartitions runs two driftwatch instances on a
 // 3-node JetStream cluster: they split the 8 partitions, each keeps only
 // its orders, every fault of a 300-order stack raises its alert exactly
@@ -38,17 +55,7 @@ func TestInstancesShareThePartitions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a 3-node cluster and two instances")
 	}
-	_, url := apptest.StartCluster(t, 3)
-	withURL := func(o *app.Options) { o.NATSURL = url }
-	a := apptest.Start(t, apptest.Config(t, clusterYAML("a")), "", withURL)
-	b := apptest.Start(t, apptest.Config(t, clusterYAML("b")), "", withURL)
-	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		oa, ob := a.App.Owned.Owned(), b.App.Owned.Owned()
-		if len(oa) != 4 || len(ob) != 4 {
-			return fmt.Errorf("a owns %v, b owns %v", oa, ob)
-		}
-		return nil
-	})
+	a, b := startInstances(t)
 	t.Logf("a owns %v, b owns %v", a.App.Owned.Owned(), b.App.Owned.Owned())
 
 	pub, err := events.NewPublisher(a.NC)
