@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 	"unicode"
 )
@@ -103,7 +103,7 @@ var placeholderRE = regexp.MustCompile(`\{([a-z_]+)\}`)
 // validateOwners checks owners and runbooks (their keys, owners' names and
 // URLs; files are read by loadRunbooks); add reports a problem.
 func (c *Config) validateOwners(add func(format string, args ...any)) {
-	for _, pat := range sortedKeys(c.Owners.Patterns) {
+	for _, pat := range slices.Sorted(maps.Keys(c.Owners.Patterns)) {
 		if !slices.Contains(Patterns, pat) {
 			add("owners.patterns.%s: %q is not a pattern: want one of %s", pat, pat, strings.Join(Patterns, ", "))
 		}
@@ -111,7 +111,7 @@ func (c *Config) validateOwners(add func(format string, args ...any)) {
 			add("owners.patterns.%s: the owner %s", pat, why)
 		}
 	}
-	for _, sys := range sortedKeys(c.Owners.Systems) {
+	for _, sys := range slices.Sorted(maps.Keys(c.Owners.Systems)) {
 		if _, ok := c.byID[sys]; !ok {
 			add("owners.systems.%s: %q is not a configured system", sys, sys)
 		}
@@ -124,7 +124,7 @@ func (c *Config) validateOwners(add func(format string, args ...any)) {
 			add("owners.default: the owner %s", why)
 		}
 	}
-	for _, pat := range sortedKeys(c.Runbooks) {
+	for _, pat := range slices.Sorted(maps.Keys(c.Runbooks)) {
 		rb := c.Runbooks[pat]
 		key := "runbooks." + pat
 		if !slices.Contains(Patterns, pat) {
@@ -146,7 +146,7 @@ func (c *Config) validateOwners(add func(format string, args ...any)) {
 // to the configuration's folder, and returns the problems found.
 func (c *Config) loadRunbooks() []string {
 	var p []string
-	for _, pat := range sortedKeys(c.Runbooks) {
+	for _, pat := range slices.Sorted(maps.Keys(c.Runbooks)) {
 		rb := c.Runbooks[pat]
 		if rb.File == "" {
 			continue
@@ -308,13 +308,4 @@ func checkPlaceholders(s string) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
