@@ -295,11 +295,10 @@ func TestListSkipsArrivals(t *testing.T) {
 	}
 }
 
-// TestEscalationSkipsWhatWasResolved: two mismatches were overdue when the
-// policy read them; one is resolved before the escalation's batch. Only the
-// other is escalated and fires an ops escalation; the resolved one fires
-// nothing (it used to fire for a mismatch nobody had open).
-func TestEscalationSkipsWhatWasResolved(t *testing.T) {
+// openMismatches starts a policy with a detector on a fresh store, and
+// records an open order_not_acknowledged mismatch for each order.
+func openMismatches(t *testing.T, orders ...string) (*projections.Store, *clock, *detector.Detector, *Policy, []*detector.Mismatch) {
+	t.Helper()
 	cfg := testConfig(t)
 	store := openStore(t, t.TempDir())
 	t.Cleanup(func() { store.Close() })
@@ -314,8 +313,8 @@ func TestEscalationSkipsWhatWasResolved(t *testing.T) {
 	}
 	p := newPolicy(cfg, store, c)
 	p.SetDetector(det)
-	var overdue []*detector.Mismatch
-	for _, order := range []string{"E-1", "E-2"} {
+	var open []*detector.Mismatch
+	for _, order := range orders {
 		m := &detector.Mismatch{}
 		m.AlertID = detector.AlertID(order, detector.OrderNotAcknowledged, "shop", "erp")
 		m.OrderID, m.Pattern, m.Severity, m.DetectedBy = order, detector.OrderNotAcknowledged, detector.High, detector.BySLA
@@ -323,8 +322,17 @@ func TestEscalationSkipsWhatWasResolved(t *testing.T) {
 		if err := det.Record([]*detector.Mismatch{m}); err != nil {
 			t.Fatal(err)
 		}
-		overdue = append(overdue, m)
+		open = append(open, m)
 	}
+	return store, c, det, p, open
+}
+
+// TestEscalationSkipsWhatWasResolved: two mismatches were overdue when the
+// policy read them; one is resolved before the escalation's batch. Only the
+// other is escalated and fires an ops escalation; the resolved one fires
+// nothing (it used to fire for a mismatch nobody had open).
+func TestEscalationSkipsWhatWasResolved(t *testing.T) {
+	store, c, det, p, overdue := openMismatches(t, "E-1", "E-2")
 	if _, err := det.Resolve(overdue[1].AlertID, "ops", "fixed meanwhile"); err != nil {
 		t.Fatal(err)
 	}
@@ -356,31 +364,8 @@ func TestEscalationSkipsWhatWasResolved(t *testing.T) {
 // (assigned after it was read as overdue: the owner now), or that nobody
 // did.
 func TestEscalationNamesTheOwner(t *testing.T) {
-	cfg := testConfig(t)
-	store := openStore(t, t.TempDir())
-	t.Cleanup(func() { store.Close() })
-	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
-	eng, err := detector.NewEngine(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	det, err := detector.New(detector.Options{Store: store, Engine: eng, Now: c.now, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := newPolicy(cfg, store, c)
-	p.SetDetector(det)
-	var ids []string
-	for _, order := range []string{"W-1", "W-2"} {
-		m := &detector.Mismatch{}
-		m.AlertID = detector.AlertID(order, detector.OrderNotAcknowledged, "shop", "erp")
-		m.OrderID, m.Pattern, m.Severity, m.DetectedBy = order, detector.OrderNotAcknowledged, detector.High, detector.BySLA
-		m.Source = &detector.Side{System: "shop", Status: "unfulfilled"}
-		if err := det.Record([]*detector.Mismatch{m}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, m.AlertID)
-	}
+	store, c, det, p, open := openMismatches(t, "W-1", "W-2")
+	ids := []string{open[0].AlertID, open[1].AlertID}
 	c.t = c.t.Add(25 * time.Hour)
 	if _, err := det.Assign(ids[0], "team-erp", "lead", ""); err != nil {
 		t.Fatal(err)
