@@ -186,19 +186,7 @@ func TestLoopbackListenerChecksHost(t *testing.T) {
 func TestServerTimeoutsAndTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := writeSelfSigned(t, dir)
-	cfg, err := config.Parse(filepath.Join(dir, "tls.yaml"), []byte(config.SixSystems+
-		"http:\n  max_connections: 8\n  tls: {cert_file: "+certFile+", key_file: "+keyFile+"}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(zerolog.Nop())
-	if err := s.Secure(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	s := startSecured(t, filepath.Join(dir, "tls.yaml"), "http:\n  max_connections: 8\n  tls: {cert_file: "+certFile+", key_file: "+keyFile+"}\n")
 	if s.srv.ReadHeaderTimeout != ReadHeaderTimeout || s.srv.ReadTimeout != ReadTimeout || s.srv.WriteTimeout != WriteTimeout ||
 		s.srv.IdleTimeout != IdleTimeout || s.srv.MaxHeaderBytes != MaxHeaderBytes || WriteTimeout <= ReadTimeout || s.maxConns != 8 {
 		t.Fatalf("server settings: %+v, max connections %d", s.srv, s.maxConns)
@@ -263,10 +251,12 @@ func writeSelfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
-// TestConnectionCap: with http.max_connections connections open, the next
-// is not served until one closes.
-func TestConnectionCap(t *testing.T) {
-	cfg, err := config.Parse("cap.yaml", []byte(config.SixSystems+"http:\n  max_connections: 8\n"))
+// startSecured starts a server on a random loopback port with the six
+// systems and the http section yaml (read as the file path), stopped at
+// the test's end.
+func startSecured(t *testing.T, path, yaml string) *Server {
+	t.Helper()
+	cfg, err := config.Parse(path, []byte(config.SixSystems+yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,6 +268,13 @@ func TestConnectionCap(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	return s
+}
+
+// TestConnectionCap: with http.max_connections connections open, the next
+// is not served until one closes.
+func TestConnectionCap(t *testing.T) {
+	s := startSecured(t, "cap.yaml", "http:\n  max_connections: 8\n")
 	get := func(timeout time.Duration) error {
 		c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 		resp, err := c.Get("http://" + s.Addr() + "/healthz")
