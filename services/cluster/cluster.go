@@ -182,12 +182,17 @@ func (m *Member) Start(ctx context.Context) error {
 	if err := m.round(ctx); err != nil {
 		return err
 	}
-	m.announce()
+	m.mu.Lock()
+	announced := m.svc != nil
+	m.mu.Unlock()
+	if !announced { // a first round that took nothing announced nothing
+		m.announce()
+	}
 	return nil
 }
 
-// checkPartitions compares the partition count with the cluster's (kept
-// without expiry by the first instance, renewed by every round) and the
+// checkPartitions compares the partition count with the cluster's (set
+// by the first instance, renewed by every instance's round) and the
 // store's.
 func (m *Member) checkPartitions(ctx context.Context) error {
 	n := m.opts.Partitions
@@ -212,8 +217,8 @@ func (m *Member) checkPartitions(ctx context.Context) error {
 	return nil
 }
 
-// claimCount creates or renews the cluster's partition count, and refuses
-// a different one.
+// claimCount creates the cluster's partition count, or refuses a
+// different one (renew keeps it from expiring).
 func (m *Member) claimCount(ctx context.Context) error {
 	want := strconv.Itoa(m.opts.Partitions)
 	e, err := m.kv.Get(ctx, partitionsKey)
@@ -228,10 +233,6 @@ func (m *Member) claimCount(ctx context.Context) error {
 	}
 	if got := string(e.Value()); got != want {
 		return fmt.Errorf("%w: the cluster runs with %s partitions, this instance with %s (cluster.partitions)", ErrPartitions, got, want)
-	}
-	// Every instance renews it with the same value: the last write wins.
-	if _, err := m.kv.Put(ctx, partitionsKey, []byte(want)); err != nil {
-		return fmt.Errorf("cluster: renew the partition count: %w", err)
 	}
 	return nil
 }
@@ -293,8 +294,9 @@ func (m *Member) renew(ctx context.Context) error {
 	if _, err := m.kv.Put(ctx, instancePrefix+m.opts.Instance, info); err != nil {
 		return fmt.Errorf("renew instance: %w", err)
 	}
-	if err := m.claimCount(ctx); err != nil {
-		return err
+	// The count was checked at Start; every instance renews the same value.
+	if _, err := m.kv.Put(ctx, partitionsKey, []byte(strconv.Itoa(m.opts.Partitions))); err != nil {
+		return fmt.Errorf("renew the partition count: %w", err)
 	}
 	m.mu.Lock()
 	revs := maps.Clone(m.revs)

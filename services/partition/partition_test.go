@@ -56,26 +56,3 @@ func TestChangeSaysWhatMovesAndKeepsTheSetOnFailure(t *testing.T) {
 		}
 	}
 }
-
-func TestChangeWaitsForEveryHold(t *testing.T) {
-	s := NewSet(2)
-	s.Hold()
-	changed := make(chan struct{})
-	go func() {
-		_ = s.Change([]int{0}, func(_, _ []int) error { return nil })
-		close(changed)
-	}()
-	select {
-	case <-changed:
-		t.Fatal("a change ran while a batch held the set")
-	default:
-	}
-	if s.OwnsPartition(0) {
-		t.Fatal("ownership changed under a hold")
-	}
-	s.Done()
-	<-changed
-	if !s.OwnsPartition(0) {
-		t.Fatal("the change did not apply after the hold was given back")
-	}
-}
