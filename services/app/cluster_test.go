@@ -31,7 +31,6 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	servers, url := apptest.StartCluster(t, 3)
 	cfg := apptest.Config(t, strings.Replace(apptest.StackYAML, "ingest:\n", "ingest:\n  replicas: 3\n  sync_interval: always\n  placement: {cluster: driftwatch}\n", 1))
 	env := apptest.Start(t, cfg, "", func(o *app.Options) { o.NATSURL = url })
-	ctx := context.Background()
 
 	pubConn, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
@@ -44,19 +43,7 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	}
 	// publish retries until JetStream acknowledges (a leader election
 	// refuses for a moment): an acknowledged event is one the log holds.
-	publish := func(data string) time.Duration {
-		start := time.Now()
-		for {
-			res, err := pub.PublishRaw(ctx, []byte(data))
-			if err == nil && (res.Outcome == events.Accepted || res.Outcome == events.Duplicate) {
-				return time.Since(start)
-			}
-			if time.Since(start) > 60*time.Second {
-				t.Fatalf("no acknowledgement in 60 s: %+v %v", res, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	publish := func(data string) time.Duration { return apptest.PublishAcked(t, pub, data) }
 	now := time.Now().UTC().Format(time.RFC3339)
 	const orders = 120
 	faults := map[string]bool{}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/driftwatch/driftwatch/events"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -104,4 +105,23 @@ func StreamMessages(t testing.TB, js jetstream.JetStream, stream, filter string)
 		}
 	}
 	return out
+}
+
+// PublishAcked publishes one event and retries until JetStream
+// acknowledges it (a stream electing a new leader refuses for a moment),
+// failing after a minute. It returns how long the acknowledgement took:
+// an acknowledged event is one the log holds.
+func PublishAcked(t testing.TB, pub *events.Publisher, data string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		res, err := pub.PublishRaw(context.Background(), []byte(data))
+		if err == nil && (res.Outcome == events.Accepted || res.Outcome == events.Duplicate) {
+			return time.Since(start)
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("no acknowledgement in 60 s: %+v %v", res, err)
+		}
+		time.Sleep(20 * time.Millisecond) // the pause between retries, not a wait for a condition
+	}
 }

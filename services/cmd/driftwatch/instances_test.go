@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -86,19 +85,7 @@ func TestInstancesFailOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	publish := func(data string) {
-		start := time.Now()
-		for { // a leader election refuses for a moment: retry until acknowledged
-			res, err := pub.PublishRaw(ctx, []byte(data))
-			if err == nil && (res.Outcome == events.Accepted || res.Outcome == events.Duplicate) {
-				return
-			}
-			if time.Since(start) > 60*time.Second {
-				t.Fatalf("no acknowledgement in 60 s: %+v %v", res, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	publish := func(data string) { apptest.PublishAcked(t, pub, data) }
 	now := time.Now().UTC().Format(time.RFC3339)
 	faults := map[string]bool{}
 	stack := func(from, to int, midway func()) {
@@ -190,46 +177,25 @@ func TestInstancesFailOver(t *testing.T) {
 func waitAlerts(t *testing.T, js jetstream.JetStream, faults map[string]bool) {
 	t.Helper()
 	apptest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
-		ctx := context.Background()
-		alerts, err := js.Stream(ctx, events.AlertsStream)
-		if err != nil {
-			return err
-		}
-		cons, err := alerts.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{events.AlertsPrefix + "*." + detector.OrderNotAcknowledged}})
-		if err != nil {
-			return err
-		}
 		seen := map[string]int{}
 		opened := map[string]bool{}
-		for {
-			batch, err := cons.FetchNoWait(500)
-			if err != nil {
-				return err
+		for _, m := range apptest.StreamMessages(t, js, events.AlertsStream, events.AlertsPrefix+"*."+detector.OrderNotAcknowledged) {
+			var a struct {
+				OrderID string `json:"order_id"`
+				State   string `json:"state"`
 			}
-			n := 0
-			for m := range batch.Messages() {
-				n++
-				var a struct {
-					AlertID string `json:"alert_id"`
-					OrderID string `json:"order_id"`
-					State   string `json:"state"`
-				}
-				if err := json.Unmarshal(m.Data(), &a); err != nil {
-					t.Fatalf("alert record: %v", err)
-				}
-				id := m.Headers().Get(nats.MsgIdHdr)
-				if seen[id]++; seen[id] > 1 {
-					t.Fatalf("alert %s published twice", id)
-				}
-				if a.State == detector.StateOpen {
-					if !faults[a.OrderID] {
-						t.Fatalf("alert opened for %s, which has no fault", a.OrderID)
-					}
-					opened[a.OrderID] = true
-				}
+			if err := json.Unmarshal(m.Data(), &a); err != nil {
+				t.Fatalf("alert record: %v", err)
 			}
-			if errors.Is(batch.Error(), jetstream.ErrNoMessages) || n == 0 {
-				break
+			id := m.Headers().Get(nats.MsgIdHdr)
+			if seen[id]++; seen[id] > 1 {
+				t.Fatalf("alert %s published twice", id)
+			}
+			if a.State == detector.StateOpen {
+				if !faults[a.OrderID] {
+					t.Fatalf("alert opened for %s, which has no fault", a.OrderID)
+				}
+				opened[a.OrderID] = true
 			}
 		}
 		if len(opened) != len(faults) {
