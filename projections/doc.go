@@ -28,6 +28,7 @@
 //	m/stream                               the events stream's creation time, to detect a recreated stream
 //	c/<consumer>                           last applied stream sequence of a consumer (checkpoint)
 //	n/<consumer>/<counter>                 counters (dead-lettered events, duplicates) of a consumer
+//	t/count, t/<p>/held, t/<p>/<consumer>   an instance of a cluster: its partition count, whether it owns partition p, and (while it does not) the checkpoint of each consumer p's state is current at (services/cluster)
 //	p/<order_id>·<system>                  the system's projection of the order (Row)
 //	h/<order_id>·<seq>                     the order index: one Entry per event of the order
 //	k/<order_id>·<system>·<event_id>·<ack system>  an acknowledgement of an event (AckLink)

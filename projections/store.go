@@ -24,6 +24,10 @@ const (
 	PrefixDetector = "x/"
 	PrefixPolicy   = "o/"
 	PrefixReports  = "r/"
+	// PrefixPartitions holds an instance of a cluster's bookkeeping of
+	// its partitions (services/cluster). A rebuilt store holds every
+	// partition, so a rebuild does not carry it over.
+	PrefixPartitions = "t/"
 )
 
 // ServicePrefixes lists the services' prefixes.

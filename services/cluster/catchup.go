@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -17,19 +18,38 @@ import (
 	"github.com/driftwatch/driftwatch/services/projector"
 )
 
-// The partitions' bookkeeping is kept under checkpoint keys beginning with
-// projector.PartitionKeyPrefix (which the stream check passes over).
-const partitionCountKey = projector.PartitionKeyPrefix + "itions"
+// The partitions' bookkeeping in the store (projections.PrefixPartitions),
+// each value a uvarint.
+var partitionCountKey = []byte(projections.PrefixPartitions + "count")
 
-// markKey is the checkpoint of consumer that partition p's state in this
+// markKey holds the checkpoint of consumer that partition p's state in this
 // store is current at, while p is not owned here.
-func markKey(p int, consumer string) string {
-	return projector.PartitionKeyPrefix + "-" + strconv.Itoa(p) + "/" + consumer
+func markKey(p int, consumer string) []byte {
+	return []byte(projections.PrefixPartitions + strconv.Itoa(p) + "/" + consumer)
 }
 
-// heldKey is 1 while partition p is owned here: its state then follows
+// heldKey holds 1 while partition p is owned here: its state then follows
 // the consumers' own checkpoints, and its marks are stale.
-func heldKey(p int) string { return projector.PartitionKeyPrefix + "-" + strconv.Itoa(p) + "/held" }
+func heldKey(p int) []byte { return []byte(projections.PrefixPartitions + strconv.Itoa(p) + "/held") }
+
+// readMark reads a bookkeeping value (0 when absent).
+func (m *Member) readMark(key []byte) (uint64, error) {
+	v, closer, err := m.opts.Store.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	n, _ := binary.Uvarint(v)
+	return n, nil
+}
+
+// setMark writes a bookkeeping value in b.
+func setMark(b *pebble.Batch, key []byte, v uint64) error {
+	return b.Set(key, binary.AppendUvarint(nil, v), nil)
+}
 
 // catchUpBatch is the most events caught up in one durable batch.
 const catchUpBatch = 1000
@@ -78,7 +98,7 @@ func (m *Member) recover() error {
 	}
 	b := m.opts.Store.NewBatch()
 	for p := range m.opts.Partitions {
-		held, err := m.opts.Store.Checkpoint(heldKey(p))
+		held, err := m.readMark(heldKey(p))
 		if err != nil {
 			b.Close()
 			return err
@@ -95,11 +115,11 @@ func (m *Member) recover() error {
 
 func (m *Member) setMarks(b *pebble.Batch, p int, ckpts map[string]uint64) error {
 	for c, seq := range ckpts {
-		if err := projections.SetCheckpoint(b, markKey(p, c), seq); err != nil {
+		if err := setMark(b, markKey(p, c), seq); err != nil {
 			return err
 		}
 	}
-	return projections.SetCheckpoint(b, heldKey(p), 0)
+	return setMark(b, heldKey(p), 0)
 }
 
 // change makes want the owned partitions: the ones lost get marks at the
@@ -175,7 +195,7 @@ func (m *Member) change(want []int) error {
 			adopted = len(records)
 			b := m.opts.Store.NewBatch()
 			for _, p := range gained {
-				if err := projections.SetCheckpoint(b, heldKey(p), 1); err != nil {
+				if err := setMark(b, heldKey(p), 1); err != nil {
 					b.Close()
 					return err
 				}
@@ -242,7 +262,7 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 	for _, p := range gained {
 		mk := map[string]uint64{}
 		for c, ck := range ckpts {
-			seq, err := m.opts.Store.Checkpoint(markKey(p, c))
+			seq, err := m.readMark(markKey(p, c))
 			if err != nil {
 				return 0, err
 			}
@@ -359,7 +379,7 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 				for c, ck := range ckpts {
 					if mark := min(last, ck); mark > marks[p][c] {
 						marks[p][c] = mark
-						if err := projections.SetCheckpoint(tx.B, markKey(p, c), mark); err != nil {
+						if err := setMark(tx.B, markKey(p, c), mark); err != nil {
 							return err
 						}
 					}

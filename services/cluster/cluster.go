@@ -196,7 +196,7 @@ func (m *Member) Start(ctx context.Context) error {
 // store's.
 func (m *Member) checkPartitions(ctx context.Context) error {
 	n := m.opts.Partitions
-	stored, err := m.opts.Store.Checkpoint(partitionCountKey)
+	stored, err := m.readMark(partitionCountKey)
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func (m *Member) checkPartitions(ctx context.Context) error {
 	}
 	if stored == 0 {
 		b := m.opts.Store.NewBatch()
-		if err := projections.SetCheckpoint(b, partitionCountKey, uint64(n)); err != nil {
+		if err := setMark(b, partitionCountKey, uint64(n)); err != nil {
 			b.Close()
 			return err
 		}

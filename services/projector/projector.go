@@ -200,10 +200,8 @@ func (p *Projector) checkStream(ctx context.Context) error {
 	}
 	id := info.Created.UTC().Format(time.RFC3339Nano)
 	var maxCkpt uint64
-	for name, c := range ckpts {
-		if !strings.HasPrefix(name, PartitionKeyPrefix) {
-			maxCkpt = max(maxCkpt, c)
-		}
+	for _, c := range ckpts {
+		maxCkpt = max(maxCkpt, c)
 	}
 	if stored != "" && stored != id {
 		return fmt.Errorf("%w: the store was built from stream %s created %s, the stream now was created %s; rebuild the projections (driftwatch rebuild) or restore the stream", ErrStreamChanged, events.EventsStream, stored, id)
@@ -566,11 +564,6 @@ func countOutcomes(c *telemetry.EventCounter, system string, outcomes []projecti
 		c.Add(system, r.String(), counts[r])
 	}
 }
-
-// PartitionKeyPrefix begins the checkpoint keys of the partitions'
-// bookkeeping (services/cluster): counts and flags, not sequences of the
-// log.
-const PartitionKeyPrefix = "dw-part"
 
 // SentryConsumer is the durable consumer that dead-letters the events on
 // subjects of no configured system.
