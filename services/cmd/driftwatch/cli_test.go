@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/driftwatch/driftwatch/events"
@@ -512,17 +511,9 @@ func TestClientCommandsReadServesConfiguration(t *testing.T) {
 // before publishing it (nothing reaches the log), as the API does; without
 // a configuration to tell the systems they stop and say how to give one.
 func TestNATSPathRefusesUnknownSystemsAtOnce(t *testing.T) {
-	b, err := broker.Start(broker.Options{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncInterval: time.Minute,
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamSettings{DedupeWindow: time.Hour, MaxAge: 24 * time.Hour}); err != nil {
-		t.Fatal(err)
-	}
+	b := startBroker(t, broker.Auth{})
+	ctx := context.Background()
+	var err error
 	t.Setenv("DRIFTWATCH_NATS_URL", b.ClientURL)
 	dir := t.TempDir()
 	file := filepath.Join(dir, "events.ndjson")

@@ -126,23 +126,11 @@ func TestClientCommandsAuthenticate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := broker.Start(broker.Options{
-		DataDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncInterval: time.Minute,
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel),
-		Auth: broker.Auth{Users: []broker.User{
-			{Name: "shop", Role: broker.RolePublisher, Systems: []string{"shop"}, NKey: shopKey},
-			{Name: "ops", Role: broker.RoleOperator, NKey: opsKey},
-		}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamSettings{DedupeWindow: time.Hour, MaxAge: 24 * time.Hour}); err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	b := startBroker(t, broker.Auth{Users: []broker.User{
+		{Name: "shop", Role: broker.RolePublisher, Systems: []string{"shop"}, NKey: shopKey},
+		{Name: "ops", Role: broker.RoleOperator, NKey: opsKey},
+	}})
 	run := func(args ...string) error {
 		root := newRootCmd()
 		root.SetArgs(args)
@@ -180,4 +168,22 @@ func TestClientCommandsAuthenticate(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "ops:xxxxx@") {
 		t.Fatalf("export with a wrong password in the URL: %v", err)
 	}
+}
+
+// startBroker starts an embedded NATS server with auth and driftwatch's
+// streams, closed at the test's end.
+func startBroker(t *testing.T, auth broker.Auth) *broker.Broker {
+	t.Helper()
+	b, err := broker.Start(broker.Options{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncInterval: time.Minute,
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel), Auth: auth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamSettings{DedupeWindow: time.Hour, MaxAge: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
