@@ -68,18 +68,29 @@ func StartCluster(t testing.TB, n int) ([]*server.Server, string) {
 	return servers, url
 }
 
-// StreamMessages reads every message stream holds on filter now: as many
-// as the stream's subject counts say, failing if they do not come.
+// StreamMessages reads every message stream holds on filter now (as
+// ReadStream), failing the test when it cannot.
 func StreamMessages(t testing.TB, js jetstream.JetStream, stream, filter string) []jetstream.Msg {
 	t.Helper()
-	ctx := context.Background()
-	s, err := js.Stream(ctx, stream)
+	msgs, err := ReadStream(js, stream, filter)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return msgs
+}
+
+// ReadStream reads every message stream holds on filter now: as many as
+// the stream's subject counts say, or an error (a stream electing a new
+// leader answers none for a moment: poll it).
+func ReadStream(js jetstream.JetStream, stream, filter string) ([]jetstream.Msg, error) {
+	ctx := context.Background()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
 	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	want := 0
 	for _, n := range info.State.Subjects {
@@ -87,13 +98,13 @@ func StreamMessages(t testing.TB, js jetstream.JetStream, stream, filter string)
 	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var out []jetstream.Msg
 	for len(out) < want {
 		batch, err := cons.Fetch(want-len(out), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		n := 0
 		for m := range batch.Messages() {
@@ -101,10 +112,10 @@ func StreamMessages(t testing.TB, js jetstream.JetStream, stream, filter string)
 			n++
 		}
 		if n == 0 {
-			t.Fatalf("%s on %s: read %d of its %d messages: %v", stream, filter, len(out), want, batch.Error())
+			return nil, fmt.Errorf("%s on %s: read %d of its %d messages: %v", stream, filter, len(out), want, batch.Error())
 		}
 	}
-	return out
+	return out, nil
 }
 
 // PublishAcked publishes one event and retries until JetStream

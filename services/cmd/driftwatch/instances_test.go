@@ -179,7 +179,11 @@ func waitAlerts(t *testing.T, js jetstream.JetStream, faults map[string]bool) {
 	apptest.CheckFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 		seen := map[string]int{}
 		opened := map[string]bool{}
-		for _, m := range apptest.StreamMessages(t, js, events.AlertsStream, events.AlertsPrefix+"*."+detector.OrderNotAcknowledged) {
+		msgs, err := apptest.ReadStream(js, events.AlertsStream, events.AlertsPrefix+"*."+detector.OrderNotAcknowledged)
+		if err != nil {
+			return err // a leader election under way: poll again
+		}
+		for _, m := range msgs {
 			var a struct {
 				OrderID string `json:"order_id"`
 				State   string `json:"state"`
