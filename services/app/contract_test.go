@@ -196,7 +196,7 @@ func TestContractPatternsAreTheDetectors(t *testing.T) {
 func TestContractSubjectsAndStreams(t *testing.T) {
 	sec := contractSection(t, "4")
 	code := []string{events.InPrefix, events.DLQPrefix, events.AlertsPrefix, events.OpsAlertsPrefix, events.ReportsSubject, events.ValidateSubject, cluster.InstancePrefix}
-	for _, s := range append(code, events.EventsStream, events.AlertsStream, events.DLQStream, cluster.Bucket) {
+	for _, s := range append(code, events.EventsStream, events.AlertsStream, events.DLQStream, cluster.Bucket, cluster.HandoverBucket) {
 		if !strings.Contains(sec, "`"+s) {
 			t.Errorf("section 4 does not name %s", s)
 		}
