@@ -98,7 +98,18 @@ type Options struct {
 	HTTPAddr   string // "" disables HTTP
 	Services   []string
 	Logger     zerolog.Logger
+	// PerSystemReaders runs the projector's consumers, one per system,
+	// and the detector's own, as when they run in separate processes,
+	// even when this process runs both (the load tool compares the two
+	// shapes; by default they are one pass).
+	PerSystemReaders bool
 }
+
+// passOf is the app's one pass, as the detector's status sees it (the
+// projector exists once the detector starts).
+type passOf struct{ a *App }
+
+func (p passOf) Pending(ctx context.Context) uint64 { return p.a.Projector.Pending(ctx) }
 
 // App is a running driftwatch.
 type App struct {
@@ -320,33 +331,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 	for i, s := range a.cfg.Systems {
 		systems[i] = s.ID
 	}
-	if a.serves(ServiceProjector) {
-		counted, err := telemetry.NewEventCounter(meter, "projector", systems, projectorOutcomes)
-		if err != nil {
-			return err
-		}
-		proj, err := projector.New(projector.Options{
-			JS: b.JS, Store: a.Store, Applier: a.Applier, Systems: systems,
-			Logger:  a.log.With().Str("component", "projector").Logger(),
-			Tracing: a.Tracing, Counted: counted, Instance: instance, Owned: a.Owned,
-			OnBatch: func(system string, outcomes []projections.Outcome) {
-				if a.Policy != nil {
-					a.Policy.Arrived(system, arrivals(outcomes), time.Now())
-				}
-				if d := a.detectorRef.Load(); d != nil {
-					d.Hint(outcomes)
-				}
-			},
-		})
-		if err != nil {
-			return err
-		}
-		a.Projector = proj
-		if err := a.Projector.Start(ctx); err != nil {
-			return err
-		}
-		a.run("projector", a.Projector.Run)
-	}
+	// In one process the projector and the detector are one pass over
+	// the log: one consumer delivers each event once, and each batch is
+	// projected and judged in one transaction.
+	onePass := a.serves(ServiceProjector) && a.serves(ServiceDetector) && !a.opts.PerSystemReaders
 	if a.serves(ServiceDetector) {
 		eng, err := detector.NewEngine(a.cfg, a.Store)
 		if err != nil {
@@ -359,8 +347,12 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		var pass detector.Pass
+		if onePass {
+			pass = passOf{a}
+		}
 		det, err := detector.New(detector.Options{
-			JS: b.JS, Store: a.Store, Engine: eng, Metrics: metrics,
+			JS: b.JS, Store: a.Store, Engine: eng, Metrics: metrics, Pass: pass,
 			Applied: func(system string) uint64 { return a.Projector.AppliedOf(system) },
 			Logger:  a.log.With().Str("component", "detector").Logger(),
 			Tracing: a.Tracing, Instance: instance, Owned: a.Owned,
@@ -378,9 +370,44 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		a.Detector = det
 		a.detectorRef.Store(a.Detector)
+		// Started (its checkpoint read) before the projector, which
+		// starts the one pass after it; run after.
 		if err := a.Detector.Start(ctx); err != nil {
 			return err
 		}
+	}
+	if a.serves(ServiceProjector) {
+		counted, err := telemetry.NewEventCounter(meter, "projector", systems, projectorOutcomes)
+		if err != nil {
+			return err
+		}
+		var judge projector.Judge
+		if onePass {
+			judge = a.Detector
+		}
+		proj, err := projector.New(projector.Options{
+			JS: b.JS, Store: a.Store, Applier: a.Applier, Systems: systems, Judge: judge,
+			Logger:  a.log.With().Str("component", "projector").Logger(),
+			Tracing: a.Tracing, Counted: counted, Instance: instance, Owned: a.Owned,
+			OnBatch: func(system string, outcomes []projections.Outcome) {
+				if a.Policy != nil {
+					a.Policy.Arrived(system, arrivals(outcomes), time.Now())
+				}
+				if d := a.detectorRef.Load(); d != nil && !onePass {
+					d.Hint(outcomes)
+				}
+			},
+		})
+		if err != nil {
+			return err
+		}
+		a.Projector = proj
+		if err := a.Projector.Start(ctx); err != nil {
+			return err
+		}
+		a.run("projector", a.Projector.Run)
+	}
+	if a.Detector != nil {
 		a.run("detector", a.Detector.Run)
 	}
 	if a.cfg.Clustered() {

@@ -9,8 +9,8 @@ import (
 
 // NATSAuth is the embedded server's authentication, authorization and TLS
 // from the configuration's nats section, paths resolved against the
-// configuration file's folder. driftwatch's own durable consumers (the
-// detector's, the sentry's, each configured system's projector's) are
+// configuration file's folder. driftwatch's own durable consumers (the one
+// pass's, the detector's, the sentry's, each configured system's projector's) are
 // denied to operators, who may otherwise create consumers on the events
 // stream.
 func NATSAuth(cfg *config.Config) broker.Auth {
@@ -23,7 +23,7 @@ func NATSAuth(cfg *config.Config) broker.Auth {
 			CAFile:        cfg.NATSPath(n.TLS.CAFile),
 			VerifyClients: n.TLS.VerifyClients,
 		},
-		Durables: []string{detector.ConsumerName, projector.SentryConsumer},
+		Durables: []string{projector.PassConsumer, detector.ConsumerName, projector.SentryConsumer},
 	}
 	for _, s := range cfg.Systems {
 		a.Durables = append(a.Durables, projector.ConsumerPrefix+s.ID)

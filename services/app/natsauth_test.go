@@ -174,7 +174,7 @@ func TestNATSRolesAgree(t *testing.T) {
 		t.Fatalf("config roles %v, broker roles %v", config.NATSRoles, broker.Roles)
 	}
 	auth := app.NATSAuth(apptest.Config(t, ""))
-	for _, want := range []string{detector.ConsumerName, projector.SentryConsumer, projector.ConsumerPrefix + "erp"} {
+	for _, want := range []string{projector.PassConsumer, detector.ConsumerName, projector.SentryConsumer, projector.ConsumerPrefix + "erp"} {
 		if !slices.Contains(auth.Durables, want) {
 			t.Errorf("%s is not protected from operators: %v", want, auth.Durables)
 		}

@@ -365,7 +365,7 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 				default:
 					continue
 				}
-				detect := func() error { return e.OnEntry(tx.B, out.Event.OrderID, entry, now) }
+				detect := func() error { return e.OnEntryTx(tx, out.Event.OrderID, entry, now) }
 				if pr, ok := prev[part]; ok && seq <= pr.Seq {
 					err = e.Silently(detect) // its previous owner judged it
 				} else {

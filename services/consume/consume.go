@@ -19,6 +19,22 @@ import (
 // checkpoint with a fresh consumer.
 var ErrGap = errors.New("consume: a delivery is missing")
 
+// ErrLogGap means events vanished from the log before a reader of every
+// subject read them (a purge, a deleted message, an age limit): the reader
+// cannot go on as if they had never been sent.
+var ErrLogGap = errors.New("events are missing from the log")
+
+// CheckContiguous returns ErrLogGap, with the sequences missing, when a
+// reader of every subject whose last applied sequence is last is delivered
+// seq: the log's sequences follow one another. last 0 (nothing applied
+// yet) accepts any start.
+func CheckContiguous(last, seq uint64) error {
+	if last > 0 && seq != last+1 {
+		return fmt.Errorf("%w: after sequence %d the log continues at %d; events %d to %d were purged or deleted before they were read: restore the stream, or rebuild (driftwatch rebuild) to go on without them", ErrLogGap, last, seq, last+1, seq-1)
+	}
+	return nil
+}
+
 // Prefetch is how many batches the reader keeps requested from the server.
 // With one batch outstanding, a consumer that reads the whole stream (the
 // detector) waited on the next pull for most of a burst and fell seconds

@@ -28,7 +28,7 @@ const ConsumerName = "dw-detector"
 // ErrLogGap means events vanished from the log before the detector read
 // them (a purge, a deleted message): detection cannot go on as if they had
 // never been sent.
-var ErrLogGap = errors.New("detector: events are missing from the log")
+var ErrLogGap = consume.ErrLogGap
 
 // AppliedFunc reports each system's projector checkpoint.
 type AppliedFunc func(system string) uint64
@@ -60,6 +60,17 @@ type Options struct {
 	// each batch holds the set while it changes the store. Nil: every
 	// order.
 	Owned *partition.Set
+	// Pass, when set, is the projector's one pass over the log, which
+	// hands each batch it applied to JudgeBatch: the detector then has
+	// no consumer of its own (Applied is not needed).
+	Pass Pass
+}
+
+// Pass is the one consumer that both projects and judges the log, as the
+// detector's status sees it.
+type Pass interface {
+	// Pending is what the server still has to deliver to it.
+	Pending(ctx context.Context) uint64
 }
 
 // Detector runs the detection consumer, the judgement ticker and the
@@ -186,8 +197,8 @@ func New(opts Options) (*Detector, error) {
 // Start creates (or resumes) the durable consumer at the detector's
 // checkpoint; Run reads it.
 func (d *Detector) Start(ctx context.Context) error {
-	if d.opts.JS == nil || d.opts.Applied == nil {
-		return errors.New("detector: Options.JS and Options.Applied are required to start")
+	if d.opts.JS == nil || (d.opts.Applied == nil && d.opts.Pass == nil) {
+		return errors.New("detector: Options.JS, and Options.Applied or Options.Pass, are required to start")
 	}
 	s, err := d.opts.JS.Stream(ctx, events.EventsStream)
 	if err != nil {
@@ -199,6 +210,9 @@ func (d *Detector) Start(ctx context.Context) error {
 		return err
 	}
 	d.applied.Store(ckpt)
+	if d.opts.Pass != nil {
+		return nil // fed by the projector's pass (JudgeBatch)
+	}
 	d.dur = &consume.Durable{
 		Stream: s, Name: consume.InstanceName(ConsumerName, d.opts.Instance), InactiveThreshold: consume.InstanceInactive(d.opts.Instance), Description: "driftwatch detector", Filter: events.InPrefix + ">", MaxBatch: maxBatch,
 		Checkpoint: d.applied.Load,
@@ -222,12 +236,14 @@ func (d *Detector) Start(ctx context.Context) error {
 // why: judging on would hide them).
 func (d *Detector) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := d.dur.Run(gctx); err != nil && gctx.Err() == nil {
-			return fmt.Errorf("detector: %w", err)
-		}
-		return nil
-	})
+	if d.dur != nil {
+		g.Go(func() error {
+			if err := d.dur.Run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("detector: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		schedule.Every(gctx, d.opts.TickEvery, true, d.Tick, func(err error) {
 			d.log.Error().Err(err).Msg("detector tick failed")
@@ -288,11 +304,10 @@ func (d *Detector) processBatch(ctx context.Context, msgs []consume.Msg) error {
 		if seq <= last {
 			continue
 		}
-		if last > 0 && seq != last+1 {
-			// The detector reads every subject: the log's sequences
-			// follow one another. A hole means events were purged or
-			// deleted before they were judged.
-			return fmt.Errorf("%w: after sequence %d the log continues at %d; events %d to %d were purged or deleted before the detector read them: restore the stream, or rebuild (driftwatch rebuild) to go on without them", ErrLogGap, last, seq, last+1, seq-1)
+		// The detector reads every subject: a hole means events were
+		// purged or deleted before they were judged.
+		if err := consume.CheckContiguous(last, seq); err != nil {
+			return err
 		}
 		sys, _ := events.SystemFromSubject(m.Subject())
 		items = append(items, item{seq, sys, meta.Timestamp})
@@ -350,6 +365,37 @@ func (d *Detector) processBatch(ctx context.Context, msgs []consume.Msg) error {
 	if err := msgs[len(msgs)-1].Ack(); err != nil && ctx.Err() == nil {
 		d.log.Warn().Err(err).Msg("detector ack failed; the batch will be redelivered and skipped")
 	}
+	return nil
+}
+
+// JudgeBatch is the detector's part of the projector's one pass
+// (projector.Options.Judge): it processes the entries one batch applied
+// (applied, in log order, without those the detector had already read),
+// moves its checkpoint to last in the same transaction and commits tx with
+// commit. The caller holds the owned partitions (Owned.Hold). tx is
+// committed or closed when it returns.
+func (d *Detector) JudgeBatch(tx *projections.Tx, applied []projections.Outcome, last uint64, received time.Time, commit func() error) error {
+	d.mu.Lock()
+	now := d.opts.Now()
+	var err error
+	for i := range applied {
+		if err = d.opts.Engine.OnEntryTx(tx, applied[i].Event.OrderID, applied[i].Entry, now); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = projections.SetCheckpoint(tx.B, ConsumerName, last)
+	}
+	err = d.finishWith(commit, tx.Close, err)
+	if err == nil {
+		d.applied.Store(last)
+		d.lastReceived.Store(received.UnixNano())
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	d.wakeOutbox()
 	return nil
 }
 
@@ -542,6 +588,10 @@ func (d *Detector) Settled() (bool, error) {
 // consumer shape.
 func (d *Detector) Status(ctx context.Context) consume.Status {
 	st := consume.Status{Name: ConsumerName, Filter: events.InPrefix + ">", AppliedSeq: d.applied.Load()}
+	if d.opts.Pass != nil {
+		st.Pending = d.opts.Pass.Pending(ctx)
+		return st
+	}
 	if d.dur == nil {
 		return st // not started
 	}

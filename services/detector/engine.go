@@ -54,6 +54,9 @@ type Engine struct {
 	// mirror puts the whole record in every queued alert (SetMirror).
 	// Both are read and written under the detector's lock.
 	silent, mirror bool
+	// tx, set by OnEntryTx for one call, is the projection batch the
+	// entry was applied in: rows are read through it.
+	tx *projections.Tx
 }
 
 // SetMirror makes every queued alert carry its whole stored record
@@ -163,6 +166,15 @@ func (e *Engine) countOpen(orderID string, delta int) {
 		delete(e.openOrders, orderID)
 	}
 	e.mu.Unlock()
+}
+
+// OnEntryTx is OnEntry for an entry applied in tx, not yet committed (the
+// projector's one pass, a partition's catch-up): the rows it reads are the
+// ones tx wrote, else the committed ones. tx must be indexed.
+func (e *Engine) OnEntryTx(tx *projections.Tx, orderID string, x projections.Entry, now time.Time) error {
+	e.tx = tx
+	defer func() { e.tx = nil }()
+	return e.OnEntry(tx.B, orderID, x, now)
 }
 
 // OnEntry processes one event from the order index, applied by the
@@ -359,7 +371,13 @@ func (e *Engine) expectAfterManual(b *pebble.Batch, orderID string, x *projectio
 
 // row reads a system's row of an order (a zero row when it has none).
 func (e *Engine) row(b *pebble.Batch, orderID, sys string) (projections.Row, bool, error) {
-	r, err := e.store.RowThrough(b, orderID, sys)
+	var r projections.Row
+	var err error
+	if e.tx != nil {
+		r, err = e.tx.Row(orderID, sys)
+	} else {
+		r, err = e.store.RowThrough(b, orderID, sys)
+	}
 	if errors.Is(err, projections.ErrNotFound) {
 		return projections.Row{System: sys, OrderID: orderID}, false, nil
 	}

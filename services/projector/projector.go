@@ -85,7 +85,27 @@ type Options struct {
 	// of other orders are passed over (NotOwned outcomes), and each batch
 	// holds the set while it changes the store. Nil: every order.
 	Owned *partition.Set
+	// Judge, when set, makes the projector one pass over the log: one
+	// consumer (PassConsumer) reads every subject, projects each event
+	// to its system and hands what each batch applied to Judge, which
+	// judges it in the same transaction and commits it. Each event is
+	// then delivered once, instead of once to its system's consumer and
+	// once to the detector's. Nil: one consumer per system.
+	Judge Judge
 }
+
+// Judge is the detector's part of the one pass (Options.Judge).
+type Judge interface {
+	// JudgeBatch judges the entries one batch applied (in log order,
+	// without those judged before), moves its checkpoint to last in tx,
+	// and commits tx with commit (or closes it on an error).
+	JudgeBatch(tx *projections.Tx, applied []projections.Outcome, last uint64, received time.Time, commit func() error) error
+	// Applied is the judge's checkpoint.
+	Applied() uint64
+}
+
+// PassConsumer is the one durable consumer of the one pass (Options.Judge).
+const PassConsumer = "dw-pass"
 
 // Projector runs the per-system consumers.
 type Projector struct {
@@ -140,6 +160,9 @@ func (p *Projector) Start(ctx context.Context) error {
 	if err := p.checkStream(ctx); err != nil {
 		return err
 	}
+	if p.opts.Judge != nil {
+		return p.startPass(ctx)
+	}
 	for _, sys := range p.opts.Systems {
 		if _, err := p.newWorker(ctx, ConsumerPrefix+sys, events.InSubject(sys), sys); err != nil {
 			return err
@@ -157,7 +180,9 @@ func (p *Projector) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	p.mu.Lock()
 	for _, w := range p.workers {
-		p.runWorker(g, gctx, w)
+		if w.dur != nil { // not a system read by the one pass
+			p.runWorker(g, gctx, w)
+		}
 	}
 	p.mu.Unlock()
 	g.Go(func() error { return p.sentry(gctx) })
@@ -222,8 +247,20 @@ type worker struct {
 	// last sequence dead-lettered (its checkpoint key SentryName(subject)):
 	// the one consumer reads every unknown subject, resumes at the lowest
 	// mark and skips what each subject has already had dead-lettered.
-	marks        map[string]uint64
-	dur          *consume.Durable      // its consumer's life; Consumer() is safe from Status
+	marks map[string]uint64
+	dur   *consume.Durable // its consumer's life; Consumer() is safe from Status
+	// pass (a system's worker) is the one pass that reads the system
+	// instead of a consumer of its own; bySubject (the one pass's
+	// worker) are the systems' workers by subject, and judged is the
+	// judge's checkpoint when the pass started.
+	pass      *worker
+	bySubject map[string]*worker
+	judged    uint64
+	// judge and whose (the one pass's worker; reused by each batch) are
+	// the outcomes handed to the judge, and the system's worker of each
+	// of outcomes.
+	judge        []projections.Outcome
+	whose        []*worker
 	applied      atomic.Uint64         // checkpoint
 	outcomes     []projections.Outcome // reused by each batch (the worker's goroutine only)
 	deadLettered atomic.Uint64
@@ -267,8 +304,16 @@ func (p *Projector) startWorker(ctx context.Context, w *worker, filters []string
 	w.dur = &consume.Durable{
 		Stream: p.stream, Name: consume.InstanceName(name, p.opts.Instance), InactiveThreshold: consume.InstanceInactive(p.opts.Instance), Description: "driftwatch projector for " + w.filter, Filter: w.filter, Filters: filters, MaxBatch: MaxBatch,
 		Checkpoint: w.applied.Load,
-		Apply:      func(ctx context.Context, batch []consume.Msg) error { return p.applyBatch(ctx, w, batch) },
+		Apply: func(ctx context.Context, batch []consume.Msg) error {
+			if w.bySubject != nil {
+				return p.applyPass(ctx, w, batch)
+			}
+			return p.applyBatch(ctx, w, batch)
+		},
 		Recover: func(ctx context.Context, err error) error {
+			if errors.Is(err, consume.ErrLogGap) {
+				return err // events are gone: going on would hide them
+			}
 			// The session may have failed because the stream was
 			// deleted, recreated or truncated: resuming at the
 			// checkpoint on another stream would skip or misread
@@ -294,6 +339,188 @@ func (p *Projector) startWorker(ctx context.Context, w *worker, filters []string
 	p.workers[name] = w
 	p.mu.Unlock()
 	return nil
+}
+
+// startPass creates (or resumes) the one pass's consumer, and a worker
+// per system that keeps the system's checkpoint and counts. The pass
+// starts after the lowest of the systems' checkpoints and the judge's
+// (equal once it has run: one batch moves them all), and skips what each
+// has already had: a store built by one consumer per system goes on
+// where each stopped.
+func (p *Projector) startPass(ctx context.Context) error {
+	pass := &worker{name: PassConsumer, filter: events.InPrefix + ">", marks: map[string]uint64{},
+		bySubject: map[string]*worker{}, judged: p.opts.Judge.Applied()}
+	low := pass.judged
+	for _, sys := range p.opts.Systems {
+		name := ConsumerPrefix + sys
+		ckpt, err := p.opts.Store.Checkpoint(name)
+		if err != nil {
+			return err
+		}
+		w := &worker{name: name, filter: events.InSubject(sys), system: sys, pass: pass}
+		w.applied.Store(ckpt)
+		w.deadLettered.Store(counter(p.opts.Store, name, "dead_lettered"))
+		w.duplicates.Store(counter(p.opts.Store, name, "duplicates"))
+		pass.marks[w.filter] = ckpt
+		pass.bySubject[w.filter] = w
+		low = min(low, ckpt)
+		p.mu.Lock()
+		p.workers[name] = w
+		p.mu.Unlock()
+	}
+	pass.applied.Store(low)
+	return p.startWorker(ctx, pass, nil)
+}
+
+// applyPass applies one batch of the one pass: each event of a
+// configured system is projected to its system (unless that system had
+// it already) and, once applied, handed to the judge (unless it had it
+// already); events on other subjects are the sentry's. Every system's
+// checkpoint and the judge's move to the batch's last sequence in the
+// transaction the judge commits.
+func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.Msg) error {
+	p.opts.Owned.Hold()
+	defer p.opts.Owned.Done()
+	var owns func(string) bool
+	if p.opts.Owned != nil {
+		owns = p.opts.Owned.Owns
+	}
+	ckpt := pass.applied.Load()
+	// Indexed: the judge reads what the batch wrote.
+	tx := p.opts.Store.NewTx(true)
+	handed := false
+	defer func() {
+		if !handed {
+			tx.Close()
+		}
+	}()
+	outcomes, judge, whose := pass.outcomes[:0], pass.judge[:0], pass.whose[:0]
+	defer func() { pass.outcomes, pass.judge, pass.whose = outcomes[:0], judge[:0], whose[:0] }()
+	var spans []trace.Span
+	if p.opts.Tracing.Enabled() {
+		defer func() {
+			for _, s := range spans {
+				s.End()
+			}
+		}()
+	}
+	last := ckpt
+	var received time.Time
+	for _, m := range msgs {
+		meta := m.Meta
+		seq := meta.Sequence.Stream
+		if seq <= last {
+			continue // redelivered
+		}
+		// The pass reads every subject: a hole means events were
+		// purged or deleted before they were projected and judged.
+		if err := consume.CheckContiguous(last, seq); err != nil {
+			return err
+		}
+		last, received = seq, meta.Timestamp
+		w := pass.bySubject[m.Subject()]
+		if w == nil {
+			continue // a subject of no configured system: the sentry's
+		}
+		if seq <= pass.marks[w.filter] {
+			if seq > pass.judged {
+				// Projected before the pass began, not judged yet.
+				out, ok, err := p.projected(tx, seq)
+				if err != nil {
+					return err
+				}
+				if ok {
+					judge = append(judge, out)
+				}
+			}
+			continue
+		}
+		if p.opts.Tracing.Enabled() {
+			_, span := p.opts.Tracing.StartFromNATS(ctx, "driftwatch.project", m.Headers(), attribute.String("system", w.system), attribute.Int64("seq", int64(seq)))
+			spans = append(spans, span)
+		}
+		out, err := p.opts.Applier.Apply(tx, projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: meta.Timestamp, Owns: owns})
+		if err != nil {
+			return err
+		}
+		if out.Result == projections.Rejected {
+			if err := p.deadLetter(ctx, w, m.Subject(), m.Data(), out, seq); err != nil {
+				return err
+			}
+		}
+		outcomes, whose = append(outcomes, out), append(whose, w)
+		if seq > pass.judged {
+			switch out.Result {
+			case projections.Applied, projections.Late, projections.Acked:
+				judge = append(judge, out)
+			}
+		}
+	}
+	if last == ckpt {
+		return p.ack(ctx, pass, msgs)
+	}
+	counts := make(map[*worker][2]uint64, len(pass.bySubject)) // dead-lettered, duplicates
+	for i, w := range whose {
+		c := counts[w]
+		switch outcomes[i].Result {
+		case projections.Rejected:
+			c[0]++
+		case projections.Duplicate:
+			c[1]++
+		}
+		counts[w] = c
+	}
+	for _, w := range pass.bySubject {
+		if err := projections.SetCheckpoint(tx.B, w.name, last); err != nil {
+			return err
+		}
+		if err := addCounts(tx, w.name, counts[w][0], counts[w][1]); err != nil {
+			return err
+		}
+	}
+	handed = true
+	if err := p.opts.Judge.JudgeBatch(tx, judge, last, received, func() error { return p.opts.Store.CommitTx(tx, true) }); err != nil {
+		return err
+	}
+	// As applyBatch does, per system: counted and handed over before the
+	// checkpoints are published.
+	for _, w := range pass.bySubject {
+		var sys []projections.Outcome
+		for i := range outcomes {
+			if whose[i] == w {
+				sys = append(sys, outcomes[i])
+			}
+		}
+		countOutcomes(p.opts.Counted, w.system, sys)
+		if p.opts.OnBatch != nil && len(sys) > 0 {
+			p.opts.OnBatch(w.system, sys)
+		}
+	}
+	for _, w := range pass.bySubject {
+		w.applied.Store(last)
+		w.deadLettered.Add(counts[w][0])
+		w.duplicates.Add(counts[w][1])
+	}
+	pass.applied.Store(last)
+	return p.ack(ctx, pass, msgs)
+}
+
+// projected reads back the entry the event at seq applied before the one
+// pass began, for the judge (ok false: it applied none, or it belongs to
+// another instance's order).
+func (p *Projector) projected(tx *projections.Tx, seq uint64) (projections.Outcome, bool, error) {
+	order, err := p.opts.Store.OrderOfSeq(seq)
+	if errors.Is(err, projections.ErrNotFound) {
+		return projections.Outcome{}, false, nil // rejected or a duplicate
+	}
+	if err != nil || !p.opts.Owned.Owns(order) {
+		return projections.Outcome{}, false, err
+	}
+	entry, err := projections.ReadEntry(tx.B, order, seq)
+	if err != nil {
+		return projections.Outcome{}, false, fmt.Errorf("order index %s/%d: %w", order, seq, err)
+	}
+	return projections.Outcome{Result: projections.Applied, Event: events.Event{OrderID: order, System: entry.System}, Entry: entry}, true, nil
 }
 
 func counter(s *projections.Store, consumer, name string) uint64 {
@@ -351,17 +578,10 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 		}
 		switch out.Result {
 		case projections.Rejected:
-			sys := out.Event.System
-			if w.system != "" {
-				sys = w.system
-			} else if s, ok := events.SystemFromSubject(m.Subject()); ok {
-				sys = s
-			}
-			if err := DeadLetter(ctx, p.opts.JS, sys, m.Data(), out.Err, seq); err != nil {
+			if err := p.deadLetter(ctx, w, m.Subject(), m.Data(), out, seq); err != nil {
 				return err
 			}
 			dead++
-			p.log.Warn().Str("consumer", w.name).Uint64("seq", seq).Str("code", events.ErrorCode(out.Err)).Str("reason", out.Err.Error()).Msg("event dead-lettered")
 		case projections.Duplicate:
 			dups++
 		}
@@ -386,15 +606,8 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 		if err := projections.SetCheckpoint(tx.B, w.name, last); err != nil {
 			return err
 		}
-		if dead > 0 {
-			if err := projections.AddCounter(tx, w.name, "dead_lettered", dead); err != nil {
-				return err
-			}
-		}
-		if dups > 0 {
-			if err := projections.AddCounter(tx, w.name, "duplicates", dups); err != nil {
-				return err
-			}
+		if err := addCounts(tx, w.name, dead, dups); err != nil {
+			return err
 		}
 		committed = true
 		if err := p.opts.Store.CommitTx(tx, true); err != nil {
@@ -411,9 +624,44 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 		w.deadLettered.Add(dead)
 		w.duplicates.Add(dups)
 	}
-	// AckAll: acknowledging the last message acknowledges the batch.
+	return p.ack(ctx, w, msgs)
+}
+
+// ack acknowledges a batch of w's consumer once its effect is durable.
+// AckAll: acknowledging the last message acknowledges the batch.
+func (p *Projector) ack(ctx context.Context, w *worker, msgs []consume.Msg) error {
 	if err := msgs[len(msgs)-1].Ack(); err != nil && ctx.Err() == nil {
 		p.log.Warn().Err(err).Str("consumer", w.name).Msg("ack failed; the batch will be redelivered and skipped")
+	}
+	return nil
+}
+
+// deadLetter keeps a rejected event in the dead-letter stream, under its
+// system (w's, else the event's or its subject's), and logs why.
+func (p *Projector) deadLetter(ctx context.Context, w *worker, subject string, data []byte, out projections.Outcome, seq uint64) error {
+	sys := out.Event.System
+	if w.system != "" {
+		sys = w.system
+	} else if s, ok := events.SystemFromSubject(subject); ok {
+		sys = s
+	}
+	if err := DeadLetter(ctx, p.opts.JS, sys, data, out.Err, seq); err != nil {
+		return err
+	}
+	p.log.Warn().Str("consumer", w.name).Uint64("seq", seq).Str("code", events.ErrorCode(out.Err)).Str("reason", out.Err.Error()).Msg("event dead-lettered")
+	return nil
+}
+
+// addCounts adds a batch's dead-lettered events and duplicates to the
+// consumer's stored counts.
+func addCounts(tx *projections.Tx, consumer string, dead, dups uint64) error {
+	if dead > 0 {
+		if err := projections.AddCounter(tx, consumer, "dead_lettered", dead); err != nil {
+			return err
+		}
+	}
+	if dups > 0 {
+		return projections.AddCounter(tx, consumer, "duplicates", dups)
 	}
 	return nil
 }
@@ -598,17 +846,57 @@ func (p *Projector) Status(ctx context.Context) []consume.Status {
 	p.mu.Unlock()
 	sort.Slice(ws, func(i, j int) bool { return ws[i].name < ws[j].name })
 	out := make([]consume.Status, 0, len(ws))
+	pending := map[*worker]uint64{} // by the worker whose consumer it is
 	for _, w := range ws {
 		st := consume.Status{Name: w.name, System: w.system, Filter: w.filter, AppliedSeq: w.applied.Load(),
 			DeadLettered: w.deadLettered.Load(), Duplicates: w.duplicates.Load()}
-		if cons := w.dur.Consumer(); cons != nil {
-			if info, err := cons.Info(ctx); err == nil {
-				st.Pending = info.NumPending + uint64(info.NumAckPending)
-			}
+		for _, sw := range w.bySubject { // the one pass counts for every system
+			st.DeadLettered += sw.deadLettered.Load()
+			st.Duplicates += sw.duplicates.Load()
 		}
+		// A system read by the one pass reports what the pass still has
+		// to deliver.
+		reader := w
+		if w.pass != nil {
+			reader = w.pass
+		}
+		n, ok := pending[reader]
+		if !ok {
+			n = reader.pending(ctx)
+			pending[reader] = n
+		}
+		st.Pending = n
 		out = append(out, st)
 	}
 	return out
+}
+
+// pending is what the server still has to deliver to w's consumer.
+func (w *worker) pending(ctx context.Context) uint64 {
+	if w.dur == nil {
+		return 0
+	}
+	cons := w.dur.Consumer()
+	if cons == nil {
+		return 0
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.NumPending + uint64(info.NumAckPending)
+}
+
+// Pending is what the server still has to deliver to the one pass
+// (detector.Pass); 0 without it.
+func (p *Projector) Pending(ctx context.Context) uint64 {
+	p.mu.Lock()
+	w := p.workers[PassConsumer]
+	p.mu.Unlock()
+	if w == nil {
+		return 0
+	}
+	return w.pending(ctx)
 }
 
 // Applied returns each system's checkpoint (for lag checks).

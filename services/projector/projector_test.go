@@ -15,6 +15,7 @@ import (
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/canonical"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/apptest"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/projector"
@@ -237,9 +238,19 @@ func publishMix(t *testing.T, env *apptest.Env, from, to int) {
 // recreates its consumer, while status requests read the consumers all
 // along (as GET /v1/status and a metrics scrape do). Under the race
 // detector this fails if the handle is replaced unguarded; and both must
-// go on applying from their checkpoints afterwards.
+// go on applying from their checkpoints afterwards. Both shapes: the one
+// pass, and a consumer per system with the detector's own.
 func TestFailedSessionWhileStatusIsRead(t *testing.T) {
-	env := apptest.Start(t, apptest.Config(t, ""), "")
+	t.Run("one pass", func(t *testing.T) {
+		failSessionsWhileStatusIsRead(t, false, projector.PassConsumer)
+	})
+	t.Run("per system", func(t *testing.T) {
+		failSessionsWhileStatusIsRead(t, true, "dw-proj-shop", detector.ConsumerName)
+	})
+}
+
+func failSessionsWhileStatusIsRead(t *testing.T, perSystem bool, consumers ...string) {
+	env := apptest.Start(t, apptest.Config(t, ""), "", func(o *app.Options) { o.PerSystemReaders = perSystem })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -254,7 +265,7 @@ func TestFailedSessionWhileStatusIsRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"dw-proj-shop", detector.ConsumerName} {
+	for _, name := range consumers {
 		if err := stream.DeleteConsumer(ctx, name); err != nil {
 			t.Fatalf("delete %s: %v", name, err)
 		}
