@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/driftwatch/driftwatch/projections"
 	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/apptest"
+	"github.com/driftwatch/driftwatch/services/consume"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/projector"
 	"github.com/driftwatch/driftwatch/services/rebuild"
@@ -328,5 +330,37 @@ func TestJunkSubjectsCostOneConsumer(t *testing.T) {
 	}
 	if len(sentries) != 1 {
 		t.Fatalf("sentry consumers: %v, want one", sentries)
+	}
+}
+
+// TestLogGapStopsThePass: events deleted from the log before the one pass
+// read them stop it (and the app, through Fatal) with ErrLogGap, naming
+// the missing sequences, instead of being skipped: neither their
+// projections nor their judgement would ever happen.
+func TestLogGapStopsThePass(t *testing.T) {
+	cfg := apptest.Config(t, "")
+	dir := t.TempDir()
+	env := apptest.Start(t, cfg, dir, func(o *app.Options) { o.Services = []string{app.ServiceIngest} })
+	for i := range 6 {
+		rawPublish(t, env, "driftwatch.in.shop", body(fmt.Sprintf("g%d", i), "G-1", "shop", "unfulfilled", "2026-11-27T10:00:00Z"), "")
+	}
+	stream, err := env.JS.Stream(context.Background(), events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []uint64{4, 5} {
+		if err := stream.DeleteMsg(context.Background(), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.Stop()
+	env = apptest.Start(t, cfg, dir)
+	select {
+	case err := <-env.App.Fatal():
+		if !errors.Is(err, consume.ErrLogGap) || !strings.Contains(err.Error(), "events 4 to 5") {
+			t.Fatalf("the pass stopped with %v, want the gap of events 4 to 5", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the pass went on over a hole in the log")
 	}
 }
