@@ -38,9 +38,10 @@ func handRolledStep(ctx context.Context, env *Env, res *Result) error {
 	return nil
 }
 
-// ceilingStep times the JetStream ceiling on the run's payloads.
+// ceilingStep times the JetStream ceiling of the run's shape (the one
+// pass, or a consumer per system) on its payloads.
 func ceilingStep(ctx context.Context, env *Env, res *Result) error {
-	rate, consumers, err := timeCeiling(ctx, env.JS, env.Payloads, env.Subject)
+	rate, consumers, err := timeCeiling(ctx, env.JS, env.Payloads, env.Subject, env.Options.PerSystem)
 	if err != nil {
 		return err
 	}
@@ -128,15 +129,28 @@ func report(b *testing.B, res *Result, keys ...string) {
 }
 
 // BenchmarkBaselinesThroughput: driftwatch end to end at the throughput
-// setting against the hand-rolled pipeline and the JetStream ceiling.
+// setting against the hand-rolled pipeline and the JetStream ceiling of
+// its shape, first read by a consumer per system and the detector's own
+// (as separate processes read it), then by the one pass.
 func BenchmarkBaselinesThroughput(b *testing.B) {
 	for b.Loop() {
-		res, err := Run(b.Context(), Options{Orders: benchOrders(20000), SyncInterval: "1s", Skip: map[string]bool{"gate": true, "replay": true},
-			Extra: withBaselines(handRolledStep, ceilingStep), Log: b.Logf})
+		o := Options{Orders: benchOrders(20000), SyncInterval: "1s", Skip: map[string]bool{"gate": true, "replay": true},
+			Extra: withBaselines(handRolledStep, ceilingStep), Log: b.Logf}
+		perSystem := o
+		perSystem.PerSystem = true
+		split, err := Run(b.Context(), perSystem)
 		if err != nil {
 			b.Fatal(err)
 		}
-		report(b, res, "end_to_end_over_hand_rolled", "end_to_end_over_ceiling")
+		res, err := Run(b.Context(), o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res.Baselines["per_system_per_sec"] = split.EndToEndRate
+		res.Baselines["per_system_over_hand_rolled"] = split.Baselines["end_to_end_over_hand_rolled"]
+		res.Baselines["per_system_over_its_ceiling"] = split.Baselines["end_to_end_over_ceiling"]
+		res.Baselines["one_pass_over_per_system"] = res.EndToEndRate / split.EndToEndRate
+		report(b, res, "end_to_end_over_hand_rolled", "end_to_end_over_ceiling", "one_pass_over_per_system")
 	}
 }
 

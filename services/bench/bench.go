@@ -67,6 +67,10 @@ type Options struct {
 	// alerts subscription use driftwatch's own in-process identity. The
 	// gate is not measured (its load generator connects anonymously).
 	Secure bool
+	// PerSystem reads the log with a consumer per system and the
+	// detector's own, as when they run in separate processes, instead of
+	// the one pass (app.Options.PerSystemReaders).
+	PerSystem bool
 }
 
 // Step is extra work measured in a run after the gate, on the same
@@ -192,7 +196,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Secure = true
 	}
 	a, err := app.New(app.Options{Config: cfg, DataDir: dir, NATSListen: "127.0.0.1:-1", HTTPAddr: "", Logger: logger,
-		Services: []string{app.ServiceProjector, app.ServiceDetector, app.ServiceGate, app.ServiceReconcile}})
+		Services: []string{app.ServiceProjector, app.ServiceDetector, app.ServiceGate, app.ServiceReconcile}, PerSystemReaders: o.PerSystem})
 	if err != nil {
 		return nil, err
 	}

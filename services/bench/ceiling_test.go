@@ -14,19 +14,20 @@ import (
 	"github.com/driftwatch/driftwatch/services/projector"
 )
 
-// timeCeiling times what JetStream alone allows for driftwatch's topology,
-// on the same payloads and storage settings: each message published
-// asynchronously with its Nats-Msg-Id (as "raw with msg ids" does), and
-// read by as many durable consumers as driftwatch runs (one per system,
-// filtered on its subject, and one over the whole stream, as the
-// projectors and the detector are) with the same settings and the same
-// reader (consume.Reader, batches of projector.MaxBatch, acknowledging the
-// last message of each batch), doing nothing with the messages. The rate
-// is messages over the time from the first publish until every consumer
-// has read and acknowledged all of its messages: the bound, on this
-// machine, for a pipeline of this shape fed by this publisher. consumers
-// is how many read it.
-func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subject func(prefix string) func(int) string) (rate float64, consumers int, err error) {
+// timeCeiling times what JetStream alone allows for driftwatch's
+// topology, on the same payloads and storage settings: each message
+// published asynchronously with its Nats-Msg-Id (as "raw with msg ids"
+// does), and read by as many durable consumers as driftwatch runs, with
+// the same settings and the same reader (consume.Reader, batches of
+// projector.MaxBatch, acknowledging the last message of each batch), doing
+// nothing with the messages: one over the whole stream, as the one pass
+// is, or (perSystem) one per system, filtered on its subject, and one over
+// the whole stream, as the projectors and the detector are in separate
+// processes. The rate is messages over the time from the first publish
+// until every consumer has read and acknowledged all of its messages: the
+// bound, on this machine, for a pipeline of this shape fed by this
+// publisher. consumers is how many read it.
+func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte, subject func(prefix string) func(int) string, perSystem bool) (rate float64, consumers int, err error) {
 	st, prefix, drop, err := plainStream(ctx, js, "BENCH_CEILING", false)
 	if err != nil {
 		return 0, 0, err
@@ -45,11 +46,13 @@ func timeCeiling(ctx context.Context, js jetstream.JetStream, payloads [][]byte,
 			perSubject[toPlain(i)]++
 		}
 	}
-	filters := make([]string, 0, len(perSubject)+1)
-	for s := range perSubject {
-		filters = append(filters, s)
+	var filters []string
+	if perSystem {
+		for s := range perSubject {
+			filters = append(filters, s)
+		}
+		sort.Strings(filters)
 	}
-	sort.Strings(filters)
 	perSubject[prefix+">"] = len(ids)
 	filters = append(filters, prefix+">")
 
