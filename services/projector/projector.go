@@ -453,6 +453,10 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 			switch out.Result {
 			case projections.Applied, projections.Late, projections.Acked:
 				judge = append(judge, out)
+				if p.opts.Tracing.Enabled() { // as the detector's own consumer traces it
+					_, span := p.opts.Tracing.StartFromNATS(ctx, "driftwatch.detect", m.Headers(), attribute.Int64("seq", int64(seq)))
+					spans = append(spans, span)
+				}
 			}
 		}
 	}
