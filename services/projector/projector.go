@@ -381,10 +381,7 @@ func (p *Projector) startPass(ctx context.Context) error {
 func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.Msg) error {
 	p.opts.Owned.Hold()
 	defer p.opts.Owned.Done()
-	var owns func(string) bool
-	if p.opts.Owned != nil {
-		owns = p.opts.Owned.Owns
-	}
+	owns := p.owns()
 	ckpt := pass.applied.Load()
 	// Indexed: the judge reads what the batch wrote.
 	tx := p.opts.Store.NewTx(true)
@@ -396,14 +393,8 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 	}()
 	outcomes, judge, whose := pass.outcomes[:0], pass.judge[:0], pass.whose[:0]
 	defer func() { pass.outcomes, pass.judge, pass.whose = outcomes[:0], judge[:0], whose[:0] }()
-	var spans []trace.Span
-	if p.opts.Tracing.Enabled() {
-		defer func() {
-			for _, s := range spans {
-				s.End()
-			}
-		}()
-	}
+	var spans spanList
+	defer func() { spans.end() }()
 	last := ckpt
 	var received time.Time
 	for _, m := range msgs {
@@ -527,6 +518,23 @@ func (p *Projector) projected(tx *projections.Tx, seq uint64) (projections.Outco
 	return projections.Outcome{Result: projections.Applied, Event: events.Event{OrderID: order, System: entry.System}, Entry: entry}, true, nil
 }
 
+// owns is Delivery.Owns for this instance's partitions (nil: every order).
+func (p *Projector) owns() func(string) bool {
+	if p.opts.Owned == nil {
+		return nil
+	}
+	return p.opts.Owned.Owns
+}
+
+// spanList is the trace spans of a batch, ended when it is done.
+type spanList []trace.Span
+
+func (l spanList) end() {
+	for _, s := range l {
+		s.End()
+	}
+}
+
 func counter(s *projections.Store, consumer, name string) uint64 {
 	n, _ := s.Counter(consumer, name)
 	return n
@@ -536,10 +544,7 @@ func counter(s *projections.Store, consumer, name string) uint64 {
 func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Msg) error {
 	p.opts.Owned.Hold()
 	defer p.opts.Owned.Done()
-	var owns func(string) bool
-	if p.opts.Owned != nil {
-		owns = p.opts.Owned.Owns
-	}
+	owns := p.owns()
 	ckpt := w.applied.Load()
 	tx := p.opts.Store.NewTx(false)
 	committed := false
@@ -551,14 +556,8 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 	outcomes := w.outcomes[:0]
 	defer func() { w.outcomes = outcomes[:0] }()
 	var dead, dups uint64
-	var spans []trace.Span
-	if p.opts.Tracing.Enabled() {
-		defer func() {
-			for _, s := range spans {
-				s.End()
-			}
-		}()
-	}
+	var spans spanList
+	defer func() { spans.end() }()
 	last := ckpt
 	for _, m := range msgs {
 		meta := m.Meta
