@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -39,9 +40,15 @@ const handRolledFetch = 500
 // per fetch, then acknowledges each message. It does no mapping, no
 // deduplication, no projections, no detection and no index. The rate is
 // events over the time from the first publish until the last batch is
-// committed and acknowledged.
-func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, payloads [][]byte, subject func(prefix string) func(int) string) (float64, error) {
-	st, prefix, drop, err := plainStream(ctx, js, "BENCH_HANDROLLED", false)
+// committed and acknowledged. With msgIDs each message carries its
+// Nats-Msg-Id, as driftwatch's events do, and the stream drops the
+// workload's duplicates (the pipeline then reads one copy of each).
+func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, payloads [][]byte, subject func(prefix string) func(int) string, msgIDs bool) (float64, error) {
+	name := "BENCH_HANDROLLED"
+	if msgIDs {
+		name += "_IDS"
+	}
+	st, prefix, drop, err := plainStream(ctx, js, name, false)
 	if err != nil {
 		return 0, err
 	}
@@ -51,7 +58,7 @@ func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, pay
 	if err != nil {
 		return 0, err
 	}
-	db, err := pebble.Open(filepath.Join(dir, "handrolled"), &pebble.Options{Logger: quietPebble{}})
+	db, err := pebble.Open(filepath.Join(dir, strings.ToLower(name)), &pebble.Options{Logger: quietPebble{}})
 	if err != nil {
 		return 0, err
 	}
@@ -60,9 +67,17 @@ func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, pay
 	// The consumer stops before db closes (defers run last first).
 	consumeCtx, cancel := context.WithCancel(ctx)
 	consumed := make(chan error, 1)
-	go func() { consumed <- consumeHandRolled(consumeCtx, cons, db, len(payloads)) }()
+	n := len(payloads)
+	if msgIDs {
+		ids := make(map[string]bool, n)
+		for _, p := range payloads {
+			ids[idOf(p)] = true
+		}
+		n = len(ids)
+	}
+	go func() { consumed <- consumeHandRolled(consumeCtx, cons, db, n) }()
 	start := time.Now()
-	if err := publishAll(ctx, js, payloads, subject(prefix), false); err != nil {
+	if err := publishAll(ctx, js, payloads, subject(prefix), msgIDs); err != nil {
 		cancel()
 		<-consumed
 		return 0, err
