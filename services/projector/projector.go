@@ -480,7 +480,7 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 	// As applyBatch does, per system: counted and handed over before the
 	// checkpoints are published.
 	for _, w := range pass.bySubject {
-		var sys []projections.Outcome
+		sys := w.outcomes[:0] // the system's worker's, reused by each batch
 		for i := range outcomes {
 			if whose[i] == w {
 				sys = append(sys, outcomes[i])
@@ -490,6 +490,7 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 		if p.opts.OnBatch != nil && len(sys) > 0 {
 			p.opts.OnBatch(w.system, sys)
 		}
+		w.outcomes = sys[:0]
 	}
 	for _, w := range pass.bySubject {
 		w.applied.Store(last)
