@@ -17,7 +17,7 @@ import (
 // of a configuration file of their own (`replay --since`, `mapping test`,
 // the systems `publish` checks events against), so its sections carry the
 // configuration file's keys: the sections a client needs (systems, flows,
-// detect, alerts without webhooks, reconcile, ingest, memory) parse back
+// detect, alerts without webhooks, reconcile, ingest, memory, cluster) parse back
 // as a configuration file (config.Parse reads JSON), and Mappings carries
 // the text of every table loaded from mappings_dir.
 //
@@ -33,6 +33,7 @@ type ConfigView struct {
 	Reconcile ConfigReconcile `json:"reconcile"`
 	Ingest    ConfigIngest    `json:"ingest"`
 	Memory    ConfigMemory    `json:"memory"`
+	Cluster   ConfigCluster   `json:"cluster"`
 	// HTTP and NATS say how the server is secured, not with what.
 	HTTP ConfigHTTP `json:"http"`
 	NATS ConfigNATS `json:"nats"`
@@ -89,10 +90,25 @@ type ConfigReconcile struct {
 
 // ConfigIngest is ingest.
 type ConfigIngest struct {
-	DedupeWindow string `json:"dedupe_window"`
-	MaxAge       string `json:"max_age"`
-	SyncInterval string `json:"sync_interval"`
-	Replicas     int    `json:"replicas"`
+	DedupeWindow string          `json:"dedupe_window"`
+	MaxAge       string          `json:"max_age"`
+	SyncInterval string          `json:"sync_interval"`
+	Replicas     int             `json:"replicas"`
+	Placement    ConfigPlacement `json:"placement"`
+}
+
+// ConfigPlacement is ingest.placement.
+type ConfigPlacement struct {
+	Cluster string   `json:"cluster,omitempty"`
+	Tags    []string `json:"tags,omitempty"`
+}
+
+// ConfigCluster is cluster: this instance's name ("" when it owns every
+// order alone), the partition count and the lease.
+type ConfigCluster struct {
+	Instance   string `json:"instance,omitempty"`
+	Partitions int    `json:"partitions"`
+	Lease      string `json:"lease"`
 }
 
 // ConfigMemory is memory.
@@ -187,7 +203,9 @@ func ViewOf(cfg *config.Config) ConfigView {
 			EscalateAfter: dur(cfg.Alerts.EscalateAfter), SilentFloor: dur(cfg.Alerts.SilentFloor)},
 		Reconcile: ConfigReconcile{Every: dur(cfg.Reconcile.Every)},
 		Ingest: ConfigIngest{DedupeWindow: dur(cfg.Ingest.DedupeWindow), MaxAge: dur(cfg.Ingest.MaxAge),
-			SyncInterval: cfg.Ingest.SyncInterval, Replicas: cfg.Ingest.Replicas},
+			SyncInterval: cfg.Ingest.SyncInterval, Replicas: cfg.Ingest.Replicas,
+			Placement: ConfigPlacement{Cluster: cfg.Ingest.Placement.Cluster, Tags: cfg.Ingest.Placement.Tags}},
+		Cluster: ConfigCluster{Instance: cfg.Cluster.Instance, Partitions: cfg.Cluster.Partitions, Lease: dur(cfg.Cluster.Lease)},
 		Memory: ConfigMemory{LimitMB: cfg.Memory.LimitMB, BlockCacheMB: cfg.Memory.BlockCacheMB,
 			MemtableMB: cfg.Memory.MemtableMB, RowCache: cfg.Memory.RowCache},
 		HTTP: ConfigHTTP{TLS: cfg.HTTP.TLS.CertFile != "", AllowedOrigins: append([]string{}, cfg.HTTP.AllowedOrigins...),

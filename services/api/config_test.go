@@ -55,6 +55,10 @@ nats:
     - {name: shop-middleware, role: publisher, systems: [shop], nkey: ` + nkey + `}
     - {name: alerts-bridge, role: subscriber, password_file: ` + pwFile + `}
 mappings_dir: ` + maps + `
+ingest:
+  replicas: 3
+  placement: {cluster: east, tags: [ssd]}
+cluster: {instance: dw-b, partitions: 32, lease: 4s}
 `
 	cfg, err := config.Parse(filepath.Join(dir, "driftwatch.yaml"), []byte(yaml))
 	if err != nil {
@@ -77,6 +81,9 @@ mappings_dir: ` + maps + `
 	}
 	if len(v.Systems) != 6 || v.Systems[2].ID != "erp" || !v.Systems[2].Record || len(v.Flows) != 5 || v.Flows[1].SLA != "15m0s" {
 		t.Errorf("systems and flows: %+v %+v", v.Systems, v.Flows)
+	}
+	if v.Cluster != (ConfigCluster{Instance: "dw-b", Partitions: 32, Lease: "4s"}) || v.Ingest.Replicas != 3 || v.Ingest.Placement.Cluster != "east" || len(v.Ingest.Placement.Tags) != 1 {
+		t.Errorf("cluster and placement: %+v %+v", v.Cluster, v.Ingest)
 	}
 	if len(v.HTTP.Tokens) != 3 || v.HTTP.Tokens[1].Name != "ops" || v.HTTP.Tokens[1].Role != "operate" || !v.HTTP.TLS {
 		t.Errorf("http: %+v", v.HTTP)
