@@ -330,3 +330,47 @@ func TestInstanceRefusesAnotherPartitionCount(t *testing.T) {
 		t.Fatalf("start with 4 partitions in a cluster of 8: %v", err)
 	}
 }
+
+// TestInstanceStandsStillWithoutItsLeases: an instance whose leases cannot
+// be renewed (here their bucket is gone) stops owning its partitions
+// before the leases could expire, so that it never judges orders another
+// instance may have taken; once it can renew again it takes them back.
+func TestInstanceStandsStillWithoutItsLeases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster")
+	}
+	_, url := apptest.StartCluster(t, 3)
+	a := apptest.Start(t, apptest.Config(t, clusterYAML("a")), "", func(o *app.Options) { o.NATSURL = url })
+	owns := func(n int) func() error {
+		return func() error {
+			if got := a.App.Owned.Owned(); len(got) != n {
+				return fmt.Errorf("a owns %v, want %d partitions", got, n)
+			}
+			return nil
+		}
+	}
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, owns(8))
+	ctx := context.Background()
+	kv, err := a.JS.KeyValue(ctx, cluster.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := status.(*jetstream.KeyValueBucketStatus).Config()
+	if err := a.JS.DeleteKeyValue(ctx, cluster.Bucket); err != nil {
+		t.Fatal(err)
+	}
+	// Two rounds fail (a third of the 2 s lease apart): then it stands
+	// still, before the lease would have run out.
+	apptest.CheckFor(t, 10*time.Second, 20*time.Millisecond, owns(0))
+	if c := a.App.Cluster.Status().LastChange; len(c.Lost) != 8 {
+		t.Fatalf("the last change lost %v, want the 8 partitions", c.Lost)
+	}
+	if _, err := a.JS.CreateKeyValue(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, owns(8))
+}

@@ -258,7 +258,36 @@ func (m *Member) Run(ctx context.Context) error {
 		}
 		if err := m.round(ctx); err != nil && ctx.Err() == nil {
 			m.log.Warn().Err(err).Msg("cluster round failed; trying again")
+			m.fence()
 		}
+	}
+}
+
+// fence stands this instance still when its leases were last renewed two
+// thirds of a lease ago or more: they may expire before the next round,
+// and another instance may then take the partitions and judge their
+// events too. Writes carry no token the log or the store could check, so
+// an instance that cannot renew (cut off from the bucket's leader while it
+// still reads the log, paused) stops itself: it owns nothing here, its
+// marks are kept, and a later round that renews takes back what it still
+// holds, caught up from the marks.
+func (m *Member) fence() {
+	m.mu.Lock()
+	since := time.Since(m.renewed)
+	m.mu.Unlock()
+	owned := m.opts.Owned.Owned()
+	if since < 2*m.opts.Lease/3 || len(owned) == 0 {
+		return
+	}
+	m.log.Error().Dur("since_renewed", since).Ints("partitions", owned).Msg("cluster: the leases were not renewed in time; standing still until they are")
+	if err := m.change(nil); err != nil {
+		m.log.Error().Err(err).Msg("cluster: standing still failed")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.opts.Lease/3)
+	defer cancel()
+	if err := m.putProgress(ctx, owned); err != nil {
+		m.log.Warn().Err(err).Msg("cluster: the progress of the partitions stood down was not recorded")
 	}
 }
 
