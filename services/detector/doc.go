@@ -25,8 +25,11 @@
 // projector wrote, the detector's own state in the store (prefix x/) and an
 // explicit clock. It never reads the wall clock, NATS or timers, so scripted
 // timelines in testdata/ drive it exactly (engine_test.go). The Detector is
-// the shell: its own durable consumer of DRIFTWATCH_EVENTS (dw-detector),
-// the judgement ticker and the outbox publisher.
+// the shell: the judgement ticker, the outbox publisher, and the events
+// themselves, either handed over by the projector's one pass (JudgeBatch:
+// projected and judged in one transaction, the default in one process) or
+// read by its own durable consumer of DRIFTWATCH_EVENTS (dw-detector, when
+// the projector runs in another process).
 //
 // Store keys (inside the projections store, format version 1):
 //
@@ -53,8 +56,9 @@
 // it (Engine.Assign) and add notes (Engine.AddNote); the runbook of a
 // record is made when it is queued or served, never stored.
 //
-// No alert from lag: the detector processes an event only after the
-// projector of its system has applied it, and judges an expectation only
+// No alert from lag: the detector processes an event only once the
+// projector of its system has applied it (in the same transaction, or
+// committed before), and judges an expectation only
 // when every event received before its judgement time has been processed
 // (the watermark), so a B event that arrived within the SLA is always seen.
 package detector

@@ -1,9 +1,17 @@
-// Package projector is the NATS shell around projections.Applier: one
-// durable JetStream consumer per configured system (filter
-// driftwatch.in.<system>) reads the log, applies each batch of messages to
-// the Pebble store with the consumer's checkpoint in the same batch, commits
-// it durably, and only then acknowledges the batch (AckAll on its last
-// message). Invalid events are dead-lettered with their reason and counted;
+// Package projector is the NATS shell around projections.Applier. It reads
+// the log in one of two shapes:
+//
+//   - the one pass (Options.Judge, the default when the detector runs in
+//     the same process): one durable consumer (dw-pass, filter
+//     driftwatch.in.>) delivers each event once; each batch is applied to
+//     every system's projection and judged by the detector in one Pebble
+//     batch, with every system's checkpoint and the detector's;
+//   - one durable consumer per configured system (filter
+//     driftwatch.in.<system>), when the detector runs elsewhere.
+//
+// Either applies each batch of messages to the Pebble store with the
+// checkpoints in the same batch, commits it durably, and only then
+// acknowledges the batch (AckAll on its last message). Invalid events are dead-lettered with their reason and counted;
 // they never block a consumer. A sentry dead-letters events published on the
 // subject of a system the configuration does not know.
 //
@@ -107,7 +115,7 @@ type Judge interface {
 // PassConsumer is the one durable consumer of the one pass (Options.Judge).
 const PassConsumer = "dw-pass"
 
-// Projector runs the per-system consumers.
+// Projector runs the one pass, or the per-system consumers, and the sentry.
 type Projector struct {
 	opts   Options
 	log    zerolog.Logger
