@@ -194,8 +194,9 @@ func New(opts Options) (*Detector, error) {
 	return d, nil
 }
 
-// Start creates (or resumes) the durable consumer at the detector's
-// checkpoint; Run reads it.
+// Start reads the detector's checkpoint and creates (or resumes) its
+// durable consumer there, which Run reads; with Options.Pass there is none
+// (the pass hands the events over).
 func (d *Detector) Start(ctx context.Context) error {
 	if d.opts.JS == nil || (d.opts.Applied == nil && d.opts.Pass == nil) {
 		return errors.New("detector: Options.JS, and Options.Applied or Options.Pass, are required to start")
