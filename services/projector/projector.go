@@ -862,12 +862,9 @@ func (p *Projector) Status(ctx context.Context) []consume.Status {
 	for _, w := range ws {
 		st := consume.Status{Name: w.name, System: w.system, Filter: w.filter, AppliedSeq: w.applied.Load(),
 			DeadLettered: w.deadLettered.Load(), Duplicates: w.duplicates.Load()}
-		for _, sw := range w.bySubject { // the one pass counts for every system
-			st.DeadLettered += sw.deadLettered.Load()
-			st.Duplicates += sw.duplicates.Load()
-		}
 		// A system read by the one pass reports what the pass still has
-		// to deliver.
+		// to deliver; its counts are the system's own (the pass's entry
+		// counts nothing twice).
 		reader := w
 		if w.pass != nil {
 			reader = w.pass
