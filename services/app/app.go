@@ -38,6 +38,7 @@ import (
 	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/cluster"
 	"github.com/driftwatch/driftwatch/services/config"
+	"github.com/driftwatch/driftwatch/services/consume"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/gate"
 	"github.com/driftwatch/driftwatch/services/ingest"
@@ -99,10 +100,39 @@ type Options struct {
 	Services   []string
 	Logger     zerolog.Logger
 	// PerSystemReaders runs the projector's consumers, one per system,
-	// and the detector's own, as when they run in separate processes,
-	// even when this process runs both (the load tool compares the two
-	// shapes; by default they are one pass).
+	// and the detector's own, as earlier versions did, instead of the one
+	// pass (the load tool compares the two shapes).
 	PerSystemReaders bool
+}
+
+// retireOtherShape deletes the durable consumers of the shape this
+// process does not run, left by an earlier start in the other shape: the
+// one pass replaces the per-system consumers and the detector's own, and
+// they replace it. Their checkpoints stay in the store, where the shape
+// that runs now reads them; a consumer nobody reads would only hold the
+// server's memory. (A process that runs the projector alone leaves the
+// detector's consumer to the process that runs the detector.)
+func (a *App) retireOtherShape(ctx context.Context, js jetstream.JetStream, onePass bool, systems []string) error {
+	var names []string
+	if onePass {
+		for _, sys := range systems {
+			names = append(names, projector.ConsumerPrefix+sys)
+		}
+		names = append(names, detector.ConsumerName)
+	} else {
+		names = append(names, projector.PassConsumer)
+	}
+	stream, err := js.Stream(ctx, events.EventsStream)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		name = consume.InstanceName(name, a.cfg.Cluster.Instance)
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("remove consumer %s of the other shape: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // passOf is the app's one pass, as the detector's status sees it (the
@@ -403,6 +433,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 		}
 		a.Projector = proj
 		if err := a.Projector.Start(ctx); err != nil {
+			return err
+		}
+		if err := a.retireOtherShape(ctx, b.JS, onePass, systems); err != nil {
 			return err
 		}
 		a.run("projector", a.Projector.Run)

@@ -149,3 +149,53 @@ func TestOnePassAgreesWithPerSystemReaders(t *testing.T) {
 		return err
 	})
 }
+
+// TestOnePassRetiresTheOtherShape: on a NATS server that outlives
+// driftwatch (--nats-url), a start in one shape removes the consumers the
+// other shape left there, which nobody would read again; their
+// checkpoints are in the store the new shape starts from.
+func TestOnePassRetiresTheOtherShape(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster")
+	}
+	_, url := apptest.StartCluster(t, 3)
+	cfg := apptest.Config(t, "")
+	dir := t.TempDir()
+	start := func(perSystem bool) *apptest.Env {
+		return apptest.Start(t, cfg, dir, func(o *app.Options) { o.NATSURL, o.PerSystemReaders = url, perSystem })
+	}
+	perSystem := []string{"dw-detector", "dw-proj-amazon", "dw-proj-carrier", "dw-proj-erp", "dw-proj-shop", "dw-proj-stripe", "dw-proj-wms"}
+	env := start(true)
+	consumersAre(t, env, perSystem...)
+	env.Stop()
+	env = start(false)
+	consumersAre(t, env, "dw-pass")
+	env.Stop()
+	env = start(true)
+	consumersAre(t, env, perSystem...)
+}
+
+// consumersAre waits until the durable consumers of the events stream are
+// want.
+func consumersAre(t *testing.T, env *apptest.Env, want ...string) {
+	t.Helper()
+	stream, err := env.JS.Stream(context.Background(), events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		var names []string
+		list := stream.ConsumerNames(context.Background())
+		for name := range list.Name() {
+			names = append(names, name)
+		}
+		if err := list.Err(); err != nil {
+			return err
+		}
+		slices.Sort(names)
+		if !slices.Equal(names, want) {
+			return fmt.Errorf("consumers %v, want %v", names, want)
+		}
+		return nil
+	})
+}

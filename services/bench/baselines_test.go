@@ -138,7 +138,7 @@ func report(b *testing.B, res *Result, keys ...string) {
 // BenchmarkBaselinesThroughput: driftwatch end to end at the throughput
 // setting against the hand-rolled pipeline and the JetStream ceiling of
 // its shape, first read by a consumer per system and the detector's own
-// (as separate processes read it), then by the one pass.
+// (as earlier versions read it), then by the one pass.
 func BenchmarkBaselinesThroughput(b *testing.B) {
 	for b.Loop() {
 		o := Options{Orders: benchOrders(20000), SyncInterval: "1s", Skip: map[string]bool{"gate": true, "replay": true},

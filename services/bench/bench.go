@@ -68,7 +68,7 @@ type Options struct {
 	// gate is not measured (its load generator connects anonymously).
 	Secure bool
 	// PerSystem reads the log with a consumer per system and the
-	// detector's own, as when they run in separate processes, instead of
+	// detector's own, as earlier versions did, instead of
 	// the one pass (app.Options.PerSystemReaders).
 	PerSystem bool
 }

@@ -28,8 +28,8 @@
 // the shell: the judgement ticker, the outbox publisher, and the events
 // themselves, either handed over by the projector's one pass (JudgeBatch:
 // projected and judged in one transaction, the default in one process) or
-// read by its own durable consumer of DRIFTWATCH_EVENTS (dw-detector, when
-// the projector runs in another process).
+// read by its own durable consumer of DRIFTWATCH_EVENTS (dw-detector, in
+// the per-system shape earlier versions ran, which the load tool compares).
 //
 // Store keys (inside the projections store, format version 1):
 //

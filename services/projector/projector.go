@@ -7,7 +7,10 @@
 //     every system's projection and judged by the detector in one Pebble
 //     batch, with every system's checkpoint and the detector's;
 //   - one durable consumer per configured system (filter
-//     driftwatch.in.<system>), when the detector runs elsewhere.
+//     driftwatch.in.<system>), when this process runs no detector (a
+//     process that serves only the gate), or beside the detector's own
+//     consumer, as earlier versions read it (the load tool compares the
+//     two).
 //
 // Either applies each batch of messages to the Pebble store with the
 // checkpoints in the same batch, commits it durably, and only then

@@ -177,7 +177,7 @@ reconciliation sweep time, replay and rebuild rates and peak memory.`,
 	f.StringVar(&gateClient, "gate-client", "", "instead: only send gate requests to the server at this NATS URL (--gate-rate, --gate-for, --orders), publishing --ingest-rate events/s meanwhile, and print the latencies as JSON")
 	f.BoolVar(&o.Secure, "secure", false, "run with NATS authentication and TLS on: events are published over TLS by a publisher user (NKey); the gate is not measured")
 	f.BoolVar(&againstOpen, "against-open", false, "with --secure: first run the same workload in the open setting, in the same invocation, and print the ratio")
-	f.BoolVar(&o.PerSystem, "per-system", false, "read the log with a consumer per system and the detector's own, as when they run in separate processes, instead of the one pass")
+	f.BoolVar(&o.PerSystem, "per-system", false, "read the log with a consumer per system and the detector's own, as earlier versions did, instead of the one pass")
 	f.BoolVar(&o.PublishEach, "publish-each", false, "publish driftwatch's events one by one instead of in atomic batches (the default of driftwatch publish and POST /v1/events)")
 	f.IntVar(&o.Rate, "rate", 0, "publish the workload at this steady rate (events/s) instead of as fast as possible")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the run to this file (go tool pprof -sample_index=alloc_space)")
