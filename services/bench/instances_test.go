@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/app"
+	"github.com/driftwatch/driftwatch/services/apptest"
 	"github.com/driftwatch/driftwatch/services/config"
 )
 
@@ -33,11 +32,7 @@ const benchPartitions = 16
 //
 //	go test ./services/bench -run XXX -bench Instances -benchtime 1x
 func BenchmarkInstances(b *testing.B) {
-	orders := 10000
-	if v, err := strconv.Atoi(os.Getenv("DRIFTWATCH_BENCH_ORDERS")); err == nil && v > 0 {
-		orders = v
-	}
-	payloads, _ := NewWorkload(1).Payloads(orders)
+	payloads, _ := NewWorkload(1).Payloads(benchOrders(10000))
 	for _, n := range []int{0, 1, 2, 4} {
 		name := fmt.Sprintf("instances=%d", n)
 		if n == 0 {
@@ -90,19 +85,22 @@ func runInstances(b *testing.B, n int, payloads [][]byte) {
 		}()
 	}
 	share := (benchPartitions + n - 1) / max(n, 1)
-	waitFor(b, 30*time.Second, func() bool {
+	apptest.CheckFor(b, 30*time.Second, 20*time.Millisecond, func() error {
 		if n == 0 {
-			return true
+			return nil
 		}
 		total := 0
 		for _, a := range apps {
 			o := len(a.Owned.Owned())
 			if o > share {
-				return false
+				return fmt.Errorf("an instance owns %d partitions, more than its share of %d", o, share)
 			}
 			total += o
 		}
-		return total == benchPartitions
+		if total != benchPartitions {
+			return fmt.Errorf("the instances own %d of %d partitions", total, benchPartitions)
+		}
+		return nil
 	})
 
 	nc, err := nats.Connect(url)
@@ -138,22 +136,15 @@ func runInstances(b *testing.B, n int, payloads [][]byte) {
 	if err := apps[1].Stop(stop); err != nil {
 		b.Fatal(err)
 	}
-	waitFor(b, 60*time.Second, func() bool { return len(apps[0].Owned.Owned()) == benchPartitions })
+	apptest.CheckFor(b, 60*time.Second, 20*time.Millisecond, func() error {
+		if got := apps[0].Owned.Owned(); len(got) != benchPartitions {
+			return fmt.Errorf("i1 owns %v", got)
+		}
+		return nil
+	})
 	c := apps[0].Cluster.LastChange()
 	b.ReportMetric(float64(c.Took.Milliseconds()), "takeover-ms")
 	b.ReportMetric(float64(c.Paused.Microseconds())/1000, "paused-ms")
 	b.ReportMetric(float64(c.Took.Milliseconds())/float64(max(len(c.Gained), 1)), "ms/partition")
 	b.ReportMetric(float64(c.Replayed)/c.Took.Seconds(), "catchup-events/s")
-}
-
-// waitFor polls ok until it holds, or fails b after timeout.
-func waitFor(b *testing.B, timeout time.Duration, ok func() bool) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			b.Fatal("condition not met in time")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
