@@ -110,8 +110,8 @@ type Options struct {
 // one pass replaces the per-system consumers and the detector's own, and
 // they replace it. Their checkpoints stay in the store, where the shape
 // that runs now reads them; a consumer nobody reads would only hold the
-// server's memory. (A process that runs the projector alone leaves the
-// detector's consumer to the process that runs the detector.)
+// server's memory. (A process that runs the projector without the
+// detector removes only the pass's.)
 func (a *App) retireOtherShape(ctx context.Context, js jetstream.JetStream, onePass bool, systems []string) error {
 	var names []string
 	if onePass {

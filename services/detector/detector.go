@@ -372,31 +372,23 @@ func (d *Detector) processBatch(ctx context.Context, msgs []consume.Msg) error {
 // JudgeBatch is the detector's part of the projector's one pass
 // (projector.Options.Judge): it processes the entries one batch applied
 // (applied, in log order, without those the detector had already read),
-// moves its checkpoint to last in the same transaction and commits tx with
-// commit. The caller holds the owned partitions (Owned.Hold). tx is
-// committed or closed when it returns.
-func (d *Detector) JudgeBatch(tx *projections.Tx, applied []projections.Outcome, last uint64, received time.Time, commit func() error) error {
-	d.mu.Lock()
-	now := d.opts.Now()
-	var err error
-	for i := range applied {
-		if err = d.opts.Engine.OnEntryTx(tx, applied[i].Event.OrderID, applied[i].Entry, now); err != nil {
-			break
+// moves its checkpoint to last, and commits them with the batch's
+// projections (UpdateTx). The caller holds the owned partitions
+// (Owned.Hold). tx is committed or closed when it returns.
+func (d *Detector) JudgeBatch(tx *projections.Tx, applied []projections.Outcome, last uint64, received time.Time) error {
+	err := d.UpdateTx(tx, func(e *Engine, now time.Time) error {
+		for i := range applied {
+			if err := e.OnEntryTx(tx, applied[i].Event.OrderID, applied[i].Entry, now); err != nil {
+				return err
+			}
 		}
-	}
-	if err == nil {
-		err = projections.SetCheckpoint(tx.B, ConsumerName, last)
-	}
-	err = d.finishWith(commit, tx.Close, err)
-	if err == nil {
-		d.applied.Store(last)
-		d.lastReceived.Store(received.UnixNano())
-	}
-	d.mu.Unlock()
+		return projections.SetCheckpoint(tx.B, ConsumerName, last)
+	})
 	if err != nil {
 		return err
 	}
-	d.wakeOutbox()
+	d.applied.Store(last)
+	d.lastReceived.Store(received.UnixNano())
 	return nil
 }
 

@@ -109,8 +109,8 @@ type Options struct {
 type Judge interface {
 	// JudgeBatch judges the entries one batch applied (in log order,
 	// without those judged before), moves its checkpoint to last in tx,
-	// and commits tx with commit (or closes it on an error).
-	JudgeBatch(tx *projections.Tx, applied []projections.Outcome, last uint64, received time.Time, commit func() error) error
+	// and commits tx durably (or closes it on an error).
+	JudgeBatch(tx *projections.Tx, applied []projections.Outcome, last uint64, received time.Time) error
 	// Applied is the judge's checkpoint.
 	Applied() uint64
 }
@@ -485,11 +485,11 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 		}
 	}
 	handed = true
-	if err := p.opts.Judge.JudgeBatch(tx, judge, last, received, func() error { return p.opts.Store.CommitTx(tx, true) }); err != nil {
+	if err := p.opts.Judge.JudgeBatch(tx, judge, last, received); err != nil {
 		return err
 	}
 	// As applyBatch does, per system: counted and handed over before the
-	// checkpoints are published.
+	// checkpoint is published.
 	for _, w := range pass.bySubject {
 		sys := w.outcomes[:0] // the system's worker's, reused by each batch
 		for i := range outcomes {
@@ -502,8 +502,6 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 			p.opts.OnBatch(w.system, sys)
 		}
 		w.outcomes = sys[:0]
-	}
-	for _, w := range pass.bySubject {
 		w.applied.Store(last)
 		w.deadLettered.Add(counts[w][0])
 		w.duplicates.Add(counts[w][1])
