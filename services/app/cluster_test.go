@@ -70,13 +70,7 @@ func TestClusterNodeLossLosesNothing(t *testing.T) {
 	env.WaitSettled(t, 60*time.Second)
 	for i := range orders {
 		order := fmt.Sprintf("CL-%03d", i)
-		if _, err := env.App.Store.Row(order, "shop"); err != nil {
-			t.Fatalf("acknowledged event of %s not applied: %v", order, err)
-		}
-		_, err := detector.GetMismatch(env.App.Store, detector.AlertID(order, detector.OrderNotAcknowledged, "shop", "erp"))
-		if faults[order] != (err == nil) {
-			t.Fatalf("%s: fault %v, mismatch %v", order, faults[order], err)
-		}
+		checkHeld(t, env.App.Store, order, faults[order])
 	}
 	// Each alert record was published once.
 	seen := map[string]int{}
