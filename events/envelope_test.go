@@ -179,9 +179,32 @@ func TestSubjects(t *testing.T) {
 	if s, ok := SystemFromSubject("driftwatch.in.shop"); !ok || s != "shop" {
 		t.Fatalf("got %q %v", s, ok)
 	}
-	for _, bad := range []string{"driftwatch.in.", "driftwatch.in.a.b", "driftwatch.dlq.shop"} {
+	for _, good := range []string{"driftwatch.in.shop.A-1001", "driftwatch.in.shop.7"} {
+		if s, ok := SystemFromSubject(good); !ok || s != "shop" {
+			t.Errorf("%q: got %q %v", good, s, ok)
+		}
+	}
+	for _, bad := range []string{"driftwatch.in.", "driftwatch.in.a.b.c", "driftwatch.in.a.", "driftwatch.in..b", "driftwatch.in.a.*", "driftwatch.dlq.shop"} {
 		if _, ok := SystemFromSubject(bad); ok {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+	for subj, want := range map[string]int{"driftwatch.in.shop.0": 0, "driftwatch.in.shop.15": 15, "driftwatch.in.shop.1023": 1023} {
+		if p, ok := PartitionFromSubject(subj); !ok || p != want {
+			t.Errorf("PartitionFromSubject(%q) = %d, %v", subj, p, ok)
+		}
+	}
+	for _, subj := range []string{"driftwatch.in.shop", "driftwatch.in.shop.A-1", "driftwatch.in.shop.07", "driftwatch.in.shop.-1", "driftwatch.in.a.b.3", "driftwatch.dlq.shop.3", "driftwatch.in.shop.99999"} {
+		if p, ok := PartitionFromSubject(subj); ok {
+			t.Errorf("PartitionFromSubject(%q) = %d", subj, p)
+		}
+	}
+	if got := OrderSubject("shop", "#1001"); got != "driftwatch.in.shop.#1001" {
+		t.Errorf("OrderSubject = %q", got)
+	}
+	for _, id := range []string{"", "A.1", "A 1", "A*", "A>", "caf\u00e9", strings.Repeat("x", MaxOrderToken+1)} {
+		if got := OrderSubject("shop", id); got != "driftwatch.in.shop" {
+			t.Errorf("OrderSubject(%q) = %q: not a token, the bare subject", id, got)
 		}
 	}
 	if DLQSubject("Bad System") != "driftwatch.dlq._unknown" || DLQSubject("erp") != "driftwatch.dlq.erp" {

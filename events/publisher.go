@@ -321,7 +321,7 @@ func RejectedResult(ev Event, cause error) Result {
 }
 
 func (p *Publisher) newEventMsg(ctx context.Context, ev *Event, data []byte) *nats.Msg {
-	msg := nats.NewMsg(InSubject(ev.System))
+	msg := nats.NewMsg(OrderSubject(ev.System, ev.OrderID))
 	msg.Header.Set(HeaderMsgID, ev.MsgID())
 	msg.Data = data
 	if p.headers != nil {

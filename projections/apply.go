@@ -18,10 +18,18 @@ type Delivery struct {
 	Data     []byte
 	Seq      uint64    // stream sequence
 	Received time.Time // JetStream message time: the processing timestamp
-	// Owns, when set, says whether this store keeps the order (its
-	// partition is owned, package services/partition); another's order
-	// is NotOwned and changes nothing.
-	Owns func(orderID string) bool
+	// Owns, when set, says whether this store keeps the event's partition
+	// of Partitions (owned, package services/partition): the order's, or
+	// the one its subject names when Routed; another's event is NotOwned
+	// and changes nothing.
+	Owns       func(partition int) bool
+	Partitions int
+	// Routed says the stored subject names the event's partition, Route
+	// (the events stream routes by partition from a sequence on): the
+	// event is Route's owner's, and an order_id of another partition is
+	// rejected, since its subject named another order.
+	Routed bool
+	Route  int
 }
 
 // Result says what Apply did with a delivery.
@@ -86,10 +94,23 @@ func (a *Applier) Known(system string) bool { _, ok := a.tables[system]; return 
 func (a *Applier) Apply(tx *Tx, d Delivery) (Outcome, error) {
 	b := tx.B
 	ev, err := events.CheckDeliveredZoned(d.Subject, d.Data, a.Known, a.zones)
-	if d.Owns != nil && !d.Owns(ev.OrderID) {
-		// Decided on the order id as read, valid or not: every instance
-		// reads the same bytes the same way, so exactly one owns it.
-		return Outcome{Result: NotOwned, Event: ev, Entry: Entry{Seq: d.Seq}}, nil
+	if d.Routed {
+		if part := events.Partition(ev.OrderID, d.Partitions); part != d.Route && ev.OrderID != "" {
+			err = withProblem(err, events.Problem{Field: "order_id", Code: events.CodeSubjectMismatch,
+				Message: fmt.Sprintf("%q is in partition %d of %d, but its subject %s names partition %d: it was published with another order's id in the subject", ev.OrderID, part, d.Partitions, d.Subject, d.Route)})
+		}
+	}
+	if d.Owns != nil {
+		part := d.Route
+		if !d.Routed {
+			part = events.Partition(ev.OrderID, d.Partitions)
+		}
+		if !d.Owns(part) {
+			// Decided on the subject, or the order id as read, valid
+			// or not: every instance reads the same bytes the same
+			// way, so exactly one owns it.
+			return Outcome{Result: NotOwned, Event: ev, Entry: Entry{Seq: d.Seq}}, nil
+		}
 	}
 	if err != nil {
 		return Outcome{Result: Rejected, Err: err, Event: ev}, nil
@@ -320,4 +341,18 @@ func isJSONNumber(b []byte) bool {
 		}
 	}
 	return i == len(b)
+}
+
+// withProblem adds p to err, a validation error or nil (another error
+// is kept as it is: the event is rejected either way).
+func withProblem(err error, p events.Problem) error {
+	ve, ok := err.(*events.ValidationError)
+	if err != nil && !ok {
+		return err
+	}
+	if !ok {
+		ve = &events.ValidationError{}
+	}
+	ve.Problems = append(ve.Problems, p)
+	return ve
 }

@@ -141,6 +141,8 @@ type passOf struct{ a *App }
 
 func (p passOf) Pending(ctx context.Context) uint64 { return p.a.Projector.Pending(ctx) }
 
+func (p passOf) CaughtUp(ctx context.Context) (bool, error) { return p.a.Projector.CaughtUp(ctx) }
+
 // App is a running driftwatch.
 type App struct {
 	opts      Options
@@ -316,7 +318,15 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return err
 	}
 	a.Broker = b
+	partitions := 0 // the order token of a subject is dropped
+	if a.cfg.Clustered() {
+		partitions = a.cfg.Cluster.Partitions
+		if err := cluster.CheckCount(ctx, b.JS, partitions); err != nil {
+			return err
+		}
+	}
 	if err := broker.EnsureStreams(ctx, b.JS, broker.StreamSettings{
+		Partitions:       partitions,
 		DedupeWindow:     a.cfg.Ingest.DedupeWindow.D(),
 		MaxAge:           a.cfg.Ingest.MaxAge.D(),
 		Replicas:         a.cfg.Ingest.Replicas,

@@ -76,8 +76,14 @@ func TestInstancesShareThePartitions(t *testing.T) {
 		}
 		mustPublish(t, pub, fmt.Sprintf(`{"event_id":"e-%d","order_id":"%s","system":"erp","status":"Pending Fulfillment","occurred_at":"%s"}`, i, order, now))
 	}
+	// Published with the order in the subject, each event is delivered
+	// only to its partition's owner.
 	a.WaitSettled(t, 30*time.Second)
 	b.WaitSettled(t, 30*time.Second)
+	if pa, pb := a.App.Projector.PassedOver(), b.App.Projector.PassedOver(); pa != 0 || pb != 0 {
+		t.Fatalf("events of the other instance's orders delivered: %d to a, %d to b", pa, pb)
+	}
+	checkRoutedAlone(t, a, b)
 	for i := range orders {
 		order := fmt.Sprintf("IN-%03d", i)
 		owner, other := a, b
@@ -375,4 +381,68 @@ func TestInstanceStandsStillWithoutItsLeases(t *testing.T) {
 		t.Fatal(err)
 	}
 	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, owns(8))
+}
+
+// checkRoutedAlone: events published on the bare subject reach every
+// instance and are passed over by all but the owner; an event whose
+// subject names another order than its order_id is dead-lettered once,
+// by the owner of the partition its subject names, saying so.
+func checkRoutedAlone(t *testing.T, a, b *apptest.Env) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC().Format(time.RFC3339)
+	before := a.App.Projector.PassedOver() + b.App.Projector.PassedOver()
+	const bare = 20
+	for i := range bare {
+		data := fmt.Sprintf(`{"event_id":"bare-%d","order_id":"IN-%03d","system":"shop","status":"unfulfilled","occurred_at":"%s"}`, i, i, now)
+		if _, err := a.JS.Publish(ctx, events.InSubject("shop"), []byte(data), jetstream.WithMsgID(events.MsgID("shop", fmt.Sprintf("bare-%d", i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// IN-000's event on a subject that names an order of another partition.
+	forged := "IN-000"
+	other := ""
+	for i := 1; other == ""; i++ {
+		if o := fmt.Sprintf("X-%d", i); events.Partition(o, a.App.Owned.N()) != events.Partition(forged, a.App.Owned.N()) {
+			other = o
+		}
+	}
+	data := fmt.Sprintf(`{"event_id":"forged-1","order_id":"%s","system":"shop","status":"unfulfilled","occurred_at":"%s"}`, forged, now)
+	ack, err := a.JS.Publish(ctx, events.OrderSubject("shop", other), []byte(data), jetstream.WithMsgID("shop:forged-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.WaitSettled(t, 30*time.Second)
+	b.WaitSettled(t, 30*time.Second)
+	if got := a.App.Projector.PassedOver() + b.App.Projector.PassedOver() - before; got != bare {
+		t.Fatalf("%d bare events passed over, want %d (each by the instance that does not own it)", got, bare)
+	}
+	dlq, err := a.JS.Stream(ctx, events.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found int
+	apptest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		found = 0
+		info, err := dlq.Info(ctx)
+		if err != nil {
+			return err
+		}
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+			m, err := dlq.GetMsg(ctx, seq)
+			if err != nil {
+				continue
+			}
+			if m.Header.Get("Driftwatch-Log-Seq") == fmt.Sprint(ack.Sequence) {
+				found++
+				if reason := m.Header.Get(events.HeaderError); !strings.Contains(reason, "order_id") || !strings.Contains(reason, "names partition") {
+					return fmt.Errorf("dead-lettered with %q", reason)
+				}
+			}
+		}
+		if found != 1 {
+			return fmt.Errorf("the forged event dead-lettered %d times", found)
+		}
+		return nil
+	})
 }

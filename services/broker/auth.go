@@ -96,7 +96,7 @@ var streams = []string{events.EventsStream, events.DLQStream, events.AlertsStrea
 // publisher's systems; durables are the consumer names on the events stream
 // denied to operators (Auth.Durables).
 //
-//   - publisher: publish driftwatch.in.<each system> and driftwatch.validate;
+//   - publisher: publish driftwatch.in.<each system> (and .<order_id>) and driftwatch.validate;
 //     the dead-letter subjects of its systems and of input whose system
 //     cannot be told (driftwatch.dlq.<system>, driftwatch.dlq._unknown),
 //     so that events.Publisher keeps its invalid input with the reason;
@@ -127,7 +127,7 @@ func Permissions(role string, systems, durables []string) (*server.Permissions, 
 			if !events.ValidSystemID(s) {
 				return nil, fmt.Errorf("%q is not a system id", s)
 			}
-			allow = append(allow, events.InSubject(s), events.DLQSubject(s))
+			allow = append(allow, events.InSubject(s), events.InSubject(s)+".*", events.DLQSubject(s))
 		}
 		allow = append(allow, events.ValidateSubject, events.DLQSubject(""), "$JS.API.STREAM.INFO."+events.EventsStream)
 		return &server.Permissions{Publish: &server.SubjectPermission{Allow: allow}, Subscribe: inbox}, nil

@@ -308,6 +308,53 @@ type StreamSettings struct {
 	// With a sync interval the staging costs more than it saves, so
 	// publishers then append event by event.
 	AtomicBatches bool
+	// Partitions, when above 0, is the partition count of instances
+	// sharing the orders (cluster.partitions): the events stream stores
+	// an event published on driftwatch.in.<system>.<order_id> as
+	// driftwatch.in.<system>.<partition>, the partition computed by the
+	// server exactly as events.Partition computes it, so that each
+	// instance's consumer is delivered only its own partitions. 0 (one
+	// instance): stored as driftwatch.in.<system>.
+	Partitions int
+}
+
+// Routing is how the events stream names the partition of the events it
+// stores (StreamSettings.Partitions), kept in the stream's metadata.
+type Routing struct {
+	// Partitions is the partition count named in stored subjects (0:
+	// none).
+	Partitions int
+	// From is the first stream sequence stored with that count's
+	// partition token (or without one): the events before it may carry
+	// another count's token, or none, and are read whole.
+	From uint64
+}
+
+// Metadata keys of the events stream that record its Routing.
+const (
+	metaPartitions = "driftwatch_partitions"
+	metaRoutedFrom = "driftwatch_routed_from"
+)
+
+// RoutingOf reads the events stream's Routing from its configuration.
+func RoutingOf(cfg jetstream.StreamConfig) Routing {
+	n, err1 := strconv.Atoi(cfg.Metadata[metaPartitions])
+	from, err2 := strconv.ParseUint(cfg.Metadata[metaRoutedFrom], 10, 64)
+	if err1 != nil || err2 != nil || n < 1 || from < 1 {
+		return Routing{}
+	}
+	return Routing{Partitions: n, From: from}
+}
+
+// eventsTransform is the events stream's subject transform: the order
+// token of driftwatch.in.<system>.<order_id> becomes the order's
+// partition of n (n 0: it is dropped).
+func eventsTransform(n int) *jetstream.SubjectTransformConfig {
+	dest := events.InPrefix + "{{wildcard(1)}}"
+	if n > 0 {
+		dest += fmt.Sprintf(".{{partition(%d,2)}}", n)
+	}
+	return &jetstream.SubjectTransformConfig{Source: events.InPrefix + "*.*", Destination: dest}
 }
 
 // StreamConfigs returns the three streams of CONTRACT.md section 4.
@@ -330,6 +377,7 @@ func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 			Duplicates:         s.DedupeWindow,
 			Replicas:           replicas,
 			AllowAtomicPublish: s.AtomicBatches,
+			SubjectTransform:   eventsTransform(s.Partitions),
 		},
 		{
 			Name:        events.AlertsStream,
@@ -357,20 +405,60 @@ func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 }
 
 // EnsureStreams creates the streams or updates them to the settings.
+// When the events stream's partition tokens change (a first start with
+// partitions, or another count), the stream records from which sequence
+// its events carry the new ones (Routing): read after the transform is in
+// place, so every event from there on has it.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings) error {
 	for _, cfg := range StreamConfigs(s) {
-		_, err := js.CreateOrUpdateStream(ctx, cfg)
-		if err != nil && cfg.AllowAtomicPublish {
-			// A server older than 2.12 does not know atomic batches;
-			// publishers then append event by event.
-			cfg.AllowAtomicPublish = false
-			_, err = js.CreateOrUpdateStream(ctx, cfg)
+		routedFrom := uint64(0) // 0: to be read once the transform is in place
+		if cfg.Name == events.EventsStream {
+			st, err := js.Stream(ctx, cfg.Name)
+			switch {
+			case errors.Is(err, jetstream.ErrStreamNotFound):
+				routedFrom = 1
+			case err != nil:
+				return fmt.Errorf("read stream %s: %w", cfg.Name, err)
+			default:
+				if r := RoutingOf(st.CachedInfo().Config); r.Partitions == s.Partitions && r.From > 0 {
+					routedFrom = r.From
+				}
+			}
+			cfg.Metadata = routingMetadata(s.Partitions, routedFrom)
+		}
+		err := createOrUpdate(ctx, js, cfg)
+		if err == nil && cfg.Name == events.EventsStream && s.Partitions > 0 && routedFrom == 0 {
+			var st jetstream.Stream
+			if st, err = js.Stream(ctx, cfg.Name); err == nil {
+				cfg.Metadata = routingMetadata(s.Partitions, st.CachedInfo().State.LastSeq+1)
+				err = createOrUpdate(ctx, js, cfg)
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("create or update stream %s: %w", cfg.Name, err)
 		}
 	}
 	return nil
+}
+
+// routingMetadata is the events stream's metadata for Routing{n, from}
+// (from 0: not known yet, no routing).
+func routingMetadata(n int, from uint64) map[string]string {
+	if n < 1 || from < 1 {
+		return nil
+	}
+	return map[string]string{metaPartitions: strconv.Itoa(n), metaRoutedFrom: strconv.FormatUint(from, 10)}
+}
+
+func createOrUpdate(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	_, err := js.CreateOrUpdateStream(ctx, cfg)
+	if err != nil && cfg.AllowAtomicPublish {
+		// A server older than 2.12 does not know atomic batches;
+		// publishers then append event by event.
+		cfg.AllowAtomicPublish = false
+		_, err = js.CreateOrUpdateStream(ctx, cfg)
+	}
+	return err
 }
 
 // natsLogger routes nats-server's log lines to zerolog, and keeps the

@@ -14,6 +14,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/projector"
 )
@@ -233,7 +234,9 @@ func (m *Member) reach(ctx context.Context, prev map[int]progress) {
 		seq = max(seq, pr.Seq)
 	}
 	deadline := time.Now().Add(m.opts.Lease)
-	for m.opts.Detector.Applied() < seq {
+	// An instance that reads its own partitions alone may have read
+	// everything for it below seq without an event at seq.
+	for m.opts.Detector.Applied() < seq && !m.caughtUp(ctx) {
 		if time.Now().After(deadline) {
 			m.log.Warn().Uint64("at", m.opts.Detector.Applied()).Uint64("previous_owner_at", seq).
 				Msg("cluster: taking partitions while behind their previous owner; what it judged in between is judged again")
@@ -245,6 +248,13 @@ func (m *Member) reach(ctx context.Context, prev map[int]progress) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// caughtUp reports whether this instance's one pass has applied every
+// event the server holds for it.
+func (m *Member) caughtUp(ctx context.Context) bool {
+	ok, err := m.opts.Projector.CaughtUp(ctx)
+	return err == nil && ok
 }
 
 // catchUp projects and judges, in log order, the events of the gained
@@ -276,9 +286,20 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 	if to == 0 {
 		return 0, nil
 	}
-	subjects := make([]string, 0, len(m.opts.Systems))
+	// Every subject of the configured systems; once the stream routes by
+	// partition from the first event read, the gained partitions' alone
+	// (and the subjects without one, which carry any partition's).
+	routing := broker.RoutingOf(m.stream.CachedInfo().Config)
+	subjects := make([]string, 0, len(m.opts.Systems)*(len(gained)+1))
 	for _, s := range m.opts.Systems {
 		subjects = append(subjects, events.InSubject(s))
+		if !projector.Routes(routing, n, from+1) {
+			subjects = append(subjects, events.InSubject(s)+".*")
+			continue
+		}
+		for _, p := range gained {
+			subjects = append(subjects, events.InSubject(s)+"."+strconv.Itoa(p))
+		}
 	}
 	cons, err := m.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1,
@@ -325,17 +346,22 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 				sys, _ := events.SystemFromSubject(msg.Subject())
 				proj := projector.ConsumerPrefix + sys
 				projTo := ckpts[proj]
-				out, err := m.opts.Applier.Apply(tx, projections.Delivery{
-					Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp,
-					Owns: func(order string) bool {
-						mk, ok := marks[events.Partition(order, n)]
+				d := projections.Delivery{
+					Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp, Partitions: n,
+					Owns: func(part int) bool {
+						mk, ok := marks[part]
 						return ok && seq > mk[proj] && seq <= projTo
 					},
-				})
+				}
+				projector.Route(&d, routing)
+				out, err := m.opts.Applier.Apply(tx, d)
 				if err != nil {
 					return err
 				}
-				part := events.Partition(out.Event.OrderID, n)
+				part := d.Route
+				if !d.Routed {
+					part = events.Partition(out.Event.OrderID, n)
+				}
 				mk, ok := marks[part]
 				if ok && out.Result == projections.Rejected && seq > prev[part].Seq {
 					// Bad input nobody dead-lettered yet: passed over

@@ -217,6 +217,35 @@ func (m *Member) checkPartitions(ctx context.Context) error {
 	return nil
 }
 
+// CheckCount refuses a partition count other than the one the running
+// cluster has (nil when no instance runs). An instance checks it before it
+// updates the streams: the events stream names partitions of the count in
+// its subjects.
+func CheckCount(ctx context.Context, js jetstream.JetStream, n int) error {
+	kv, err := js.KeyValue(ctx, Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: open bucket %s: %w", Bucket, err)
+	}
+	e, err := kv.Get(ctx, partitionsKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cluster: read the partition count: %w", err)
+	}
+	return sameCount(string(e.Value()), n)
+}
+
+func sameCount(cluster string, n int) error {
+	if want := strconv.Itoa(n); cluster != want {
+		return fmt.Errorf("%w: the cluster runs with %s partitions, this instance with %s (cluster.partitions)", ErrPartitions, cluster, want)
+	}
+	return nil
+}
+
 // claimCount creates the cluster's partition count, or refuses a
 // different one (renew keeps it from expiring).
 func (m *Member) claimCount(ctx context.Context) error {
@@ -231,10 +260,7 @@ func (m *Member) claimCount(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("cluster: read the partition count: %w", err)
 	}
-	if got := string(e.Value()); got != want {
-		return fmt.Errorf("%w: the cluster runs with %s partitions, this instance with %s (cluster.partitions)", ErrPartitions, got, want)
-	}
-	return nil
+	return sameCount(string(e.Value()), m.opts.Partitions)
 }
 
 // Run renews the leases and rebalances every third of the lease until ctx

@@ -36,6 +36,16 @@ type Durable struct {
 	// Filters, when set, are the consumer's subjects instead of Filter
 	// (JetStream's FilterSubjects).
 	Filters []string
+	// FiltersAt, when set, gives the consumer's subjects at each
+	// creation instead of Filter and Filters (a reader whose subjects
+	// follow what it owns); its error fails the creation. Apply returns
+	// ErrResubscribe when they have changed.
+	FiltersAt func(ctx context.Context) ([]string, error)
+	// Moved, with FiltersAt, gives a channel closed when its subjects
+	// may change: taken before FiltersAt at each creation, it ends the
+	// session (ErrResubscribe) once closed, even while nothing arrives.
+	Moved func() <-chan struct{}
+	moved <-chan struct{} // the current consumer's (Run's goroutine)
 	// MaxBatch is the most messages a batch holds.
 	MaxBatch int
 	// Checkpoint is the last stream sequence the reader applied.
@@ -88,8 +98,21 @@ func (d *Durable) Create(ctx context.Context) error {
 
 		InactiveThreshold: d.InactiveThreshold,
 	}
-	if len(d.Filters) > 0 {
+	if d.FiltersAt != nil {
+		if d.Moved != nil {
+			d.moved = d.Moved()
+		}
+		filters, err := d.FiltersAt(ctx)
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", d.Name, err)
+		}
+		cfg.FilterSubjects = filters
+	}
+	if len(cfg.FilterSubjects) > 0 {
 		cfg.FilterSubject = ""
+	}
+	if len(cfg.FilterSubjects) == 1 {
+		cfg.FilterSubject, cfg.FilterSubjects = cfg.FilterSubjects[0], nil
 	}
 	if ckpt := d.Checkpoint(); ckpt > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, ckpt+1
@@ -104,6 +127,11 @@ func (d *Durable) Create(ctx context.Context) error {
 	d.cons.Store(&cons)
 	return nil
 }
+
+// ErrResubscribe, returned by Apply without applying its batch, ends the
+// session so that the consumer is created again at the checkpoint with
+// its subjects as FiltersAt gives them now.
+var ErrResubscribe = errors.New("consume: the consumer's subjects changed")
 
 // Run reads sessions until ctx ends (nil) or Recover refuses to go on (its
 // error). Create must have succeeded first.
@@ -125,13 +153,15 @@ func (d *Durable) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		d.told(err)
-		if !pause() {
-			return nil
-		}
-		if d.Recover != nil {
-			if err := d.Recover(ctx, err); err != nil {
-				return err
+		if !errors.Is(err, ErrResubscribe) {
+			d.told(err)
+			if !pause() {
+				return nil
+			}
+			if d.Recover != nil {
+				if err := d.Recover(ctx, err); err != nil {
+					return err
+				}
 			}
 		}
 		for {
@@ -141,6 +171,9 @@ func (d *Durable) Run(ctx context.Context) error {
 			}
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, ErrLogGap) {
+				return err // events are gone: going on would hide them
 			}
 			d.told(err)
 			if !pause() {
@@ -163,9 +196,21 @@ func (d *Durable) session(ctx context.Context) error {
 		return fmt.Errorf("consume %s: %w", d.Name, err)
 	}
 	defer r.Stop()
+	// The session's reads end when the subjects move; Apply runs on ctx.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if moved := d.moved; moved != nil {
+		go func() {
+			select {
+			case <-moved:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+	}
 	batch := make([]Msg, 0, d.MaxBatch)
 	for {
-		batch, err = r.Batch(ctx, batch)
+		batch, err = r.Batch(sctx, batch)
 		if len(batch) > 0 {
 			// Apply what arrived in order, even when a gap follows it.
 			if aerr := d.Apply(ctx, batch); aerr != nil {
@@ -175,6 +220,9 @@ func (d *Durable) session(ctx context.Context) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if sctx.Err() != nil {
+				return ErrResubscribe
 			}
 			return err
 		}

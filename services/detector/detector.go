@@ -71,6 +71,9 @@ type Options struct {
 type Pass interface {
 	// Pending is what the server still has to deliver to it.
 	Pending(ctx context.Context) uint64
+	// CaughtUp reports whether it has applied every event the server
+	// holds for it (it may read some subjects only).
+	CaughtUp(ctx context.Context) (bool, error)
 }
 
 // Detector runs the detection consumer, the judgement ticker and the
@@ -439,9 +442,18 @@ func (d *Detector) finishWith(commit func() error, discard func(), err error) er
 }
 
 // Watermark is the time up to which every received event has been
-// processed: now when the detector has read the whole stream, else the
-// received time of the last event it processed.
+// processed: now when the detector has read the whole stream (under the
+// one pass: every event the server holds for it), else the received time
+// of the last event it processed. now is read before the stream's state.
 func (d *Detector) Watermark(ctx context.Context, now time.Time) (time.Time, error) {
+	if d.opts.Pass != nil {
+		// The pass may read the owned partitions' subjects alone: the
+		// stream's last sequence may be another instance's event.
+		if caught, err := d.opts.Pass.CaughtUp(ctx); err == nil && caught {
+			return now, nil
+		}
+		return time.Unix(0, d.lastReceived.Load()), nil
+	}
 	info, err := d.stream.Info(ctx)
 	if err != nil {
 		return time.Time{}, err

@@ -25,6 +25,11 @@ type Set struct {
 	n     int
 	owned atomic.Pointer[[]bool] // indexed by partition
 	mu    sync.RWMutex           // shared: a batch changing state; exclusive: a change of ownership
+	// version counts the changes of ownership (written under mu held
+	// exclusively).
+	version atomic.Uint64
+	// changed is closed, and replaced, at each change of ownership.
+	changed atomic.Pointer[chan struct{}]
 }
 
 // NewSet returns a set of n partitions that owns none yet.
@@ -32,6 +37,8 @@ func NewSet(n int) *Set {
 	s := &Set{n: max(n, 1)}
 	owned := make([]bool, s.n)
 	s.owned.Store(&owned)
+	changed := make(chan struct{})
+	s.changed.Store(&changed)
 	return s
 }
 
@@ -72,6 +79,37 @@ func (s *Set) Owned() []int {
 		}
 	}
 	return out
+}
+
+// Version counts the changes of ownership: a reader that chose what it
+// reads by the owned partitions (a consumer filtered on them) compares it,
+// holding the set, with the version it chose by, and reads again when it
+// moved. 0 for a nil set.
+func (s *Set) Version() uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.version.Load()
+}
+
+// Changed returns a channel closed at the next change of ownership (nil,
+// never closed, for a nil set).
+func (s *Set) Changed() <-chan struct{} {
+	if s == nil {
+		return nil
+	}
+	return *s.changed.Load()
+}
+
+// Snapshot returns the owned partitions and the Version they are of, read
+// together.
+func (s *Set) Snapshot() ([]int, uint64) {
+	if s == nil {
+		return []int{0}, 0
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.Owned(), s.version.Load()
 }
 
 // Hold is taken (shared) around a batch that reads ownership and changes
@@ -119,5 +157,8 @@ func (s *Set) Change(owned []int, fn func(gained, lost []int) error) error {
 		return err
 	}
 	s.owned.Store(&next)
+	s.version.Add(1)
+	changed := make(chan struct{})
+	close(*s.changed.Swap(&changed))
 	return nil
 }

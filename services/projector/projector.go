@@ -37,6 +37,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,7 @@ import (
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/events/mapping"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/consume"
 	"github.com/driftwatch/driftwatch/services/partition"
@@ -123,6 +125,11 @@ type Projector struct {
 	opts   Options
 	log    zerolog.Logger
 	stream jetstream.Stream
+	// routing is how the events stream names partitions in its subjects
+	// (read at Start; every instance of a cluster has the same count).
+	routing broker.Routing
+	// ownsPartition is Options.Owned's (nil: every order).
+	ownsPartition func(int) bool
 
 	mu      sync.Mutex
 	workers map[string]*worker // by consumer name
@@ -168,6 +175,10 @@ func (p *Projector) Start(ctx context.Context) error {
 		return fmt.Errorf("projector: open stream: %w", err)
 	}
 	p.stream = s
+	p.routing = broker.RoutingOf(s.CachedInfo().Config)
+	if p.opts.Owned != nil {
+		p.ownsPartition = p.opts.Owned.OwnsPartition
+	}
 	if err := p.checkStream(ctx); err != nil {
 		return err
 	}
@@ -180,6 +191,60 @@ func (p *Projector) Start(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// routes reports whether the event at seq is stored under its partition
+// of this instance's count (Routes). Only then may the one pass read the
+// owned partitions' subjects alone.
+func (p *Projector) routes(seq uint64) bool {
+	return p.opts.Owned != nil && Routes(p.routing, p.opts.Owned.N(), seq)
+}
+
+// Routes reports whether the events stream stores the event at seq under
+// its partition of n (the stream routes by partition with that count from
+// a sequence at or before seq).
+func Routes(r broker.Routing, n int, seq uint64) bool {
+	return r.Partitions == n && r.Partitions > 0 && seq >= r.From
+}
+
+// Route sets d's Route from its subject when the stream routes the event
+// by partition of d.Partitions (Routes).
+func Route(d *projections.Delivery, r broker.Routing) {
+	if Routes(r, d.Partitions, d.Seq) {
+		d.Route, d.Routed = events.PartitionFromSubject(d.Subject)
+	}
+}
+
+// delivery is m, at seq, for the Applier: with this instance's
+// partitions, and the partition its subject names when it is routed.
+func (p *Projector) delivery(m consume.Msg, seq uint64) projections.Delivery {
+	d := projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: m.Meta.Timestamp}
+	if p.opts.Owned != nil {
+		d.Owns, d.Partitions = p.ownsPartition, p.opts.Owned.N()
+		Route(&d, p.routing)
+	}
+	return d
+}
+
+// systemSubjects are a system's subjects in the log: driftwatch.in.<system>,
+// and driftwatch.in.<system>.<partition> as the stream stores the events
+// of instances sharing the orders.
+func systemSubjects(system string) []string {
+	return []string{events.InSubject(system), events.InSubject(system) + ".*"}
+}
+
+// knownSubject reports whether subject is one of a configured system's
+// (systemSubjects), as the stream stores them.
+func (p *Projector) knownSubject(subject string) bool {
+	sys, ok := events.SystemFromSubject(subject)
+	if !ok || !p.opts.Applier.Known(sys) {
+		return false
+	}
+	if subject == events.InSubject(sys) {
+		return true
+	}
+	_, ok = events.PartitionFromSubject(subject)
+	return ok
 }
 
 // Run reads every consumer (and the sentry's) until ctx ends, then returns
@@ -267,11 +332,18 @@ type worker struct {
 	pass      *worker
 	bySubject map[string]*worker
 	judged    uint64
+	// filtered (the one pass's worker) says its consumer reads the bare
+	// subjects and the owned partitions' alone (passFilters), chosen by
+	// the partition.Set's version; else it reads every subject. Set at
+	// each creation of the consumer, read by its batches (one goroutine).
+	filtered atomic.Bool
+	version  atomic.Uint64
 	// judge and whose (the one pass's worker; reused by each batch) are
 	// the outcomes handed to the judge, and the system's worker of each
 	// of outcomes.
 	judge        []projections.Outcome
 	whose        []*worker
+	passedOver   atomic.Uint64         // the one pass: other instances' events delivered here
 	applied      atomic.Uint64         // checkpoint
 	outcomes     []projections.Outcome // reused by each batch (the worker's goroutine only)
 	deadLettered atomic.Uint64
@@ -287,7 +359,7 @@ func (p *Projector) newWorker(ctx context.Context, name, filter, system string) 
 	}
 	w := &worker{name: name, filter: filter, system: system}
 	w.applied.Store(ckpt)
-	return w, p.startWorker(ctx, w, nil)
+	return w, p.startWorker(ctx, w, systemSubjects(system))
 }
 
 // newSentryWorker creates the one consumer that dead-letters the events of
@@ -341,6 +413,9 @@ func (p *Projector) startWorker(ctx context.Context, w *worker, filters []string
 			p.log.Error().Err(err).Str("consumer", name).Msg("consumer session failed; resuming from the checkpoint")
 		},
 	}
+	if w.bySubject != nil {
+		w.dur.FiltersAt, w.dur.Moved = p.passFilters(w), p.opts.Owned.Changed
+	}
 	if err := w.dur.Create(ctx); err != nil {
 		return err
 	}
@@ -383,6 +458,54 @@ func (p *Projector) startPass(ctx context.Context) error {
 	return p.startWorker(ctx, pass, nil)
 }
 
+// passFilters gives the one pass's subjects at each creation of its
+// consumer: every subject (driftwatch.in.>), until the stream routes by
+// partition with this instance's count from the checkpoint on; then the
+// subjects without a partition (driftwatch.in.*), which every instance
+// reads, and the owned partitions' (driftwatch.in.*.<p>). Other
+// instances' events are then never delivered here. The gap check of
+// every batch needs every subject; a filtered consumer is checked at
+// creation instead: the log must still hold the event after the
+// checkpoint.
+func (p *Projector) passFilters(pass *worker) func(ctx context.Context) ([]string, error) {
+	return func(ctx context.Context) ([]string, error) {
+		owned, version := p.opts.Owned.Snapshot()
+		ckpt := pass.applied.Load()
+		if !p.routes(ckpt + 1) {
+			pass.filtered.Store(false)
+			return []string{events.InPrefix + ">"}, nil
+		}
+		info, err := p.stream.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("stream info: %w", err)
+		}
+		if first := info.State.FirstSeq; ckpt > 0 && first > ckpt+1 {
+			return nil, consume.CheckContiguous(ckpt, first)
+		}
+		filters := make([]string, 0, len(owned)+1)
+		filters = append(filters, events.InPrefix+"*")
+		for _, q := range owned {
+			filters = append(filters, events.InPrefix+"*."+strconv.Itoa(q))
+		}
+		pass.version.Store(version)
+		pass.filtered.Store(true)
+		return filters, nil
+	}
+}
+
+// systemOf is the worker of the configured system whose subject this is
+// (driftwatch.in.<system>, or .<partition> after it), nil for another
+// subject (the sentry's).
+func (pass *worker) systemOf(subject string) *worker {
+	if w := pass.bySubject[subject]; w != nil {
+		return w
+	}
+	if _, ok := events.PartitionFromSubject(subject); !ok {
+		return nil
+	}
+	return pass.bySubject[subject[:strings.LastIndexByte(subject, '.')]]
+}
+
 // applyPass applies one batch of the one pass: each event of a
 // configured system is projected to its system (unless that system had
 // it already) and, once applied, handed to the judge (unless it had it
@@ -392,7 +515,11 @@ func (p *Projector) startPass(ctx context.Context) error {
 func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.Msg) error {
 	p.opts.Owned.Hold()
 	defer p.opts.Owned.Done()
-	owns := p.owns()
+	if p.stale(pass) {
+		// Delivered by the partitions owned before: a partition gained
+		// since has its events after the checkpoint left out.
+		return consume.ErrResubscribe
+	}
 	ckpt := pass.applied.Load()
 	// Indexed: the judge reads what the batch wrote.
 	tx := p.opts.Store.NewTx(true)
@@ -414,13 +541,15 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 		if seq <= last {
 			continue // redelivered
 		}
-		// The pass reads every subject: a hole means events were
-		// purged or deleted before they were projected and judged.
-		if err := consume.CheckContiguous(last, seq); err != nil {
-			return err
+		// Reading every subject, a hole means events were purged or
+		// deleted before they were projected and judged.
+		if !pass.filtered.Load() {
+			if err := consume.CheckContiguous(last, seq); err != nil {
+				return err
+			}
 		}
 		last, received = seq, meta.Timestamp
-		w := pass.bySubject[m.Subject()]
+		w := pass.systemOf(m.Subject())
 		if w == nil {
 			continue // a subject of no configured system: the sentry's
 		}
@@ -441,7 +570,7 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 			_, span := p.opts.Tracing.StartFromNATS(ctx, "driftwatch.project", m.Headers(), attribute.String("system", w.system), attribute.Int64("seq", int64(seq)))
 			spans = append(spans, span)
 		}
-		out, err := p.opts.Applier.Apply(tx, projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: meta.Timestamp, Owns: owns})
+		out, err := p.opts.Applier.Apply(tx, p.delivery(m, seq))
 		if err != nil {
 			return err
 		}
@@ -451,6 +580,9 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 			}
 		}
 		outcomes, whose = append(outcomes, out), append(whose, w)
+		if out.Result == projections.NotOwned {
+			pass.passedOver.Add(1)
+		}
 		if seq > pass.judged {
 			switch out.Result {
 			case projections.Applied, projections.Late, projections.Acked:
@@ -507,7 +639,13 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 		w.duplicates.Add(counts[w][1])
 	}
 	pass.applied.Store(last)
-	return p.ack(ctx, pass, msgs)
+	if err := p.ack(ctx, pass, msgs); err != nil {
+		return err
+	}
+	if !pass.filtered.Load() && p.routes(last+1) {
+		return consume.ErrResubscribe // from here on, the owned partitions' alone
+	}
+	return nil
 }
 
 // projected reads back the entry the event at seq applied before the one
@@ -528,14 +666,6 @@ func (p *Projector) projected(tx *projections.Tx, seq uint64) (projections.Outco
 	return projections.Outcome{Result: projections.Applied, Event: events.Event{OrderID: order, System: entry.System}, Entry: entry}, true, nil
 }
 
-// owns is Delivery.Owns for this instance's partitions (nil: every order).
-func (p *Projector) owns() func(string) bool {
-	if p.opts.Owned == nil {
-		return nil
-	}
-	return p.opts.Owned.Owns
-}
-
 // spanList is the trace spans of a batch, ended when it is done.
 type spanList []trace.Span
 
@@ -554,7 +684,6 @@ func counter(s *projections.Store, consumer, name string) uint64 {
 func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Msg) error {
 	p.opts.Owned.Hold()
 	defer p.opts.Owned.Done()
-	owns := p.owns()
 	ckpt := w.applied.Load()
 	tx := p.opts.Store.NewTx(false)
 	committed := false
@@ -584,7 +713,7 @@ func (p *Projector) applyBatch(ctx context.Context, w *worker, msgs []consume.Ms
 			out = projections.Outcome{Result: projections.Rejected, Err: unknownSubjectError(m.Subject())}
 		} else {
 			var err error
-			out, err = p.opts.Applier.Apply(tx, projections.Delivery{Subject: m.Subject(), Data: m.Data(), Seq: seq, Received: meta.Timestamp, Owns: owns})
+			out, err = p.opts.Applier.Apply(tx, p.delivery(m, seq))
 			if err != nil {
 				return err
 			}
@@ -709,10 +838,6 @@ func unknownSubjectError(subject string) error {
 // a new one appears. However many junk subjects arrive, they cost one
 // consumer.
 func (p *Projector) sentry(ctx context.Context) error {
-	known := map[string]bool{}
-	for _, s := range p.opts.Systems {
-		known[events.InSubject(s)] = true
-	}
 	if err := p.dropOldSentries(ctx); err != nil {
 		p.log.Warn().Err(err).Msg("sentry: removing the per-subject consumers of earlier versions failed")
 	}
@@ -744,7 +869,7 @@ func (p *Projector) sentry(ctx context.Context) error {
 		if err == nil {
 			var unknown []string
 			for subj := range info.State.Subjects {
-				if !known[subj] && !slices.Contains(watching, subj) {
+				if !p.knownSubject(subj) && !slices.Contains(watching, subj) {
 					unknown = append(unknown, subj)
 				}
 			}
@@ -872,7 +997,7 @@ func (p *Projector) Status(ctx context.Context) []consume.Status {
 		}
 		n, ok := pending[reader]
 		if !ok {
-			n = reader.pending(ctx)
+			n = p.pending(ctx, reader)
 			pending[reader] = n
 		}
 		st.Pending = n
@@ -882,7 +1007,7 @@ func (p *Projector) Status(ctx context.Context) []consume.Status {
 }
 
 // pending is what the server still has to deliver to w's consumer.
-func (w *worker) pending(ctx context.Context) uint64 {
+func (p *Projector) pending(ctx context.Context, w *worker) uint64 {
 	if w.dur == nil {
 		return 0
 	}
@@ -891,14 +1016,61 @@ func (w *worker) pending(ctx context.Context) uint64 {
 		return 0
 	}
 	info, err := cons.Info(ctx)
-	if err != nil {
-		return 0
+	if err != nil || p.stale(w) {
+		// Between two consumers, or the pass about to read again after
+		// a change of partitions: at most the rest of the log.
+		si, err := p.stream.Info(ctx)
+		if err != nil {
+			return 0
+		}
+		return si.State.LastSeq - min(si.State.LastSeq, w.applied.Load())
 	}
 	return info.NumPending + uint64(info.NumAckPending)
 }
 
+// stale reports whether w (the one pass) reads the partitions that were
+// owned before the last change of ownership: it reads again from its
+// checkpoint (consume.ErrResubscribe) before it applies anything more.
+func (p *Projector) stale(w *worker) bool {
+	return w.filtered.Load() && p.opts.Owned.Version() != w.version.Load()
+}
+
 // Pending is what the server still has to deliver to the one pass
 // (detector.Pass); 0 without it.
+// PassedOver is how many events of other instances' orders the one pass
+// was delivered since it started: those published without the order in
+// their subject (or before the stream routed by partition), which every
+// instance reads.
+func (p *Projector) PassedOver() uint64 {
+	p.mu.Lock()
+	w := p.workers[PassConsumer]
+	p.mu.Unlock()
+	if w == nil {
+		return 0
+	}
+	return w.passedOver.Load()
+}
+
+// CaughtUp reports whether the one pass has applied every event the
+// server holds for it: its consumer has nothing left to deliver and
+// nothing unacknowledged (an error: it cannot tell, or it is not running).
+func (p *Projector) CaughtUp(ctx context.Context) (bool, error) {
+	p.mu.Lock()
+	w := p.workers[PassConsumer]
+	p.mu.Unlock()
+	if w == nil || w.dur == nil || w.dur.Consumer() == nil {
+		return false, errors.New("projector: the one pass is not running")
+	}
+	if p.stale(w) {
+		return false, nil
+	}
+	info, err := w.dur.Consumer().Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.NumPending == 0 && info.NumAckPending == 0 && !p.stale(w), nil
+}
+
 func (p *Projector) Pending(ctx context.Context) uint64 {
 	p.mu.Lock()
 	w := p.workers[PassConsumer]
@@ -906,7 +1078,7 @@ func (p *Projector) Pending(ctx context.Context) uint64 {
 	if w == nil {
 		return 0
 	}
-	return w.pending(ctx)
+	return p.pending(ctx, w)
 }
 
 // Applied returns each system's checkpoint (for lag checks).

@@ -20,6 +20,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/projector"
 )
 
@@ -115,6 +116,9 @@ type part struct {
 	in    chan []jetstream.Msg
 	st    Stats
 	ckpts map[string]uint64
+	// routing is the stream's: an event whose subject names another
+	// partition than its order's is rejected, as the one pass rejects it.
+	routing broker.Routing
 }
 
 // apply reads the log up to last and applies it with a worker per system.
@@ -127,7 +131,7 @@ func apply(ctx context.Context, opts Options, stream jetstream.Stream, store *pr
 		if p := parts[key]; p != nil {
 			return p
 		}
-		p := &part{in: make(chan []jetstream.Msg, 16), ckpts: map[string]uint64{}}
+		p := &part{in: make(chan []jetstream.Msg, 16), ckpts: map[string]uint64{}, routing: broker.RoutingOf(stream.CachedInfo().Config)}
 		parts[key] = p
 		wg.Add(1)
 		go func() {
@@ -198,10 +202,12 @@ func read(ctx context.Context, opts Options, stream jetstream.Stream, last, tota
 		if err != nil {
 			return err
 		}
-		key := msg.Subject()
-		if sys, ok := events.SystemFromSubject(key); !ok || !opts.Applier.Known(sys) {
-			key = "" // the sentry's share
-		}
+		// One system's events go to one hand in log order, whatever
+		// their partition token.
+		key := ""
+		if sys, ok := events.SystemFromSubject(msg.Subject()); ok && opts.Applier.Known(sys) {
+			key = sys
+		} // else the sentry's share
 		p := partOf(key)
 		pending[p] = append(pending[p], msg)
 		if len(pending[p]) >= handOff {
@@ -258,7 +264,9 @@ func (p *part) run(opts Options, store *projections.Store) error {
 				return err
 			}
 			seq := meta.Sequence.Stream
-			out, err := opts.Applier.Apply(tx, projections.Delivery{Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp})
+			d := projections.Delivery{Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp, Partitions: p.routing.Partitions}
+			projector.Route(&d, p.routing)
+			out, err := opts.Applier.Apply(tx, d)
 			if err != nil {
 				return err
 			}

@@ -138,11 +138,12 @@ func exportEvents(ctx context.Context, js jetstream.JetStream, w io.Writer, from
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	filter := events.InPrefix + ">"
+	filters := []string{events.InPrefix + ">"}
 	if system != "" {
-		filter = events.InSubject(system)
+		// Stored with its partition too, when instances share the orders.
+		filters = []string{events.InSubject(system), events.InSubject(system) + ".*"}
 	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters}
 	if !from.IsZero() {
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &from
