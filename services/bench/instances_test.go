@@ -126,6 +126,13 @@ func runInstances(b *testing.B, n int, payloads [][]byte) {
 	b.StopTimer()
 	b.ReportMetric(rate, "events/s")
 	b.ReportMetric(0, "ns/op")
+	// What each instance reads beyond its own orders: 0 when every event
+	// reaches its owner alone, n-1 when each reads the whole log.
+	var passed uint64
+	for _, a := range apps {
+		passed += a.Projector.PassedOver()
+	}
+	b.ReportMetric(float64(passed)/float64(len(payloads)), "passed-over/event")
 	if n != 2 {
 		return
 	}

@@ -471,7 +471,9 @@ func (p *Projector) passFilters(pass *worker) func(ctx context.Context) ([]strin
 	return func(ctx context.Context) ([]string, error) {
 		owned, version := p.opts.Owned.Snapshot()
 		ckpt := pass.applied.Load()
-		if !p.routes(ckpt + 1) {
+		if !p.routes(ckpt+1) || len(owned) == p.opts.Owned.N() {
+			// Every subject: before the routing, or owning every
+			// partition (one filter is cheaper than one per partition).
 			pass.filtered.Store(false)
 			return []string{events.InPrefix + ">"}, nil
 		}
@@ -642,7 +644,7 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 	if err := p.ack(ctx, pass, msgs); err != nil {
 		return err
 	}
-	if !pass.filtered.Load() && p.routes(last+1) {
+	if !pass.filtered.Load() && p.routes(last+1) && len(p.opts.Owned.Owned()) < p.opts.Owned.N() {
 		return consume.ErrResubscribe // from here on, the owned partitions' alone
 	}
 	return nil
