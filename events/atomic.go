@@ -42,15 +42,35 @@ func WithAtomicBatches(n int) PublisherOption {
 // The answer, a failed lookup counting as no, is kept for atomicRecheck so
 // that PublishBatch does not ask JetStream on every call.
 func (p *Publisher) atomicAllowed(ctx context.Context) bool {
+	p.readStream(ctx)
+	return p.atomicOK.Load()
+}
+
+// ordersAllowed reports whether the events stream takes the order in the
+// subject (OrderSubject): its subject transform stores
+// driftwatch.in.<system>.<order_id> under the system, or the order's
+// partition. Asked and kept as atomicAllowed is.
+func (p *Publisher) ordersAllowed(ctx context.Context) bool {
+	p.readStream(ctx)
+	return p.ordersOK.Load()
+}
+
+// readStream reads the events stream's configuration when the last
+// answer is older than atomicRecheck.
+func (p *Publisher) readStream(ctx context.Context) {
 	now := time.Now().UnixNano()
 	if now < p.atomicUntil.Load() {
-		return p.atomicOK.Load()
+		return
 	}
 	st, err := p.js.Stream(ctx, EventsStream)
-	ok := err == nil && st.CachedInfo().Config.AllowAtomicPublish
-	p.atomicOK.Store(ok)
+	var cfg jetstream.StreamConfig
+	if err == nil {
+		cfg = st.CachedInfo().Config
+	}
+	p.atomicOK.Store(cfg.AllowAtomicPublish)
+	tr := cfg.SubjectTransform
+	p.ordersOK.Store(tr != nil && tr.Source == InPrefix+"*.*")
 	p.atomicUntil.Store(now + int64(atomicRecheck))
-	return ok
 }
 
 // atomicRecheck is how long atomicAllowed keeps its answer; a batch the

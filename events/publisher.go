@@ -62,7 +62,8 @@ type Publisher struct {
 
 	atomicBatch int          // events per atomic batch; 0 or 1: none
 	atomicOK    atomic.Bool  // the stream allows atomic batches (atomicAllowed)
-	atomicUntil atomic.Int64 // Unix ns until which atomicOK holds
+	ordersOK    atomic.Bool  // the stream takes the order in the subject (ordersAllowed)
+	atomicUntil atomic.Int64 // Unix ns until which atomicOK and ordersOK hold
 
 	atomicBatches, atomicEvents, singleEvents, atomicRefused atomic.Uint64 // Stats
 }
@@ -320,8 +321,17 @@ func RejectedResult(ev Event, cause error) Result {
 	return res
 }
 
+// newEventMsg is ev's message: on OrderSubject when the events stream
+// takes the order in the subject (its subject transform, which driftwatch
+// since this version sets), else on InSubject: an older server's stream,
+// or a publisher not allowed to read the stream's configuration, gets the
+// subject it has always had.
 func (p *Publisher) newEventMsg(ctx context.Context, ev *Event, data []byte) *nats.Msg {
-	msg := nats.NewMsg(OrderSubject(ev.System, ev.OrderID))
+	subject := InSubject(ev.System)
+	if p.ordersAllowed(ctx) {
+		subject = OrderSubject(ev.System, ev.OrderID)
+	}
+	msg := nats.NewMsg(subject)
 	msg.Header.Set(HeaderMsgID, ev.MsgID())
 	msg.Data = data
 	if p.headers != nil {

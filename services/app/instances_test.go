@@ -83,6 +83,19 @@ func TestInstancesShareThePartitions(t *testing.T) {
 	if pa, pb := a.App.Projector.PassedOver(), b.App.Projector.PassedOver(); pa != 0 || pb != 0 {
 		t.Fatalf("events of the other instance's orders delivered: %d to a, %d to b", pa, pb)
 	}
+	// Idle, each moves its checkpoints over the other's events to the
+	// log's end.
+	apptest.CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		st, err := a.JS.Stream(ctx, events.EventsStream)
+		if err != nil {
+			return err
+		}
+		last := st.CachedInfo().State.LastSeq
+		if da, db := a.App.Detector.Applied(), b.App.Detector.Applied(); da != last || db != last {
+			return fmt.Errorf("checkpoints %d (a) and %d (b), the log ends at %d", da, db, last)
+		}
+		return nil
+	})
 	checkRoutedAlone(t, a, b)
 	for i := range orders {
 		order := fmt.Sprintf("IN-%03d", i)

@@ -411,7 +411,10 @@ func StreamConfigs(s StreamSettings) []jetstream.StreamConfig {
 // place, so every event from there on has it.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings) error {
 	for _, cfg := range StreamConfigs(s) {
-		routedFrom := uint64(0) // 0: to be read once the transform is in place
+		// The events stream's routing: kept when its transform stays;
+		// read after the transform is in place when it changes (0 until
+		// then), so that no event from there on lacks it.
+		routedFrom := uint64(0)
 		if cfg.Name == events.EventsStream {
 			st, err := js.Stream(ctx, cfg.Name)
 			switch {
@@ -420,8 +423,12 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 			case err != nil:
 				return fmt.Errorf("read stream %s: %w", cfg.Name, err)
 			default:
-				if r := RoutingOf(st.CachedInfo().Config); r.Partitions == s.Partitions && r.From > 0 {
-					routedFrom = r.From
+				info := st.CachedInfo()
+				if sameTransform(info.Config.SubjectTransform, cfg.SubjectTransform) {
+					routedFrom = info.State.LastSeq + 1
+					if r := RoutingOf(info.Config); r.Partitions == s.Partitions && r.From > 0 {
+						routedFrom = r.From
+					}
 				}
 			}
 			cfg.Metadata = routingMetadata(s.Partitions, routedFrom)
@@ -439,6 +446,13 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		}
 	}
 	return nil
+}
+
+func sameTransform(a, b *jetstream.SubjectTransformConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Source == b.Source && a.Destination == b.Destination
 }
 
 // routingMetadata is the events stream's metadata for Routing{n, from}

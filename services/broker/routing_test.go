@@ -98,3 +98,52 @@ func TestEventsStreamRoutesByPartition(t *testing.T) {
 }
 
 func mustStored(subject string, _ uint64) string { return subject }
+
+// TestPublisherNamesTheOrderOnlyWhereTheStreamRoutes: the events library
+// puts the order in the subject only when the events stream's transform
+// takes it; on a stream without one (a server of an earlier version) it
+// publishes on driftwatch.in.<system>, as before.
+func TestPublisherNamesTheOrderOnlyWhereTheStreamRoutes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := Start(Options{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncInterval: time.Minute,
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cfg := StreamConfigs(StreamSettings{DedupeWindow: time.Hour, MaxAge: 24 * time.Hour})[0]
+	cfg.SubjectTransform = nil // as earlier versions made it
+	if _, err := b.JS.CreateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(order string) string {
+		t.Helper()
+		pub, err := events.NewPublisher(b.Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := pub.PublishRaw(ctx, []byte(`{"event_id":"e-`+order+`","order_id":"`+order+`","system":"shop","status":"paid","occurred_at":"2026-12-07T10:00:00Z"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := b.JS.Stream(ctx, events.EventsStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := st.GetMsg(ctx, res.Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Subject
+	}
+	if got := publish("A-1"); got != "driftwatch.in.shop" {
+		t.Fatalf("without the transform: published on %s", got)
+	}
+	if err := EnsureStreams(ctx, b.JS, StreamSettings{DedupeWindow: time.Hour, MaxAge: 24 * time.Hour, Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := publish("A-2"), "driftwatch.in.shop."+strconv.Itoa(events.Partition("A-2", 4)); got != want {
+		t.Fatalf("with the transform: stored as %s, want %s", got, want)
+	}
+}

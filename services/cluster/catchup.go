@@ -234,9 +234,10 @@ func (m *Member) reach(ctx context.Context, prev map[int]progress) {
 		seq = max(seq, pr.Seq)
 	}
 	deadline := time.Now().Add(m.opts.Lease)
-	// An instance that reads its own partitions alone may have read
-	// everything for it below seq without an event at seq.
-	for m.opts.Detector.Applied() < seq && !m.caughtUp(ctx) {
+	// An instance that reads its own partitions alone moves its
+	// checkpoints over the others' events once it has read all of its
+	// own (projector.IdleAfter).
+	for m.opts.Detector.Applied() < seq {
 		if time.Now().After(deadline) {
 			m.log.Warn().Uint64("at", m.opts.Detector.Applied()).Uint64("previous_owner_at", seq).
 				Msg("cluster: taking partitions while behind their previous owner; what it judged in between is judged again")
@@ -248,13 +249,6 @@ func (m *Member) reach(ctx context.Context, prev map[int]progress) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// caughtUp reports whether this instance's one pass has applied every
-// event the server holds for it.
-func (m *Member) caughtUp(ctx context.Context) bool {
-	ok, err := m.opts.Projector.CaughtUp(ctx)
-	return err == nil && ok
 }
 
 // catchUp projects and judges, in log order, the events of the gained

@@ -46,6 +46,11 @@ type Durable struct {
 	// session (ErrResubscribe) once closed, even while nothing arrives.
 	Moved func() <-chan struct{}
 	moved <-chan struct{} // the current consumer's (Run's goroutine)
+	// Idle, when set, runs in the session's goroutine (never beside
+	// Apply) after IdleAfter without a delivery; an error ends the
+	// session as Apply's does.
+	Idle      func(ctx context.Context) error
+	IdleAfter time.Duration
 	// MaxBatch is the most messages a batch holds.
 	MaxBatch int
 	// Checkpoint is the last stream sequence the reader applied.
@@ -210,7 +215,13 @@ func (d *Durable) session(ctx context.Context) error {
 	}
 	batch := make([]Msg, 0, d.MaxBatch)
 	for {
-		batch, err = r.Batch(sctx, batch)
+		batch, err = d.next(sctx, r, batch)
+		if errors.Is(err, errIdle) {
+			if err := d.Idle(ctx); err != nil {
+				return err
+			}
+			continue
+		}
 		if len(batch) > 0 {
 			// Apply what arrived in order, even when a gap follows it.
 			if aerr := d.Apply(ctx, batch); aerr != nil {
@@ -227,6 +238,24 @@ func (d *Durable) session(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// errIdle is next's answer when IdleAfter passed without a delivery.
+var errIdle = errors.New("consume: idle")
+
+// next is the next batch, or errIdle when Idle is set and nothing arrived
+// for IdleAfter.
+func (d *Durable) next(ctx context.Context, r *Reader, batch []Msg) ([]Msg, error) {
+	if d.Idle == nil || d.IdleAfter <= 0 {
+		return r.Batch(ctx, batch)
+	}
+	wait, cancel := context.WithTimeout(ctx, d.IdleAfter)
+	defer cancel()
+	batch, err := r.Batch(wait, batch)
+	if len(batch) == 0 && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		return batch, errIdle
+	}
+	return batch, err
 }
 
 // InstanceName is the JetStream name of the consumer whose checkpoint is

@@ -391,7 +391,9 @@ func (d *Detector) JudgeBatch(tx *projections.Tx, applied []projections.Outcome,
 		return err
 	}
 	d.applied.Store(last)
-	d.lastReceived.Store(received.UnixNano())
+	if !received.IsZero() { // zero: a pass moving over others' events
+		d.lastReceived.Store(received.UnixNano())
+	}
 	return nil
 }
 
@@ -477,6 +479,9 @@ func (d *Detector) Tick(ctx context.Context) error {
 			return fmt.Errorf("expire gate flags: %w", err)
 		}
 	}
+	// The watermark holds for the partitions owned when it was read: a
+	// partition gained meanwhile has events its pass has not read yet.
+	owned := d.opts.Owned.Version()
 	wm, err := d.Watermark(ctx, now)
 	if err != nil {
 		return err
@@ -484,6 +489,10 @@ func (d *Detector) Tick(ctx context.Context) error {
 	var cursor []byte
 	for {
 		d.opts.Owned.Hold()
+		if d.opts.Owned.Version() != owned {
+			d.opts.Owned.Done()
+			return nil // the next tick reads it again
+		}
 		d.mu.Lock()
 		b := d.opts.Store.NewBatch()
 		n, next, err := d.opts.Engine.JudgeDueAfter(b, wm, now, 2000, cursor)

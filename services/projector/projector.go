@@ -338,6 +338,9 @@ type worker struct {
 	// each creation of the consumer, read by its batches (one goroutine).
 	filtered atomic.Bool
 	version  atomic.Uint64
+	// retainedAt is when a filtered pass last checked the log still held
+	// what followed its checkpoint (checkRetained).
+	retainedAt time.Time
 	// judge and whose (the one pass's worker; reused by each batch) are
 	// the outcomes handed to the judge, and the system's worker of each
 	// of outcomes.
@@ -415,6 +418,7 @@ func (p *Projector) startWorker(ctx context.Context, w *worker, filters []string
 	}
 	if w.bySubject != nil {
 		w.dur.FiltersAt, w.dur.Moved = p.passFilters(w), p.opts.Owned.Changed
+		w.dur.Idle, w.dur.IdleAfter = func(ctx context.Context) error { return p.idlePass(ctx, w) }, IdleAfter
 	}
 	if err := w.dur.Create(ctx); err != nil {
 		return err
@@ -477,12 +481,8 @@ func (p *Projector) passFilters(pass *worker) func(ctx context.Context) ([]strin
 			pass.filtered.Store(false)
 			return []string{events.InPrefix + ">"}, nil
 		}
-		info, err := p.stream.Info(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("stream info: %w", err)
-		}
-		if first := info.State.FirstSeq; ckpt > 0 && first > ckpt+1 {
-			return nil, consume.CheckContiguous(ckpt, first)
+		if err := p.checkRetained(ctx, ckpt); err != nil {
+			return nil, err
 		}
 		filters := make([]string, 0, len(owned)+1)
 		filters = append(filters, events.InPrefix+"*")
@@ -493,6 +493,72 @@ func (p *Projector) passFilters(pass *worker) func(ctx context.Context) ([]strin
 		pass.filtered.Store(true)
 		return filters, nil
 	}
+}
+
+// IdleAfter is how long the one pass, reading its partitions' subjects
+// alone, waits without a delivery before it moves its checkpoints over
+// the others' events (idlePass).
+const IdleAfter = time.Second
+
+// idlePass moves the checkpoints of a pass that reads its partitions'
+// subjects alone to the log's last sequence, when everything the server
+// holds for it is applied: with no event of its own, its checkpoints
+// would stay behind while the others' events go on, and the detector's
+// progress (which a take-over waits for) and the log's retention (which
+// passFilters checks at creation) are measured against them.
+func (p *Projector) idlePass(ctx context.Context, pass *worker) error {
+	if !pass.filtered.Load() {
+		return nil // reading every subject, its checkpoint is the log's
+	}
+	// The log's end first: every event of ours up to it is then either
+	// pending, unacknowledged, or applied.
+	si, err := p.stream.Info(ctx)
+	if err != nil {
+		return nil // asked again after the next idle wait
+	}
+	last := si.State.LastSeq
+	if last <= pass.applied.Load() {
+		return nil
+	}
+	info, err := pass.dur.Consumer().Info(ctx)
+	if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+		return nil
+	}
+	p.opts.Owned.Hold()
+	defer p.opts.Owned.Done()
+	if p.stale(pass) {
+		return consume.ErrResubscribe
+	}
+	tx := p.opts.Store.NewTx(true)
+	for _, w := range pass.bySubject {
+		if err := projections.SetCheckpoint(tx.B, w.name, last); err != nil {
+			tx.Close()
+			return err
+		}
+	}
+	if err := p.opts.Judge.JudgeBatch(tx, nil, last, time.Time{}); err != nil {
+		return err
+	}
+	for _, w := range pass.bySubject {
+		w.applied.Store(last)
+	}
+	pass.applied.Store(last)
+	return nil
+}
+
+// checkRetained returns ErrLogGap when the log no longer holds the event
+// after last, the checkpoint of a pass that reads its partitions' subjects
+// alone (its sequences skip the others' events, so a hole cannot be told
+// from them): the events between were removed before they were read.
+func (p *Projector) checkRetained(ctx context.Context, last uint64) error {
+	info, err := p.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream info: %w", err)
+	}
+	if first := info.State.FirstSeq; last > 0 && first > last+1 {
+		return consume.CheckContiguous(last, first)
+	}
+	return nil
 }
 
 // systemOf is the worker of the configured system whose subject this is
@@ -523,6 +589,14 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 		return consume.ErrResubscribe
 	}
 	ckpt := pass.applied.Load()
+	if pass.filtered.Load() && msgs[len(msgs)-1].Meta.Sequence.Stream > ckpt+1 && time.Since(pass.retainedAt) >= time.Second {
+		// At most once a second: events skipped here are others'
+		// unless the log's retention removed them first.
+		if err := p.checkRetained(ctx, ckpt); err != nil {
+			return err
+		}
+		pass.retainedAt = time.Now()
+	}
 	// Indexed: the judge reads what the batch wrote.
 	tx := p.opts.Store.NewTx(true)
 	handed := false
@@ -1037,8 +1111,6 @@ func (p *Projector) stale(w *worker) bool {
 	return w.filtered.Load() && p.opts.Owned.Version() != w.version.Load()
 }
 
-// Pending is what the server still has to deliver to the one pass
-// (detector.Pass); 0 without it.
 // PassedOver is how many events of other instances' orders the one pass
 // was delivered since it started: those published without the order in
 // their subject (or before the stream routed by partition), which every
@@ -1073,6 +1145,8 @@ func (p *Projector) CaughtUp(ctx context.Context) (bool, error) {
 	return info.NumPending == 0 && info.NumAckPending == 0 && !p.stale(w), nil
 }
 
+// Pending is what the server still has to deliver to the one pass
+// (detector.Pass); 0 without it.
 func (p *Projector) Pending(ctx context.Context) uint64 {
 	p.mu.Lock()
 	w := p.workers[PassConsumer]

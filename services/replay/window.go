@@ -10,6 +10,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/config"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/projector"
@@ -67,6 +68,7 @@ func Window(ctx context.Context, o WindowOptions) (*WindowResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replay: open stream: %w", err)
 	}
+	routing := broker.RoutingOf(stream.CachedInfo().Config)
 	info, err := stream.Info(ctx)
 	if err != nil {
 		return nil, err
@@ -131,7 +133,9 @@ func Window(ctx context.Context, o WindowOptions) (*WindowResult, error) {
 				}
 				lastJudge = meta.Timestamp
 			}
-			out, err := applier.Apply(tx, projections.Delivery{Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp})
+			d := projections.Delivery{Subject: msg.Subject(), Data: msg.Data(), Seq: seq, Received: meta.Timestamp, Partitions: routing.Partitions}
+			projector.Route(&d, routing) // rejected as the live pass rejects it
+			out, err := applier.Apply(tx, d)
 			if err != nil {
 				b.Close()
 				return nil, err
