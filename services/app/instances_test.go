@@ -19,7 +19,9 @@ import (
 	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/apptest"
 	"github.com/driftwatch/driftwatch/services/cluster"
+	"github.com/driftwatch/driftwatch/services/consume"
 	"github.com/driftwatch/driftwatch/services/detector"
+	"github.com/driftwatch/driftwatch/services/projector"
 )
 
 // clusterYAML is the test stack as instance name of a cluster of
@@ -97,6 +99,20 @@ func TestInstancesShareThePartitions(t *testing.T) {
 		return nil
 	})
 	checkRoutedAlone(t, a, b)
+	for _, e := range []*apptest.Env{a, b} {
+		st, err := e.App.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "driftwatch.in.*"
+		for _, q := range e.App.Owned.Owned() {
+			want += fmt.Sprintf(" driftwatch.in.*.%d", q)
+		}
+		i := slices.IndexFunc(st.Consumers, func(c consume.Status) bool { return c.Name == projector.PassConsumer })
+		if i < 0 || st.Consumers[i].Filter != want {
+			t.Fatalf("the status of the one pass: %+v, want the filter %q", st.Consumers, want)
+		}
+	}
 	for i := range orders {
 		order := fmt.Sprintf("IN-%03d", i)
 		owner, other := a, b

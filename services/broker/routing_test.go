@@ -33,15 +33,7 @@ func TestEventsStreamRoutesByPartition(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := b.JS.Stream(ctx, events.EventsStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := st.GetMsg(ctx, ack.Sequence)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.Subject, ack.Sequence
+		return storedSubject(t, b, ack.Sequence), ack.Sequence
 	}
 	routing := func() Routing {
 		t.Helper()
@@ -99,6 +91,21 @@ func TestEventsStreamRoutesByPartition(t *testing.T) {
 
 func mustStored(subject string, _ uint64) string { return subject }
 
+// storedSubject is the subject the events stream stored its message seq
+// under.
+func storedSubject(t *testing.T, b *Broker, seq uint64) string {
+	t.Helper()
+	st, err := b.JS.Stream(context.Background(), events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(context.Background(), seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Subject
+}
+
 // TestPublisherNamesTheOrderOnlyWhereTheStreamRoutes: the events library
 // puts the order in the subject only when the events stream's transform
 // takes it; on a stream without one (a server of an earlier version) it
@@ -127,15 +134,7 @@ func TestPublisherNamesTheOrderOnlyWhereTheStreamRoutes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := b.JS.Stream(ctx, events.EventsStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := st.GetMsg(ctx, res.Seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.Subject
+		return storedSubject(t, b, res.Seq)
 	}
 	if got := publish("A-1"); got != "driftwatch.in.shop" {
 		t.Fatalf("without the transform: published on %s", got)

@@ -5,7 +5,10 @@
 //     the same process): one durable consumer (dw-pass, filter
 //     driftwatch.in.>) delivers each event once; each batch is applied to
 //     every system's projection and judged by the detector in one Pebble
-//     batch, with every system's checkpoint and the detector's;
+//     batch, with every system's checkpoint and the detector's. An
+//     instance of a cluster filters it on the subjects of the partitions
+//     it owns (the events stream stores each event under its partition)
+//     and re-creates it from its checkpoint when they change;
 //   - one durable consumer per configured system (filter
 //     driftwatch.in.<system>), when this process runs no detector (a
 //     process that serves only the gate), or beside the detector's own
@@ -338,6 +341,7 @@ type worker struct {
 	// each creation of the consumer, read by its batches (one goroutine).
 	filtered atomic.Bool
 	version  atomic.Uint64
+	subjects atomic.Pointer[string] // its consumer's filters, for the status
 	// retainedAt is when a filtered pass last checked the log still held
 	// what followed its checkpoint (checkRetained).
 	retainedAt time.Time
@@ -479,6 +483,7 @@ func (p *Projector) passFilters(pass *worker) func(ctx context.Context) ([]strin
 			// Every subject: before the routing, or owning every
 			// partition (one filter is cheaper than one per partition).
 			pass.filtered.Store(false)
+			pass.subjects.Store(nil)
 			return []string{events.InPrefix + ">"}, nil
 		}
 		if err := p.checkRetained(ctx, ckpt); err != nil {
@@ -491,6 +496,8 @@ func (p *Projector) passFilters(pass *worker) func(ctx context.Context) ([]strin
 		}
 		pass.version.Store(version)
 		pass.filtered.Store(true)
+		shown := strings.Join(filters, " ")
+		pass.subjects.Store(&shown)
 		return filters, nil
 	}
 }
@@ -1064,6 +1071,9 @@ func (p *Projector) Status(ctx context.Context) []consume.Status {
 	for _, w := range ws {
 		st := consume.Status{Name: w.name, System: w.system, Filter: w.filter, AppliedSeq: w.applied.Load(),
 			DeadLettered: w.deadLettered.Load(), Duplicates: w.duplicates.Load()}
+		if f := w.subjects.Load(); f != nil {
+			st.Filter = *f // the one pass reading its partitions alone
+		}
 		// A system read by the one pass reports what the pass still has
 		// to deliver; its counts are the system's own (the pass's entry
 		// counts nothing twice).
