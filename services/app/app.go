@@ -356,11 +356,13 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	if a.serves(ServicePolicy) {
 		var judgesSources func() bool
+		var observe func(context.Context) (map[string]policy.Observed, error)
 		if a.Owned != nil {
 			judgesSources = func() bool { return a.Owned.OwnsPartition(0) }
+			observe = observeSources(b.JS, a.cfg.Known)
 		}
 		p, err := policy.New(policy.Options{Config: a.cfg, Store: a.Store, JS: b.JS, Notifier: a.Notifier,
-			Instance: instance, JudgesSources: judgesSources,
+			Instance: instance, JudgesSources: judgesSources, Observe: observe,
 			Logger: a.log.With().Str("component", "policy").Logger()})
 		if err != nil {
 			return err
@@ -430,7 +432,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			Logger:  a.log.With().Str("component", "projector").Logger(),
 			Tracing: a.Tracing, Counted: counted, Instance: instance, Owned: a.Owned,
 			OnBatch: func(system string, outcomes []projections.Outcome) {
-				if a.Policy != nil {
+				if a.Policy != nil && a.Owned == nil { // an instance of a cluster observes the log (observeSources)
 					a.Policy.Arrived(system, arrivals(outcomes), time.Now())
 				}
 				if d := a.detectorRef.Load(); d != nil && !onePass {
@@ -613,12 +615,53 @@ func arrivals(outcomes []projections.Outcome) int {
 	n := 0
 	for i := range outcomes {
 		switch outcomes[i].Result {
-		// Another instance's order came from the source all the same.
-		case projections.Applied, projections.Late, projections.Acked, projections.NotOwned:
+		case projections.Applied, projections.Late, projections.Acked:
 			n++
 		}
 	}
 	return n
+}
+
+// observeSources reads, for policy.Options.Observe, how many events of
+// each configured source the log holds (under every subject of the
+// source: with the order's partition or without) and when its last one
+// arrived. An instance of a cluster is delivered its own orders' events
+// only; the log sees every source's.
+func observeSources(js jetstream.JetStream, known func(string) bool) func(context.Context) (map[string]policy.Observed, error) {
+	return func(ctx context.Context) (map[string]policy.Observed, error) {
+		st, err := js.Stream(ctx, events.EventsStream)
+		if err != nil {
+			return nil, err
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(events.InPrefix+">"))
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]policy.Observed{}
+		for subj, n := range info.State.Subjects {
+			if sys, ok := events.SystemFromSubject(subj); ok && known(sys) {
+				o := out[sys]
+				o.Count += n
+				out[sys] = o
+			}
+		}
+		for sys, o := range out {
+			for _, subj := range []string{events.InSubject(sys), events.InSubject(sys) + ".*"} {
+				m, err := st.GetLastMsgForSubject(ctx, subj)
+				if errors.Is(err, jetstream.ErrMsgNotFound) {
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				if m.Time.After(o.Last) {
+					o.Last = m.Time
+				}
+			}
+			out[sys] = o
+		}
+		return out, nil
+	}
 }
 
 // HTTPAddr is the HTTP API's address ("" when not serving HTTP).

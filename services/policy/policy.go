@@ -130,9 +130,21 @@ type Options struct {
 	// rates are over its own partitions.
 	Instance string
 	// JudgesSources, when set, says whether this instance judges silent
-	// sources now: every instance reads every event, so one judges them
-	// for the cluster (the owner of partition 0).
+	// sources now: one instance judges them for the cluster (the owner of
+	// partition 0).
 	JudgesSources func() bool
+	// Observe, when set, reads what every source has sent, from the log:
+	// an instance of a cluster is delivered its own orders' events only,
+	// so the one that judges silent sources learns their arrivals from
+	// this, each round, instead of from Arrived.
+	Observe func(ctx context.Context) (map[string]Observed, error)
+}
+
+// Observed is what the log holds of one source (Options.Observe): how
+// many of its events it holds, and when the last arrived.
+type Observed struct {
+	Count uint64
+	Last  time.Time
 }
 
 // Policy evaluates the thresholds.
@@ -141,6 +153,9 @@ type Policy struct {
 	mu     sync.Mutex // guards arrive and dirty
 	arrive map[string]*arrivals
 	dirty  map[string]bool // systems with arrivals not yet stored
+	// observed is the last Observe (its rounds only): a count grown since
+	// is that many arrivals.
+	observed map[string]Observed
 }
 
 // arrivalsSize is how many batch arrival times a source's ring keeps.
@@ -525,6 +540,9 @@ func (p *Policy) judgeSilence(ctx context.Context, now time.Time) error {
 	if p.opts.JudgesSources != nil && !p.opts.JudgesSources() {
 		return nil
 	}
+	if err := p.observe(ctx); err != nil {
+		return err
+	}
 	type verdict struct {
 		sys          string
 		silent       bool
@@ -551,6 +569,28 @@ func (p *Policy) judgeSilence(ctx context.Context, now time.Time) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// observe turns what the log gained of each source since the last round
+// into arrivals (Options.Observe). The first round only takes the counts:
+// the history before it is the stored arrivals'.
+func (p *Policy) observe(ctx context.Context) error {
+	if p.opts.Observe == nil {
+		return nil
+	}
+	obs, err := p.opts.Observe(ctx)
+	if err != nil {
+		return fmt.Errorf("observe the sources: %w", err)
+	}
+	if p.observed != nil {
+		for sys, o := range obs {
+			if prev := p.observed[sys]; o.Count > prev.Count && o.Last.After(prev.Last) {
+				p.Arrived(sys, int(o.Count-prev.Count), o.Last)
+			}
+		}
+	}
+	p.observed = obs
 	return nil
 }
 

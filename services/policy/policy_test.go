@@ -414,3 +414,70 @@ func TestClusterInstanceJudgesSourcesOnlyWithPartitionZero(t *testing.T) {
 		t.Fatalf("the instance with partition 0: %+v", a)
 	}
 }
+
+// TestSourcesObservedFromTheLog: an instance of a cluster learns the
+// sources' arrivals from what the log holds (Options.Observe), not from
+// its own share of the events: what a source sent since the last round
+// counts, its silence fires once the log stops growing for it, and what
+// came while another instance judged counts when this one judges again.
+func TestSourcesObservedFromTheLog(t *testing.T) {
+	cfg := testConfig(t)
+	store := openStore(t, t.TempDir())
+	t.Cleanup(func() { store.Close() })
+	c := &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	log := map[string]Observed{}
+	judges := true
+	p, err := New(Options{Config: cfg, Store: store, Logger: zerolog.Nop(), Now: c.now,
+		JudgesSources: func() bool { return judges },
+		Observe: func(context.Context) (map[string]Observed, error) {
+			out := map[string]Observed{}
+			for k, v := range log {
+				out[k] = v
+			}
+			return out, nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(sys string, n uint64) {
+		o := log[sys]
+		o.Count += n
+		o.Last = c.t
+		log[sys] = o
+	}
+	send("wms", 1000) // history before the first round: a baseline, not arrivals
+	evaluate(t, p)
+	for range 30 {
+		c.t = c.t.Add(time.Second)
+		send("wms", 3)
+		send("shop", 3)
+		evaluate(t, p)
+	}
+	if a := alert(t, store, KindSourceSilent, "wms"); a.State != "" {
+		t.Fatalf("a steady source reported: %+v", a)
+	}
+	c.t = c.t.Add(time.Minute) // the usual gap is 1s: the limit is the floor
+	send("shop", 3)
+	evaluate(t, p)
+	if wms := alert(t, store, KindSourceSilent, "wms"); wms.State != Firing || !strings.Contains(wms.Message, "wms has sent no event for 1m0s") {
+		t.Fatalf("wms quiet in the log for a minute: %+v", wms)
+	}
+	if shop := alert(t, store, KindSourceSilent, "shop"); shop.State != "" {
+		t.Fatalf("shop, still sending, reported: %+v", shop)
+	}
+	// Another instance judges for a while: back, this one counts what
+	// the log gained meanwhile, at the time it arrived.
+	judges = false
+	c.t = c.t.Add(time.Second)
+	send("wms", 5)
+	evaluate(t, p)
+	if wms := alert(t, store, KindSourceSilent, "wms"); wms.State != Firing {
+		t.Fatalf("wms judged by an instance that does not judge sources: %+v", wms)
+	}
+	judges = true
+	c.t = c.t.Add(time.Second)
+	evaluate(t, p)
+	if wms := alert(t, store, KindSourceSilent, "wms"); wms.State != Cleared || !strings.Contains(wms.Message, "its last event came 1s ago") {
+		t.Fatalf("wms sent while another instance judged: %+v", wms)
+	}
+}
