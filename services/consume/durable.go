@@ -259,9 +259,9 @@ func (d *Durable) next(ctx context.Context, r *Reader, batch []Msg) ([]Msg, erro
 }
 
 // InstanceName is the JetStream name of the consumer whose checkpoint is
-// name, for instance of a cluster: each instance reads the whole log with
-// its own consumers ("" names the one instance of the default
-// deployment, whose consumers keep the plain names).
+// name, for instance of a cluster: each instance reads the log with its
+// own consumers ("" names the one instance of the default deployment,
+// whose consumers keep the plain names).
 func InstanceName(name, instance string) string {
 	if instance == "" {
 		return name

@@ -97,9 +97,11 @@ type Options struct {
 	// (dw-proj-<system>_<instance>): each instance of a cluster reads the
 	// whole log with its own consumers. Checkpoints keep the plain names.
 	Instance string
-	// Owned, when set, is the partitions this instance owns: the events
-	// of other orders are passed over (NotOwned outcomes), and each batch
-	// holds the set while it changes the store. Nil: every order.
+	// Owned, when set, is the partitions this instance owns: the one
+	// pass reads their subjects alone once the stream routes by
+	// partition, the events of other orders that still reach it are
+	// passed over (NotOwned outcomes), and each batch holds the set while
+	// it changes the store. Nil: every order.
 	Owned *partition.Set
 	// Judge, when set, makes the projector one pass over the log: one
 	// consumer (PassConsumer) reads every subject, projects each event
