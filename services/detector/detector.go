@@ -500,7 +500,16 @@ func (d *Detector) Tick(ctx context.Context) error {
 			b.Close()
 			d.mu.Unlock()
 			d.opts.Owned.Done()
-			d.judgedTo.Store(wm.UnixNano())
+			// Never back: a watermark below an earlier tick's (events
+			// arrived that are not read yet) un-judges nothing. Its
+			// progress, handed to the next owner of a partition, would
+			// have it judge aloud again what was published.
+			for w := wm.UnixNano(); ; {
+				cur := d.judgedTo.Load()
+				if cur >= w || d.judgedTo.CompareAndSwap(cur, w) {
+					break
+				}
+			}
 			return nil
 		}
 		err = d.finish(b, err)
