@@ -20,12 +20,7 @@ import (
 func TestEventsStreamRoutesByPartition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := Start(Options{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncInterval: time.Minute,
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := startTestBroker(t)
 	settings := StreamSettings{DedupeWindow: time.Hour, MaxAge: 24 * time.Hour}
 	stored := func(subject string) (string, uint64) {
 		t.Helper()
@@ -113,12 +108,7 @@ func storedSubject(t *testing.T, b *Broker, seq uint64) string {
 func TestPublisherNamesTheOrderOnlyWhereTheStreamRoutes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	b, err := Start(Options{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncInterval: time.Minute,
-		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := startTestBroker(t)
 	cfg := StreamConfigs(StreamSettings{DedupeWindow: time.Hour, MaxAge: 24 * time.Hour})[0]
 	cfg.SubjectTransform = nil // as earlier versions made it
 	if _, err := b.JS.CreateStream(ctx, cfg); err != nil {
@@ -145,4 +135,17 @@ func TestPublisherNamesTheOrderOnlyWhereTheStreamRoutes(t *testing.T) {
 	if got, want := publish("A-2"), "driftwatch.in.shop."+strconv.Itoa(events.Partition("A-2", 4)); got != want {
 		t.Fatalf("with the transform: stored as %s, want %s", got, want)
 	}
+}
+
+// startTestBroker starts an embedded server with JetStream on file storage in
+// a temporary folder, on a random port, stopped when the test ends.
+func startTestBroker(t *testing.T) *Broker {
+	t.Helper()
+	b, err := Start(Options{DataDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncInterval: time.Minute,
+		Logger: zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
 }
