@@ -475,3 +475,61 @@ func checkRoutedAlone(t *testing.T, a, b *apptest.Env) {
 		return nil
 	})
 }
+
+// TestInstanceStopsWhereTheLogLostWhatItHadNotRead: an instance that reads
+// its partitions' subjects alone cannot see a hole in the log from the
+// sequences it is delivered; restarted after the log dropped events past
+// its checkpoint, it refuses to go on and names them, as the one
+// instance's pass does.
+func TestInstanceStopsWhereTheLogLostWhatItHadNotRead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster and two instances")
+	}
+	a, b := startInstances(t)
+	url := a.App.Broker.ClientURL
+	pub, err := events.NewPublisher(b.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now().UTC().Format(time.RFC3339)
+	publish := func(from, to int) {
+		for i := from; i < to; i++ {
+			mustPublish(t, pub, fmt.Sprintf(`{"event_id":"g-%d","order_id":"GAP-%03d","system":"shop","status":"unfulfilled","occurred_at":"%s"}`, i, i, now))
+		}
+	}
+	publish(0, 40)
+	stream, err := b.JS.Stream(ctx, events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			return err
+		}
+		last = info.State.LastSeq
+		if got := a.App.Detector.Applied(); got != last {
+			return fmt.Errorf("a's checkpoint %d, the log ends at %d", got, last)
+		}
+		return nil
+	})
+	cfg, dir := apptest.Config(t, clusterYAML("a")), a.DataDir
+	a.Stop()
+	publish(40, 60) // read by b alone
+	if err := stream.Purge(ctx, jetstream.WithPurgeSequence(last+11)); err != nil {
+		t.Fatal(err)
+	}
+	again, err := app.New(app.Options{Config: cfg, DataDir: dir, NATSURL: url, HTTPAddr: "127.0.0.1:0", Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err = again.Start(startCtx)
+	defer again.Stop(context.Background())
+	if want := fmt.Sprintf("events %d to %d", last+1, last+10); !errors.Is(err, consume.ErrLogGap) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("restarted after the log lost what it had not read: %v, want the gap of %s", err, want)
+	}
+}
