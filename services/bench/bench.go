@@ -557,8 +557,10 @@ func waitApplied(ctx context.Context, a *app.App) error {
 		}
 		// An instance of a cluster is delivered its own partitions'
 		// events alone: the log's last may be another's.
-		if caught, err := a.Projector.CaughtUp(ctx); done && a.Owned != nil && err == nil && caught {
-			return nil
+		if done && a.Owned != nil {
+			if caught, err := a.Projector.CaughtUp(ctx); err == nil && caught {
+				return nil
+			}
 		}
 		if os.Getenv("DRIFTWATCH_BENCH_DEBUG") != "" && time.Since(lastLog) > time.Second {
 			lastLog = time.Now()
