@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -28,7 +30,8 @@ const benchPartitions = 16
 // applied and judged the whole log. With two instances it then stops one
 // and times the other's take-over of its 8 partitions (a catch-up from
 // the log's start, as on a machine that never owned them): the cost per
-// partition.
+// partition. DRIFTWATCH_BENCH_RATE (events/s) paces the publisher, for a
+// steady load instead of a burst.
 //
 //	go test ./services/bench -run XXX -bench Instances -benchtime 1x
 func BenchmarkInstances(b *testing.B) {
@@ -114,7 +117,13 @@ func runInstances(b *testing.B, n int, payloads [][]byte) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	if err := publishEvents(ctx, pub, payloads); err != nil {
+	publish := publishEvents
+	if rate := benchRate(); rate > 0 {
+		publish = func(ctx context.Context, pub *events.Publisher, payloads [][]byte) error {
+			return publishPaced(ctx, pub, payloads, rate)
+		}
+	}
+	if err := publish(ctx, pub, payloads); err != nil {
 		b.Fatal(err)
 	}
 	for _, a := range apps {
@@ -154,4 +163,11 @@ func runInstances(b *testing.B, n int, payloads [][]byte) {
 	b.ReportMetric(float64(c.Paused.Microseconds())/1000, "paused-ms")
 	b.ReportMetric(float64(c.Took.Milliseconds())/float64(max(len(c.Gained), 1)), "ms/partition")
 	b.ReportMetric(float64(c.Replayed)/c.Took.Seconds(), "catchup-events/s")
+}
+
+// benchRate is DRIFTWATCH_BENCH_RATE in events/s (0: as fast as the
+// publisher goes).
+func benchRate() int {
+	n, _ := strconv.Atoi(os.Getenv("DRIFTWATCH_BENCH_RATE"))
+	return max(n, 0)
 }
