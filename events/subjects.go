@@ -55,6 +55,14 @@ func OrderSubject(system, orderID string) string {
 	return InPrefix + system + "." + orderID
 }
 
+// SystemSubjects are the subjects the log holds a system's events under:
+// driftwatch.in.<system>, and driftwatch.in.<system>.<partition> for
+// instances sharing the orders (a published order token never stays in
+// the log: the stream's transform replaces or drops it).
+func SystemSubjects(system string) []string {
+	return []string{InSubject(system), InSubject(system) + ".*"}
+}
+
 // MaxOrderToken is the longest order id that OrderSubject puts in a
 // subject.
 const MaxOrderToken = 128

@@ -286,11 +286,11 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 	routing := broker.RoutingOf(m.stream.CachedInfo().Config)
 	subjects := make([]string, 0, len(m.opts.Systems)*(len(gained)+1))
 	for _, s := range m.opts.Systems {
-		subjects = append(subjects, events.InSubject(s))
 		if !projector.Routes(routing, n, from+1) {
-			subjects = append(subjects, events.InSubject(s)+".*")
+			subjects = append(subjects, events.SystemSubjects(s)...)
 			continue
 		}
+		subjects = append(subjects, events.InSubject(s))
 		for _, p := range gained {
 			subjects = append(subjects, events.InSubject(s)+"."+strconv.Itoa(p))
 		}

@@ -199,10 +199,17 @@ func (p *Projector) Start(ctx context.Context) error {
 }
 
 // routes reports whether the event at seq is stored under its partition
-// of this instance's count (Routes). Only then may the one pass read the
-// owned partitions' subjects alone.
+// of this instance's count (Routes).
 func (p *Projector) routes(seq uint64) bool {
 	return p.opts.Owned != nil && Routes(p.routing, p.opts.Owned.N(), seq)
+}
+
+// readsOwnedAlone reports whether the one pass, reading on from seq and
+// owning owned partitions, reads their subjects alone: the stream routes
+// from seq on, and it owns some but not all partitions (owning every one,
+// a single filter on every subject is cheaper than one per partition).
+func (p *Projector) readsOwnedAlone(seq uint64, owned int) bool {
+	return p.routes(seq) && owned < p.opts.Owned.N()
 }
 
 // Routes reports whether the events stream stores the event at seq under
@@ -231,15 +238,8 @@ func (p *Projector) delivery(m consume.Msg, seq uint64) projections.Delivery {
 	return d
 }
 
-// systemSubjects are a system's subjects in the log: driftwatch.in.<system>,
-// and driftwatch.in.<system>.<partition> as the stream stores the events
-// of instances sharing the orders.
-func systemSubjects(system string) []string {
-	return []string{events.InSubject(system), events.InSubject(system) + ".*"}
-}
-
 // knownSubject reports whether subject is one of a configured system's
-// (systemSubjects), as the stream stores them.
+// (events.SystemSubjects), as the stream stores them.
 func (p *Projector) knownSubject(subject string) bool {
 	sys, ok := events.SystemFromSubject(subject)
 	if !ok || !p.opts.Applier.Known(sys) {
@@ -368,7 +368,7 @@ func (p *Projector) newWorker(ctx context.Context, name, filter, system string) 
 	}
 	w := &worker{name: name, filter: filter, system: system}
 	w.applied.Store(ckpt)
-	return w, p.startWorker(ctx, w, systemSubjects(system))
+	return w, p.startWorker(ctx, w, events.SystemSubjects(system))
 }
 
 // newSentryWorker creates the one consumer that dead-letters the events of
@@ -481,9 +481,7 @@ func (p *Projector) passFilters(pass *worker) func(ctx context.Context) ([]strin
 	return func(ctx context.Context) ([]string, error) {
 		owned, version := p.opts.Owned.Snapshot()
 		ckpt := pass.applied.Load()
-		if !p.routes(ckpt+1) || len(owned) == p.opts.Owned.N() {
-			// Every subject: before the routing, or owning every
-			// partition (one filter is cheaper than one per partition).
+		if !p.readsOwnedAlone(ckpt+1, len(owned)) {
 			pass.filtered.Store(false)
 			pass.subjects.Store(nil)
 			return []string{events.InPrefix + ">"}, nil
@@ -529,8 +527,7 @@ func (p *Projector) idlePass(ctx context.Context, pass *worker) error {
 	if last <= pass.applied.Load() {
 		return nil
 	}
-	info, err := pass.dur.Consumer().Info(ctx)
-	if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+	if caught, err := p.caughtUp(ctx, pass); err != nil || !caught {
 		return nil
 	}
 	p.opts.Owned.Hold()
@@ -727,7 +724,7 @@ func (p *Projector) applyPass(ctx context.Context, pass *worker, msgs []consume.
 	if err := p.ack(ctx, pass, msgs); err != nil {
 		return err
 	}
-	if !pass.filtered.Load() && p.routes(last+1) && len(p.opts.Owned.Owned()) < p.opts.Owned.N() {
+	if !pass.filtered.Load() && p.readsOwnedAlone(last+1, len(p.opts.Owned.Owned())) {
 		return consume.ErrResubscribe // from here on, the owned partitions' alone
 	}
 	return nil
@@ -1128,9 +1125,7 @@ func (p *Projector) stale(w *worker) bool {
 // their subject (or before the stream routed by partition), which every
 // instance reads.
 func (p *Projector) PassedOver() uint64 {
-	p.mu.Lock()
-	w := p.workers[PassConsumer]
-	p.mu.Unlock()
+	w := p.passWorker()
 	if w == nil {
 		return 0
 	}
@@ -1141,12 +1136,15 @@ func (p *Projector) PassedOver() uint64 {
 // server holds for it: its consumer has nothing left to deliver and
 // nothing unacknowledged (an error: it cannot tell, or it is not running).
 func (p *Projector) CaughtUp(ctx context.Context) (bool, error) {
-	p.mu.Lock()
-	w := p.workers[PassConsumer]
-	p.mu.Unlock()
+	w := p.passWorker()
 	if w == nil || w.dur == nil || w.dur.Consumer() == nil {
 		return false, errors.New("projector: the one pass is not running")
 	}
+	return p.caughtUp(ctx, w)
+}
+
+// caughtUp is CaughtUp for w, the one pass's running worker.
+func (p *Projector) caughtUp(ctx context.Context, w *worker) (bool, error) {
 	if p.stale(w) {
 		return false, nil
 	}
@@ -1160,13 +1158,19 @@ func (p *Projector) CaughtUp(ctx context.Context) (bool, error) {
 // Pending is what the server still has to deliver to the one pass
 // (detector.Pass); 0 without it.
 func (p *Projector) Pending(ctx context.Context) uint64 {
-	p.mu.Lock()
-	w := p.workers[PassConsumer]
-	p.mu.Unlock()
+	w := p.passWorker()
 	if w == nil {
 		return 0
 	}
 	return p.pending(ctx, w)
+}
+
+// passWorker is the one pass's worker (nil: the projector reads with a
+// consumer per system).
+func (p *Projector) passWorker() *worker {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.workers[PassConsumer]
 }
 
 // Applied returns each system's checkpoint (for lag checks).

@@ -140,8 +140,7 @@ func exportEvents(ctx context.Context, js jetstream.JetStream, w io.Writer, from
 	}
 	filters := []string{events.InPrefix + ">"}
 	if system != "" {
-		// Stored with its partition too, when instances share the orders.
-		filters = []string{events.InSubject(system), events.InSubject(system) + ".*"}
+		filters = events.SystemSubjects(system)
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: filters}
 	if !from.IsZero() {
