@@ -626,8 +626,11 @@ func arrivals(outcomes []projections.Outcome) int {
 // each configured source the log holds (under every subject of the
 // source: with the order's partition or without) and when its last one
 // arrived. An instance of a cluster is delivered its own orders' events
-// only; the log sees every source's.
+// only; the log sees every source's. The last event's time is read again
+// only for a source whose count moved since the previous call (the
+// policy's rounds call it one at a time).
 func observeSources(js jetstream.JetStream, known func(string) bool) func(context.Context) (map[string]policy.Observed, error) {
+	var before map[string]policy.Observed
 	return func(ctx context.Context) (map[string]policy.Observed, error) {
 		st, err := js.Stream(ctx, events.EventsStream)
 		if err != nil {
@@ -646,7 +649,11 @@ func observeSources(js jetstream.JetStream, known func(string) bool) func(contex
 			}
 		}
 		for sys, o := range out {
-			for _, subj := range []string{events.InSubject(sys), events.InSubject(sys) + ".*"} {
+			if prev, ok := before[sys]; ok && prev.Count == o.Count {
+				out[sys] = prev
+				continue
+			}
+			for _, subj := range events.SystemSubjects(sys) {
 				m, err := st.GetLastMsgForSubject(ctx, subj)
 				if errors.Is(err, jetstream.ErrMsgNotFound) {
 					continue
@@ -660,6 +667,7 @@ func observeSources(js jetstream.JetStream, known func(string) bool) func(contex
 			}
 			out[sys] = o
 		}
+		before = out
 		return out, nil
 	}
 }

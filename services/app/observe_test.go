@@ -52,7 +52,8 @@ func TestObserveSourcesReadsTheWholeLog(t *testing.T) {
 	publish(events.InSubject("ghost")) // not configured
 
 	known := func(s string) bool { return s == "shop" || s == "erp" }
-	obs, err := observeSources(b.JS, known)(ctx)
+	observe := observeSources(b.JS, known)
+	obs, err := observe(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,5 +65,16 @@ func TestObserveSourcesReadsTheWholeLog(t *testing.T) {
 	}
 	if _, ok := obs["ghost"]; ok || len(obs) != 2 {
 		t.Errorf("observed %v: only the configured systems", obs)
+	}
+	// Observed again: the source that sent moves, the other stays.
+	lastShop = publish(events.OrderSubject("shop", "O-z"))
+	if obs, err = observe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := obs["shop"]; got.Count != 7 || !got.Last.Equal(lastShop) {
+		t.Errorf("shop observed again: %+v, want 7 events, the last at %v", got, lastShop)
+	}
+	if got := obs["erp"]; got.Count != 2 || !got.Last.Equal(lastERP) {
+		t.Errorf("erp observed again: %+v, want 2 events, the last at %v", got, lastERP)
 	}
 }
