@@ -469,6 +469,10 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
+		if a.Engine != nil {
+			// Before the catch-up, which may see findings about a system.
+			a.Engine.SetSystemClaim(m.ClaimSystemFinding)
+		}
 		if err := m.Start(ctx); err != nil {
 			return err
 		}

@@ -346,6 +346,101 @@ func checkAlertsOnce(t *testing.T, js jetstream.JetStream, want int) {
 	}
 }
 
+// TestInstancesHoldASystemFindingOnce: a status missing from a mapping
+// table shows in the events of both instances' orders; the finding about
+// the system is opened, published, listed and counted once, by the
+// instance that saw it first, and it moves with that instance's
+// partitions when it stops.
+func TestInstancesHoldASystemFindingOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster and two instances")
+	}
+	a, b := startInstances(t)
+	pub, err := events.NewPublisher(a.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := b.NC.SubscribeSync(events.AlertsPrefix + "*." + detector.UnmappedStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orderOf := func(env *apptest.Env) string {
+		for i := 0; ; i++ {
+			if o := fmt.Sprintf("SYS-%d", i); env.App.Owned.Owns(o) {
+				return o
+			}
+		}
+	}
+	unmapped := func(order string) {
+		mustPublish(t, pub, fmt.Sprintf(`{"event_id":"u-%s","order_id":"%s","system":"wms","status":"teleported","occurred_at":"%s"}`,
+			order, order, time.Now().UTC().Format(time.RFC3339)))
+	}
+	held := func(env *apptest.Env) []*detector.Mismatch {
+		t.Helper()
+		page, _, err := detector.ListMismatches(env.App.Store, detector.Filter{Pattern: detector.UnmappedStatus}, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page
+	}
+	// a sees it first; its record is mirrored before b sees it.
+	unmapped(orderOf(a))
+	var id string
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if h := held(a); len(h) != 1 {
+			return fmt.Errorf("a holds %d unmapped_status findings", len(h))
+		}
+		id = held(a)[0].AlertID
+		return nil
+	})
+	kv, err := b.JS.KeyValue(context.Background(), cluster.HandoverBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		_, err := kv.Get(context.Background(), "mismatch."+id)
+		return err
+	})
+	unmapped(orderOf(b))
+	a.WaitSettled(t, 30*time.Second)
+	b.WaitSettled(t, 30*time.Second)
+	if ha, hb := held(a), held(b); len(ha) != 1 || len(hb) != 0 {
+		t.Fatalf("unmapped_status records: %d on a, %d on b; want the one on a", len(ha), len(hb))
+	}
+	for _, env := range []*apptest.Env{a, b} {
+		status, body := env.Do(t, "GET", "/v1/mismatches?pattern=unmapped_status", "", "")
+		if status != 200 || !strings.Contains(body, `"total":1,`) {
+			t.Fatalf("GET /v1/mismatches?pattern=unmapped_status: %d %.300s", status, body)
+		}
+	}
+	if err := b.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := opened.Pending(); n != 1 {
+		t.Fatalf("the finding was published %d times", n)
+	}
+	if e, err := kv.Get(context.Background(), "system."+id); err != nil || string(e.Value()) != "a" {
+		t.Fatalf("the claim of %s: %v", id, err)
+	}
+
+	// a stops: b adopts the record with a's partitions, and publishes
+	// nothing.
+	a.Stop()
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if got := b.App.Owned.Owned(); len(got) != 8 {
+			return fmt.Errorf("b owns %v", got)
+		}
+		return nil
+	})
+	b.WaitSettled(t, 30*time.Second)
+	if h := held(b); len(h) != 1 || h[0].AlertID != id || h[0].State != detector.StateOpen {
+		t.Fatalf("b after taking a's partitions holds %+v, want %s open", h, id)
+	}
+	if n, _, _ := opened.Pending(); n != 1 {
+		t.Fatalf("the finding was published %d times", n)
+	}
+}
+
 // TestInstanceRefusesAnotherPartitionCount: an instance configured with a
 // partition count other than the cluster's does not start, and says why.
 func TestInstanceRefusesAnotherPartitionCount(t *testing.T) {

@@ -16,15 +16,105 @@ import (
 )
 
 // HandoverBucket keeps what a partition's next owner needs from its last
-// one, without expiry: "progress.<p>" (how far the owner had judged) and
+// one, without expiry: "progress.<p>" (how far the owner had judged),
 // "mismatch.<alert_id>" (every mismatch record as of its last state
-// change, with its owner and audit trail: the mirror).
+// change, with its owner and audit trail: the mirror) and
+// "system.<alert_id>" (the instance that opened a finding about a
+// system: ClaimSystemFinding).
 const HandoverBucket = "DRIFTWATCH_HANDOVER"
 
 const (
 	progressPrefix = "progress."
 	mismatchPrefix = "mismatch."
+	systemPrefix   = "system."
 )
+
+// claimTimeout bounds the bucket reads and writes of one claim.
+const claimTimeout = 5 * time.Second
+
+// ClaimSystemFinding decides whether this instance opens the finding
+// about a system alertID (detector.Engine.SetSystemClaim). Such a finding
+// (an unmapped status, a system's whole-hour clock offset) shows in the
+// events of any instance's orders, so several instances may see it; one
+// holds it, so that the cluster publishes it, lists it and counts it once.
+//
+// The key "system.<alert_id>" names the instance that opened it, created
+// once for the cluster by the bucket's compare-and-set. This instance
+// claims the finding when nobody has, when it is the one named, or when
+// the finding is no longer held open: its mirrored record is resolved, or
+// no record was mirrored and the instance named has left. It does not
+// when another instance holds it open, whether that instance is alive or
+// its record has been adopted with its partition by another.
+//
+// When the bucket cannot be read or written, it claims the finding: an
+// alert given twice (the alerts stream's Nats-Msg-Id window drops a copy
+// within 10 minutes) is better than one never given.
+func (m *Member) ClaimSystemFinding(alertID string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+	defer cancel()
+	claimed, err := m.claimSystemFinding(ctx, alertID)
+	if err != nil {
+		m.log.Warn().Err(err).Str("alert_id", alertID).Msg("cluster: finding about a system opened without a claim")
+		return true
+	}
+	return claimed
+}
+
+func (m *Member) claimSystemFinding(ctx context.Context, alertID string) (bool, error) {
+	key, me := systemPrefix+alertID, []byte(m.opts.Instance)
+	for {
+		e, err := m.handover.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			if _, err = m.handover.Create(ctx, key, me); err == nil {
+				return true, nil
+			}
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				continue // another instance claimed it first
+			}
+			return false, err
+		}
+		if err != nil {
+			return false, err
+		}
+		holder := string(e.Value())
+		if holder == m.opts.Instance {
+			return true, nil
+		}
+		if held, err := m.heldElsewhere(ctx, alertID, holder); err != nil || held {
+			return false, err
+		}
+		if _, err = m.handover.Update(ctx, key, me, e.Revision()); err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return false, err
+		}
+		// Another instance took it over meanwhile: read it again.
+	}
+}
+
+// heldElsewhere reports whether the finding alertID, claimed by holder,
+// is still held open: its mirrored record is open, or holder has not
+// mirrored it yet and is alive.
+func (m *Member) heldElsewhere(ctx context.Context, alertID, holder string) (bool, error) {
+	e, err := m.handover.Get(ctx, mismatchPrefix+alertID)
+	switch {
+	case err == nil:
+		var rec detector.Mismatch
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return false, fmt.Errorf("mirrored record of %s: %w", alertID, err)
+		}
+		return rec.State != detector.StateResolved, nil
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		_, err := m.kv.Get(ctx, instancePrefix+holder)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	default:
+		return false, err
+	}
+}
 
 // progress is how far a partition's owner had processed the log: every
 // event up to Seq judged and its alerts queued, every expectation due by

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -57,7 +58,19 @@ type Engine struct {
 	// tx, set by OnEntryTx for one call, is the projection batch the
 	// entry was applied in: rows are read through it.
 	tx *projections.Tx
+	// claimSystem, when set (SetSystemClaim), decides whether this engine
+	// may open a finding about a system, which other instances of a
+	// cluster may see at the same time.
+	claimSystem atomic.Pointer[func(alertID string) bool]
 }
+
+// SetSystemClaim makes the engine ask claim before it opens a finding
+// about a system (Scope "system": unmapped_status, a whole-hour
+// clock_skew) that it does not hold open already. Such a finding is seen
+// by every instance of a cluster whose orders show it; claim answers true
+// for the one instance that is to hold it, and false for the others, which
+// then keep no record of it. Safe to call while the engine is in use.
+func (e *Engine) SetSystemClaim(claim func(alertID string) bool) { e.claimSystem.Store(&claim) }
 
 // SetMirror makes every queued alert carry its whole stored record
 // (OutboxEntry.Record), for the instances of a cluster to hand records

@@ -71,6 +71,11 @@ func (e *Engine) open(b *pebble.Batch, m *Mismatch, now time.Time) (bool, error)
 		}
 		return false, putMismatch(b, key, &old)
 	}
+	if m.Scope == ScopeSystem {
+		if claim := e.claimSystem.Load(); claim != nil && !(*claim)(m.AlertID) {
+			return false, nil // another instance holds it
+		}
+	}
 	m.State = StateOpen
 	m.DetectedAt, m.DetectedNanos = at, now.UnixNano()
 	m.OnsetAt, m.Deadline = projections.FormatTime(m.OnsetNanos), projections.FormatTime(m.DeadlineNanos)
