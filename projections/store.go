@@ -139,12 +139,6 @@ func (d *DirLock) Release() error { return d.l.Close() }
 
 // Open opens or creates the store in dir and checks its format version.
 func Open(dir string, o Options) (*Store, error) {
-	if o.CacheSize == 0 {
-		o.CacheSize = 64 << 20
-	}
-	if o.MemTableSize == 0 {
-		o.MemTableSize = 32 << 20
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create projection store %s: %w", dir, err)
 	}
@@ -154,33 +148,10 @@ func Open(dir string, o Options) (*Store, error) {
 	if o.DisableWAL {
 		durable = pebble.NoSync
 	}
-	cache := pebble.NewCache(o.CacheSize)
-	defer cache.Unref()
-	opts := &pebble.Options{
-		Cache:        cache,
-		MemTableSize: o.MemTableSize,
-		Logger:       quietLogger{},
-		// Every event rewrites its row and adds index entries: a
-		// write-heavy store. Let L0 grow before it stalls writers, and
-		// compact with both cores when it must.
-		MemTableStopWritesThreshold: 3,
-		DisableWAL:                  o.DisableWAL,
-		L0CompactionThreshold:       4,
-		L0StopWritesThreshold:       400,
-		LBaseMaxBytes:               256 << 20,
-		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
-	}
+	opts := PebbleOptions(o)
+	defer opts.Cache.Unref()
 	if o.Lock != nil {
 		opts.Lock = o.Lock.l
-	}
-	// Bloom filters make the per-event lookups of keys that do not exist
-	// (the ledger, first rows of new orders) cheap. Blocks of 16 KiB
-	// instead of 4 make the sweep's full scan of the rows 15-20% faster
-	// (fewer blocks to read, decompress and cache); point reads, mostly
-	// served by the row cache, showed no cost in the bench.
-	for i := range opts.Levels {
-		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-		opts.Levels[i].BlockSize = 16 << 10
 	}
 	db, err := pebble.Open(dir, opts)
 	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
@@ -806,4 +777,42 @@ func (s *Store) CopyPrefixes(dst *Store, prefixes ...string) (int, error) {
 		}
 	}
 	return n, b.Commit(dst.durable)
+}
+
+// PebbleOptions are the Pebble options of a store opened with o (its
+// defaults filled in): tuned for a write-heavy store of small keys. The
+// caller owns the new block cache in Cache and unrefs it once the
+// database is open. The load tool opens its store-floor baseline with
+// them.
+func PebbleOptions(o Options) *pebble.Options {
+	if o.CacheSize == 0 {
+		o.CacheSize = 64 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 32 << 20
+	}
+	opts := &pebble.Options{
+		Cache:        pebble.NewCache(o.CacheSize),
+		MemTableSize: o.MemTableSize,
+		Logger:       quietLogger{},
+		// Every event rewrites its row and adds index entries: a
+		// write-heavy store. Let L0 grow before it stalls writers, and
+		// compact with both cores when it must.
+		MemTableStopWritesThreshold: 3,
+		DisableWAL:                  o.DisableWAL,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       400,
+		LBaseMaxBytes:               256 << 20,
+		CompactionConcurrencyRange:  func() (int, int) { return 1, 2 },
+	}
+	// Bloom filters make the per-event lookups of keys that do not exist
+	// (the ledger, first rows of new orders) cheap. Blocks of 16 KiB
+	// instead of 4 make the sweep's full scan of the rows 15-20% faster
+	// (fewer blocks to read, decompress and cache); point reads, mostly
+	// served by the row cache, showed no cost in the bench.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		opts.Levels[i].BlockSize = 16 << 10
+	}
+	return opts
 }

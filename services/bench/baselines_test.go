@@ -28,20 +28,28 @@ import (
 // throughput baselines, 8000 for the gate).
 
 // handRolledStep times the hand-rolled pipeline on the run's payloads, as
-// the performance issue wrote it (no message ids) and with each event's
-// message id, as driftwatch's log stores them.
+// the performance issue wrote it (no message ids), with each event's
+// message id, as driftwatch's log stores them, and as the store floor:
+// with ids, writing what driftwatch's store receives per event.
 func handRolledStep(ctx context.Context, env *Env, res *Result) error {
-	rate, err := timeHandRolled(ctx, env.JS, env.Dir, env.Payloads, env.Subject, false)
+	rate, err := timeHandRolled(ctx, env.JS, env.Dir, env.Payloads, env.Subject, false, false)
 	if err != nil {
 		return err
 	}
 	res.Baselines["hand_rolled_per_sec"] = rate
 	res.Baselines["end_to_end_over_hand_rolled"] = res.EndToEndRate / rate
-	if rate, err = timeHandRolled(ctx, env.JS, env.Dir, env.Payloads, env.Subject, true); err != nil {
+	if rate, err = timeHandRolled(ctx, env.JS, env.Dir, env.Payloads, env.Subject, true, false); err != nil {
 		return err
 	}
 	res.Baselines["hand_rolled_with_ids_per_sec"] = rate
 	res.Baselines["end_to_end_over_hand_rolled_with_ids"] = res.EndToEndRate / rate
+	floor, err := timeHandRolled(ctx, env.JS, env.Dir, env.Payloads, env.Subject, true, true)
+	if err != nil {
+		return err
+	}
+	res.Baselines["store_floor_per_sec"] = floor
+	res.Baselines["store_floor_over_hand_rolled"] = floor / res.Baselines["hand_rolled_per_sec"]
+	res.Baselines["end_to_end_over_store_floor"] = res.EndToEndRate / floor
 	return nil
 }
 
@@ -157,7 +165,7 @@ func BenchmarkBaselinesThroughput(b *testing.B) {
 		res.Baselines["per_system_over_hand_rolled"] = split.Baselines["end_to_end_over_hand_rolled"]
 		res.Baselines["per_system_over_its_ceiling"] = split.Baselines["end_to_end_over_ceiling"]
 		res.Baselines["one_pass_over_per_system"] = res.EndToEndRate / split.EndToEndRate
-		report(b, res, "end_to_end_over_hand_rolled", "end_to_end_over_ceiling", "one_pass_over_per_system")
+		report(b, res, "end_to_end_over_hand_rolled", "end_to_end_over_store_floor", "end_to_end_over_ceiling", "one_pass_over_per_system")
 	}
 }
 
@@ -187,7 +195,7 @@ func TestBaselinesSmall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"hand_rolled_per_sec", "hand_rolled_with_ids_per_sec", "ceiling_per_sec", "end_to_end_over_ceiling", "paired_gate_p50_ms", "floor_p50_ms"} {
+	for _, k := range []string{"hand_rolled_per_sec", "hand_rolled_with_ids_per_sec", "store_floor_per_sec", "ceiling_per_sec", "end_to_end_over_ceiling", "paired_gate_p50_ms", "floor_p50_ms"} {
 		if res.Baselines[k] <= 0 {
 			t.Errorf("%s = %v, want > 0", k, res.Baselines[k])
 		}

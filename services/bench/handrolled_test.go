@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/driftwatch/driftwatch/projections"
 )
 
 // handRolledEvent is what the hand-rolled pipeline decodes of each event,
@@ -43,10 +46,26 @@ const handRolledFetch = 500
 // committed and acknowledged. With msgIDs each message carries its
 // Nats-Msg-Id, as driftwatch's events do, and the stream drops the
 // workload's duplicates (the pipeline then reads one copy of each).
-func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, payloads [][]byte, subject func(prefix string) func(int) string, msgIDs bool) (float64, error) {
+//
+// With storeWrites (the store floor) the pipeline writes, instead of its
+// one key, what driftwatch's store receives for an event, to a Pebble
+// opened with driftwatch's options (storeWriter); it implies msgIDs.
+func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, payloads [][]byte, subject func(prefix string) func(int) string, msgIDs, storeWrites bool) (float64, error) {
 	name := "BENCH_HANDROLLED"
+	msgIDs = msgIDs || storeWrites
 	if msgIDs {
 		name += "_IDS"
+	}
+	opts := &pebble.Options{Logger: quietPebble{}}
+	write := func(b *pebble.Batch, ev *handRolledEvent, m jetstream.Msg) error {
+		return b.Set([]byte(ev.OrderID+"/"+ev.System), m.Data(), nil)
+	}
+	if storeWrites {
+		name = "BENCH_STORE_FLOOR"
+		opts = projections.PebbleOptions(projections.Options{})
+		defer opts.Cache.Unref()
+		opts.Logger = quietPebble{}
+		write = newStoreWriter().write
 	}
 	st, prefix, drop, err := plainStream(ctx, js, name, false)
 	if err != nil {
@@ -58,7 +77,7 @@ func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, pay
 	if err != nil {
 		return 0, err
 	}
-	db, err := pebble.Open(filepath.Join(dir, strings.ToLower(name)), &pebble.Options{Logger: quietPebble{}})
+	db, err := pebble.Open(filepath.Join(dir, strings.ToLower(name)), opts)
 	if err != nil {
 		return 0, err
 	}
@@ -75,7 +94,7 @@ func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, pay
 		}
 		n = len(ids)
 	}
-	go func() { consumed <- consumeHandRolled(consumeCtx, cons, db, n) }()
+	go func() { consumed <- consumeHandRolled(consumeCtx, cons, db, n, write) }()
 	start := time.Now()
 	if err := publishAll(ctx, js, payloads, subject(prefix), msgIDs); err != nil {
 		cancel()
@@ -90,9 +109,10 @@ func timeHandRolled(ctx context.Context, js jetstream.JetStream, dir string, pay
 	return float64(len(payloads)) / time.Since(start).Seconds(), nil
 }
 
-// consumeHandRolled is the hand-rolled pipeline's consumer loop; it returns
-// once n messages are committed and acknowledged.
-func consumeHandRolled(ctx context.Context, cons jetstream.Consumer, db *pebble.DB, n int) error {
+// consumeHandRolled is the hand-rolled pipeline's consumer loop: it
+// writes each event with write; it returns once n messages are committed
+// and acknowledged.
+func consumeHandRolled(ctx context.Context, cons jetstream.Consumer, db *pebble.DB, n int, write func(*pebble.Batch, *handRolledEvent, jetstream.Msg) error) error {
 	var ev handRolledEvent
 	msgs := make([]jetstream.Msg, 0, handRolledFetch)
 	for done := 0; done < n; {
@@ -110,7 +130,7 @@ func consumeHandRolled(ctx context.Context, cons jetstream.Consumer, db *pebble.
 				b.Close()
 				return fmt.Errorf("bench: hand-rolled pipeline: %w", err)
 			}
-			if err := b.Set([]byte(ev.OrderID+"/"+ev.System), m.Data(), nil); err != nil {
+			if err := write(b, &ev, m); err != nil {
 				b.Close()
 				return err
 			}
@@ -136,6 +156,50 @@ func consumeHandRolled(ctx context.Context, cons jetstream.Consumer, db *pebble.
 			return err
 		}
 	}
+	return nil
+}
+
+// storeWriter writes, for each event, keys of the sizes driftwatch's
+// store receives per event in the bench's workload (BENCHMARKS.md, "Where
+// the CPU goes"): its row rewritten (163 bytes), its order index entry
+// (162), an expectation set (147) and the order's previous one deleted
+// (47), its ledger entry (27) and its sequence index entry (19). It reads
+// nothing and decides nothing: what persisting driftwatch's state costs,
+// without driftwatch's logic.
+type storeWriter struct {
+	pad  []byte
+	prev map[string][]byte // each order's last expectation key
+	seq  uint64
+}
+
+func newStoreWriter() *storeWriter {
+	return &storeWriter{pad: make([]byte, 256), prev: map[string][]byte{}}
+}
+
+func (w *storeWriter) write(b *pebble.Batch, ev *handRolledEvent, _ jetstream.Msg) error {
+	w.seq++
+	seq := binary.BigEndian.AppendUint64(nil, w.seq)
+	// value pads key+value to size bytes.
+	value := func(key []byte, size int) []byte { return w.pad[:max(size-len(key), 0)] }
+	row := []byte("r\x00" + ev.OrderID + "\x00" + ev.System)
+	index := append([]byte("o\x00"+ev.OrderID+"\x00"), seq...)
+	expect := append(append([]byte("x\x00"), seq...), "\x00"+ev.OrderID+"\x00"+ev.System+"\x00"+ev.Status...)
+	ledger := []byte("l\x00" + ev.EventID)
+	bySeq := append([]byte("s\x00"), seq...)
+	for _, kv := range []struct {
+		key  []byte
+		size int
+	}{{row, 163}, {index, 162}, {expect, 147}, {ledger, 27}, {bySeq, 19}} {
+		if err := b.Set(kv.key, value(kv.key, kv.size), nil); err != nil {
+			return err
+		}
+	}
+	if old := w.prev[ev.OrderID]; old != nil {
+		if err := b.Delete(old, nil); err != nil {
+			return err
+		}
+	}
+	w.prev[ev.OrderID] = expect
 	return nil
 }
 
