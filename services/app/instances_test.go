@@ -628,3 +628,73 @@ func TestInstanceStopsWhereTheLogLostWhatItHadNotRead(t *testing.T) {
 		t.Fatalf("restarted after the log lost what it had not read: %v, want the gap of %s", err, want)
 	}
 }
+
+// TestInstanceNamesWhatTheLogLostOfPartitionsItTakesBack: a gives half
+// its partitions to c; while c owns them the log loses events a had not
+// read; when c stops and a takes them back, a catches up what the log
+// still holds and its change names the partitions and the events lost.
+func TestInstanceNamesWhatTheLogLostOfPartitionsItTakesBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster and two instances")
+	}
+	_, url := apptest.StartCluster(t, 3)
+	withURL := func(o *app.Options) { o.NATSURL = url }
+	a := apptest.Start(t, apptest.Config(t, clusterYAML("a")), "", withURL)
+	owns := func(env *apptest.Env, n int) func() error {
+		return func() error {
+			if got := env.App.Owned.Owned(); len(got) != n {
+				return fmt.Errorf("%s owns %v, want %d partitions", env.App.Cluster.Instance(), got, n)
+			}
+			return nil
+		}
+	}
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, owns(a, 8))
+	pub, err := events.NewPublisher(a.NC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Format(time.RFC3339)
+	publish := func(env *apptest.Env, from, to int) {
+		for i := from; i < to; i++ {
+			order := fmt.Sprintf("BACK-%03d", i)
+			if env == nil || env.App.Owned.Owns(order) {
+				mustPublish(t, pub, fmt.Sprintf(`{"event_id":"k-%d","order_id":"%s","system":"shop","status":"unfulfilled","occurred_at":"%s"}`, i, order, now))
+			}
+		}
+	}
+	publish(nil, 0, 40)
+	a.WaitSettled(t, 30*time.Second)
+	c := apptest.Start(t, apptest.Config(t, clusterYAML("c")), "", withURL)
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, owns(c, 4))
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, owns(a, 4))
+	ctx := context.Background()
+	stream, err := a.JS.Stream(ctx, events.EventsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := info.State.LastSeq // a gave c's partitions up here, or before
+	publish(c, 40, 200)        // read by c alone
+	c.WaitSettled(t, 30*time.Second)
+	if info, err = stream.Info(ctx); err != nil || info.State.LastSeq < last+20 {
+		t.Fatalf("the log after c's orders: %+v %v", info.State, err)
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSequence(last+11)); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop()
+	apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, owns(a, 8))
+	change := a.App.Cluster.LastChange()
+	t.Logf("a took c's partitions back: %+v", change)
+	u := change.Unread
+	if u == nil || !slices.Equal(u.Partitions, change.Gained) || u.From > last+1 || u.To != last+10 {
+		t.Fatalf("the change names as lost %+v, want partitions %v, events up to %d to %d", u, change.Gained, last+1, last+10)
+	}
+	st, err := a.App.Status(ctx)
+	if err != nil || st.Cluster == nil || st.Cluster.LastChange.Unread == nil {
+		t.Fatalf("status: %+v %v", st.Cluster, err)
+	}
+}

@@ -131,6 +131,7 @@ func (m *Member) change(want []int) error {
 	// partitions over until they are owned, and the catch-up moves their
 	// marks. Under the change only what came meanwhile is left.
 	early := 0
+	m.unread = nil
 	var gaining []int
 	for _, p := range want {
 		if !m.opts.Owned.OwnsPartition(p) {
@@ -211,7 +212,7 @@ func (m *Member) change(want []int) error {
 			m.opts.Detector.Engine().ResetDueFloor()
 		}
 		c := Change{At: time.Now().UTC(), Gained: gained, Lost: lost, Replayed: early + replayed, Adopted: adopted,
-			Took: time.Since(start), Paused: time.Since(paused)}
+			Took: time.Since(start), Paused: time.Since(paused), Unread: m.unread}
 		m.mu.Lock()
 		m.last = c
 		m.mu.Unlock()
@@ -279,6 +280,9 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 	}
 	if to == 0 {
 		return 0, nil
+	}
+	if err := m.checkUnread(ctx, gained, marks, ckpts); err != nil {
+		return 0, err
 	}
 	// Every subject of the configured systems; once the stream routes by
 	// partition from the first event read, the gained partitions' alone
@@ -417,4 +421,44 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 			return replayed, err
 		}
 	}
+}
+
+// checkUnread looks for gained partitions this instance held before
+// whose events past its marks the log no longer holds (its retention or a
+// purge removed them while another instance owned them). Their state here
+// cannot be brought up to date: it is as of when this instance gave them
+// up, plus what the log still holds. The catch-up goes on, as a partition
+// never held here is caught up from what the log holds; the range is
+// logged as an error and kept for the change's record (Change.Unread),
+// and README says how to start the instance afresh.
+func (m *Member) checkUnread(ctx context.Context, gained []int, marks map[int]map[string]uint64, ckpts map[string]uint64) error {
+	info, err := m.stream.Info(ctx)
+	if err != nil {
+		return err
+	}
+	first := info.State.FirstSeq
+	var u *Unread
+	for _, p := range gained {
+		lowest := uint64(math.MaxUint64)
+		for c, ck := range ckpts {
+			if mk := marks[p][c]; mk < ck {
+				lowest = min(lowest, mk)
+			}
+		}
+		// A mark of 0: never held here, caught up whole.
+		if lowest == 0 || lowest == math.MaxUint64 || lowest+1 >= first {
+			continue
+		}
+		if u == nil {
+			u = &Unread{From: lowest + 1, To: first - 1}
+		}
+		u.Partitions = append(u.Partitions, p)
+		u.From = min(u.From, lowest+1)
+	}
+	if u != nil {
+		m.unread = u
+		m.log.Error().Ints("partitions", u.Partitions).Uint64("from", u.From).Uint64("to", u.To).
+			Msg("cluster: the log no longer holds events of partitions taken back since this instance gave them up; their state here misses them (empty the data folder and restart the instance to hold only what the log holds)")
+	}
+	return nil
 }

@@ -113,6 +113,7 @@ type Member struct {
 	owners    map[int]string // each partition's owner, as the last round saw it
 	instances []Instance     // the live instances, as the last round saw them
 	last      Change         // the last change of ownership
+	unread    *Unread        // what the change under way could not read (catchUp)
 	svc       micro.Service  // announces what this instance owns (router.go)
 
 	srv servers
@@ -129,6 +130,18 @@ type Change struct {
 	// Paused is how long this instance's consumers stood still for it:
 	// the bulk of a catch-up runs before, while they go on.
 	Paused time.Duration `json:"paused_ns"`
+	// Unread, when set, is what the log no longer held of gained
+	// partitions this instance had held before: its state of them is as
+	// of when it gave them up, plus what the log still holds.
+	Unread *Unread `json:"unread,omitempty"`
+}
+
+// Unread is a range of log sequences, From to To, that the catch-up of
+// Partitions needed and the log's retention or a purge had removed.
+type Unread struct {
+	Partitions []int  `json:"partitions"`
+	From       uint64 `json:"from"`
+	To         uint64 `json:"to"`
 }
 
 // New returns a member, or what is missing.
