@@ -698,3 +698,60 @@ func TestInstanceNamesWhatTheLogLostOfPartitionsItTakesBack(t *testing.T) {
 		t.Fatalf("status: %+v %v", st.Cluster, err)
 	}
 }
+
+// TestInstancesStartTogether starts two instances at the same moment on
+// a new 3-node cluster, stops them, and starts them together again: both
+// create the replicated streams and buckets at once, then race for the
+// partitions their leave deleted, and each start must succeed.
+func TestInstancesStartTogether(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 3-node cluster and two instances, twice")
+	}
+	_, url := apptest.StartCluster(t, 3)
+	dirs := map[string]string{"a": t.TempDir(), "b": t.TempDir()}
+	for round := range 2 {
+		apps := map[string]*app.App{}
+		errs := make(chan error, len(dirs))
+		for name, dir := range dirs {
+			a, err := app.New(app.Options{Config: apptest.Config(t, clusterYAML(name)), DataDir: dir, NATSURL: url,
+				HTTPAddr: "127.0.0.1:0", Logger: zerolog.Nop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			apps[name] = a
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		for name, a := range apps {
+			go func() {
+				began := time.Now()
+				if err := a.Start(ctx); err != nil {
+					errs <- fmt.Errorf("start %d of %s: %w", round+1, name, err)
+					return
+				}
+				t.Logf("start %d of %s took %v", round+1, name, time.Since(began))
+				errs <- nil
+			}()
+		}
+		var failed []error
+		for range apps {
+			if err := <-errs; err != nil {
+				failed = append(failed, err)
+			}
+		}
+		cancel()
+		if len(failed) == 0 {
+			apptest.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+				if oa, ob := apps["a"].Owned.Owned(), apps["b"].Owned.Owned(); len(oa) != 4 || len(ob) != 4 {
+					return fmt.Errorf("a owns %v, b owns %v", oa, ob)
+				}
+				return nil
+			})
+		}
+		for _, a := range apps {
+			a.Stop(context.Background())
+		}
+		if err := errors.Join(failed...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -465,12 +465,20 @@ func routingMetadata(n int, from uint64) map[string]string {
 }
 
 func createOrUpdate(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
-	_, err := js.CreateOrUpdateStream(ctx, cfg)
-	if err != nil && cfg.AllowAtomicPublish {
+	put := func(cfg jetstream.StreamConfig) error {
+		return RetryUnanswered(ctx, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateStream(ctx, cfg)
+			return err
+		})
+	}
+	err := put(cfg)
+	var refused *jetstream.APIError
+	if err != nil && cfg.AllowAtomicPublish && errors.As(err, &refused) {
 		// A server older than 2.12 does not know atomic batches;
-		// publishers then append event by event.
+		// publishers then append event by event. (Only a refusal says
+		// so: a request left unanswered is not one.)
 		cfg.AllowAtomicPublish = false
-		_, err = js.CreateOrUpdateStream(ctx, cfg)
+		err = put(cfg)
 	}
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 
@@ -456,6 +457,7 @@ func (m *Member) checkUnread(ctx context.Context, gained []int, marks map[int]ma
 		u.From = min(u.From, lowest+1)
 	}
 	if u != nil {
+		slices.Sort(u.Partitions)
 		m.unread = u
 		m.log.Error().Ints("partitions", u.Partitions).Uint64("from", u.From).Uint64("to", u.To).
 			Msg("cluster: the log no longer holds events of partitions taken back since this instance gave them up; their state here misses them (empty the data folder and restart the instance to hold only what the log holds)")

@@ -53,6 +53,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/detector"
 	"github.com/driftwatch/driftwatch/services/partition"
 	"github.com/driftwatch/driftwatch/services/projector"
@@ -171,16 +172,19 @@ func New(opts Options) (*Member, error) {
 // partitions. Call it before the projector and the detector run.
 func (m *Member) Start(ctx context.Context) error {
 	m.started = time.Now()
-	kv, err := m.opts.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := openBucket(ctx, m.opts.JS, jetstream.KeyValueConfig{
 		Bucket: Bucket, Description: "driftwatch: which instance owns which partition of the orders",
 		TTL: m.opts.Lease, History: 1, Storage: jetstream.FileStorage,
 		Replicas: max(m.opts.Replicas, 1), Placement: m.opts.Placement,
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: open bucket %s: %w", Bucket, err)
+		return err
 	}
 	m.kv = kv
-	if err := m.openHandover(ctx); err != nil {
+	if m.handover, err = openBucket(ctx, m.opts.JS, jetstream.KeyValueConfig{
+		Bucket: HandoverBucket, Description: "driftwatch: what the next owner of a partition takes over (progress, mismatch records)",
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(m.opts.Replicas, 1), Placement: m.opts.Placement,
+	}); err != nil {
 		return err
 	}
 	if m.stream, err = m.opts.JS.Stream(ctx, events.EventsStream); err != nil {
@@ -266,7 +270,7 @@ func (m *Member) claimCount(ctx context.Context) error {
 	e, err := m.kv.Get(ctx, partitionsKey)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
-		if _, err := m.kv.Create(ctx, partitionsKey, []byte(want)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		if _, err := m.kv.Create(ctx, partitionsKey, []byte(want)); err != nil && !writtenFirst(err) {
 			return fmt.Errorf("cluster: set the partition count: %w", err)
 		}
 		return m.claimCount(ctx) // read back what won
@@ -437,7 +441,7 @@ func (m *Member) round(ctx context.Context) error {
 			m.revs[p] = rev
 			m.mu.Unlock()
 			held++
-		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		} else if !writtenFirst(err) {
 			return fmt.Errorf("take partition %d: %w", p, err)
 		}
 	}
@@ -517,6 +521,34 @@ func startOf(instance string, n int) int {
 	h := fnv.New32a()
 	h.Write([]byte(instance))
 	return int(h.Sum32() % uint32(n))
+}
+
+// openBucket creates the key-value bucket cfg, or updates it to cfg.
+// Instances starting together on a JetStream cluster create it at once:
+// a request left unanswered is asked again (broker.RetryUnanswered).
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := broker.RetryUnanswered(ctx, func(ctx context.Context) error {
+		var err error
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: open bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// writtenFirst reports whether a create or compare-and-set of a key
+// failed because another client wrote the key first. On a replicated
+// bucket, a create of a deleted key that loses the race fails with the
+// server's "wrong last sequence" as it is (code 10164), neither
+// jetstream.ErrKeyExists nor ErrKeyRevisionMismatch.
+func writtenFirst(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // isLeaseLost reports whether a lease's renewal failed because the key

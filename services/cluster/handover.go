@@ -68,7 +68,7 @@ func (m *Member) claimSystemFinding(ctx context.Context, alertID string) (bool, 
 			if _, err = m.handover.Create(ctx, key, me); err == nil {
 				return true, nil
 			}
-			if errors.Is(err, jetstream.ErrKeyExists) {
+			if writtenFirst(err) {
 				continue // another instance claimed it first
 			}
 			return false, err
@@ -86,7 +86,7 @@ func (m *Member) claimSystemFinding(ctx context.Context, alertID string) (bool, 
 		if _, err = m.handover.Update(ctx, key, me, e.Revision()); err == nil {
 			return true, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if !writtenFirst(err) {
 			return false, err
 		}
 		// Another instance took it over meanwhile: read it again.
@@ -125,19 +125,6 @@ type progress struct {
 	Instance string `json:"instance"`
 	Seq      uint64 `json:"seq"`
 	Judged   int64  `json:"judged_ns"`
-}
-
-// openHandover opens (or creates) the handover bucket.
-func (m *Member) openHandover(ctx context.Context) error {
-	kv, err := m.opts.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: HandoverBucket, Description: "driftwatch: what the next owner of a partition takes over (progress, mismatch records)",
-		History: 1, Storage: jetstream.FileStorage, Replicas: max(m.opts.Replicas, 1), Placement: m.opts.Placement,
-	})
-	if err != nil {
-		return fmt.Errorf("cluster: open bucket %s: %w", HandoverBucket, err)
-	}
-	m.handover = kv
-	return nil
 }
 
 // putProgress records, for partitions, how far this instance has

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -122,11 +123,22 @@ func (d *Durable) Create(ctx context.Context) error {
 	if ckpt := d.Checkpoint(); ckpt > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, ckpt+1
 	}
-	if err := d.Stream.DeleteConsumer(ctx, d.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	// Both requests are asked again when left unanswered, as a cluster's
+	// meta leader may leave them when other clients change it at once.
+	if err := broker.RetryUnanswered(ctx, func(ctx context.Context) error {
+		if err := d.Stream.DeleteConsumer(ctx, d.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+		return nil
+	}); err != nil {
 		return fmt.Errorf("reset consumer %s: %w", d.Name, err)
 	}
-	cons, err := d.Stream.CreateOrUpdateConsumer(ctx, cfg)
-	if err != nil {
+	var cons jetstream.Consumer
+	if err := broker.RetryUnanswered(ctx, func(ctx context.Context) error {
+		var err error
+		cons, err = d.Stream.CreateOrUpdateConsumer(ctx, cfg)
+		return err
+	}); err != nil {
 		return fmt.Errorf("create consumer %s: %w", d.Name, err)
 	}
 	d.cons.Store(&cons)

@@ -132,7 +132,9 @@ func newNATSCmd() *cobra.Command {
 		Use:   "nkey SEED_FILE",
 		Short: "Make a user NKey pair: print the public key for nats.users, write the seed to SEED_FILE (mode 0600)",
 		Long: `Make a user NKey pair. The public key (U...) is printed on stdout: it goes
-in the configuration (nats.users[].nkey). The seed (SU...) is written to
+in the configuration (nats.users[].nkey) for the embedded server, or in the
+authorization of a NATS cluster of your own (deploy/nats-cluster/accounts.conf
+for the example cluster). The seed (SU...) is written to
 SEED_FILE with mode 0600 and nowhere else: the client proves it holds it
 (driftwatch --nkey SEED_FILE, nats --nkey SEED_FILE, nats.go's
 NkeyOptionFromSeed). An existing file is kept unless --force is given.`,
@@ -143,7 +145,8 @@ NkeyOptionFromSeed). An existing file is kept unless --force is given.`,
 				return err
 			}
 			printf(os.Stdout, "%s\n", pub)
-			printf(os.Stderr, "seed written to %s (mode 0600); in the configuration:\n  nats:\n    users:\n      - {name: NAME, role: publisher, systems: [SYSTEM], nkey: %s}\n", args[0], pub)
+			printf(os.Stderr, "seed written to %s (mode 0600); for the embedded server, in the configuration:\n  nats:\n    users:\n      - {name: NAME, role: publisher, systems: [SYSTEM], nkey: %s}\n"+
+				"on a NATS cluster of your own, in its authorization (deploy/nats-cluster/accounts.conf): { nkey: \"%s\", permissions: ... }\n", args[0], pub, pub)
 			return nil
 		},
 	}

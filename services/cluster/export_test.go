@@ -1,0 +1,4 @@
+package cluster
+
+// WrittenFirst is writtenFirst, for the external tests.
+var WrittenFirst = writtenFirst
