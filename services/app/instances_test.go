@@ -109,8 +109,8 @@ func TestInstancesShareThePartitions(t *testing.T) {
 			want += fmt.Sprintf(" driftwatch.in.*.%d", q)
 		}
 		i := slices.IndexFunc(st.Consumers, func(c consume.Status) bool { return c.Name == projector.PassConsumer })
-		if i < 0 || st.Consumers[i].Filter != want {
-			t.Fatalf("the status of the one pass: %+v, want the filter %q", st.Consumers, want)
+		if i < 0 || st.Consumers[i].Filter != want || st.Consumers[i].Durable != consume.InstanceName(projector.PassConsumer, e.App.Cluster.Instance()) {
+			t.Fatalf("the status of the one pass: %+v, want the filter %q and its consumer's name", st.Consumers, want)
 		}
 	}
 	for i := range orders {

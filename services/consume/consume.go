@@ -45,9 +45,12 @@ const Prefetch = 8
 
 // Status is one durable consumer's progress (GET /v1/status): the last
 // stream sequence applied, what the server still has to deliver, and its
-// dead-lettered and duplicate counts.
+// dead-lettered and duplicate counts. Name is the checkpoint's name;
+// Durable, when it differs, is the consumer's name on the server (an
+// instance of a cluster reads with its own: InstanceName).
 type Status struct {
 	Name         string `json:"name"`
+	Durable      string `json:"durable,omitempty"`
 	System       string `json:"system,omitempty"`
 	Filter       string `json:"filter"`
 	AppliedSeq   uint64 `json:"applied_seq"`

@@ -618,6 +618,9 @@ func (d *Detector) Status(ctx context.Context) consume.Status {
 	if d.dur == nil {
 		return st // not started
 	}
+	if d.dur.Name != st.Name {
+		st.Durable = d.dur.Name
+	}
 	if cons := d.dur.Consumer(); cons != nil {
 		if info, err := cons.Info(ctx); err == nil {
 			st.Pending = info.NumPending + uint64(info.NumAckPending)

@@ -1073,6 +1073,9 @@ func (p *Projector) Status(ctx context.Context) []consume.Status {
 		if f := w.subjects.Load(); f != nil {
 			st.Filter = *f // the one pass reading its partitions alone
 		}
+		if w.dur != nil && w.dur.Name != w.name {
+			st.Durable = w.dur.Name
+		}
 		// A system read by the one pass reports what the pass still has
 		// to deliver; its counts are the system's own (the pass's entry
 		// counts nothing twice).
