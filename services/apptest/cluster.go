@@ -20,39 +20,23 @@ import (
 // list of all of them.
 func StartCluster(t testing.TB, n int) ([]*server.Server, string) {
 	t.Helper()
-	routes := make([]string, n)
-	ports := make([]int, n)
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+	// The route ports are picked free, then bound by the servers: another
+	// process may take one in between, and that node never starts. A
+	// cluster that does not start is started again on other ports.
+	var servers []*server.Server
+	for attempt := 1; ; attempt++ {
+		var err error
+		if servers, err = startNodes(t, n); err == nil {
+			break
+		}
+		if attempt == 3 {
 			t.Fatal(err)
 		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
+		t.Logf("cluster start %d: %v; again on other ports", attempt, err)
 	}
-	servers := make([]*server.Server, n)
-	var urls []string
-	for i := range n {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
-			Cluster: server.ClusterOpts{Name: "driftwatch", Host: "127.0.0.1", Port: ports[i]},
-			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
-		}
-		s, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		servers[i] = s
-		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(20 * time.Second) {
-			t.Fatal("a cluster node did not start")
-		}
-		urls = append(urls, s.ClientURL())
+	urls := make([]string, n)
+	for i, s := range servers {
+		urls[i] = s.ClientURL()
 	}
 	url := strings.Join(urls, ",")
 	nc, err := nats.Connect(url)
@@ -66,6 +50,52 @@ func StartCluster(t testing.TB, n int) ([]*server.Server, string) {
 		return err
 	})
 	return servers, url
+}
+
+// startNodes starts n clustered nodes on free route ports, or shuts them
+// down and says why when one is not ready within 20 s.
+func startNodes(t testing.TB, n int) ([]*server.Server, error) {
+	routes := make([]string, n)
+	ports := make([]int, n)
+	for i := range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
+	}
+	servers := make([]*server.Server, 0, n)
+	stop := func() {
+		for _, s := range servers {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+	}
+	for i := range n {
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "driftwatch", Host: "127.0.0.1", Port: ports[i]},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		go s.Start()
+		servers = append(servers, s)
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	}
+	for i, s := range servers {
+		if !s.ReadyForConnections(20 * time.Second) {
+			stop()
+			return nil, fmt.Errorf("node n%d (route port %d) did not start", i+1, ports[i])
+		}
+	}
+	return servers, nil
 }
 
 // StreamMessages reads every message stream holds on filter now (as
