@@ -122,7 +122,7 @@ func (a *App) retireOtherShape(ctx context.Context, js jetstream.JetStream, oneP
 	} else {
 		names = append(names, projector.PassConsumer)
 	}
-	stream, err := js.Stream(ctx, events.EventsStream)
+	stream, err := broker.OpenStream(ctx, js, events.EventsStream)
 	if err != nil {
 		return err
 	}

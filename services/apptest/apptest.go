@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
+	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/services/app"
 	"github.com/driftwatch/driftwatch/services/config"
 )
@@ -153,11 +154,18 @@ func (e *Env) LastDLQ(t testing.TB, system string) (*jetstream.RawStreamMsg, err
 }
 
 // WaitApplied polls until every consumer (the projectors and the detector)
-// has nothing pending.
+// has nothing pending and the detector's checkpoint has reached the end of
+// the log as it was when called (the server's pending counts alone may
+// lag a publish just acknowledged).
 func (e *Env) WaitApplied(t testing.TB) {
 	t.Helper()
+	ctx := context.Background()
+	var last uint64
+	if s, err := e.JS.Stream(ctx, events.EventsStream); err == nil {
+		last = s.CachedInfo().State.LastSeq
+	}
 	CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		st, err := e.App.Status(context.Background())
+		st, err := e.App.Status(ctx)
 		if err != nil {
 			return err
 		}
@@ -165,6 +173,9 @@ func (e *Env) WaitApplied(t testing.TB) {
 			if c.Pending > 0 {
 				return fmt.Errorf("%s has %d pending", c.Name, c.Pending)
 			}
+		}
+		if d := e.App.Detector; d != nil && d.Applied() < last {
+			return fmt.Errorf("the detector is at %d, the log ended at %d", d.Applied(), last)
 		}
 		return nil
 	})

@@ -416,7 +416,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		// then), so that no event from there on lacks it.
 		routedFrom := uint64(0)
 		if cfg.Name == events.EventsStream {
-			st, err := js.Stream(ctx, cfg.Name)
+			st, err := OpenStream(ctx, js, cfg.Name)
 			switch {
 			case errors.Is(err, jetstream.ErrStreamNotFound):
 				routedFrom = 1
@@ -436,7 +436,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, s StreamSettings
 		err := createOrUpdate(ctx, js, cfg)
 		if err == nil && cfg.Name == events.EventsStream && s.Partitions > 0 && routedFrom == 0 {
 			var st jetstream.Stream
-			if st, err = js.Stream(ctx, cfg.Name); err == nil {
+			if st, err = OpenStream(ctx, js, cfg.Name); err == nil {
 				cfg.Metadata = routingMetadata(s.Partitions, st.CachedInfo().State.LastSeq+1)
 				err = createOrUpdate(ctx, js, cfg)
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // APIAttempt bounds one JetStream API request of RetryUnanswered. A
@@ -50,4 +51,17 @@ func RetryUnanswered(ctx context.Context, fn func(ctx context.Context) error) er
 // unanswered reports whether err is a request that timed out.
 func unanswered(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+}
+
+// OpenStream looks up the stream name, asking again when the request is
+// left unanswered (RetryUnanswered): at a start, another instance may be
+// creating or updating that stream at the same moment.
+func OpenStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+	var st jetstream.Stream
+	err := RetryUnanswered(ctx, func(ctx context.Context) error {
+		var err error
+		st, err = js.Stream(ctx, name)
+		return err
+	})
+	return st, err
 }

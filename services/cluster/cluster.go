@@ -187,7 +187,7 @@ func (m *Member) Start(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if m.stream, err = m.opts.JS.Stream(ctx, events.EventsStream); err != nil {
+	if m.stream, err = broker.OpenStream(ctx, m.opts.JS, events.EventsStream); err != nil {
 		return fmt.Errorf("cluster: open stream: %w", err)
 	}
 	if err := m.checkPartitions(ctx); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/driftwatch/driftwatch/events"
 	"github.com/driftwatch/driftwatch/projections"
+	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/driftwatch/driftwatch/services/consume"
 	"github.com/driftwatch/driftwatch/services/partition"
 	"github.com/driftwatch/driftwatch/services/schedule"
@@ -204,7 +205,7 @@ func (d *Detector) Start(ctx context.Context) error {
 	if d.opts.JS == nil || (d.opts.Applied == nil && d.opts.Pass == nil) {
 		return errors.New("detector: Options.JS, and Options.Applied or Options.Pass, are required to start")
 	}
-	s, err := d.opts.JS.Stream(ctx, events.EventsStream)
+	s, err := broker.OpenStream(ctx, d.opts.JS, events.EventsStream)
 	if err != nil {
 		return fmt.Errorf("detector: open stream: %w", err)
 	}

@@ -175,7 +175,7 @@ func New(opts Options) (*Projector, error) {
 // Start checks the stream's identity and creates (or resumes) a durable
 // consumer per system; Run reads them.
 func (p *Projector) Start(ctx context.Context) error {
-	s, err := p.opts.JS.Stream(ctx, events.EventsStream)
+	s, err := broker.OpenStream(ctx, p.opts.JS, events.EventsStream)
 	if err != nil {
 		return fmt.Errorf("projector: open stream: %w", err)
 	}
