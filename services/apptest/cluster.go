@@ -99,13 +99,16 @@ func startNodes(t testing.TB, n int) ([]*server.Server, error) {
 }
 
 // StreamMessages reads every message stream holds on filter now (as
-// ReadStream), failing the test when it cannot.
+// ReadStream), asking again for up to 10 s while it cannot (a replicated
+// stream between leaders answers nothing), then failing the test.
 func StreamMessages(t testing.TB, js jetstream.JetStream, stream, filter string) []jetstream.Msg {
 	t.Helper()
-	msgs, err := ReadStream(js, stream, filter)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var msgs []jetstream.Msg
+	CheckFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		var err error
+		msgs, err = ReadStream(js, stream, filter)
+		return err
+	})
 	return msgs
 }
 
