@@ -112,6 +112,9 @@ func TestInstancesShareThePartitions(t *testing.T) {
 		if i < 0 || st.Consumers[i].Filter != want || st.Consumers[i].Durable != consume.InstanceName(projector.PassConsumer, e.App.Cluster.Instance()) {
 			t.Fatalf("the status of the one pass: %+v, want the filter %q and its consumer's name", st.Consumers, want)
 		}
+		if i := slices.IndexFunc(st.Consumers, func(c consume.Status) bool { return c.System == "shop" }); i < 0 || st.Consumers[i].Filter != "driftwatch.in.shop driftwatch.in.shop.*" {
+			t.Fatalf("the status of shop's checkpoint: %+v, want both of its subjects", st.Consumers)
+		}
 	}
 	for i := range orders {
 		order := fmt.Sprintf("IN-%03d", i)

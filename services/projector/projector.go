@@ -1070,6 +1070,11 @@ func (p *Projector) Status(ctx context.Context) []consume.Status {
 	for _, w := range ws {
 		st := consume.Status{Name: w.name, System: w.system, Filter: w.filter, AppliedSeq: w.applied.Load(),
 			DeadLettered: w.deadLettered.Load(), Duplicates: w.duplicates.Load()}
+		if w.system != "" {
+			// What is read of the system: its bare subject and, where
+			// the stream routes by partition, its partitions' subjects.
+			st.Filter = strings.Join(events.SystemSubjects(w.system), " ")
+		}
 		if f := w.subjects.Load(); f != nil {
 			st.Filter = *f // the one pass reading its partitions alone
 		}
