@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/driftwatch/driftwatch/events"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/driftwatch/driftwatch/events"
 )
 
 // StartCluster runs n nats-servers clustered with JetStream on file

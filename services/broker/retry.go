@@ -10,18 +10,18 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// APIAttempt bounds one JetStream API request of RetryUnanswered. A
+// apiAttempt bounds one JetStream API request of RetryUnanswered. A
 // replicated stream's creation is answered well within it on a healthy
 // cluster (200–400 ms for every stream and bucket of an instance's start
 // on the test cluster); one that is slower is asked again, which is
 // harmless since the requests repeated are idempotent.
-const APIAttempt = 2 * time.Second
+const apiAttempt = 2 * time.Second
 
 // apiAttempts is how many times RetryUnanswered asks.
 const apiAttempts = 8
 
 // RetryUnanswered runs the JetStream API request fn until it is answered,
-// each attempt within APIAttempt, at most eight times and never past ctx.
+// each attempt within apiAttempt, at most eight times and never past ctx.
 // On a JetStream cluster, clients changing the cluster's assignments at
 // once (instances of driftwatch starting together, creating the same
 // replicated streams and buckets, or their consumers) may wait in vain
@@ -33,7 +33,7 @@ const apiAttempts = 8
 func RetryUnanswered(ctx context.Context, fn func(ctx context.Context) error) error {
 	var err error
 	for range apiAttempts {
-		attempt, cancel := context.WithTimeout(ctx, APIAttempt)
+		attempt, cancel := context.WithTimeout(ctx, apiAttempt)
 		err = fn(attempt)
 		cancel()
 		if err == nil || ctx.Err() != nil || !unanswered(err) {

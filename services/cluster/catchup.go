@@ -132,7 +132,9 @@ func (m *Member) change(want []int) error {
 	// partitions over until they are owned, and the catch-up moves their
 	// marks. Under the change only what came meanwhile is left.
 	early := 0
-	m.unread = nil
+	// What the log no longer held of the gained partitions: found by the
+	// bulk, whose catch-up moves the marks past it.
+	var unread *Unread
 	var gaining []int
 	for _, p := range want {
 		if !m.opts.Owned.OwnsPartition(p) {
@@ -145,7 +147,7 @@ func (m *Member) change(want []int) error {
 		prev, err := m.previousOwners(ctx, gaining)
 		if err == nil {
 			m.reach(ctx, prev)
-			early, err = m.catchUp(ctx, gaining, m.liveCheckpoints(), prev)
+			early, unread, err = m.catchUp(ctx, gaining, m.liveCheckpoints(), prev)
 		}
 		if err == nil {
 			err = m.judgeAsBefore(prev)
@@ -186,8 +188,12 @@ func (m *Member) change(want []int) error {
 			if err != nil {
 				return fmt.Errorf("cluster: read the progress of partitions %v: %w", gained, err)
 			}
-			if replayed, err = m.catchUp(ctx, gained, ckpts, prev); err != nil {
+			var rest *Unread
+			if replayed, rest, err = m.catchUp(ctx, gained, ckpts, prev); err != nil {
 				return fmt.Errorf("cluster: catch up partitions %v: %w", gained, err)
+			}
+			if rest != nil {
+				unread = rest
 			}
 			if err := m.judgeAsBefore(prev); err != nil {
 				return fmt.Errorf("cluster: judge partitions %v as before: %w", gained, err)
@@ -213,7 +219,7 @@ func (m *Member) change(want []int) error {
 			m.opts.Detector.Engine().ResetDueFloor()
 		}
 		c := Change{At: time.Now().UTC(), Gained: gained, Lost: lost, Replayed: early + replayed, Adopted: adopted,
-			Took: time.Since(start), Paused: time.Since(paused), Unread: m.unread}
+			Took: time.Since(start), Paused: time.Since(paused), Unread: unread}
 		m.mu.Lock()
 		m.last = c
 		m.mu.Unlock()
@@ -258,7 +264,7 @@ func (m *Member) reach(ctx context.Context, prev map[int]progress) {
 // checkpoints (what the consumers read later is theirs). Each batch
 // moves the marks it covered, in the same durable commit, so a catch-up
 // cut short goes on where it stopped.
-func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uint64, prev map[int]progress) (int, error) {
+func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uint64, prev map[int]progress) (replayed int, unread *Unread, err error) {
 	n := m.opts.Partitions
 	marks := make(map[int]map[string]uint64, len(gained))
 	// From the lowest mark still behind its consumer's checkpoint to the
@@ -270,7 +276,7 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 		for c, ck := range ckpts {
 			seq, err := m.readMark(markKey(p, c))
 			if err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 			mk[c] = seq
 			if seq < ck {
@@ -280,10 +286,10 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 		marks[p] = mk
 	}
 	if to == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
-	if err := m.checkUnread(ctx, gained, marks, ckpts); err != nil {
-		return 0, err
+	if unread, err = m.checkUnread(ctx, gained, marks, ckpts); err != nil {
+		return 0, nil, err
 	}
 	// Every subject of the configured systems; once the stream routes by
 	// partition from the first event read, the gained partitions' alone
@@ -304,7 +310,7 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1,
 	})
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	det := detector.ConsumerName
 	replayed, deadLettered := 0, 0
@@ -316,17 +322,17 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 	for {
 		batch, err := cons.FetchNoWait(catchUpBatch)
 		if err != nil {
-			return replayed, err
+			return replayed, unread, err
 		}
 		var msgs []jetstream.Msg
 		for msg := range batch.Messages() {
 			msgs = append(msgs, msg)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-			return replayed, err
+			return replayed, unread, err
 		}
 		if len(msgs) == 0 {
-			return replayed, nil // the log has nothing more of these subjects
+			return replayed, unread, nil // the log has nothing more of these subjects
 		}
 		last := uint64(0)
 		tx := m.opts.Store.NewTx(true)
@@ -413,13 +419,13 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 			return nil
 		})
 		if err != nil {
-			return replayed, err
+			return replayed, unread, err
 		}
 		m.renewIfDue(ctx)
 		// Done at the last checkpoint, or when the log has nothing more
 		// of these subjects (the last message says how many follow it).
 		if meta, err := msgs[len(msgs)-1].Metadata(); err != nil || meta.Sequence.Stream >= to || meta.NumPending == 0 {
-			return replayed, err
+			return replayed, unread, err
 		}
 	}
 }
@@ -430,12 +436,12 @@ func (m *Member) catchUp(ctx context.Context, gained []int, ckpts map[string]uin
 // cannot be brought up to date: it is as of when this instance gave them
 // up, plus what the log still holds. The catch-up goes on, as a partition
 // never held here is caught up from what the log holds; the range is
-// logged as an error and kept for the change's record (Change.Unread),
-// and README says how to start the instance afresh.
-func (m *Member) checkUnread(ctx context.Context, gained []int, marks map[int]map[string]uint64, ckpts map[string]uint64) error {
+// logged as an error and returned for the change's record
+// (Change.Unread), and README says how to start the instance afresh.
+func (m *Member) checkUnread(ctx context.Context, gained []int, marks map[int]map[string]uint64, ckpts map[string]uint64) (*Unread, error) {
 	info, err := m.stream.Info(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	first := info.State.FirstSeq
 	var u *Unread
@@ -458,9 +464,8 @@ func (m *Member) checkUnread(ctx context.Context, gained []int, marks map[int]ma
 	}
 	if u != nil {
 		slices.Sort(u.Partitions)
-		m.unread = u
 		m.log.Error().Ints("partitions", u.Partitions).Uint64("from", u.From).Uint64("to", u.To).
 			Msg("cluster: the log no longer holds events of partitions taken back since this instance gave them up; their state here misses them (empty the data folder and restart the instance to hold only what the log holds)")
 	}
-	return nil
+	return u, nil
 }

@@ -114,7 +114,6 @@ type Member struct {
 	owners    map[int]string // each partition's owner, as the last round saw it
 	instances []Instance     // the live instances, as the last round saw them
 	last      Change         // the last change of ownership
-	unread    *Unread        // what the change under way could not read (catchUp)
 	svc       micro.Service  // announces what this instance owns (router.go)
 
 	srv servers

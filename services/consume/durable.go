@@ -7,8 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/driftwatch/driftwatch/services/broker"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/driftwatch/driftwatch/services/broker"
 )
 
 // Durable is the whole life of one durable consumer of the log, the same
