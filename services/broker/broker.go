@@ -464,6 +464,9 @@ func routingMetadata(n int, from uint64) map[string]string {
 	return map[string]string{metaPartitions: strconv.Itoa(n), metaRoutedFrom: strconv.FormatUint(from, 10)}
 }
 
+// createOrUpdate creates the stream cfg or updates it to cfg, asked again
+// when left unanswered (RetryUnanswered); without atomic batches when the
+// server refuses them.
 func createOrUpdate(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
 	put := func(cfg jetstream.StreamConfig) error {
 		return RetryUnanswered(ctx, func(ctx context.Context) error {

@@ -133,7 +133,8 @@ type Projector struct {
 	// routing is how the events stream names partitions in its subjects
 	// (read at Start; every instance of a cluster has the same count).
 	routing broker.Routing
-	// ownsPartition is Options.Owned's (nil: every order).
+	// ownsPartition is Options.Owned's OwnsPartition, kept as a value so
+	// that each event's delivery does not make one (nil: every order).
 	ownsPartition func(int) bool
 
 	mu      sync.Mutex
